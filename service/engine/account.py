@@ -1,0 +1,180 @@
+"""Per-account state: the account's posts, its follower history and its actor sketches.
+
+Times are epoch seconds of event time. Interactions are attributed to their post, so that
+the window is a window of posts ("interactions on the window's posts") and bursts can be
+measured from the posting time. An interaction that arrives before its post waits on a
+placeholder post (`posted_at is None`) until the post event arrives.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from service.engine.sketches import ActorSketch
+
+INTERACTION_KINDS = ("like", "comment", "share")
+MAX_PENDING_TIMES = 256
+FOLLOWER_HISTORY_LIMIT = 64
+
+
+class Post:
+    __slots__ = ("comments", "early", "first_seen_at", "likes", "pending", "posted_at",
+                 "shares", "sponsored", "topics")
+
+    def __init__(self, first_seen_at: float) -> None:
+        self.posted_at: float | None = None
+        self.first_seen_at = first_seen_at
+        self.sponsored = False
+        self.topics: tuple[str, ...] = ()
+        self.likes = 0
+        self.comments = 0
+        self.shares = 0
+        self.early = 0  # interactions within the burst window after posting
+        self.pending: list[float] | None = None  # interaction times before the post is known
+
+    @property
+    def interactions(self) -> int:
+        return self.likes + self.comments + self.shares
+
+    @property
+    def anchor_time(self) -> float:
+        return self.first_seen_at if self.posted_at is None else self.posted_at
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    """A post as the scoring sees it: inside the window, its post event known."""
+
+    posted_at: float
+    sponsored: bool
+    topics: tuple[str, ...]
+    likes: int
+    comments: int
+    shares: int
+    early: int
+    followers_at_post: int | None
+
+
+class Account:
+    __slots__ = ("account_id", "actors", "followers", "last_event_at", "partition", "posts")
+
+    def __init__(self, account_id: str, partition: int) -> None:
+        self.account_id = account_id
+        self.partition = partition
+        self.posts: dict[str, Post] = {}
+        self.followers: list[tuple[float, int]] = []  # (time, count), ascending by time
+        self.actors: dict[int, ActorSketch] = {}  # actor-time bucket -> sketch
+        self.last_event_at = -math.inf
+
+    def touch(self, occurred_at: float) -> None:
+        if occurred_at > self.last_event_at:
+            self.last_event_at = occurred_at
+
+    def record_post(
+        self, post_id: str, occurred_at: float, sponsored: bool, topics: tuple[str, ...],
+        burst_window_s: float, max_posts: int,
+    ) -> None:
+        post = self.posts.get(post_id)
+        if post is None:
+            post = self._new_post(post_id, occurred_at, max_posts)
+        elif post.posted_at is not None:
+            return  # the same post announced twice under different event ids: keep the first
+        post.posted_at = occurred_at
+        post.sponsored = sponsored
+        post.topics = topics
+        if post.pending:
+            post.early = sum(1 for seen in post.pending if seen - occurred_at <= burst_window_s)
+        post.pending = None
+
+    def record_interaction(
+        self, kind: str, post_id: str, occurred_at: float, actor: int,
+        actor_bucket: int, burst_window_s: float, max_posts: int,
+    ) -> None:
+        post = self.posts.get(post_id)
+        if post is None:
+            post = self._new_post(post_id, occurred_at, max_posts)
+        if kind == "like":
+            post.likes += 1
+        elif kind == "comment":
+            post.comments += 1
+        else:
+            post.shares += 1
+        if post.posted_at is None:
+            if post.pending is None:
+                post.pending = []
+            if len(post.pending) < MAX_PENDING_TIMES:
+                post.pending.append(occurred_at)
+        elif occurred_at - post.posted_at <= burst_window_s:
+            post.early += 1
+        sketch = self.actors.get(actor_bucket)
+        if sketch is None:
+            sketch = self.actors[actor_bucket] = ActorSketch()
+        sketch.add(actor)
+
+    def record_followers(self, occurred_at: float, followers: int) -> None:
+        history = self.followers
+        entry = (occurred_at, followers)
+        if not history or occurred_at >= history[-1][0]:
+            history.append(entry)
+        else:
+            bisect.insort(history, entry)
+        if len(history) > FOLLOWER_HISTORY_LIMIT:
+            # Keep the newest and thin the oldest half: the window needs recent precision.
+            del history[1 : len(history) // 2 : 2]
+
+    def followers_at(self, moment: float) -> int | None:
+        history = self.followers
+        if not history:
+            return None
+        index = bisect.bisect_right(history, (moment, math.inf))
+        # Before the first observation, the first one is the best estimate there is.
+        return history[index - 1][1] if index else history[0][1]
+
+    def window_posts(self, window_start: float) -> list[PostView]:
+        views = []
+        for post in self.posts.values():
+            if post.posted_at is None or post.posted_at < window_start:
+                continue
+            views.append(
+                PostView(
+                    posted_at=post.posted_at,
+                    sponsored=post.sponsored,
+                    topics=post.topics,
+                    likes=post.likes,
+                    comments=post.comments,
+                    shares=post.shares,
+                    early=post.early,
+                    followers_at_post=self.followers_at(post.posted_at),
+                )
+            )
+        return views
+
+    def awaiting_post(self, window_start: float) -> int:
+        return sum(
+            post.interactions
+            for post in self.posts.values()
+            if post.posted_at is None and post.first_seen_at >= window_start
+        )
+
+    def expire(self, horizon: float, first_live_bucket: int) -> bool:
+        """Drops state older than `horizon`; returns whether anything is left."""
+        stale = [pid for pid, post in self.posts.items() if post.anchor_time < horizon]
+        for post_id in stale:
+            del self.posts[post_id]
+        for bucket in [b for b in self.actors if b < first_live_bucket]:
+            del self.actors[bucket]
+        history = self.followers
+        # Keep the last observation before the horizon: it is the count at the window start.
+        cut = bisect.bisect_left(history, (horizon, -1))
+        if cut > 1:
+            del history[: cut - 1]
+        return bool(self.posts or self.actors or self.last_event_at >= horizon)
+
+    def _new_post(self, post_id: str, occurred_at: float, max_posts: int) -> Post:
+        if len(self.posts) >= max_posts:
+            oldest = min(self.posts, key=lambda pid: self.posts[pid].anchor_time)
+            del self.posts[oldest]
+        post = self.posts[post_id] = Post(occurred_at)
+        return post

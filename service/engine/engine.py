@@ -1,0 +1,199 @@
+"""The engine: folds events into per-account state and answers scores. Pure; no I/O.
+
+Time is event time. Each Kafka partition has its own stream time (the latest event time
+seen on it); accounts are keyed by account_id, so each lives in one partition and its
+window ends at that partition's stream time. A replay of history therefore gives the
+same answers as live traffic, and a partition's state can move between instances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from service.engine.account import Account
+from service.engine.scoring import (
+    TOP_ACTORS,
+    Counts,
+    Credibility,
+    Engagement,
+    count_window,
+    measure_engagement,
+    score_credibility,
+)
+from service.engine.sketches import actor_hash, summarize
+from service.engine.tiers import TIER_SCHEMES, TierScheme
+from service.events import Event, FollowersEvent, PostEvent
+
+DAY_S = 86_400.0
+DEDUPE_BUCKET_S = 3_600.0
+ACTOR_BUCKETS_PER_WINDOW = 6
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    window_s: float = 30 * DAY_S
+    allowed_lateness_s: float = 6 * 3_600.0
+    burst_window_s: float = 30.0
+    tier_scheme: str = "article"
+    max_accounts: int = 1_000_000
+    max_posts_per_account: int = 256
+
+    @property
+    def actor_bucket_s(self) -> float:
+        return self.window_s / ACTOR_BUCKETS_PER_WINDOW
+
+    @property
+    def tiers(self) -> TierScheme:
+        return TIER_SCHEMES[self.tier_scheme]
+
+
+class Outcome(StrEnum):
+    COUNTED = "counted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class PartitionClock:
+    """Stream time of one partition and the event ids it has seen within the lateness."""
+
+    __slots__ = ("seen_ids", "stream_time")
+
+    def __init__(self) -> None:
+        self.stream_time = -math.inf
+        self.seen_ids: dict[int, set[str]] = {}  # hour of occurred_at -> event ids
+
+
+@dataclass(frozen=True, slots=True)
+class AccountScore:
+    account_id: str
+    partition: int
+    tier: str
+    tier_scheme: str
+    followers: int | None
+    counts: Counts
+    engagement: Engagement
+    credibility: Credibility
+    window_days: float
+    window_start: float
+    as_of: float
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Monotonic counters that the metrics layer reads."""
+
+    evicted_accounts: int = 0
+    expired_accounts: int = 0
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.accounts: OrderedDict[str, Account] = OrderedDict()  # least recently active first
+        self.partitions: dict[int, PartitionClock] = {}
+        self.stats = EngineStats()
+
+    def clock(self, partition: int) -> PartitionClock:
+        clock = self.partitions.get(partition)
+        if clock is None:
+            clock = self.partitions[partition] = PartitionClock()
+        return clock
+
+    def apply(self, event: Event, partition: int = 0) -> Outcome:
+        config = self.config
+        occurred_at = event.occurred_at.timestamp()
+        clock = self.clock(partition)
+        if occurred_at < clock.stream_time - config.allowed_lateness_s:
+            return Outcome.LATE
+        hour = int(occurred_at // DEDUPE_BUCKET_S)
+        seen = clock.seen_ids.get(hour)
+        if seen is None:
+            seen = clock.seen_ids[hour] = set()
+        elif event.event_id in seen:
+            return Outcome.DUPLICATE
+        seen.add(event.event_id)
+        if occurred_at > clock.stream_time:
+            clock.stream_time = occurred_at
+
+        account = self._account_for(event.account_id, partition)
+        account.touch(occurred_at)
+        if isinstance(event, FollowersEvent):
+            account.record_followers(occurred_at, event.followers)
+        elif isinstance(event, PostEvent):
+            account.record_post(
+                event.post_id, occurred_at, event.sponsored, tuple(event.topics),
+                config.burst_window_s, config.max_posts_per_account,
+            )
+        else:
+            account.record_interaction(
+                event.type, event.post_id, occurred_at, actor_hash(event.actor_id),
+                int(occurred_at // config.actor_bucket_s), config.burst_window_s,
+                config.max_posts_per_account,
+            )
+        return Outcome.COUNTED
+
+    def _account_for(self, account_id: str, partition: int) -> Account:
+        accounts = self.accounts
+        account = accounts.get(account_id)
+        if account is not None:
+            accounts.move_to_end(account_id)
+            account.partition = partition
+            return account
+        if len(accounts) >= self.config.max_accounts:
+            accounts.popitem(last=False)
+            self.stats.evicted_accounts += 1
+        account = accounts[account_id] = Account(account_id, partition)
+        return account
+
+    def expire(self) -> int:
+        """Drops state that has left every window; returns how many accounts went."""
+        config = self.config
+        for clock in self.partitions.values():
+            first_live_hour = int((clock.stream_time - config.allowed_lateness_s) // DEDUPE_BUCKET_S)
+            for hour in [h for h in clock.seen_ids if h < first_live_hour]:
+                del clock.seen_ids[hour]
+        gone = []
+        for account_id, account in self.accounts.items():
+            clock = self.partitions.get(account.partition)
+            if clock is None or clock.stream_time == -math.inf:
+                continue
+            horizon = clock.stream_time - config.window_s - config.allowed_lateness_s
+            if not account.expire(horizon, int(horizon // config.actor_bucket_s)):
+                gone.append(account_id)
+        for account_id in gone:
+            del self.accounts[account_id]
+        self.stats.expired_accounts += len(gone)
+        return len(gone)
+
+    def score(self, account_id: str) -> AccountScore | None:
+        account = self.accounts.get(account_id)
+        if account is None:
+            return None
+        config = self.config
+        as_of = self.clock(account.partition).stream_time
+        window_start = as_of - config.window_s
+        posts = account.window_posts(window_start)
+        followers = account.followers_at(as_of)
+        counts = count_window(posts, account.awaiting_post(window_start))
+        engagement = measure_engagement(posts, followers)
+        first_bucket = int(window_start // config.actor_bucket_s)
+        actors = summarize(
+            (sketch for bucket, sketch in account.actors.items() if bucket >= first_bucket),
+            TOP_ACTORS,
+        )
+        return AccountScore(
+            account_id=account_id,
+            partition=account.partition,
+            tier=config.tiers.tier_for(followers),
+            tier_scheme=config.tiers.name,
+            followers=followers,
+            counts=counts,
+            engagement=engagement,
+            credibility=score_credibility(posts, counts, engagement, actors),
+            window_days=config.window_s / DAY_S,
+            window_start=window_start,
+            as_of=as_of,
+        )

@@ -1,0 +1,47 @@
+"""The one Settings object: read from ENGAGEMENT_* environment variables at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENGAGEMENT_", frozen=True)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    events_topic: str = "engagement-events"
+    dlq_topic: str = "engagement-events.dlq"
+    consumer_group: str = "engagement-scorer"
+    fetch_max_records: int = Field(default=2000, ge=1)
+    fetch_timeout_ms: int = Field(default=200, ge=1)
+
+    snapshot_dir: Path = Path(".snapshots")
+    snapshot_interval_s: float = Field(default=60.0, gt=0)
+    snapshots_kept: int = Field(default=3, ge=1)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    api_token: str = ""
+    protect_reads: bool = False
+    max_request_body_bytes: int = Field(default=4096, ge=0)
+
+    window_days: float = Field(default=30.0, gt=0)
+    allowed_lateness_s: float = Field(default=6 * 3600.0, ge=0)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    burst_window_s: float = Field(default=30.0, gt=0)
+    tier_scheme: Literal["article", "industry"] = "article"
+    max_accounts: int = Field(default=1_000_000, ge=1)
+    max_posts_per_account: int = Field(default=256, ge=1)
+    max_event_bytes: int = Field(default=8192, ge=256)
+    expiry_interval_s: float = Field(default=60.0, gt=0)
+
+    dlq_retry_initial_s: float = Field(default=0.2, gt=0)
+    dlq_retry_max_s: float = Field(default=10.0, gt=0)
+
+    log_format: Literal["auto", "json", "plain"] = "auto"
+    log_level: str = "INFO"
