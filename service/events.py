@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 MAX_ID_CHARS = 128
 MAX_TOPICS = 20
@@ -31,7 +32,9 @@ class _EventBase(BaseModel):
 
     event_id: EventId = Field(description="Unique per event; a re-sent event counts once.")
     account_id: AccountId = Field(description="The scored account; also the Kafka key.")
-    occurred_at: AwareDatetime = Field(description="RFC 3339 time with offset, e.g. 2026-11-24T10:00:00Z.")
+    occurred_at: AwareDatetime = Field(
+        description="RFC 3339 time with offset, e.g. 2026-11-24T10:00:00Z."
+    )
 
 
 class _InteractionBase(_EventBase):
@@ -74,7 +77,7 @@ EVENT_TYPES: tuple[type[BaseModel], ...] = (
 )
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Event, Field(discriminator="type")]  # type: ignore[arg-type]
+    Annotated[Event, Field(discriminator="type")]
 )
 
 
@@ -106,7 +109,7 @@ _TIMESTAMP_ERRORS = frozenset(
 )
 
 
-def _classify(error: dict[str, Any]) -> RejectReason:
+def _classify(error: ErrorDetails) -> RejectReason:
     kind = error["type"]
     location = error["loc"]
     field = str(location[-1]) if location else ""
@@ -125,7 +128,7 @@ def _classify(error: dict[str, Any]) -> RejectReason:
     return RejectReason.INVALID_VALUE
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"])
     return f"{location}: {message}" if location else message

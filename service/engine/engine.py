@@ -152,15 +152,16 @@ class Engine:
         """Drops state that has left every window; returns how many accounts went."""
         config = self.config
         for clock in self.partitions.values():
-            first_live_hour = int((clock.stream_time - config.allowed_lateness_s) // DEDUPE_BUCKET_S)
+            oldest_live = clock.stream_time - config.allowed_lateness_s
+            first_live_hour = int(oldest_live // DEDUPE_BUCKET_S)
             for hour in [h for h in clock.seen_ids if h < first_live_hour]:
                 del clock.seen_ids[hour]
         gone = []
         for account_id, account in self.accounts.items():
-            clock = self.partitions.get(account.partition)
-            if clock is None or clock.stream_time == -math.inf:
+            owner = self.partitions.get(account.partition)
+            if owner is None or owner.stream_time == -math.inf:
                 continue
-            horizon = clock.stream_time - config.window_s - config.allowed_lateness_s
+            horizon = owner.stream_time - config.window_s - config.allowed_lateness_s
             if not account.expire(horizon, int(horizon // config.actor_bucket_s)):
                 gone.append(account_id)
         for account_id in gone:

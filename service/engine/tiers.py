@@ -57,4 +57,4 @@ SMALLEST_SIZE_FOR_NORM = 100
 def expected_engagement_rate(followers: int) -> float:
     """The engagement rate that is normal for an account of this size."""
     size = max(followers, SMALLEST_SIZE_FOR_NORM) / REFERENCE_FOLLOWERS
-    return REFERENCE_ENGAGEMENT_RATE * size**-ENGAGEMENT_SIZE_ELASTICITY
+    return float(REFERENCE_ENGAGEMENT_RATE * size**-ENGAGEMENT_SIZE_ELASTICITY)

@@ -1,0 +1,63 @@
+"""Wiring: settings, metrics, the consumer task and the HTTP app, with a clean lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from service import __version__, problems
+from service.api import router
+from service.consumer import StreamConsumer
+from service.metrics import Metrics
+from service.middleware import BodyLimit, RequestMetrics
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    consumer = StreamConsumer(settings, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(consumer.run(), name="consumer")
+        task.add_done_callback(_report_exit)
+        yield
+        consumer.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.error("consumer did not stop in time; exiting without a final snapshot",
+                      extra={"timeout_s": settings.shutdown_timeout_s})
+            task.cancel()
+        except Exception:
+            log.exception("consumer failed during shutdown")
+
+    app = FastAPI(
+        title="Engagement scoring",
+        version=__version__,
+        summary="Credible micro-influencers from a live stream of interactions.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.consumer = consumer
+    app.include_router(router)
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("consumer stopped with an error", exc_info=error)

@@ -1,0 +1,109 @@
+"""Demo traffic for `make run`: a few hundred accounts of different kinds, first a week
+of history, then a live stream, so a newcomer sees scores appear and move.
+
+    python -m service.demo [--accounts 300] [--rate 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import asyncio
+import random
+import time
+from dataclasses import replace
+from datetime import datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from service.settings import Settings
+from service.simulation import Profile, account_events, demo_accounts, rfc3339
+
+HISTORY_DAYS = 7
+MAX_DEMO_INTERACTIONS_PER_POST = 150
+NEW_POST_CHANCE = 0.005
+
+
+async def produce(accounts: int, rate: float, seed: int) -> None:
+    settings = Settings()
+    rng = random.Random(seed)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                linger_ms=20, acks=1)
+    await producer.start()
+    try:
+        chosen = demo_accounts(accounts, rng)
+        now = time.time()
+        history: list[dict[str, object]] = []
+        for account_id, profile in chosen:
+            shaped = replace(profile, interactions_per_post=min(
+                profile.interactions_per_post, MAX_DEMO_INTERACTIONS_PER_POST))
+            start = now - HISTORY_DAYS * 86_400 + rng.uniform(0, 86_400)
+            spacing = (HISTORY_DAYS * 86_400) / (shaped.posts + 1)
+            history.extend(
+                event for event in account_events(account_id, shaped, start, spacing, rng,
+                                                  interaction_span_s=spacing / 2)
+                if _epoch(str(event["occurred_at"])) <= now)
+        # In time order, as a real replay would be: the engine windows by event time.
+        history.sort(key=lambda event: str(event["occurred_at"]))
+        for event in history:
+            await producer.send(settings.events_topic, orjson.dumps(event),
+                                key=str(event["account_id"]).encode())
+        sent = len(history)
+        await producer.flush()
+        print(f"demo: sent {sent} events of history for {accounts} accounts; "
+              f"now streaming live at ~{rate:g} events/s", flush=True)
+        await _stream_live(producer, settings.events_topic, chosen, rate, rng, seed)
+    finally:
+        await producer.stop()
+
+
+async def _stream_live(producer: AIOKafkaProducer, topic: str,
+                       chosen: list[tuple[str, Profile]], rate: float,
+                       rng: random.Random, seed: int) -> None:
+    """New posts now and then, and interactions on each account's newest post."""
+    newest_post = {account_id: f"{account_id}-post-{profile.posts - 1}"
+                   for account_id, profile in chosen}
+    sent = 0
+    started = time.monotonic()
+    while True:
+        account_id, profile = rng.choice(chosen)
+        event: dict[str, object]
+        if rng.random() < NEW_POST_CHANCE:
+            post_id = f"{account_id}-live-{seed}-{sent}"
+            newest_post[account_id] = post_id
+            event = {"event_id": f"{post_id}-created", "type": "post",
+                     "account_id": account_id, "post_id": post_id,
+                     "sponsored": rng.random() < profile.sponsored_share,
+                     "topics": ["live"], "occurred_at": rfc3339(time.time())}
+        else:
+            kind = "like"
+            if rng.random() < profile.deep_share:
+                kind = "comment" if rng.random() < 0.7 else "share"
+            event = {"event_id": f"{account_id}-live-{seed}-{sent}", "type": kind,
+                     "account_id": account_id, "post_id": newest_post[account_id],
+                     "actor_id": f"{account_id}-fan-{rng.randrange(profile.audience)}",
+                     "occurred_at": rfc3339(time.time())}
+        await producer.send(topic, orjson.dumps(event), key=account_id.encode())
+        sent += 1
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+def _epoch(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=400.0, help="live events per second")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    arguments = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(produce(arguments.accounts, arguments.rate, arguments.seed))
+
+
+if __name__ == "__main__":
+    main()

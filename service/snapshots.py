@@ -1,0 +1,127 @@
+"""Snapshots on disk: the engine's state together with the Kafka offsets it reflects.
+
+File layout (all integers big-endian):
+    magic b"ENGSNAP1" | format version u16 | payload length u64 | CRC-32 of payload u32 |
+    payload = zlib(msgpack({"partitions": {p: {"offset", "stream_time", "seen_ids"}},
+                            "accounts": [...], "written_at": epoch seconds}))
+Files are written to a temporary name, fsynced and renamed, so a reader sees a whole
+snapshot or none; a damaged file is detected by length and checksum and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+FORMAT_VERSION = 1
+MAGIC = b"ENGSNAP1"
+_HEADER = struct.Struct(">8sHQI")
+_NAME = re.compile(r"^snapshot-(\d{12})\.bin$")
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotError(Exception):
+    """A snapshot file that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    path: Path
+    offsets: dict[int, int]  # partition -> next offset to consume
+    partitions: dict[int, Any]
+    accounts: list[Any]
+    written_at: float
+
+
+def encode(offsets: dict[int, int], partitions: dict[int, Any], accounts: list[Any]) -> bytes:
+    body = {
+        "written_at": time.time(),
+        "partitions": {
+            partition: {**plain, "offset": offsets.get(partition)}
+            for partition, plain in partitions.items()
+        },
+        "accounts": accounts,
+    }
+    payload = zlib.compress(msgpack.packb(body, use_bin_type=True), 1)
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(path: Path, data: bytes) -> Snapshot:
+    if len(data) < _HEADER.size:
+        raise SnapshotError(f"{path.name}: truncated header ({len(data)} bytes)")
+    magic, version, length, checksum = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise SnapshotError(f"{path.name}: not a snapshot file (bad magic)")
+    if version != FORMAT_VERSION:
+        raise SnapshotError(
+            f"{path.name}: format version {version}; this build reads version {FORMAT_VERSION}"
+        )
+    payload = data[_HEADER.size :]
+    if len(payload) != length:
+        raise SnapshotError(f"{path.name}: truncated ({len(payload)} of {length} bytes)")
+    if zlib.crc32(payload) != checksum:
+        raise SnapshotError(f"{path.name}: checksum mismatch (corrupted)")
+    try:
+        body = msgpack.unpackb(
+            zlib.decompress(payload), use_list=True, strict_map_key=False, raw=False
+        )
+    except (ValueError, zlib.error, msgpack.UnpackException) as broken:
+        raise SnapshotError(f"{path.name}: undecodable payload ({broken})") from broken
+    partitions = {int(p): plain for p, plain in body["partitions"].items()}
+    offsets = {p: int(plain["offset"]) for p, plain in partitions.items()
+               if plain.get("offset") is not None}
+    return Snapshot(path, offsets, partitions, body["accounts"], float(body["written_at"]))
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path, keep: int) -> None:
+        self.directory = directory
+        self.keep = keep
+
+    def files(self) -> list[Path]:
+        """Snapshot files, newest first."""
+        if not self.directory.is_dir():
+            return []
+        named = [(int(m.group(1)), p) for p in self.directory.iterdir()
+                 if (m := _NAME.match(p.name))]
+        return [path for _, path in sorted(named, reverse=True)]
+
+    def write(self, data: bytes) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        existing = self.files()
+        sequence = int(_NAME.match(existing[0].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
+        final = self.directory / f"snapshot-{sequence:012d}.bin"
+        temporary = final.with_suffix(".tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        directory_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+        for stale in self.files()[self.keep :]:
+            stale.unlink(missing_ok=True)
+        return final
+
+    def load_newest(self) -> Snapshot | None:
+        """The newest snapshot that reads back whole; damaged ones are logged and skipped."""
+        for path in self.files():
+            try:
+                return decode(path, path.read_bytes())
+            except (SnapshotError, OSError, KeyError, TypeError, ValueError) as broken:
+                log.error("skipping unusable snapshot", extra={"path": str(path),
+                                                               "reason": str(broken)})
+        return None
