@@ -47,6 +47,7 @@ class Post:
 class PostView:
     """A post as the scoring sees it: inside the window, its post event known."""
 
+    post_id: str
     posted_at: float
     sponsored: bool
     topics: tuple[str, ...]
@@ -134,11 +135,12 @@ class Account:
 
     def window_posts(self, window_start: float) -> list[PostView]:
         views = []
-        for post in self.posts.values():
+        for post_id, post in self.posts.items():
             if post.posted_at is None or post.posted_at < window_start:
                 continue
             views.append(
                 PostView(
+                    post_id=post_id,
                     posted_at=post.posted_at,
                     sponsored=post.sponsored,
                     topics=post.topics,
@@ -149,6 +151,8 @@ class Account:
                     followers_at_post=self.followers_at(post.posted_at),
                 )
             )
+        # Arrival order must not change a float sum: replays in any order agree exactly.
+        views.sort(key=lambda view: (view.posted_at, view.post_id))
         return views
 
     def awaiting_post(self, window_start: float) -> int:

@@ -1,0 +1,65 @@
+# Two commands matter: `make run` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 9092
+export KAFKA_PORT
+export ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+
+.PHONY: run test install broker broker-stop lint typecheck unit integration chart schemas bench clean
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/activate
+
+install: $(BIN)/activate
+
+broker:
+	@if $(BIN)/python scripts/broker_answers.py 2>/dev/null; then \
+	  echo "kafka: $$ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS answers; using it"; \
+	else scripts/kafka.sh start; fi
+
+broker-stop:
+	scripts/kafka.sh stop
+
+## make run: local broker (if none answers), topics, the service and demo traffic.
+run: install broker
+	$(BIN)/python scripts/create_topics.py
+	@echo ""
+	@echo "  service:  http://localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/docs"
+	@echo "  a score:  curl -s localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/accounts/authentic-micro-0000/score"
+	@echo "  metrics:  curl -s localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/metrics"
+	@echo "  (demo accounts are named <kind>-<number>, e.g. pod-pumped-0003; Ctrl-C stops)"
+	@echo ""
+	@trap 'kill $$demo 2>/dev/null' EXIT; \
+	  $(BIN)/python -m service.demo --accounts 300 & demo=$$!; \
+	  ENGAGEMENT_LOG_FORMAT=$${ENGAGEMENT_LOG_FORMAT:-plain} $(BIN)/python -m service
+
+## make test: everything, from a fresh clone: lint, types, unit, integration, chart.
+test: install broker lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory chart
+
+lint: install
+	$(BIN)/ruff check service scripts tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+schemas:
+	$(BIN)/python scripts/export_schemas.py
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install broker
+	$(BIN)/python -m pytest -q tests/integration
+
+chart:
+	scripts/check_chart.sh
+
+clean:
+	rm -rf $(VENV) .snapshots .tools

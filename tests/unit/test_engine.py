@@ -1,0 +1,107 @@
+import pytest
+
+from service.engine import Engine, EngineConfig, Outcome
+from tests.events import decoded, followers, interaction, post
+
+DAY = 86_400.0
+
+
+def feed(engine: Engine, *events: dict[str, object], partition: int = 0) -> list[Outcome]:
+    return [engine.apply(decoded(event), partition) for event in events]
+
+
+def test_counts_rate_and_tier_follow_the_walking_skeleton_formula() -> None:
+    engine = Engine()
+    feed(engine, followers("acc", 5_000, 0), post("acc", "p1", 10), post("acc", "p2", 20))
+    feed(engine, *[interaction("like", "acc", "p1", f"u{i}", 30 + i) for i in range(200)])
+    feed(engine, *[interaction("comment", "acc", "p2", f"u{i}", 300 + i) for i in range(50)])
+    feed(engine, *[interaction("share", "acc", "p2", f"u{i}", 400 + i) for i in range(50)])
+    score = engine.score("acc")
+    assert score is not None
+    assert (score.counts.posts, score.counts.likes, score.counts.comments,
+            score.counts.shares) == (2, 200, 50, 50)
+    # (likes + comments + shares) / (posts x followers)
+    assert score.engagement.rate == pytest.approx(300 / (2 * 5_000))
+    assert score.tier == "micro"
+    assert score.followers == 5_000
+
+
+def test_resent_event_counts_once() -> None:
+    engine = Engine()
+    like = interaction("like", "acc", "p1", "u1", 50)
+    outcomes = feed(engine, followers("acc", 100), post("acc", "p1", 10), like, like)
+    assert outcomes[-2:] == [Outcome.COUNTED, Outcome.DUPLICATE]
+    score = engine.score("acc")
+    assert score is not None and score.counts.likes == 1
+
+
+def test_event_beyond_allowed_lateness_is_dropped_and_reported_late() -> None:
+    engine = Engine(EngineConfig(allowed_lateness_s=3_600))
+    feed(engine, post("acc", "p1", 10 * 3_600))
+    outcomes = feed(engine, interaction("like", "acc", "p1", "u1", 8 * 3_600),
+                    interaction("like", "acc", "p1", "u2", 9.5 * 3_600))
+    assert outcomes == [Outcome.LATE, Outcome.COUNTED]
+
+
+def test_window_holds_only_posts_of_the_last_window_days() -> None:
+    engine = Engine(EngineConfig(window_s=30 * DAY))
+    feed(engine, followers("acc", 1_000, 0), post("acc", "old", 1),
+         interaction("like", "acc", "old", "u1", 2))
+    feed(engine, post("acc", "new", 40 * DAY), interaction("like", "acc", "new", "u1", 40 * DAY + 5))
+    score = engine.score("acc")
+    assert score is not None
+    assert score.counts.posts == 1
+    assert score.counts.likes == 1
+
+
+def test_rate_uses_followers_at_posting_time_even_when_they_arrive_late() -> None:
+    engine = Engine()
+    feed(engine, post("acc", "p1", 100), post("acc", "p2", 200))
+    feed(engine, interaction("like", "acc", "p1", "u1", 150),
+         interaction("like", "acc", "p2", "u1", 250))
+    feed(engine, followers("acc", 100, 50), followers("acc", 200, 180))
+    score = engine.score("acc")
+    assert score is not None
+    assert score.engagement.rate == pytest.approx((1 / 100 + 1 / 200) / 2)
+    assert score.followers == 200
+
+
+def test_interaction_before_its_post_waits_and_then_counts() -> None:
+    engine = Engine()
+    feed(engine, followers("acc", 100), interaction("like", "acc", "p1", "u1", 20))
+    waiting = engine.score("acc")
+    assert waiting is not None
+    assert (waiting.counts.likes, waiting.counts.awaiting_post) == (0, 1)
+    feed(engine, post("acc", "p1", 10))
+    counted = engine.score("acc")
+    assert counted is not None
+    assert (counted.counts.likes, counted.counts.awaiting_post) == (1, 0)
+    assert counted.credibility.components["timing_authenticity"].inputs["early_interactions"] == 1
+
+
+def test_account_cap_evicts_the_least_recently_active() -> None:
+    engine = Engine(EngineConfig(max_accounts=2))
+    feed(engine, followers("a", 1, 0), followers("b", 1, 1), followers("a", 2, 2),
+         followers("c", 1, 3))
+    assert set(engine.accounts) == {"a", "c"}
+    assert engine.stats.evicted_accounts == 1
+
+
+def test_expiry_drops_accounts_whose_state_left_the_window() -> None:
+    engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0))
+    feed(engine, followers("quiet", 10, 0), post("quiet", "p", 1))
+    feed(engine, followers("busy", 10, 3 * DAY))
+    assert engine.expire() == 1
+    assert set(engine.accounts) == {"busy"}
+    assert engine.stats.expired_accounts == 1
+
+
+def test_each_partition_keeps_its_own_stream_time() -> None:
+    engine = Engine(EngineConfig(allowed_lateness_s=60))
+    feed(engine, followers("a", 1, 10_000), partition=0)
+    assert feed(engine, followers("b", 1, 10), partition=1) == [Outcome.COUNTED]
+    assert feed(engine, followers("c", 1, 10), partition=0) == [Outcome.LATE]
+
+
+def test_unknown_account_has_no_score() -> None:
+    assert Engine().score("nobody") is None

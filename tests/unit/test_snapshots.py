@@ -1,0 +1,80 @@
+"""Snapshot files: round trip, atomic replacement, and refusal of damaged files."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from service import snapshots
+from service.engine import Engine
+from service.engine.persistence import export_accounts, export_partitions, import_state
+from service.simulation import AUTHENTIC_MICRO, POD_PUMPED, account_events
+from tests.events import T0, decoded
+
+
+def busy_engine() -> Engine:
+    engine = Engine()
+    rng = random.Random(3)
+    for name, profile in (("a", AUTHENTIC_MICRO), ("b", POD_PUMPED)):
+        for event in account_events(name, profile, T0.timestamp(), 3_600, rng):
+            engine.apply(decoded(event), partition=0 if name == "a" else 1)
+    return engine
+
+
+def write(store: snapshots.SnapshotStore, engine: Engine, offsets: dict[int, int]) -> Path:
+    data = snapshots.encode(offsets, export_partitions(engine), list(export_accounts(engine)))
+    return store.write(data)
+
+
+def test_restored_engine_answers_exactly_as_the_original(tmp_path: Path) -> None:
+    engine = busy_engine()
+    store = snapshots.SnapshotStore(tmp_path, keep=3)
+    write(store, engine, {0: 120, 1: 77})
+    snapshot = store.load_newest()
+    assert snapshot is not None
+    assert snapshot.offsets == {0: 120, 1: 77}
+    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts)
+    for account_id in ("a", "b"):
+        assert restored.score(account_id) == engine.score(account_id)
+
+
+def test_only_the_last_few_snapshots_are_kept(tmp_path: Path) -> None:
+    store = snapshots.SnapshotStore(tmp_path, keep=2)
+    engine = busy_engine()
+    for offset in range(5):
+        write(store, engine, {0: offset})
+    assert [path.name for path in store.files()] == [
+        "snapshot-000000000005.bin", "snapshot-000000000004.bin"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "version", "empty"])
+def test_a_damaged_newest_snapshot_falls_back_to_the_previous(
+    tmp_path: Path, damage: str
+) -> None:
+    store = snapshots.SnapshotStore(tmp_path, keep=3)
+    engine = busy_engine()
+    write(store, engine, {0: 1})
+    newest = write(store, engine, {0: 2})
+    data = bytearray(newest.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[-10] ^= 0xFF
+    elif damage == "version":
+        struct.pack_into(">H", data, 8, 99)
+    else:
+        data = bytearray()
+    newest.write_bytes(bytes(data))
+    snapshot = store.load_newest()
+    assert snapshot is not None
+    assert snapshot.offsets == {0: 1}
+
+
+def test_a_future_format_version_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    data = bytearray(snapshots.encode({}, {}, []))
+    struct.pack_into(">H", data, 8, 2)
+    with pytest.raises(snapshots.SnapshotError, match="format version 2"):
+        snapshots.decode(tmp_path / "x.bin", bytes(data))
