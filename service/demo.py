@@ -7,8 +7,8 @@ of history, then a live stream, so a newcomer sees scores appear and move.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import replace

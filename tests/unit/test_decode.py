@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.events import Event, RejectReason, Rejection, decode_event
+from service.events import Event, Rejection, RejectReason, decode_event
 from tests.events import interaction
 
 NOW = 1_800_000_000.0

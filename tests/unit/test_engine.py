@@ -32,7 +32,8 @@ def test_resent_event_counts_once() -> None:
     outcomes = feed(engine, followers("acc", 100), post("acc", "p1", 10), like, like)
     assert outcomes[-2:] == [Outcome.COUNTED, Outcome.DUPLICATE]
     score = engine.score("acc")
-    assert score is not None and score.counts.likes == 1
+    assert score is not None
+    assert score.counts.likes == 1
 
 
 def test_event_beyond_allowed_lateness_is_dropped_and_reported_late() -> None:
@@ -47,7 +48,8 @@ def test_window_holds_only_posts_of_the_last_window_days() -> None:
     engine = Engine(EngineConfig(window_s=30 * DAY))
     feed(engine, followers("acc", 1_000, 0), post("acc", "old", 1),
          interaction("like", "acc", "old", "u1", 2))
-    feed(engine, post("acc", "new", 40 * DAY), interaction("like", "acc", "new", "u1", 40 * DAY + 5))
+    feed(engine, post("acc", "new", 40 * DAY),
+         interaction("like", "acc", "new", "u1", 40 * DAY + 5))
     score = engine.score("acc")
     assert score is not None
     assert score.counts.posts == 1

@@ -46,7 +46,8 @@ def test_memory_stays_bounded_whatever_the_audience() -> None:
     for index in range(100_000):
         sketch.add(actor_hash(f"actor-{index}"))
     assert len(sketch.counts) == HEAVY_HITTER_CAPACITY
-    assert sketch.registers is not None and len(sketch.registers) == 256
+    assert sketch.registers is not None
+    assert len(sketch.registers) == 256
 
 
 def test_summaries_merge_buckets() -> None:
