@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,7 @@ def get_json(url: str) -> Any:
 
 
 @pytest.fixture
-def started(service: ServiceProcess) -> Iterator[ServiceProcess]:
+def started(service: ServiceProcess) -> ServiceProcess:
     service.start()
     service.wait_ready()
-    yield service
+    return service

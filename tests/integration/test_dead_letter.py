@@ -1,0 +1,74 @@
+"""Malformed messages go to the dead-letter topic once, with their reason; valid ones count."""
+
+from __future__ import annotations
+
+import random
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.events import followers, interaction, post
+from tests.integration.conftest import (
+    ServiceProcess,
+    get_json,
+    produce_raw,
+    read_topic,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+MALFORMED: list[tuple[bytes | None, bytes | None, str]] = [
+    (b"dl-1", b"\xff\xfe not utf-8", "not_utf8"),
+    (b"dl-1", b"{broken json", "not_json"),
+    (b"dl-1", b"[1, 2, 3]", "not_an_object"),
+    (b"dl-1", orjson.dumps({**interaction("like", "dl-1", "p", "u", 1), "type": "poke"}),
+     "unknown_type"),
+    (b"dl-1", orjson.dumps({k: v for k, v in interaction("like", "dl-1", "p", "u", 1).items()
+                            if k != "actor_id"}), "missing_field"),
+    (b"dl-1", orjson.dumps(followers("dl-1", -5)), "invalid_value"),
+    (b"dl-1", orjson.dumps({**followers("dl-1", 5), "followers": "many"}), "invalid_value"),
+    (b"dl-1", orjson.dumps({**followers("dl-1", 5), "occurred_at": "last tuesday"}),
+     "invalid_timestamp"),
+    (b"dl-1", orjson.dumps({**followers("dl-1", 5), "occurred_at": "2999-01-01T00:00:00Z"}),
+     "timestamp_in_future"),
+    (b"x" * 200, orjson.dumps({**followers("dl-1", 5), "account_id": "a" * 200}), "invalid_id"),
+    (b"someone-else", orjson.dumps(followers("dl-1", 5)), "key_mismatch"),
+    (b"dl-1", b"{" + b" " * 10_000 + b"}", "payload_too_large"),
+]
+
+
+async def test_malformed_messages_are_dead_lettered_once_and_valid_ones_counted(
+    started: ServiceProcess, producer: AIOKafkaProducer
+) -> None:
+    valid = [followers("dl-1", 1_000, 0), post("dl-1", "p1", 5)]
+    valid += [interaction("like", "dl-1", "p1", f"u{i}", 10 + i) for i in range(40)]
+    messages: list[tuple[bytes | None, bytes | None, str | None]] = [
+        (b"dl-1", orjson.dumps(event), None) for event in valid]
+    rng = random.Random(5)
+    for bad in MALFORMED:  # interleave the bad among the good, keeping the good in order
+        messages.insert(rng.randrange(2, len(messages) + 1), bad)
+    await produce_raw(producer, started.topic, [(key, value) for key, value, _ in messages])
+
+    def all_counted() -> object:
+        status, body = get_json(f"{started.url}/accounts/dl-1/score")
+        return status == 200 and body["counts"]["likes"] == 40
+
+    await wait_for(all_counted)
+    dead = await read_topic(started.dlq_topic, expected=len(MALFORMED))
+    assert len(dead) == len(MALFORMED)
+    by_value = {record.value: record for record in dead}
+    for key, value, reason in MALFORMED:
+        record = by_value[value]
+        headers = {name: content.decode() for name, content in record.headers}
+        assert record.key == key
+        assert headers["dlq.reason"] == reason
+        assert headers["dlq.detail"]
+        assert headers["dlq.source.topic"] == started.topic
+        assert int(headers["dlq.source.offset"]) >= 0
+        assert "dlq.source.partition" in headers
+    assert httpx.get(f"{started.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{started.url}/metrics").text
+    assert 'engagement_dead_letters_total{reason="not_json"} 1.0' in metrics
