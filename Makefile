@@ -44,7 +44,7 @@ test: install broker lint typecheck
 	$(MAKE) --no-print-directory chart
 
 lint: install
-	$(BIN)/ruff check service scripts tests bench
+	$(BIN)/ruff check service scripts tests $(wildcard bench)
 
 typecheck: install
 	$(BIN)/mypy
