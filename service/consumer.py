@@ -10,6 +10,7 @@ offsets follow the snapshots (for lag monitoring) and are never read back.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -51,6 +52,14 @@ class SnapshotResult:
     offsets: dict[int, int]
     pause_s: float
     duration_s: float
+
+
+def _rebuild(config: EngineConfig, partitions: dict[int, Any], accounts: list[Any]) -> Engine:
+    with snapshots.collector_paused():
+        engine = import_state(config, partitions, accounts)
+    # The restored state lives long: keep the collector from rescanning it ever again.
+    gc.freeze()
+    return engine
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -222,7 +231,7 @@ class StreamConsumer:
         if snapshot is not None:
             config = self.engine.config
             self.engine = await asyncio.to_thread(
-                import_state, config, snapshot.partitions, snapshot.accounts
+                _rebuild, config, snapshot.partitions, snapshot.accounts
             )
             self.positions = dict(snapshot.offsets)
             self.last_snapshot_at = snapshot.written_at
@@ -245,10 +254,11 @@ class StreamConsumer:
         offsets = dict(self.positions)
         partitions = export_partitions(self.engine)
         accounts = []
-        for plain in export_accounts(self.engine):
-            accounts.append(plain)
-            if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
-                await asyncio.sleep(0)
+        with snapshots.collector_paused():
+            for plain in export_accounts(self.engine):
+                accounts.append(plain)
+                if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
+                    await asyncio.sleep(0)
         pause = time.perf_counter() - started
         self.metrics.snapshot_pause_seconds.observe(pause)
         task = asyncio.create_task(self._persist(offsets, partitions, accounts, pause, started))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from service.engine.sketches import ActorSketch
 
 INTERACTION_KINDS = ("like", "comment", "share")
+# Most posts carry one of a few topic tuples: share them instead of one copy per post.
+_shared_topics: dict[tuple[str, ...], tuple[str, ...]] = {}
 MAX_PENDING_TIMES = 256
 FOLLOWER_HISTORY_LIMIT = 64
 
@@ -66,7 +68,9 @@ class Account:
         self.partition = partition
         self.posts: dict[str, Post] = {}
         self.followers: list[tuple[float, int]] = []  # (time, count), ascending by time
-        self.actors: dict[int, ActorSketch] = {}  # actor-time bucket -> sketch
+        # One sketch per actor-time bucket, oldest first; a list is smaller than a dict and
+        # an account has at most a handful of buckets.
+        self.actors: list[ActorSketch] = []
         self.last_event_at = -math.inf
 
     def touch(self, occurred_at: float) -> None:
@@ -84,7 +88,7 @@ class Account:
             return  # the same post announced twice under different event ids: keep the first
         post.posted_at = occurred_at
         post.sponsored = sponsored
-        post.topics = topics
+        post.topics = _shared_topics.setdefault(topics, topics)
         if post.pending:
             post.early = sum(1 for seen in post.pending if seen - occurred_at <= burst_window_s)
         post.pending = None
@@ -109,10 +113,7 @@ class Account:
                 post.pending.append(occurred_at)
         elif occurred_at - post.posted_at <= burst_window_s:
             post.early += 1
-        sketch = self.actors.get(actor_bucket)
-        if sketch is None:
-            sketch = self.actors[actor_bucket] = ActorSketch()
-        sketch.add(actor)
+        self._sketch_for(actor_bucket).add(actor)
 
     def record_followers(self, occurred_at: float, followers: int) -> None:
         history = self.followers
@@ -167,14 +168,23 @@ class Account:
         stale = [pid for pid, post in self.posts.items() if post.anchor_time < horizon]
         for post_id in stale:
             del self.posts[post_id]
-        for bucket in [b for b in self.actors if b < first_live_bucket]:
-            del self.actors[bucket]
+        self.actors = [sketch for sketch in self.actors if sketch.bucket >= first_live_bucket]
         history = self.followers
         # Keep the last observation before the horizon: it is the count at the window start.
         cut = bisect.bisect_left(history, (horizon, -1))
         if cut > 1:
             del history[: cut - 1]
         return bool(self.posts or self.actors or self.last_event_at >= horizon)
+
+    def _sketch_for(self, bucket: int) -> ActorSketch:
+        actors = self.actors
+        for sketch in reversed(actors):
+            if sketch.bucket == bucket:
+                return sketch
+        sketch = ActorSketch(bucket)
+        actors.append(sketch)
+        actors.sort(key=lambda known: known.bucket)
+        return sketch
 
     def _new_post(self, post_id: str, occurred_at: float, max_posts: int) -> Post:
         if len(self.posts) >= max_posts:

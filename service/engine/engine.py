@@ -9,7 +9,6 @@ same answers as live traffic, and a partition's state can move between instances
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -92,7 +91,9 @@ class EngineStats:
 class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.accounts: OrderedDict[str, Account] = OrderedDict()  # least recently active first
+        # Insertion-ordered: least recently active first (re-inserted on activity); a plain
+        # dict costs less per entry than an OrderedDict.
+        self.accounts: dict[str, Account] = {}
         self.partitions: dict[int, PartitionClock] = {}
         self.stats = EngineStats()
 
@@ -139,11 +140,12 @@ class Engine:
         accounts = self.accounts
         account = accounts.get(account_id)
         if account is not None:
-            accounts.move_to_end(account_id)
+            del accounts[account_id]  # re-inserted: now the most recently active
+            accounts[account_id] = account
             account.partition = partition
             return account
         if len(accounts) >= self.config.max_accounts:
-            accounts.popitem(last=False)
+            del accounts[next(iter(accounts))]
             self.stats.evicted_accounts += 1
         account = accounts[account_id] = Account(account_id, partition)
         return account
@@ -182,7 +184,7 @@ class Engine:
         engagement = measure_engagement(posts, followers)
         first_bucket = int(window_start // config.actor_bucket_s)
         actors = summarize(
-            (sketch for bucket, sketch in account.actors.items() if bucket >= first_bucket),
+            (sketch for sketch in account.actors if sketch.bucket >= first_bucket),
             TOP_ACTORS,
         )
         return AccountScore(

@@ -38,9 +38,10 @@ def _export_account(account: Account) -> Plain:
         for post_id, post in account.posts.items()
     ]
     actors = [
-        [bucket, sketch.interactions, _flatten(sketch.counts), _flatten(sketch.errors),
+        [sketch.bucket, sketch.interactions, _flatten(sketch.counts),
+         _flatten(sketch.errors or {}),
          None if sketch.registers is None else bytes(sketch.registers)]
-        for bucket, sketch in account.actors.items()
+        for sketch in account.actors
     ]
     return [account.account_id, account.partition, account.last_event_at, posts,
             [list(entry) for entry in account.followers], actors]
@@ -88,10 +89,10 @@ def _import_account(plain: Plain) -> Account:
         account.posts[post_id] = post
     account.followers = [(float(moment), int(count)) for moment, count in followers]
     for bucket, interactions, counts, errors, registers in actors:
-        sketch = ActorSketch()
+        sketch = ActorSketch(bucket)
         sketch.interactions = interactions
         sketch.counts = _unflatten(counts)
-        sketch.errors = _unflatten(errors)
+        sketch.errors = _unflatten(errors) or None
         sketch.registers = None if registers is None else bytearray(registers)
-        account.actors[bucket] = sketch
+        account.actors.append(sketch)
     return account

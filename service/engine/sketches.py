@@ -53,13 +53,15 @@ def hll_estimate(registers: bytes | bytearray) -> float:
 
 
 class ActorSketch:
-    __slots__ = ("counts", "errors", "interactions", "registers")
+    __slots__ = ("bucket", "counts", "errors", "interactions", "registers")
 
-    def __init__(self) -> None:
+    def __init__(self, bucket: int = 0) -> None:
+        self.bucket = bucket  # which time bucket of the account's actors this is
         self.interactions = 0
         self.counts: dict[int, int] = {}
-        # Space-Saving's per-counter overestimate; guaranteed count = count - error.
-        self.errors: dict[int, int] = {}
+        # Space-Saving's per-counter overestimate (count - error is guaranteed); only
+        # allocated once the sketch stops being exact, to keep small accounts small.
+        self.errors: dict[int, int] | None = None
         self.registers: bytearray | None = None
 
     @property
@@ -83,6 +85,8 @@ class ActorSketch:
             for known in counts:
                 hll_add(self.registers, known)
         hll_add(self.registers, actor)
+        if self.errors is None:
+            self.errors = {}
         victim = min(counts, key=counts.__getitem__)
         floor = counts.pop(victim)
         self.errors.pop(victim, None)
@@ -91,6 +95,8 @@ class ActorSketch:
 
     def guaranteed_counts(self) -> dict[int, int]:
         errors = self.errors
+        if not errors:
+            return self.counts
         return {actor: count - errors.get(actor, 0) for actor, count in self.counts.items()}
 
 

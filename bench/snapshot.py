@@ -1,0 +1,76 @@
+"""Snapshot pause, write time, size and restore time at 100 k and 1 M accounts.
+
+    python -m bench.snapshot [--accounts 100000 1000000]
+
+Measures the steps the consumer runs: copying the state (ingestion waits; HTTP answers
+between chunks), encoding and writing (in a thread, while ingestion goes on), and on
+start-up reading, decoding and rebuilding the engine. The baseline is a plain
+`msgpack.packb` + `unpackb` of the same copied state, timed in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+
+from bench.workload import fresh_engine, populate
+from service import snapshots
+from service.engine.persistence import export_accounts, export_partitions, import_state
+
+
+def run(accounts: int) -> dict[str, float]:
+    engine = fresh_engine()
+    populate(engine, accounts)
+    engine.expire()
+    started = time.perf_counter()
+    partitions = export_partitions(engine)
+    with snapshots.collector_paused():  # as the consumer does
+        state = list(export_accounts(engine))
+    pause = time.perf_counter() - started
+    started = time.perf_counter()
+    data = snapshots.encode({0: 1, 1: 1, 2: 1}, partitions, state)
+    encode = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as folder:
+        store = snapshots.SnapshotStore(Path(folder), keep=2)
+        started = time.perf_counter()
+        store.write(data)
+        write = time.perf_counter() - started
+        started = time.perf_counter()
+        loaded = store.load_newest()
+        assert loaded is not None
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        with snapshots.collector_paused():
+            restored = import_state(engine.config, loaded.partitions, loaded.accounts)
+        rebuild = time.perf_counter() - started
+    assert len(restored.accounts) == accounts
+    started = time.perf_counter()
+    with snapshots.collector_paused():
+        msgpack.unpackb(msgpack.packb(state), strict_map_key=False)
+    baseline = time.perf_counter() - started
+    return {"accounts": accounts, "pause_s": pause, "encode_s": encode, "write_s": write,
+            "size_bytes": len(data), "restore_s": read + rebuild, "read_s": read,
+            "rebuild_s": rebuild, "msgpack_roundtrip_s": baseline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, nargs="+", default=[100_000, 1_000_000])
+    arguments = parser.parse_args()
+    print("| accounts | ingest pause (copy) | encode | write+fsync | size | restore (read + rebuild) "
+          "| baseline: msgpack round trip |")
+    print("|---|---|---|---|---|---|---|")
+    for accounts in arguments.accounts:
+        r = run(accounts)
+        print(f"| {accounts:,} | {r['pause_s']:.2f} s | {r['encode_s']:.2f} s | "
+              f"{r['write_s']:.2f} s | {r['size_bytes'] / 2**20:.1f} MiB | "
+              f"{r['restore_s']:.2f} s ({r['read_s']:.2f} + {r['rebuild_s']:.2f}) | "
+              f"{r['msgpack_roundtrip_s']:.2f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
