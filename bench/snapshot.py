@@ -61,8 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, nargs="+", default=[100_000, 1_000_000])
     arguments = parser.parse_args()
-    print("| accounts | ingest pause (copy) | encode | write+fsync | size | restore (read + rebuild) "
-          "| baseline: msgpack round trip |")
+    print("| accounts | ingest pause (copy) | encode | write+fsync | size "
+          "| restore (read + rebuild) | baseline: msgpack round trip |")
     print("|---|---|---|---|---|---|---|")
     for accounts in arguments.accounts:
         r = run(accounts)

@@ -16,7 +16,6 @@ from service.problems import problem
 from service.responses import ProblemBody, ScoreBody, score_json
 from service.settings import Settings
 
-router = APIRouter()
 _PROBLEM = {"model": ProblemBody, "content": {"application/problem+json": {}}}
 
 
@@ -36,14 +35,12 @@ def _check_token(request: Request, settings: Settings) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     _check_token(request, request.app.state.settings)
 
 
-def require_reader(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.protect_reads:
-        _check_token(request, settings)
+async def require_reader(request: Request) -> None:
+    _check_token(request, request.app.state.settings)
 
 
 AccountIdPath = Annotated[
@@ -53,13 +50,6 @@ AccountIdPath = Annotated[
 ]
 
 
-@router.get(
-    "/accounts/{account_id}/score",
-    response_model=ScoreBody,
-    responses={404: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM},
-    dependencies=[Depends(require_reader)],
-    summary="Tier, engagement and explainable credibility of one account",
-)
 async def account_score(account_id: AccountIdPath, request: Request) -> Response:
     score = _consumer(request).engine.score(account_id)
     if score is None:
@@ -69,13 +59,10 @@ async def account_score(account_id: AccountIdPath, request: Request) -> Response
     return Response(score_json(score), media_type="application/json")
 
 
-@router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="State restored, partitions assigned, dead letters writable",
-            responses={503: {"description": "Not ready; the body says why."}})
 async def readyz(request: Request) -> Response:
     consumer = _consumer(request)
     checks = {
@@ -90,19 +77,11 @@ async def readyz(request: Request) -> Response:
                     media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            dependencies=[Depends(require_reader)])
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post(
-    "/admin/snapshot",
-    summary="Write a snapshot now (needs the bearer token)",
-    responses={401: _PROBLEM, 403: _PROBLEM},
-    dependencies=[Depends(require_admin)],
-)
 async def admin_snapshot(request: Request) -> dict[str, object]:
     result = await _consumer(request).request_snapshot()
     return {
@@ -113,3 +92,30 @@ async def admin_snapshot(request: Request) -> dict[str, object]:
         "pause_s": round(result.pause_s, 4),
         "duration_s": round(result.duration_s, 4),
     }
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """Routes; the read guard is attached only when reads are protected, so open reads
+    pay nothing for it."""
+    readers = [Depends(require_reader)] if settings.protect_reads else []
+    router = APIRouter()
+    router.add_api_route(
+        "/accounts/{account_id}/score", account_score, methods=["GET"],
+        response_model=ScoreBody, responses={404: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM},
+        dependencies=readers,
+        summary="Tier, engagement and explainable credibility of one account",
+    )
+    router.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
+    router.add_api_route(
+        "/readyz", readyz, methods=["GET"],
+        summary="State restored, partitions assigned, dead letters writable",
+        responses={503: {"description": "Not ready; the body says why."}},
+    )
+    router.add_api_route("/metrics", metrics, methods=["GET"], response_class=Response,
+                         dependencies=readers, summary="Prometheus metrics")
+    router.add_api_route(
+        "/admin/snapshot", admin_snapshot, methods=["POST"],
+        dependencies=[Depends(require_admin)], responses={401: _PROBLEM, 403: _PROBLEM},
+        summary="Write a snapshot now (needs the bearer token)",
+    )
+    return router

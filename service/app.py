@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service import __version__, problems
-from service.api import router
+from service.api import build_router
 from service.consumer import StreamConsumer
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.consumer = consumer
-    app.include_router(router)
+    app.include_router(build_router(settings))
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)

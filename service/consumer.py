@@ -30,6 +30,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 EXPORT_CHUNK_ACCOUNTS = 5_000
+# A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it.
+YIELD_EVERY_RECORDS = 256
 LAG_INTERVAL_S = 5.0
 
 
@@ -178,7 +180,9 @@ class StreamConsumer:
         replayed = 0
         for tp, records in batch.items():
             partition = tp.partition
-            for record in records:
+            for index, record in enumerate(records):
+                if index % YIELD_EVERY_RECORDS == YIELD_EVERY_RECORDS - 1:
+                    await asyncio.sleep(0)  # let score queries in between
                 result = decode_event(
                     record.key, record.value, now=wall,
                     max_event_bytes=settings.max_event_bytes,

@@ -61,7 +61,8 @@ class PostView:
 
 
 class Account:
-    __slots__ = ("account_id", "actors", "followers", "last_event_at", "partition", "posts")
+    __slots__ = ("account_id", "actors", "followers", "last_event_at", "partition", "posts",
+                 "version")
 
     def __init__(self, account_id: str, partition: int) -> None:
         self.account_id = account_id
@@ -72,8 +73,10 @@ class Account:
         # an account has at most a handful of buckets.
         self.actors: list[ActorSketch] = []
         self.last_event_at = -math.inf
+        self.version = 0  # the engine's event count at this account's last change
 
-    def touch(self, occurred_at: float) -> None:
+    def touch(self, occurred_at: float, version: int) -> None:
+        self.version = version
         if occurred_at > self.last_event_at:
             self.last_event_at = occurred_at
 
@@ -155,6 +158,12 @@ class Account:
         # Arrival order must not change a float sum: replays in any order agree exactly.
         views.sort(key=lambda view: (view.posted_at, view.post_id))
         return views
+
+    def window_boundary(self, window_start: float) -> float:
+        """The oldest time that the window's contents rest on: until the window start
+        passes it, a moving window changes nothing but its own bounds."""
+        return min((post.anchor_time for post in self.posts.values()
+                    if post.anchor_time >= window_start), default=math.inf)
 
     def awaiting_post(self, window_start: float) -> int:
         return sum(

@@ -9,7 +9,7 @@ same answers as live traffic, and a partition's state can move between instances
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from service.engine.account import Account
@@ -80,6 +80,17 @@ class AccountScore:
     as_of: float
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedScore:
+    version: int
+    first_bucket: int
+    valid_until: float  # window start at which the window's contents change
+    score: AccountScore
+
+
+SCORE_CACHE_ENTRIES = 10_000
+
+
 @dataclass(slots=True)
 class EngineStats:
     """Monotonic counters that the metrics layer reads."""
@@ -96,6 +107,8 @@ class Engine:
         self.accounts: dict[str, Account] = {}
         self.partitions: dict[int, PartitionClock] = {}
         self.stats = EngineStats()
+        self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
+        self._changes = 0
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -120,7 +133,8 @@ class Engine:
             clock.stream_time = occurred_at
 
         account = self._account_for(event.account_id, partition)
-        account.touch(occurred_at)
+        self._changes += 1  # engine-wide, so a re-created account never reuses a version
+        account.touch(occurred_at, self._changes)
         if isinstance(event, FollowersEvent):
             account.record_followers(occurred_at, event.followers)
         elif isinstance(event, PostEvent):
@@ -178,17 +192,34 @@ class Engine:
         config = self.config
         as_of = self.clock(account.partition).stream_time
         window_start = as_of - config.window_s
+        first_bucket = int(window_start // config.actor_bucket_s)
+        cached = self._scores.get(account_id)
+        if (cached is not None and cached.version == account.version
+                and cached.first_bucket == first_bucket and window_start <= cached.valid_until):
+            # Nothing the score rests on has changed; only the window's bounds moved.
+            return replace(cached.score, window_start=window_start, as_of=as_of)
+        score = self._compute_score(account, as_of, window_start, first_bucket)
+        scores = self._scores
+        scores.pop(account_id, None)
+        if len(scores) >= SCORE_CACHE_ENTRIES:
+            del scores[next(iter(scores))]
+        scores[account_id] = _CachedScore(account.version, first_bucket,
+                                          account.window_boundary(window_start), score)
+        return score
+
+    def _compute_score(self, account: Account, as_of: float, window_start: float,
+                       first_bucket: int) -> AccountScore:
+        config = self.config
         posts = account.window_posts(window_start)
         followers = account.followers_at(as_of)
         counts = count_window(posts, account.awaiting_post(window_start))
         engagement = measure_engagement(posts, followers)
-        first_bucket = int(window_start // config.actor_bucket_s)
         actors = summarize(
             (sketch for sketch in account.actors if sketch.bucket >= first_bucket),
             TOP_ACTORS,
         )
         return AccountScore(
-            account_id=account_id,
+            account_id=account.account_id,
             partition=account.partition,
             tier=config.tiers.tier_for(followers),
             tier_scheme=config.tiers.name,

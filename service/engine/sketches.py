@@ -39,13 +39,16 @@ def hll_add(registers: bytearray, hashed: int) -> None:
         registers[index] = rank
 
 
+_INVERSE_POWERS = tuple(2.0**-rank for rank in range(_REMAINING_BITS + 2))
+
+
+def hll_merge(into: bytearray, other: bytes | bytearray) -> None:
+    into[:] = bytes(map(max, into, other))
+
+
 def hll_estimate(registers: bytes | bytearray) -> float:
-    harmonic = 0.0
-    zeros = 0
-    for rank in registers:
-        harmonic += 2.0**-rank
-        if rank == 0:
-            zeros += 1
+    harmonic = sum(map(_INVERSE_POWERS.__getitem__, registers))
+    zeros = registers.count(0)
     estimate = _HLL_ALPHA * HLL_REGISTERS * HLL_REGISTERS / harmonic
     if estimate <= 2.5 * HLL_REGISTERS and zeros:
         return HLL_REGISTERS * math.log(HLL_REGISTERS / zeros)  # linear counting
@@ -129,9 +132,7 @@ def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
                 for actor in sketch.counts:
                     hll_add(registers, actor)
             else:
-                for index, rank in enumerate(sketch.registers):
-                    if rank > registers[index]:
-                        registers[index] = rank
+                hll_merge(registers, sketch.registers)
         distinct = min(float(interactions), hll_estimate(registers))
     top_counts = tuple(sorted(merged_counts.values(), reverse=True)[:top])
     return ActorSummary(interactions, distinct, top_counts, exact)

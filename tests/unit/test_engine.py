@@ -107,3 +107,30 @@ def test_each_partition_keeps_its_own_stream_time() -> None:
 
 def test_unknown_account_has_no_score() -> None:
     assert Engine().score("nobody") is None
+
+
+def test_cached_scores_equal_fresh_ones_as_the_window_moves() -> None:
+    engine = Engine(EngineConfig(window_s=10 * DAY))
+    feed(engine, followers("acc", 2_000, 0))
+    answers = []
+    for day in range(25):
+        feed(engine, post("acc", f"p{day}", day * DAY + 1),
+             interaction("like", "acc", f"p{day}", f"u{day % 7}", day * DAY + 60))
+        for hour in range(0, 24, 6):  # another account moves the partition's stream time
+            feed(engine, followers("other", 5, day * DAY + hour * 3_600 + 120))
+            answers.append(engine.score("acc"))
+    fresh = Engine(EngineConfig(window_s=10 * DAY))
+    feed(fresh, followers("acc", 2_000, 0))
+    index = 0
+    for day in range(25):
+        feed(fresh, post("acc", f"p{day}", day * DAY + 1),
+             interaction("like", "acc", f"p{day}", f"u{day % 7}", day * DAY + 60))
+        for hour in range(0, 24, 6):
+            feed(fresh, followers("other", 5, day * DAY + hour * 3_600 + 120))
+            account = fresh.accounts["acc"]
+            as_of = fresh.clock(0).stream_time
+            start = as_of - fresh.config.window_s
+            uncached = fresh._compute_score(  # the cache's reference
+                account, as_of, start, int(start // fresh.config.actor_bucket_s))
+            assert answers[index] == uncached, (day, hour)
+            index += 1

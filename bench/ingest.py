@@ -1,0 +1,195 @@
+"""Ingest throughput: the service's pipeline against a bare aiokafka consumer (the
+ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
+
+    python -m bench.ingest [--events 1000000] [--skip-quix]
+
+Produces N realistic events (service/simulation.py, in event-time order) to a fresh
+topic on the local broker (started if none answers), then times, each in its own process,
+from start to the last message processed:
+  * bare:     AIOKafkaConsumer.getmany in a loop, nothing else;
+  * pipeline: the service's StreamConsumer (decode, validate, dedupe, window, metrics);
+  * quix:     Quix Streams counting per account in a 30-day tumbling window on event
+              time (RocksDB state; with and without its changelog topic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.simulation import account_events, demo_accounts
+
+REPO = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+PARTITIONS = 3
+
+
+def ensure_broker() -> None:
+    answers = subprocess.run([sys.executable, str(REPO / "scripts" / "broker_answers.py")],
+                             env={**os.environ, "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
+    if answers.returncode != 0:
+        subprocess.run([str(REPO / "scripts" / "kafka.sh"), "start"], check=True)
+
+
+def realistic_events(count: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    events: list[dict[str, object]] = []
+    start = time.time() - 20 * 86_400
+    for account_id, profile in demo_accounts(max(10, count // 900), rng):
+        events += account_events(account_id, profile, start + rng.uniform(0, 86_400),
+                                 2 * 86_400, rng)
+        if len(events) >= count:
+            break
+    events = events[:count]
+    events.sort(key=lambda event: str(event["occurred_at"]))
+    return [orjson.dumps(event) for event in events]
+
+
+async def produce(topic: str, count: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=50, acks=1,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        for value in realistic_events(count):
+            key = orjson.loads(value)["account_id"].encode()
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def bare(topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP,
+                                group_id=f"bare-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 << 20)
+    started = time.perf_counter()
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            seen += sum(len(records) for records in batch.values())
+    finally:
+        elapsed = time.perf_counter() - started
+        await consumer.stop()
+    return elapsed
+
+
+async def pipeline(topic: str, count: int) -> float:
+    from service.consumer import StreamConsumer
+    from service.metrics import Metrics
+    from service.settings import Settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=topic,
+                            dlq_topic=f"{topic}.dlq", consumer_group=f"pipe-{uuid.uuid4().hex}",
+                            snapshot_dir=Path(folder), snapshot_interval_s=3600,
+                            expiry_interval_s=3600)
+        consumer = StreamConsumer(settings, Metrics())
+        started = time.perf_counter()
+        task = asyncio.create_task(consumer.run())
+        while sum(consumer.positions.values()) < count:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        consumer.stop()
+        await task
+    return elapsed
+
+
+def quix(topic: str, count: int, changelog: bool) -> float:
+    from datetime import timedelta
+
+    from quixstreams import Application
+
+    def event_time(value: dict[str, object], headers: object, timestamp: float,
+                   timestamp_type: object) -> int:
+        moment = str(value["occurred_at"]).replace("Z", "+00:00")
+        return int(datetime.fromisoformat(moment).timestamp() * 1000)
+
+    with tempfile.TemporaryDirectory() as folder:
+        app = Application(broker_address=BOOTSTRAP, consumer_group=f"quix-{uuid.uuid4().hex}",
+                          auto_offset_reset="earliest", state_dir=folder,
+                          use_changelog_topics=changelog)
+        source = app.topic(topic, value_deserializer="json", timestamp_extractor=event_time)
+        frame = app.dataframe(source)
+        seen = 0
+        started = time.perf_counter()
+
+        def count_one(value: object) -> None:
+            nonlocal seen
+            seen += 1
+            if seen >= count:
+                app.stop()
+
+        frame = frame.update(count_one)
+        frame = frame.tumbling_window(timedelta(days=30)).count().current()
+        app.run()
+        return time.perf_counter() - started
+
+
+def run_child(kind: str, topic: str, count: int) -> float:
+    result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", kind,
+                             "--topic", topic, "--events", str(count)],
+                            capture_output=True, text=True, check=True, cwd=REPO,
+                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"})
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--skip-quix", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        kind, topic, count = arguments.child, arguments.topic, arguments.events
+        if kind == "bare":
+            seconds = asyncio.run(bare(topic, count))
+        elif kind == "pipeline":
+            seconds = asyncio.run(pipeline(topic, count))
+        else:
+            seconds = quix(topic, count, changelog=kind == "quix")
+        print(json.dumps({"seconds": seconds}))
+        return
+    ensure_broker()
+    topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+    count = arguments.events
+    started = time.perf_counter()
+    asyncio.run(produce(topic, count))
+    print(f"produced {count:,} events to {topic} in {time.perf_counter() - started:.1f} s")
+    kinds = ["bare", "pipeline"] + ([] if arguments.skip_quix else ["quix", "quix-no-changelog"])
+    rates = {}
+    for kind in kinds:
+        seconds = run_child(kind, topic, count)
+        rates[kind] = count / seconds
+        print(f"{kind:>18}: {seconds:7.2f} s  {rates[kind]:>10,.0f} events/s", flush=True)
+    print(f"pipeline / bare aiokafka: {rates['pipeline'] / rates['bare']:.2f}x")
+    for peer in ("quix", "quix-no-changelog"):
+        if peer in rates:
+            print(f"pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
