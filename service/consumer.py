@@ -130,6 +130,7 @@ class StreamConsumer:
         self.dead_letters = DeadLetterPublisher(
             producer, settings.dlq_topic, self.metrics,
             settings.dlq_retry_initial_s, settings.dlq_retry_max_s,
+            settings.dlq_send_timeout_s,
         )
         log.info("consuming", extra={"topic": settings.events_topic,
                                      "group": settings.consumer_group})

@@ -58,12 +58,13 @@ class Producer(Protocol):
 
 class DeadLetterPublisher:
     def __init__(self, producer: Producer, topic: str, metrics: Metrics,
-                 retry_initial_s: float, retry_max_s: float) -> None:
+                 retry_initial_s: float, retry_max_s: float, send_timeout_s: float) -> None:
         self._producer = producer
         self._topic = topic
         self._metrics = metrics
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        self._send_timeout_s = send_timeout_s
         self.healthy = True
 
     async def publish(self, letters: list[DeadLetter]) -> None:
@@ -76,10 +77,12 @@ class DeadLetterPublisher:
             sent: list[tuple[DeadLetter, asyncio.Future[Any]]] = []
             for letter in pending:
                 try:
-                    acknowledgement = await self._producer.send(
+                    # Bounds the wait for the topic's metadata; a send that times out
+                    # here was never queued, so retrying it cannot write it twice.
+                    acknowledgement = await asyncio.wait_for(self._producer.send(
                         self._topic, value=letter.record.value, key=letter.record.key,
                         headers=letter.headers(),
-                    )
+                    ), timeout=self._send_timeout_s)
                 except Exception as error:  # any send failure is retried
                     failed.append(letter)
                     last_error = error

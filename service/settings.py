@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=8192, ge=256)
     expiry_interval_s: float = Field(default=60.0, gt=0)
 
+    dlq_send_timeout_s: float = Field(default=5.0, gt=0)
     dlq_retry_initial_s: float = Field(default=0.2, gt=0)
     dlq_retry_max_s: float = Field(default=10.0, gt=0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import httpx
@@ -72,3 +73,41 @@ async def test_malformed_messages_are_dead_lettered_once_and_valid_ones_counted(
     assert httpx.get(f"{started.url}/readyz").status_code == 200
     metrics = httpx.get(f"{started.url}/metrics").text
     assert 'engagement_dead_letters_total{reason="not_json"} 1.0' in metrics
+
+
+async def test_an_unwritable_dead_letter_topic_stalls_the_stream_instead_of_losing(
+    service: ServiceProcess, producer: AIOKafkaProducer
+) -> None:
+    good_dlq = service.dlq_topic
+    service.dlq_topic = "not a valid topic name!"  # the broker refuses every write
+    service.extra_env["ENGAGEMENT_DLQ_RETRY_MAX_S"] = "0.5"
+    service.extra_env["ENGAGEMENT_DLQ_SEND_TIMEOUT_S"] = "1"
+    service.start()
+    service.wait_ready()
+    before = [followers("stall-1", 100, 0), post("stall-1", "p1", 1)]
+    after = [interaction("like", "stall-1", "p1", f"u{i}", 10 + i) for i in range(5)]
+    await produce_raw(producer, service.topic, [(b"stall-1", orjson.dumps(e)) for e in before])
+    await wait_for(lambda: get_json(f"{service.url}/accounts/stall-1/score")[0] == 200)
+    await produce_raw(producer, service.topic, [(b"stall-1", b"{broken")])
+    await asyncio.sleep(1)  # the bad message is fetched alone, then the good ones arrive
+    await produce_raw(producer, service.topic, [(b"stall-1", orjson.dumps(e)) for e in after])
+
+    def reported() -> bool:
+        ready = httpx.get(f"{service.url}/readyz")
+        metrics = httpx.get(f"{service.url}/metrics").text
+        return ready.status_code == 503 and \
+            "engagement_dead_letter_publish_failures_total 0.0" not in metrics
+    await wait_for(reported)
+    assert httpx.get(f"{service.url}/readyz").json()["checks"][
+        "dead_letter_topic_writable"] is False
+    assert get_json(f"{service.url}/accounts/stall-1/score")[1]["counts"]["likes"] == 0
+    assert "cannot write the dead-letter topic" in service.logs()
+
+    service.kill()  # restart with a writable topic: the message was not skipped
+    service.dlq_topic = good_dlq
+    service.start()
+    service.wait_ready()
+    await wait_for(lambda: get_json(
+        f"{service.url}/accounts/stall-1/score")[1]["counts"]["likes"] == 5)
+    dead = await read_topic(good_dlq, expected=1)
+    assert [record.value for record in dead] == [b"{broken"]
