@@ -61,5 +61,12 @@ integration: install broker
 chart:
 	scripts/check_chart.sh
 
+## make bench: the full benchmarks (several minutes); results go to docs/benchmarks.md.
+bench: install broker
+	$(BIN)/python -m bench.ingest --events 1000000
+	$(BIN)/python -m bench.queries
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.snapshot
+
 clean:
 	rm -rf $(VENV) .snapshots .tools
