@@ -13,7 +13,7 @@ from service import __version__, problems
 from service.api import build_router
 from service.consumer import StreamConsumer
 from service.metrics import Metrics
-from service.middleware import BodyLimit, RequestMetrics
+from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_router(settings))
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(ScoreFastPath, engine_of=lambda: consumer.engine,
+                       enabled=not settings.protect_reads)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 
