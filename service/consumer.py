@@ -43,6 +43,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         tier_scheme=settings.tier_scheme,
         max_accounts=settings.max_accounts,
         max_posts_per_account=settings.max_posts_per_account,
+        max_event_ids=settings.max_event_ids,
     )
 
 

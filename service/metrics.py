@@ -43,6 +43,11 @@ class EngineCollector(Collector):
             "Accounts dropped because all their state left the window.",
             value=engine.stats.expired_accounts,
         )
+        yield CounterMetricFamily(
+            "engagement_event_ids_forgotten",
+            "Event ids dropped from the dedupe memory early because its cap was reached.",
+            value=engine.stats.forgotten_event_ids,
+        )
         stream_times = [c.stream_time for c in engine.partitions.values() if c.stream_time > 0]
         if stream_times:
             yield GaugeMetricFamily(

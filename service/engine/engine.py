@@ -39,6 +39,7 @@ class EngineConfig:
     tier_scheme: str = "article"
     max_accounts: int = 1_000_000
     max_posts_per_account: int = 256
+    max_event_ids: int = 5_000_000
 
     @property
     def actor_bucket_s(self) -> float:
@@ -103,6 +104,7 @@ class EngineStats:
 
     evicted_accounts: int = 0
     expired_accounts: int = 0
+    forgotten_event_ids: int = 0
 
 
 class Engine:
@@ -115,6 +117,7 @@ class Engine:
         self.stats = EngineStats()
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
         self._changes = 0
+        self._event_ids = 0  # remembered for dedupe, over all partitions
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -135,6 +138,9 @@ class Engine:
         elif event.event_id in seen:
             return Outcome.DUPLICATE
         seen.add(event.event_id)
+        self._event_ids += 1
+        if self._event_ids > config.max_event_ids:
+            self._forget_oldest_event_ids()
         if occurred_at > clock.stream_time:
             clock.stream_time = occurred_at
 
@@ -155,6 +161,22 @@ class Engine:
                 config.max_posts_per_account,
             )
         return Outcome.COUNTED
+
+    def recount_event_ids(self) -> None:
+        self._event_ids = sum(len(ids) for clock in self.partitions.values()
+                              for ids in clock.seen_ids.values())
+
+    def _forget_oldest_event_ids(self) -> None:
+        """A flood of distinct ids within the lateness must not exhaust memory: past the
+        cap, the oldest hour of ids is forgotten (a re-send of one of those would then
+        count again), and the metric says how many were."""
+        oldest_hour, owner = min(
+            (min(clock.seen_ids), clock) for clock in self.partitions.values()
+            if clock.seen_ids
+        )
+        forgotten = owner.seen_ids.pop(oldest_hour)
+        self._event_ids -= len(forgotten)
+        self.stats.forgotten_event_ids += len(forgotten)
 
     def _account_for(self, account_id: str, partition: int) -> Account:
         accounts = self.accounts
@@ -177,7 +199,7 @@ class Engine:
             oldest_live = clock.stream_time - config.allowed_lateness_s
             first_live_hour = int(oldest_live // DEDUPE_BUCKET_S)
             for hour in [h for h in clock.seen_ids if h < first_live_hour]:
-                del clock.seen_ids[hour]
+                self._event_ids -= len(clock.seen_ids.pop(hour))
         gone = []
         for account_id, account in self.accounts.items():
             owner = self.partitions.get(account.partition)

@@ -68,6 +68,7 @@ def import_state(
         clock.stream_time = float(plain["stream_time"])
         clock.seen_ids = {int(hour): set(ids) for hour, ids in plain["seen_ids"].items()}
         engine.partitions[int(partition)] = clock
+    engine.recount_event_ids()
     for plain_account in accounts:
         account = _import_account(plain_account)
         engine.accounts[account.account_id] = account

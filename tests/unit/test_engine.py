@@ -134,3 +134,14 @@ def test_cached_scores_equal_fresh_ones_as_the_window_moves() -> None:
                 account, as_of, start, int(start // fresh.config.actor_bucket_s))
             assert answers[index] == uncached, (day, hour)
             index += 1
+
+
+def test_dedupe_memory_is_capped_by_forgetting_the_oldest_hour_first() -> None:
+    engine = Engine(EngineConfig(max_event_ids=1_000, allowed_lateness_s=DAY))
+    events = [followers(f"a{i}", 1, i * 10.0) for i in range(3_000)]  # 8+ hours of ids
+    feed(engine, *events)
+    remembered = sum(len(ids) for clock in engine.partitions.values()
+                     for ids in clock.seen_ids.values())
+    assert remembered <= 1_000
+    assert engine.stats.forgotten_event_ids == 3_000 - remembered
+    assert feed(engine, events[-1]) == [Outcome.DUPLICATE]  # the newest are still known

@@ -38,5 +38,5 @@ def test_a_million_made_up_accounts_stay_within_the_caps_budget() -> None:
     assert evicted == FLOOD_SIZE - CAP
     # The dedupe ids of the lateness horizon are the other thing that grows with a flood;
     # all these events fall within 17 minutes, so all of them are remembered.
-    dedupe_allowance = FLOOD_SIZE * 80
+    dedupe_allowance = FLOOD_SIZE * 80  # below the default cap of 5 M ids
     assert grown < CAP * BUDGET_PER_ACCOUNT_BYTES + dedupe_allowance, grown
