@@ -7,17 +7,25 @@ KAFKA_PORT ?= 9092
 export KAFKA_PORT
 export ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: run test install broker broker-stop lint typecheck unit integration chart schemas bench clean
+.PHONY: run test install runtime broker broker-stop lint typecheck unit integration chart schemas bench clean
 
-$(BIN)/activate: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# Two install stamps: `make run` needs the service only; tests and benches need the rest.
+$(VENV)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(BIN)/activate
+	touch $(VENV)/.runtime $@
 
-install: $(BIN)/activate
+runtime: $(VENV)/.runtime
+install: $(VENV)/.dev
 
-broker:
+broker: runtime
 	@if $(BIN)/python scripts/broker_answers.py 2>/dev/null; then \
 	  echo "kafka: $$ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS answers; using it"; \
 	else scripts/kafka.sh start; fi
@@ -26,7 +34,7 @@ broker-stop:
 	scripts/kafka.sh stop
 
 ## make run: local broker (if none answers), topics, the service and demo traffic.
-run: install broker
+run: runtime broker
 	$(BIN)/python scripts/create_topics.py
 	@echo ""
 	@echo "  service:  http://localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/docs"

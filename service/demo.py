@@ -21,7 +21,7 @@ from service.settings import Settings
 from service.simulation import Profile, account_events, demo_accounts, rfc3339
 
 HISTORY_DAYS = 7
-MAX_DEMO_INTERACTIONS_PER_POST = 150
+MAX_DEMO_INTERACTIONS_PER_POST = 80
 NEW_POST_CHANCE = 0.005
 
 
@@ -53,6 +53,9 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
         await producer.flush()
         print(f"demo: sent {sent} events of history for {accounts} accounts; "
               f"now streaming live at ~{rate:g} events/s", flush=True)
+        kinds = sorted({account_id.rsplit("-", 1)[0] for account_id, _ in chosen})
+        print("demo: one account of each kind: "
+              + " ".join(f"{kind}-0000" for kind in kinds), flush=True)
         await _stream_live(producer, settings.events_topic, chosen, rate, rng, seed)
     finally:
         await producer.stop()

@@ -107,6 +107,14 @@ def account_events(account_id: str, profile: Profile, start: float, spacing_s: f
 def demo_accounts(count: int, rng: random.Random) -> list[tuple[str, Profile]]:
     profiles = [profile for profile, _ in DEMO_MIX]
     weights = [weight for _, weight in DEMO_MIX]
-    chosen = rng.choices(profiles, weights=weights, k=count)
-    return [(f"{profile.kind}-{index:04d}", varied(profile, rng))
-            for index, profile in enumerate(chosen)]
+    # The first of each kind is always there (authentic-micro-0000, pod-pumped-0000, ...),
+    # so the README's examples work whatever the seed.
+    extra = max(0, count - len(profiles))
+    chosen = profiles[:count] + rng.choices(profiles, weights=weights, k=extra)
+    numbered: dict[str, int] = {}
+    accounts = []
+    for profile in chosen:
+        number = numbered.get(profile.kind, 0)
+        numbered[profile.kind] = number + 1
+        accounts.append((f"{profile.kind}-{number:04d}", varied(profile, rng)))
+    return accounts
