@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service.settings import Settings
 from service.simulation import Profile, account_events, demo_accounts, rfc3339
@@ -34,6 +34,11 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
     try:
         chosen = demo_accounts(accounts, rng)
         now = time.time()
+        if await _topic_holds_events(settings):
+            # The stream's time is already past this history: it would only count as late.
+            print("demo: the topic already holds events; streaming live only", flush=True)
+            await _stream_live(producer, settings.events_topic, chosen, rate, rng)
+            return
         history: list[dict[str, object]] = []
         for account_id, profile in chosen:
             shaped = replace(profile, interactions_per_post=min(
@@ -56,15 +61,31 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
         kinds = sorted({account_id.rsplit("-", 1)[0] for account_id, _ in chosen})
         print("demo: one account of each kind: "
               + " ".join(f"{kind}-0000" for kind in kinds), flush=True)
-        await _stream_live(producer, settings.events_topic, chosen, rate, rng, seed)
+        await _stream_live(producer, settings.events_topic, chosen, rate, rng)
     finally:
         await producer.stop()
 
 
+async def _topic_holds_events(settings: Settings) -> bool:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.events_topic) or set()
+        if not partitions:
+            await consumer.topics()  # refreshes metadata
+            partitions = consumer.partitions_for_topic(settings.events_topic) or set()
+        ends = await consumer.end_offsets(
+            [TopicPartition(settings.events_topic, p) for p in partitions])
+        return any(end > 0 for end in ends.values())
+    finally:
+        await consumer.stop()
+
+
 async def _stream_live(producer: AIOKafkaProducer, topic: str,
                        chosen: list[tuple[str, Profile]], rate: float,
-                       rng: random.Random, seed: int) -> None:
+                       rng: random.Random) -> None:
     """New posts now and then, and interactions on each account's newest post."""
+    run = int(time.time())  # live event ids must differ from an earlier run's
     newest_post = {account_id: f"{account_id}-post-{profile.posts - 1}"
                    for account_id, profile in chosen}
     sent = 0
@@ -73,7 +94,7 @@ async def _stream_live(producer: AIOKafkaProducer, topic: str,
         account_id, profile = rng.choice(chosen)
         event: dict[str, object]
         if rng.random() < NEW_POST_CHANCE:
-            post_id = f"{account_id}-live-{seed}-{sent}"
+            post_id = f"{account_id}-live-{run}-{sent}"
             newest_post[account_id] = post_id
             event = {"event_id": f"{post_id}-created", "type": "post",
                      "account_id": account_id, "post_id": post_id,
@@ -83,7 +104,7 @@ async def _stream_live(producer: AIOKafkaProducer, topic: str,
             kind = "like"
             if rng.random() < profile.deep_share:
                 kind = "comment" if rng.random() < 0.7 else "share"
-            event = {"event_id": f"{account_id}-live-{seed}-{sent}", "type": kind,
+            event = {"event_id": f"{account_id}-live-{run}-{sent}", "type": kind,
                      "account_id": account_id, "post_id": newest_post[account_id],
                      "actor_id": f"{account_id}-fan-{rng.randrange(profile.audience)}",
                      "occurred_at": rfc3339(time.time())}
@@ -102,7 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--rate", type=float, default=400.0, help="live events per second")
-    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--seed", type=int, default=1,
+                        help="the same seed gives the same accounts, so re-runs continue them")
     arguments = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(produce(arguments.accounts, arguments.rate, arguments.seed))
