@@ -34,7 +34,7 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
     try:
         chosen = demo_accounts(accounts, rng)
         now = time.time()
-        if await _topic_holds_events(settings):
+        if await _topic_holds_events(settings, producer):
             # The stream's time is already past this history: it would only count as late.
             print("demo: the topic already holds events; streaming live only", flush=True)
             await _stream_live(producer, settings.events_topic, chosen, rate, rng)
@@ -66,14 +66,11 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
         await producer.stop()
 
 
-async def _topic_holds_events(settings: Settings) -> bool:
+async def _topic_holds_events(settings: Settings, producer: AIOKafkaProducer) -> bool:
+    partitions = await producer.partitions_for(settings.events_topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.events_topic) or set()
-        if not partitions:
-            await consumer.topics()  # refreshes metadata
-            partitions = consumer.partitions_for_topic(settings.events_topic) or set()
         ends = await consumer.end_offsets(
             [TopicPartition(settings.events_topic, p) for p in partitions])
         return any(end > 0 for end in ends.values())
