@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from service import snapshots
+from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import Engine, EngineConfig
 from service.engine.persistence import export_accounts, export_partitions, import_state
@@ -251,23 +251,20 @@ class StreamConsumer:
         self.restored = True
 
     async def _start_snapshot(self) -> None:
-        """Copies the state (ingestion waits; HTTP answers between chunks), then writes it
-        in the background while ingestion goes on."""
+        """Starts one snapshot of the state and the offsets it reflects; the write goes on
+        in the background while ingestion continues."""
         if self._in_flight is not None and not self._in_flight.done():
             return  # one at a time; requests wait for the next one
         requests, self._snapshot_requests = self._snapshot_requests, []
         started = time.perf_counter()
         offsets = dict(self.positions)
-        partitions = export_partitions(self.engine)
-        accounts = []
-        with snapshots.collector_paused():
-            for plain in export_accounts(self.engine):
-                accounts.append(plain)
-                if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
-                    await asyncio.sleep(0)
-        pause = time.perf_counter() - started
-        self.metrics.snapshot_pause_seconds.observe(pause)
-        task = asyncio.create_task(self._persist(offsets, partitions, accounts, pause, started))
+        if self.settings.snapshot_fork and snapshot_child.AVAILABLE:
+            pid, report = snapshot_child.start(self.engine, offsets, self.store)
+            pause = time.perf_counter() - started
+            self.metrics.snapshot_pause_seconds.observe(pause)
+            task = asyncio.create_task(self._await_child(pid, report, offsets, pause, started))
+        else:
+            task = await self._copy_and_persist(offsets, started)
         self._in_flight = task
 
         def settle(done: asyncio.Task[SnapshotResult]) -> None:
@@ -283,6 +280,30 @@ class StreamConsumer:
 
         task.add_done_callback(settle)
 
+    async def _await_child(self, pid: int, report_fd: int, offsets: dict[int, int],
+                           pause: float, started: float) -> SnapshotResult:
+        report = await asyncio.to_thread(snapshot_child.wait, pid, report_fd)
+        if "error" in report:
+            self.metrics.snapshot_failures.inc()
+            log.error("snapshot could not be written", extra={"reason": report["error"]})
+            raise OSError(report["error"])
+        return self._written(report["path"], report["bytes"], report["accounts"], offsets,
+                             pause, started)
+
+    async def _copy_and_persist(self, offsets: dict[int, int], started: float
+                                ) -> asyncio.Task[SnapshotResult]:
+        """Without fork: copy in chunks (ingestion waits; HTTP answers between chunks)."""
+        partitions = export_partitions(self.engine)
+        accounts = []
+        with snapshots.collector_paused():
+            for plain in export_accounts(self.engine):
+                accounts.append(plain)
+                if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
+                    await asyncio.sleep(0)
+        pause = time.perf_counter() - started
+        self.metrics.snapshot_pause_seconds.observe(pause)
+        return asyncio.create_task(self._persist(offsets, partitions, accounts, pause, started))
+
     async def _persist(self, offsets: dict[int, int], partitions: dict[int, Any],
                        accounts: list[Any], pause: float, started: float) -> SnapshotResult:
         try:
@@ -292,16 +313,19 @@ class StreamConsumer:
             self.metrics.snapshot_failures.inc()
             log.exception("snapshot could not be written")
             raise
+        return self._written(str(path), len(data), len(accounts), offsets, pause, started)
+
+    def _written(self, path: str, size: int, accounts: int, offsets: dict[int, int],
+                 pause: float, started: float) -> SnapshotResult:
         duration = time.perf_counter() - started
         self.metrics.snapshot_seconds.observe(duration)
-        self.metrics.snapshot_bytes.set(len(data))
+        self.metrics.snapshot_bytes.set(size)
         self.last_snapshot_at = time.time()
         self._committable = offsets
-        log.info("snapshot written", extra={"path": str(path), "bytes": len(data),
-                                            "accounts": len(accounts),
+        log.info("snapshot written", extra={"path": path, "bytes": size, "accounts": accounts,
                                             "pause_s": round(pause, 4),
                                             "duration_s": round(duration, 4)})
-        return SnapshotResult(str(path), len(data), len(accounts), offsets, pause, duration)
+        return SnapshotResult(path, size, accounts, offsets, pause, duration)
 
     async def _finish_in_flight(self) -> None:
         if self._in_flight is not None:

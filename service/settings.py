@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     snapshot_dir: Path = Path(".snapshots")
     snapshot_interval_s: float = Field(default=60.0, gt=0)
     snapshots_kept: int = Field(default=3, ge=1)
+    snapshot_fork: bool = True
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
     http_host: str = "0.0.0.0"

@@ -117,7 +117,9 @@ class SnapshotStore:
         existing = self.files()
         sequence = int(_NAME.match(existing[0].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
         final = self.directory / f"snapshot-{sequence:012d}.bin"
-        temporary = final.with_suffix(".tmp")
+        # The writer's pid in the name: a writer orphaned by a crash may still be busy
+        # while the restarted service writes the same sequence.
+        temporary = final.with_suffix(f".{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -134,6 +136,7 @@ class SnapshotStore:
 
     def load_newest(self) -> Snapshot | None:
         """The newest snapshot that reads back whole; damaged ones are logged and skipped."""
+        self._remove_abandoned_temporaries()
         for path in self.files():
             try:
                 with collector_paused():
@@ -142,3 +145,22 @@ class SnapshotStore:
                 log.error("skipping unusable snapshot", extra={"path": str(path),
                                                                "reason": str(broken)})
         return None
+
+    def _remove_abandoned_temporaries(self) -> None:
+        if not self.directory.is_dir():
+            return
+        for leftover in self.directory.glob("snapshot-*.tmp"):
+            writer = leftover.suffixes[-2].lstrip(".") if len(leftover.suffixes) > 1 else ""
+            if writer.isdigit() and _alive(int(writer)):
+                continue
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -149,12 +149,14 @@ async def test_a_corrupted_newest_snapshot_falls_back_to_the_previous_one(
     assert "checksum mismatch" in service.logs()
 
 
+@pytest.mark.parametrize("fork", ["true", "false"], ids=["forked-writer", "in-process-copy"])
 async def test_sigterm_writes_a_final_snapshot_and_exits_0(
-    service: ServiceProcess, producer: AIOKafkaProducer
+    service: ServiceProcess, producer: AIOKafkaProducer, fork: str
 ) -> None:
     events = known_stream(accounts=20, seed=9)
     truth = ground_truth(events)
     service.extra_env["ENGAGEMENT_SNAPSHOT_INTERVAL_S"] = "3600"
+    service.extra_env["ENGAGEMENT_SNAPSHOT_FORK"] = fork
     service.start()
     service.wait_ready()
     await produce(producer, service.topic, events)

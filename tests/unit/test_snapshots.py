@@ -78,3 +78,27 @@ def test_a_future_format_version_is_refused_with_a_clear_message(tmp_path: Path)
     struct.pack_into(">H", data, 8, 2)
     with pytest.raises(snapshots.SnapshotError, match="format version 2"):
         snapshots.decode(tmp_path / "x.bin", bytes(data))
+
+
+def test_a_forked_writer_produces_the_same_snapshot(tmp_path: Path) -> None:
+    from service import snapshot_child
+
+    engine = busy_engine()
+    store = snapshots.SnapshotStore(tmp_path, keep=3)
+    pid, report_fd = snapshot_child.start(engine, {0: 5, 1: 9}, store)
+    report = snapshot_child.wait(pid, report_fd)
+    assert "error" not in report, report
+    assert report["accounts"] == 2
+    snapshot = store.load_newest()
+    assert snapshot is not None
+    assert snapshot.offsets == {0: 5, 1: 9}
+    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts)
+    assert restored.score("a") == engine.score("a")
+
+
+def test_temporaries_of_dead_writers_are_removed_at_restore(tmp_path: Path) -> None:
+    store = snapshots.SnapshotStore(tmp_path, keep=3)
+    write(store, busy_engine(), {0: 1})
+    (tmp_path / "snapshot-000000000002.999999999.tmp").write_bytes(b"half")
+    assert store.load_newest() is not None
+    assert not list(tmp_path.glob("*.tmp"))
