@@ -170,10 +170,9 @@ class Engine:
         """A flood of distinct ids within the lateness must not exhaust memory: past the
         cap, the oldest hour of ids is forgotten (a re-send of one of those would then
         count again), and the metric says how many were."""
-        oldest_hour, owner = min(
-            (min(clock.seen_ids), clock) for clock in self.partitions.values()
-            if clock.seen_ids
-        )
+        owner = min((clock for clock in self.partitions.values() if clock.seen_ids),
+                    key=lambda clock: min(clock.seen_ids))
+        oldest_hour = min(owner.seen_ids)
         forgotten = owner.seen_ids.pop(oldest_hour)
         self._event_ids -= len(forgotten)
         self.stats.forgotten_event_ids += len(forgotten)

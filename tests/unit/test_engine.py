@@ -139,9 +139,11 @@ def test_cached_scores_equal_fresh_ones_as_the_window_moves() -> None:
 def test_dedupe_memory_is_capped_by_forgetting_the_oldest_hour_first() -> None:
     engine = Engine(EngineConfig(max_event_ids=1_000, allowed_lateness_s=DAY))
     events = [followers(f"a{i}", 1, i * 10.0) for i in range(3_000)]  # 8+ hours of ids
-    feed(engine, *events)
+    for index, event in enumerate(events):  # three partitions with the same hours
+        engine.apply(decoded(event), partition=index % 3)
     remembered = sum(len(ids) for clock in engine.partitions.values()
                      for ids in clock.seen_ids.values())
     assert remembered <= 1_000
     assert engine.stats.forgotten_event_ids == 3_000 - remembered
-    assert feed(engine, events[-1]) == [Outcome.DUPLICATE]  # the newest are still known
+    newest = len(events) - 1  # the newest are still known, on their own partition
+    assert engine.apply(decoded(events[newest]), newest % 3) == Outcome.DUPLICATE
