@@ -70,6 +70,7 @@ class ServiceProcess:
     snapshot_dir: Path
     port: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "service"])
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -95,10 +96,8 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_path = self.snapshot_dir.parent / f"service-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"], env=self.env(), stdout=log, stderr=log,
-            cwd=REPO,
-        )
+        self.process = subprocess.Popen(self.command, env=self.env(), stdout=log, stderr=log,
+                                        cwd=self.snapshot_dir.parent)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

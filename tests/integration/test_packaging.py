@@ -7,13 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.integration.conftest import BOOTSTRAP, REPO, ServiceProcess
+from tests.integration.conftest import REPO, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +30,8 @@ def test_dockerfile_install_steps_give_a_working_console_script(
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(source)], check=True)
     script = venv / "bin" / "engagement-scoring"
     assert script.exists()
-    env = {**service.env(), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
-           "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP}
-    process = subprocess.Popen([str(script)], env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("installed service never became ready")
-        process.terminate()
-        assert process.wait(30) == 0
-    finally:
-        process.kill()
+    service.command = [str(script)]
+    service.extra_env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
+    service.start()
+    service.wait_ready()
+    assert service.terminate() == 0
