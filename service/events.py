@@ -7,7 +7,6 @@ that the consumer can dead-letter it with a reason producers can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -66,7 +65,6 @@ class FollowersEvent(_EventBase):
     followers: int = Field(ge=0, description="The account's follower count at occurred_at.")
 
 
-InteractionEvent = LikeEvent | CommentEvent | ShareEvent
 Event = LikeEvent | CommentEvent | ShareEvent | PostEvent | FollowersEvent
 EVENT_TYPES: tuple[type[BaseModel], ...] = (
     LikeEvent,
@@ -185,10 +183,6 @@ def _is_utf8(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def epoch_seconds(moment: datetime) -> float:
-    return moment.timestamp()
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from service.engine.sketches import ActorSketch
 
-INTERACTION_KINDS = ("like", "comment", "share")
 # Most posts carry one of a few topic tuples: share them instead of one copy per post.
 _shared_topics: dict[tuple[str, ...], tuple[str, ...]] = {}
 MAX_PENDING_TIMES = 256
