@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,7 @@ class StreamConsumer:
         settings = self.settings
         next_snapshot = time.monotonic() + settings.snapshot_interval_s
         next_lag = next_expiry = time.monotonic()
+        expiry: Iterator[int] | None = None
         while not self._stopping.is_set():
             batch = await consumer.getmany(
                 timeout_ms=settings.fetch_timeout_ms, max_records=settings.fetch_max_records
@@ -163,9 +164,12 @@ class StreamConsumer:
                 next_snapshot = now + settings.snapshot_interval_s
             if self._committable is not None:
                 await self._commit(consumer)
-            if now >= next_expiry:
-                self.engine.expire()
+            if now >= next_expiry and expiry is None:
+                expiry = self.engine.expire_in_slices()
                 next_expiry = now + settings.expiry_interval_s
+            if expiry is not None and next(expiry, None) is None:
+                expiry = None  # one slice per turn: ingestion and queries go on between
+
             if now >= next_lag:
                 await self._update_lag(consumer)
                 next_lag = now + LAG_INTERVAL_S

@@ -12,7 +12,6 @@ import contextlib
 import random
 import time
 from dataclasses import replace
-from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -45,10 +44,10 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
                 profile.interactions_per_post, MAX_DEMO_INTERACTIONS_PER_POST))
             start = now - HISTORY_DAYS * 86_400 + rng.uniform(0, 86_400)
             spacing = (HISTORY_DAYS * 86_400) / (shaped.posts + 1)
-            history.extend(
+            history.extend(  # same RFC 3339 format throughout: strings order like times
                 event for event in account_events(account_id, shaped, start, spacing, rng,
                                                   interaction_span_s=spacing / 2)
-                if _epoch(str(event["occurred_at"])) <= now)
+                if str(event["occurred_at"]) <= rfc3339(now))
         # In time order, as a real replay would be: the engine windows by event time.
         history.sort(key=lambda event: str(event["occurred_at"]))
         for event in history:
@@ -110,10 +109,6 @@ async def _stream_live(producer: AIOKafkaProducer, topic: str,
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0:
             await asyncio.sleep(ahead)
-
-
-def _epoch(moment: str) -> float:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
 
 
 def main() -> None:

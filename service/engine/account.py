@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from service.engine.sketches import ActorSketch
 
 # Most posts carry one of a few topic tuples: share them instead of one copy per post.
+# Bounded, so that producers sending ever new topic lists cannot grow it for ever.
 _shared_topics: dict[tuple[str, ...], tuple[str, ...]] = {}
+SHARED_TOPIC_TUPLES = 4_096
 MAX_PENDING_TIMES = 256
 FOLLOWER_HISTORY_LIMIT = 64
 
@@ -90,7 +92,10 @@ class Account:
             return  # the same post announced twice under different event ids: keep the first
         post.posted_at = occurred_at
         post.sponsored = sponsored
-        post.topics = _shared_topics.setdefault(topics, topics)
+        shared = _shared_topics.get(topics)
+        if shared is None and len(_shared_topics) < SHARED_TOPIC_TUPLES:
+            shared = _shared_topics[topics] = topics
+        post.topics = topics if shared is None else shared
         if post.pending:
             post.early = sum(1 for seen in post.pending if seen - occurred_at <= burst_window_s)
         post.pending = None

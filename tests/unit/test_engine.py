@@ -147,3 +147,36 @@ def test_dedupe_memory_is_capped_by_forgetting_the_oldest_hour_first() -> None:
     assert engine.stats.forgotten_event_ids == 3_000 - remembered
     newest = len(events) - 1  # the newest are still known, on their own partition
     assert engine.apply(decoded(events[newest]), newest % 3) == Outcome.DUPLICATE
+
+
+def test_expiry_in_slices_drops_what_a_whole_sweep_drops() -> None:
+    def build() -> Engine:
+        engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0))
+        feed(engine, *[followers(f"quiet-{i}", 10, i) for i in range(7)])
+        feed(engine, followers("busy", 10, 3 * DAY))
+        return engine
+
+    whole, sliced = build(), build()
+    assert whole.expire() == 7
+    steps = sliced.expire_in_slices(accounts_per_slice=2)
+    assert next(steps) == 2
+    feed(sliced, followers("busy", 11, 3 * DAY + 1))  # events arrive between slices
+    assert sum(steps) == 5
+    assert set(sliced.accounts) == set(whole.accounts) == {"busy"}
+    assert sliced.stats.expired_accounts == 7
+
+
+def test_shared_topic_tuples_stay_bounded() -> None:
+    from service.engine import account
+
+    engine = Engine()
+    feed(engine, *[post("acc", f"p{i}", i, topics=(f"topic-{i}",)) for i in range(200)])
+    assert len(account._shared_topics) <= account.SHARED_TOPIC_TUPLES
+    original = account.SHARED_TOPIC_TUPLES
+    account.SHARED_TOPIC_TUPLES = len(account._shared_topics)
+    try:
+        feed(engine, post("acc", "fresh", 500, topics=("never-seen",)))
+        assert ("never-seen",) not in account._shared_topics
+        assert engine.accounts["acc"].posts["fresh"].topics == ("never-seen",)
+    finally:
+        account.SHARED_TOPIC_TUPLES = original
