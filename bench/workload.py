@@ -12,12 +12,12 @@ from service.events import CommentEvent, FollowersEvent, LikeEvent, PostEvent
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def populate(engine: Engine, accounts: int, seed: int = 1) -> int:
-    """Each account: a follower count, 2 posts, 6 interactions by 4 actors. Returns the
-    number of events applied."""
+def populate(engine: Engine, accounts: int, seed: int = 1, first: int = 0) -> int:
+    """Accounts `first` to `first + accounts - 1`, each with a follower count, 2 posts,
+    6 interactions by 4 actors. Returns the number of events applied."""
     rng = random.Random(seed)
     applied = 0
-    for index in range(accounts):
+    for index in range(first, first + accounts):
         account = f"acct-{index}"
         moment = START + timedelta(milliseconds=index)
         partition = index % 3

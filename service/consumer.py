@@ -44,6 +44,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_accounts=settings.max_accounts,
         max_posts_per_account=settings.max_posts_per_account,
         max_event_ids=settings.max_event_ids,
+        hot_accounts=settings.hot_accounts,
     )
 
 
@@ -57,9 +58,10 @@ class SnapshotResult:
     duration_s: float
 
 
-def _rebuild(config: EngineConfig, partitions: dict[int, Any], accounts: list[Any]) -> Engine:
+def _rebuild(config: EngineConfig, snapshot: snapshots.Snapshot) -> Engine:
     with snapshots.collector_paused():
-        engine = import_state(config, partitions, accounts)
+        engine = import_state(config, snapshot.partitions, snapshot.accounts,
+                              snapshot.changes)
     # The restored state lives long: keep the collector from rescanning it ever again.
     gc.freeze()
     return engine
@@ -241,8 +243,7 @@ class StreamConsumer:
         if snapshot is not None:
             config = self.engine.config
             self.engine = await asyncio.to_thread(
-                _rebuild, config, snapshot.partitions, snapshot.accounts
-            )
+                _rebuild, config, snapshot)
             self.positions = dict(snapshot.offsets)
             self.last_snapshot_at = snapshot.written_at
             log.info("restored snapshot", extra={"path": str(snapshot.path),
@@ -300,18 +301,21 @@ class StreamConsumer:
         partitions = export_partitions(self.engine)
         accounts = []
         with snapshots.collector_paused():
-            for plain in export_accounts(self.engine):
-                accounts.append(plain)
+            for packed in export_accounts(self.engine):
+                accounts.append(packed)
                 if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
                     await asyncio.sleep(0)
         pause = time.perf_counter() - started
         self.metrics.snapshot_pause_seconds.observe(pause)
-        return asyncio.create_task(self._persist(offsets, partitions, accounts, pause, started))
+        return asyncio.create_task(self._persist(offsets, partitions, accounts,
+                                                 self.engine.changes, pause, started))
 
     async def _persist(self, offsets: dict[int, int], partitions: dict[int, Any],
-                       accounts: list[Any], pause: float, started: float) -> SnapshotResult:
+                       accounts: list[Any], changes: int, pause: float, started: float
+                       ) -> SnapshotResult:
         try:
-            data = await asyncio.to_thread(snapshots.encode, offsets, partitions, accounts)
+            data = await asyncio.to_thread(snapshots.encode, offsets, partitions, accounts,
+                                           changes)
             path = await asyncio.to_thread(self.store.write, data)
         except OSError:
             self.metrics.snapshot_failures.inc()

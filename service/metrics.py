@@ -33,6 +33,18 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "engagement_accounts_tracked", "Accounts held in memory.", value=len(engine.accounts)
         )
+        yield GaugeMetricFamily(
+            "engagement_accounts_hot",
+            "Accounts held as objects; the rest are packed until an event or query needs "
+            "them (ENGAGEMENT_HOT_ACCOUNTS caps this).",
+            value=engine.accounts.hot,
+        )
+        yield CounterMetricFamily(
+            "engagement_account_unpacks",
+            "Packed accounts opened for an event or a query; a steep rate means the hot "
+            "set is smaller than the working set.",
+            value=engine.accounts.stats.unpacks,
+        )
         yield CounterMetricFamily(
             "engagement_accounts_evicted",
             "Accounts evicted because the account cap was reached (least recently active).",

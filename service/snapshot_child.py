@@ -62,7 +62,7 @@ def _write_and_exit(engine: Engine, offsets: dict[int, int], store: snapshots.Sn
         gc.disable()
         partitions = export_partitions(engine)
         accounts = list(export_accounts(engine))
-        data = snapshots.encode(offsets, partitions, accounts)
+        data = snapshots.encode(offsets, partitions, accounts, engine.changes)
         path = store.write(data)
         report = {"path": str(path), "bytes": len(data), "accounts": len(accounts)}
         code = 0

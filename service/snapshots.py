@@ -3,7 +3,11 @@
 File layout (all integers big-endian):
     magic b"ENGSNAP1" | format version u16 | payload length u64 | CRC-32 of payload u32 |
     payload = zlib(msgpack({"partitions": {p: {"offset", "stream_time", "seen_ids"}},
-                            "accounts": [...], "written_at": epoch seconds}))
+                            "accounts": [[account_id, packed account], ...],
+                            "changes": the engine's change count,
+                            "written_at": epoch seconds}))
+Version 2 stores accounts packed (service/engine/packing.py); version 1 files (plain
+accounts) are refused with a log line, and the service replays the topic instead.
 Files are written to a temporary name, fsynced and renamed, so a reader sees a whole
 snapshot or none; a damaged file is detected by length and checksum and skipped.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 import msgpack
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAGIC = b"ENGSNAP1"
 _HEADER = struct.Struct(">8sHQI")
 _NAME = re.compile(r"^snapshot-(\d{12})\.bin$")
@@ -56,12 +60,15 @@ class Snapshot:
     offsets: dict[int, int]  # partition -> next offset to consume
     partitions: dict[int, Any]
     accounts: list[Any]
+    changes: int
     written_at: float
 
 
-def encode(offsets: dict[int, int], partitions: dict[int, Any], accounts: list[Any]) -> bytes:
+def encode(offsets: dict[int, int], partitions: dict[int, Any], accounts: list[Any],
+           changes: int) -> bytes:
     body = {
         "written_at": time.time(),
+        "changes": changes,
         "partitions": {
             partition: {**plain, "offset": offsets.get(partition)}
             for partition, plain in partitions.items()
@@ -96,7 +103,8 @@ def decode(path: Path, data: bytes) -> Snapshot:
     partitions = {int(p): plain for p, plain in body["partitions"].items()}
     offsets = {p: int(plain["offset"]) for p, plain in partitions.items()
                if plain.get("offset") is not None}
-    return Snapshot(path, offsets, partitions, body["accounts"], float(body["written_at"]))
+    return Snapshot(path, offsets, partitions, body["accounts"], int(body["changes"]),
+                    float(body["written_at"]))
 
 
 class SnapshotStore:

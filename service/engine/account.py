@@ -22,6 +22,15 @@ MAX_PENDING_TIMES = 256
 FOLLOWER_HISTORY_LIMIT = 64
 
 
+def shared_topics(topics: tuple[str, ...]) -> tuple[str, ...]:
+    shared = _shared_topics.get(topics)
+    if shared is None:
+        if len(_shared_topics) >= SHARED_TOPIC_TUPLES:
+            return topics
+        shared = _shared_topics[topics] = topics
+    return shared
+
+
 class Post:
     __slots__ = ("comments", "early", "first_seen_at", "likes", "pending", "posted_at",
                  "shares", "sponsored", "topics")
@@ -92,10 +101,7 @@ class Account:
             return  # the same post announced twice under different event ids: keep the first
         post.posted_at = occurred_at
         post.sponsored = sponsored
-        shared = _shared_topics.get(topics)
-        if shared is None and len(_shared_topics) < SHARED_TOPIC_TUPLES:
-            shared = _shared_topics[topics] = topics
-        post.topics = topics if shared is None else shared
+        post.topics = shared_topics(topics)
         if post.pending:
             post.early = sum(1 for seen in post.pending if seen - occurred_at <= burst_window_s)
         post.pending = None

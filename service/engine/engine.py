@@ -24,6 +24,7 @@ from service.engine.scoring import (
     score_credibility,
 )
 from service.engine.sketches import actor_hash, summarize
+from service.engine.store import AccountStore
 from service.engine.tiers import TIER_SCHEMES, TierScheme
 from service.events import Event, FollowersEvent, PostEvent
 
@@ -42,6 +43,7 @@ class EngineConfig:
     max_accounts: int = 1_000_000
     max_posts_per_account: int = 256
     max_event_ids: int = 5_000_000
+    hot_accounts: int = 20_000
 
     @property
     def actor_bucket_s(self) -> float:
@@ -112,13 +114,11 @@ class EngineStats:
 class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        # Insertion-ordered: least recently active first (re-inserted on activity); a plain
-        # dict costs less per entry than an OrderedDict.
-        self.accounts: dict[str, Account] = {}
+        self.accounts = AccountStore(self.config.hot_accounts)
         self.partitions: dict[int, PartitionClock] = {}
         self.stats = EngineStats()
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
-        self._changes = 0
+        self.changes = 0
         self._event_ids = 0  # remembered for dedupe, over all partitions
 
     def clock(self, partition: int) -> PartitionClock:
@@ -147,8 +147,8 @@ class Engine:
             clock.stream_time = occurred_at
 
         account = self._account_for(event.account_id, partition)
-        self._changes += 1  # engine-wide, so a re-created account never reuses a version
-        account.touch(occurred_at, self._changes)
+        self.changes += 1  # engine-wide, so a re-created account never reuses a version
+        account.touch(occurred_at, self.changes)
         if isinstance(event, FollowersEvent):
             account.record_followers(occurred_at, event.followers)
         elif isinstance(event, PostEvent):
@@ -181,16 +181,15 @@ class Engine:
 
     def _account_for(self, account_id: str, partition: int) -> Account:
         accounts = self.accounts
-        account = accounts.get(account_id)
+        account = accounts.activate(account_id)
         if account is not None:
-            del accounts[account_id]  # re-inserted: now the most recently active
-            accounts[account_id] = account
             account.partition = partition
             return account
         if len(accounts) >= self.config.max_accounts:
-            del accounts[next(iter(accounts))]
+            accounts.evict_least_active()
             self.stats.evicted_accounts += 1
-        account = accounts[account_id] = Account(account_id, partition)
+        account = Account(account_id, partition)
+        accounts.add(account)
         return account
 
     def expire(self) -> int:
@@ -212,18 +211,13 @@ class Engine:
                 self._event_ids -= len(clock.seen_ids.pop(hour))
         account_ids = list(self.accounts)
         for start in range(0, len(account_ids), accounts_per_slice):
-            gone = 0
-            for account_id in account_ids[start : start + accounts_per_slice]:
-                account = self.accounts.get(account_id)
-                if account is None:
-                    continue
-                owner = self.partitions.get(account.partition)
-                if owner is None or owner.stream_time == -math.inf:
-                    continue
-                horizon = owner.stream_time - config.window_s - config.allowed_lateness_s
-                if not account.expire(horizon, int(horizon // config.actor_bucket_s)):
-                    del self.accounts[account_id]
-                    gone += 1
+            limits = {}
+            for partition, owner in self.partitions.items():
+                if owner.stream_time != -math.inf:
+                    horizon = owner.stream_time - config.window_s - config.allowed_lateness_s
+                    limits[partition] = (horizon, int(horizon // config.actor_bucket_s))
+            gone = self.accounts.expire(account_ids[start : start + accounts_per_slice],
+                                        limits)
             self.stats.expired_accounts += gone
             yield gone
 

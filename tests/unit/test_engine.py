@@ -127,7 +127,7 @@ def test_cached_scores_equal_fresh_ones_as_the_window_moves() -> None:
              interaction("like", "acc", f"p{day}", f"u{day % 7}", day * DAY + 60))
         for hour in range(0, 24, 6):
             feed(fresh, followers("other", 5, day * DAY + hour * 3_600 + 120))
-            account = fresh.accounts["acc"]
+            account = fresh.accounts.get("acc")
             as_of = fresh.clock(0).stream_time
             start = as_of - fresh.config.window_s
             uncached = fresh._compute_score(  # the cache's reference
@@ -177,6 +177,6 @@ def test_shared_topic_tuples_stay_bounded() -> None:
     try:
         feed(engine, post("acc", "fresh", 500, topics=("never-seen",)))
         assert ("never-seen",) not in account._shared_topics
-        assert engine.accounts["acc"].posts["fresh"].topics == ("never-seen",)
+        assert engine.accounts.get("acc").posts["fresh"].topics == ("never-seen",)
     finally:
         account.SHARED_TOPIC_TUPLES = original

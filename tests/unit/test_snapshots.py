@@ -25,7 +25,8 @@ def busy_engine() -> Engine:
 
 
 def write(store: snapshots.SnapshotStore, engine: Engine, offsets: dict[int, int]) -> Path:
-    data = snapshots.encode(offsets, export_partitions(engine), list(export_accounts(engine)))
+    data = snapshots.encode(offsets, export_partitions(engine), list(export_accounts(engine)),
+                            engine.changes)
     return store.write(data)
 
 
@@ -36,7 +37,8 @@ def test_restored_engine_answers_exactly_as_the_original(tmp_path: Path) -> None
     snapshot = store.load_newest()
     assert snapshot is not None
     assert snapshot.offsets == {0: 120, 1: 77}
-    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts)
+    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts,
+                            snapshot.changes)
     for account_id in ("a", "b"):
         assert restored.score(account_id) == engine.score(account_id)
 
@@ -74,9 +76,9 @@ def test_a_damaged_newest_snapshot_falls_back_to_the_previous(
 
 
 def test_a_future_format_version_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    data = bytearray(snapshots.encode({}, {}, []))
-    struct.pack_into(">H", data, 8, 2)
-    with pytest.raises(snapshots.SnapshotError, match="format version 2"):
+    data = bytearray(snapshots.encode({}, {}, [], 0))
+    struct.pack_into(">H", data, 8, 3)
+    with pytest.raises(snapshots.SnapshotError, match="format version 3"):
         snapshots.decode(tmp_path / "x.bin", bytes(data))
 
 
@@ -92,7 +94,8 @@ def test_a_forked_writer_produces_the_same_snapshot(tmp_path: Path) -> None:
     snapshot = store.load_newest()
     assert snapshot is not None
     assert snapshot.offsets == {0: 5, 1: 9}
-    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts)
+    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts,
+                            snapshot.changes)
     assert restored.score("a") == engine.score("a")
 
 
