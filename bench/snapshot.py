@@ -46,7 +46,7 @@ def run(accounts: int) -> dict[str, float]:
         read = time.perf_counter() - started
         started = time.perf_counter()
         with snapshots.collector_paused():
-            restored = import_state(engine.config, loaded.partitions, loaded.accounts,
+            restored = import_state(engine.config, loaded.partitions, loaded.account_pairs(),
                                     loaded.changes)
         rebuild = time.perf_counter() - started
     assert len(restored.accounts) == accounts

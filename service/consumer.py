@@ -60,7 +60,7 @@ class SnapshotResult:
 
 def _rebuild(config: EngineConfig, snapshot: snapshots.Snapshot) -> Engine:
     with snapshots.collector_paused():
-        engine = import_state(config, snapshot.partitions, snapshot.accounts,
+        engine = import_state(config, snapshot.partitions, snapshot.account_pairs(),
                               snapshot.changes)
     # The restored state lives long: keep the collector from rescanning it ever again.
     gc.freeze()

@@ -2,12 +2,14 @@
 
 File layout (all integers big-endian):
     magic b"ENGSNAP1" | format version u16 | payload length u64 | CRC-32 of payload u32 |
-    payload = zlib(msgpack({"partitions": {p: {"offset", "stream_time", "seen_ids"}},
-                            "accounts": [[account_id, packed account], ...],
+    payload = lz4 frame(msgpack({"partitions": {p: {"offset", "stream_time", "seen_ids"}},
+                            "accounts": [account_id, packed account, account_id, ...],
                             "changes": the engine's change count,
                             "written_at": epoch seconds}))
-Version 2 stores accounts packed (service/engine/packing.py); version 1 files (plain
-accounts) are refused with a log line, and the service replays the topic instead.
+Version 2 stores accounts packed (service/engine/packing.py), flat, and compresses with
+lz4 rather than zlib: a restore creates no object per account but its id and bytes, and
+decompresses ~3x faster. Version 1 files (plain accounts, zlib) are refused with a log
+line, and the service replays the topic instead.
 Files are written to a temporary name, fsynced and renamed, so a reader sees a whole
 snapshot or none; a damaged file is detected by length and checksum and skipped.
 """
@@ -22,11 +24,12 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lz4.frame
 import msgpack
 
 FORMAT_VERSION = 2
@@ -59,13 +62,16 @@ class Snapshot:
     path: Path
     offsets: dict[int, int]  # partition -> next offset to consume
     partitions: dict[int, Any]
-    accounts: list[Any]
+    accounts: list[Any]  # id, packed, id, packed, ...
     changes: int
+
+    def account_pairs(self) -> Iterable[tuple[str, bytes]]:
+        return zip(self.accounts[::2], self.accounts[1::2], strict=True)
     written_at: float
 
 
-def encode(offsets: dict[int, int], partitions: dict[int, Any], accounts: list[Any],
-           changes: int) -> bytes:
+def encode(offsets: dict[int, int], partitions: dict[int, Any],
+           accounts: Iterable[tuple[str, bytes]], changes: int) -> bytes:
     body = {
         "written_at": time.time(),
         "changes": changes,
@@ -73,9 +79,9 @@ def encode(offsets: dict[int, int], partitions: dict[int, Any], accounts: list[A
             partition: {**plain, "offset": offsets.get(partition)}
             for partition, plain in partitions.items()
         },
-        "accounts": accounts,
+        "accounts": [part for pair in accounts for part in pair],
     }
-    payload = zlib.compress(msgpack.packb(body, use_bin_type=True), 1)
+    payload: bytes = lz4.frame.compress(msgpack.packb(body, use_bin_type=True))
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -96,9 +102,9 @@ def decode(path: Path, data: bytes) -> Snapshot:
         raise SnapshotError(f"{path.name}: checksum mismatch (corrupted)")
     try:
         body = msgpack.unpackb(
-            zlib.decompress(payload), use_list=True, strict_map_key=False, raw=False
+            lz4.frame.decompress(payload), use_list=True, strict_map_key=False, raw=False
         )
-    except (ValueError, zlib.error, msgpack.UnpackException) as broken:
+    except (ValueError, RuntimeError, msgpack.UnpackException) as broken:
         raise SnapshotError(f"{path.name}: undecodable payload ({broken})") from broken
     partitions = {int(p): plain for p, plain in body["partitions"].items()}
     offsets = {p: int(plain["offset"]) for p, plain in partitions.items()

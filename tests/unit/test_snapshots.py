@@ -37,7 +37,7 @@ def test_restored_engine_answers_exactly_as_the_original(tmp_path: Path) -> None
     snapshot = store.load_newest()
     assert snapshot is not None
     assert snapshot.offsets == {0: 120, 1: 77}
-    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts,
+    restored = import_state(engine.config, snapshot.partitions, snapshot.account_pairs(),
                             snapshot.changes)
     for account_id in ("a", "b"):
         assert restored.score(account_id) == engine.score(account_id)
@@ -94,7 +94,7 @@ def test_a_forked_writer_produces_the_same_snapshot(tmp_path: Path) -> None:
     snapshot = store.load_newest()
     assert snapshot is not None
     assert snapshot.offsets == {0: 5, 1: 9}
-    restored = import_state(engine.config, snapshot.partitions, snapshot.accounts,
+    restored = import_state(engine.config, snapshot.partitions, snapshot.account_pairs(),
                             snapshot.changes)
     assert restored.score("a") == engine.score("a")
 
