@@ -7,8 +7,8 @@ as it is, without decoding it (see `AccountStore`).
 
 Layout: a fixed header that the store reads without unpacking, then msgpack of the
 account's fields (portable across Python versions, so snapshots can hold it).
-The header's `settled_from` and `first_bucket` say when expiry could next change the
-account: before then a sweep skips it unopened.
+The header says when expiry could next change the account and when it would drop all
+of it, so a sweep opens only the accounts it changes in part.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from enum import Enum
 
 import msgpack
 
 from service.engine.account import Account, Post, shared_topics
 from service.engine.sketches import ActorSketch
 
-# partition, version, settled_from, first_bucket
-_HEADER = struct.Struct("<IQdq")
-NO_BUCKET = 2**62
+_HEADER = struct.Struct("<IQddqq")
+_NO_BUCKETS = (2**62, -(2**62))  # (first, last) of an account without actor sketches
 _POST_FIELDS = 10
 
 
@@ -32,8 +32,20 @@ _POST_FIELDS = 10
 class PackedHeader:
     partition: int
     version: int
-    settled_from: float  # expiry with a horizon at or before this changes nothing...
-    first_bucket: int  # ...nor with a first live actor bucket at or before this
+    # Expiry changes nothing while the horizon is at or before `settled_from` and the
+    # first live actor bucket at or before `first_bucket`.
+    settled_from: float
+    # Expiry drops the whole account once the horizon is past `last_event_at` (every post
+    # and observation is older) and the first live actor bucket past `last_bucket`.
+    last_event_at: float
+    first_bucket: int
+    last_bucket: int
+
+
+class Expiry(Enum):
+    NOTHING = "nothing"
+    EVERYTHING = "everything"
+    PART = "part"  # only unpacking tells what is left
 
 
 def header(packed: bytes) -> PackedHeader:
@@ -45,9 +57,13 @@ def partition_of(packed: bytes) -> int:
     return partition
 
 
-def needs_expiry(packed: bytes, horizon: float, first_live_bucket: int) -> bool:
-    _, _, settled_from, first_bucket = _HEADER.unpack_from(packed)
-    return bool(settled_from < horizon or first_bucket < first_live_bucket)
+def expiry(packed: bytes, horizon: float, first_live_bucket: int) -> Expiry:
+    _, _, settled_from, last_event_at, first_bucket, last_bucket = _HEADER.unpack_from(packed)
+    if settled_from >= horizon and first_bucket >= first_live_bucket:
+        return Expiry.NOTHING
+    if last_event_at < horizon and last_bucket < first_live_bucket:
+        return Expiry.EVERYTHING
+    return Expiry.PART
 
 
 def pack(account: Account) -> bytes:
@@ -70,16 +86,18 @@ def pack(account: Account) -> bytes:
         # Expiry trims the history once its second observation leaves the horizon.
         settled_from = min(settled_from, account.followers[1][0])
     settled_from = min(settled_from, account.last_event_at)
-    first_bucket = min((sketch.bucket for sketch in account.actors), default=NO_BUCKET)
-    body: bytes = msgpack.packb((account.last_event_at, posts, followers, actors))
+    # Sketches are kept in bucket order.
+    first_bucket, last_bucket = ((account.actors[0].bucket, account.actors[-1].bucket)
+                                 if account.actors else _NO_BUCKETS)
+    body: bytes = msgpack.packb((posts, followers, actors))
     return _HEADER.pack(account.partition, account.version, settled_from,
-                        first_bucket) + body
+                        account.last_event_at, first_bucket, last_bucket) + body
 
 
 def unpack(account_id: str, packed: bytes) -> Account:
-    partition, version, _, _ = _HEADER.unpack_from(packed)
-    last_event_at, posts, followers, actors = msgpack.unpackb(
-        memoryview(packed)[_HEADER.size :], use_list=True)
+    partition, version, _, last_event_at, _, _ = _HEADER.unpack_from(packed)
+    posts, followers, actors = msgpack.unpackb(memoryview(packed)[_HEADER.size :],
+                                               use_list=True)
     account = Account(account_id, partition)
     account.version = version
     account.last_event_at = last_event_at

@@ -86,31 +86,41 @@ class AccountStore:
         del self._all[account_id]
         self._hot.pop(account_id, None)
 
-    def expire(self, account_ids: Iterable[str], limits: Limits) -> int:
-        """Drops what is older than each partition's horizon; returns how many accounts
-        went. A packed account is opened only if its header says expiry changes it."""
-        gone = 0
+    def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
+               most_opened: int) -> tuple[int, int]:
+        """Drops what is older than each partition's horizon, for ids taken from
+        `account_ids` until `most_examined` were looked at or `most_opened` packed ones
+        had to be unpacked (the costly case). Returns how many accounts went and how many
+        were examined. A packed account is opened only if its header says that expiry
+        changes part of it."""
+        gone = examined = opened = 0
         for account_id in account_ids:
+            examined += 1
             held = self._all.get(account_id)
             if held is None:
-                continue
-            if isinstance(held, Account):
+                pass
+            elif isinstance(held, Account):
                 limit = limits.get(held.partition)
                 if limit is not None and not held.expire(*limit):
                     del self._all[account_id]
                     del self._hot[account_id]
                     gone += 1
-                continue
-            limit = limits.get(packing.partition_of(held))
-            if limit is None or not packing.needs_expiry(held, *limit):
-                continue
-            account = packing.unpack(account_id, held)
-            if account.expire(*limit):
-                self._all[account_id] = packing.pack(account)
-            else:
-                del self._all[account_id]
-                gone += 1
-        return gone
+            elif (limit := limits.get(packing.partition_of(held))) is not None:
+                verdict = packing.expiry(held, *limit)
+                if verdict is packing.Expiry.EVERYTHING:
+                    del self._all[account_id]
+                    gone += 1
+                elif verdict is packing.Expiry.PART:
+                    opened += 1
+                    account = packing.unpack(account_id, held)
+                    if account.expire(*limit):
+                        self._all[account_id] = packing.pack(account)
+                    else:
+                        del self._all[account_id]
+                        gone += 1
+            if examined >= most_examined or opened >= most_opened:
+                break
+        return gone, examined
 
     def packed(self) -> Iterator[tuple[str, bytes]]:
         """Every account packed, least recently active first (what a snapshot holds)."""

@@ -77,11 +77,11 @@ def test_expiry_of_packed_accounts_drops_what_it_drops_for_objects() -> None:
     assert tiny.score("busy") == roomy.score("busy")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["post", "like", "followers"]),
                           st.integers(0, 3), st.floats(0, 20 * DAY)), min_size=1),
        st.floats(-DAY, 25 * DAY), st.integers(-1, 30))
-def test_a_header_that_says_nothing_expires_is_right(
+def test_the_header_verdict_on_expiry_is_right(
     actions: list[tuple[str, int, float]], horizon: float, first_live_bucket: int
 ) -> None:
     engine = Engine(EngineConfig(window_s=30 * DAY, allowed_lateness_s=30 * DAY))
@@ -96,6 +96,24 @@ def test_a_header_that_says_nothing_expires_is_right(
     account = engine.accounts.get("acc")
     assert account is not None
     packed = packing.pack(account)
-    if not packing.needs_expiry(packed, horizon, first_live_bucket):
-        assert account.expire(horizon, first_live_bucket)
+    verdict = packing.expiry(packed, horizon, first_live_bucket)
+    left = account.expire(horizon, first_live_bucket)
+    if verdict is packing.Expiry.NOTHING:
+        assert left
         assert packing.pack(account) == packed
+    elif verdict is packing.Expiry.EVERYTHING:
+        assert not left
+
+
+def test_a_sweep_slice_ends_after_its_budget_of_unpacked_accounts() -> None:
+    engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0, hot_accounts=1))
+    # Old posts, fresh follower counts: expiry changes part of each account.
+    stream = [post(f"a{n}", "old", n) for n in range(10)]
+    stream += [followers(f"a{n}", 10, 2 * DAY + n) for n in range(10)]
+    for event in stream:
+        engine.apply(decoded(event))
+    engine.apply(decoded(followers("clock", 1, 2 * DAY + 100)))
+    slices = list(engine.expire_in_slices(accounts_per_slice=100, opened_per_slice=3))
+    assert len(slices) == 4  # 10 packed accounts opened, 3 per slice (the last with 1)
+    assert sum(slices) == 0
+    assert all(not engine.accounts.get(f"a{n}").posts for n in range(10))  # type: ignore[union-attr]
