@@ -56,7 +56,8 @@ def hll_estimate(registers: bytes | bytearray) -> float:
 
 
 class ActorSketch:
-    __slots__ = ("bucket", "counts", "errors", "interactions", "registers")
+    __slots__ = ("_at_floor", "_floor", "bucket", "counts", "errors", "interactions",
+                 "registers")
 
     def __init__(self, bucket: int = 0) -> None:
         self.bucket = bucket  # which time bucket of the account's actors this is
@@ -66,6 +67,11 @@ class ActorSketch:
         # allocated once the sketch stops being exact, to keep small accounts small.
         self.errors: dict[int, int] | None = None
         self.registers: bytearray | None = None
+        # The actors whose count is the minimum, `_floor`, in the order of `counts`
+        # (reversed, to pop the first): derived state, rebuilt when used up, not packed,
+        # and allocated only once the sketch is full.
+        self._at_floor: list[int] | None = None
+        self._floor = 0
 
     @property
     def exact(self) -> bool:
@@ -90,11 +96,29 @@ class ActorSketch:
         hll_add(self.registers, actor)
         if self.errors is None:
             self.errors = {}
-        victim = min(counts, key=counts.__getitem__)
+        victim = self._first_at_floor()
         floor = counts.pop(victim)
         self.errors.pop(victim, None)
         counts[actor] = floor + 1
         self.errors[actor] = floor
+
+    def _first_at_floor(self) -> int:
+        """What `min(counts, key=counts.get)` gives (the first actor with the smallest
+        count), without a scan of all counters per new actor: counts only grow and a
+        newcomer enters above the floor, so the actors at the floor only leave it, in
+        order, until none is left."""
+        counts = self.counts
+        at_floor = self._at_floor
+        if at_floor is None:
+            at_floor = self._at_floor = []
+        while at_floor:
+            candidate = at_floor.pop()
+            if counts.get(candidate) == self._floor:
+                return candidate
+        floor = self._floor = min(counts.values())
+        at_floor.extend(actor for actor, count in counts.items() if count == floor)
+        at_floor.reverse()
+        return at_floor.pop()
 
     def guaranteed_counts(self) -> dict[int, int]:
         errors = self.errors
