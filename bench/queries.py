@@ -5,8 +5,11 @@
 Starts the service (as `python -m service`) on a fresh topic, loads it with demo
 accounts, keeps a producer sending live events during the whole run, then drives
 `GET /accounts/{id}/score` for random known accounts over keep-alive connections for a
-fixed time; then the same client against bench/bare_app.py served by uvicorn with the
-same settings, under the same ingest load.
+fixed time, and the same client against bench/bare_app.py served by uvicorn with the
+same settings, under the same ingest load. The two alternate in rounds (one second
+each by default), so that drift on a shared machine falls on both alike. The service's
+periodic snapshot is held off during the run (its pause is bench.snapshot's subject):
+a forked writer busy on one of two cores would fall on whichever round it hit.
 """
 
 from __future__ import annotations
@@ -62,16 +65,21 @@ async def one_connection(port: int, paths: list[str], until: float,
     return failures
 
 
-async def drive(port: int, paths: list[str], seconds: float, connections: int) -> dict[str, float]:
-    latencies: list[float] = []
+async def drive(port: int, paths: list[str], seconds: float, connections: int,
+                latencies: list[float]) -> int:
+    """One round against one server; returns the non-200 answers."""
     until = time.perf_counter() + seconds
     failures = await asyncio.gather(*(one_connection(port, paths, until, latencies)
                                       for _ in range(connections)))
+    return sum(failures)
+
+
+def summary(latencies: list[float], seconds: float, failures: int) -> dict[str, float]:
     latencies.sort()
     return {"rps": len(latencies) / seconds,
             "p50_ms": latencies[len(latencies) // 2] * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-            "requests": len(latencies), "failures": sum(failures)}
+            "requests": len(latencies), "failures": failures}
 
 
 def wait_http(url: str, timeout_s: float = 60) -> None:
@@ -137,7 +145,8 @@ async def load_accounts(topic: str, count: int) -> tuple[list[str], int]:
     return [account_id for account_id, _ in chosen], len(events)
 
 
-async def run(seconds: float, connections: int, accounts: int, rate: float) -> None:
+async def run(seconds: float, connections: int, accounts: int, rate: float,
+              round_s: float) -> None:
     topic = f"bench-queries-{uuid.uuid4().hex[:8]}"
     ids, loaded = await load_accounts(topic, accounts)
     service_port, bare_port = free_port(), free_port()
@@ -146,7 +155,7 @@ async def run(seconds: float, connections: int, accounts: int, rate: float) -> N
            "ENGAGEMENT_EVENTS_TOPIC": topic, "ENGAGEMENT_DLQ_TOPIC": f"{topic}.dlq",
            "ENGAGEMENT_CONSUMER_GROUP": f"g-{topic}", "ENGAGEMENT_SNAPSHOT_DIR": folder,
            "ENGAGEMENT_HTTP_HOST": "127.0.0.1", "ENGAGEMENT_HTTP_PORT": str(service_port),
-           "ENGAGEMENT_LOG_LEVEL": "WARNING"}
+           "ENGAGEMENT_LOG_LEVEL": "WARNING", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600"}
     service = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app",
@@ -163,8 +172,15 @@ async def run(seconds: float, connections: int, accounts: int, rate: float) -> N
         ingest = asyncio.create_task(background_ingest(topic, ids, stop, rate))
         paths = [f"/accounts/{account}/score" for account in ids]
         await asyncio.sleep(1)
-        score = await drive(service_port, paths, seconds, connections)
-        baseline = await drive(bare_port, paths, seconds, connections)
+        timings: dict[int, list[float]] = {service_port: [], bare_port: []}
+        failures = dict.fromkeys(timings, 0)
+        rounds = max(1, round(seconds / round_s))
+        for _ in range(rounds):
+            for port in (service_port, bare_port):
+                failures[port] += await drive(port, paths, seconds / rounds, connections,
+                                              timings[port])
+        score = summary(timings[service_port], seconds, failures[service_port])
+        baseline = summary(timings[bare_port], seconds, failures[bare_port])
         stop.set()
         sent = await ingest
     finally:
@@ -174,7 +190,8 @@ async def run(seconds: float, connections: int, accounts: int, rate: float) -> N
         service.wait(30)
         bare.wait(30)
     print(f"ingest during the run: {sent / (2 * seconds + 1):,.0f} events/s produced "
-          f"(target {rate:,.0f}); {connections} keep-alive connections, {seconds:g} s each")
+          f"(target {rate:,.0f}); {connections} keep-alive connections, {seconds:g} s each "
+          f"in {rounds} alternating rounds")
     print("| endpoint | requests/s | p50 | p99 | non-200 |")
     print("|---|---|---|---|---|")
     for name, result in (("GET /accounts/{id}/score (service)", score),
@@ -191,10 +208,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--ingest-rate", type=float, default=2_000.0,
                         help="live events per second sent while queries run")
+    parser.add_argument("--round-seconds", type=float, default=1.0,
+                        help="length of one round before switching to the other server")
     arguments = parser.parse_args()
     ensure_broker()
     asyncio.run(run(arguments.seconds, arguments.connections, arguments.accounts,
-                    arguments.ingest_rate))
+                    arguments.ingest_rate, arguments.round_seconds))
 
 
 if __name__ == "__main__":

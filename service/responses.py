@@ -3,6 +3,7 @@ fast path that turns an engine score into bytes with orjson."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,7 @@ class ProblemBody(BaseModel):
     instance: str | None = None
 
 
+@functools.lru_cache(maxsize=256)  # window bounds repeat across queries between events
 def _timestamp(epoch: float) -> str | None:
     if epoch in (float("inf"), float("-inf")):
         return None
