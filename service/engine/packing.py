@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 from enum import Enum
 
 import msgpack
@@ -23,33 +22,20 @@ import msgpack
 from service.engine.account import Account, Post, shared_topics
 from service.engine.sketches import ActorSketch
 
+# partition, version, settled_from, last_event_at, first_bucket, last_bucket.
+# Expiry changes nothing while the horizon is at or before `settled_from` and the first
+# live actor bucket at or before `first_bucket`; it drops the whole account once the
+# horizon is past `last_event_at` (every post and observation is older) and the first
+# live actor bucket past `last_bucket`.
 _HEADER = struct.Struct("<IQddqq")
 _NO_BUCKETS = (2**62, -(2**62))  # (first, last) of an account without actor sketches
 _POST_FIELDS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class PackedHeader:
-    partition: int
-    version: int
-    # Expiry changes nothing while the horizon is at or before `settled_from` and the
-    # first live actor bucket at or before `first_bucket`.
-    settled_from: float
-    # Expiry drops the whole account once the horizon is past `last_event_at` (every post
-    # and observation is older) and the first live actor bucket past `last_bucket`.
-    last_event_at: float
-    first_bucket: int
-    last_bucket: int
 
 
 class Expiry(Enum):
     NOTHING = "nothing"
     EVERYTHING = "everything"
     PART = "part"  # only unpacking tells what is left
-
-
-def header(packed: bytes) -> PackedHeader:
-    return PackedHeader(*_HEADER.unpack_from(packed))
 
 
 def partition_of(packed: bytes) -> int:
