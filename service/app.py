@@ -17,6 +17,7 @@ from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+CLOSE_AFTER_CANCEL_S = 5.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("consumer did not stop in time; exiting without a final snapshot",
                       extra={"timeout_s": settings.shutdown_timeout_s})
             task.cancel()
+            # Let the cancelled task close its Kafka clients, bounded: the broker may be
+            # the reason it did not stop.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(task, timeout=CLOSE_AFTER_CANCEL_S)
         except Exception:
             log.exception("consumer failed during shutdown")
 

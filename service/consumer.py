@@ -128,16 +128,16 @@ class StreamConsumer:
         )
         self._consumer = consumer
         consumer.subscribe([settings.events_topic], listener=_SeekOnAssign(self))
-        await producer.start()
-        await consumer.start()
-        self.dead_letters = DeadLetterPublisher(
-            producer, settings.dlq_topic, self.metrics,
-            settings.dlq_retry_initial_s, settings.dlq_retry_max_s,
-            settings.dlq_send_timeout_s,
-        )
-        log.info("consuming", extra={"topic": settings.events_topic,
-                                     "group": settings.consumer_group})
         try:
+            await producer.start()
+            await consumer.start()
+            self.dead_letters = DeadLetterPublisher(
+                producer, settings.dlq_topic, self.metrics,
+                settings.dlq_retry_initial_s, settings.dlq_retry_max_s,
+                settings.dlq_send_timeout_s,
+            )
+            log.info("consuming", extra={"topic": settings.events_topic,
+                                         "group": settings.consumer_group})
             await self._consume(consumer)
             await self._finish_in_flight()
             await self._write_snapshot()
