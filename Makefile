@@ -75,6 +75,7 @@ bench: install broker
 	$(BIN)/python -m bench.queries
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.snapshot
+	$(BIN)/python -m bench.expiry
 
 clean:
 	rm -rf $(VENV) .snapshots .tools

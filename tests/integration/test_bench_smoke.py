@@ -39,3 +39,9 @@ def test_memory_bench_reports_bytes_per_account() -> None:
 def test_snapshot_bench_reports_pause_size_and_restore() -> None:
     output = bench("bench.snapshot", "--accounts", "2000")
     assert "| 2,000 |" in output
+
+
+def test_expiry_bench_reports_slices_per_case() -> None:
+    output = bench("bench.expiry", "--accounts", "2000")
+    for case in ("nothing due", "part of each", "everything"):
+        assert f"| 2,000 | {case} |" in output
