@@ -31,6 +31,7 @@ from service.events import Event, FollowersEvent, PostEvent
 DAY_S = 86_400.0
 EXPIRY_SLICE_ACCOUNTS = 20_000
 EXPIRY_SLICE_OPENED = 2_000  # packed accounts unpacked and packed again: ~10 us each
+IDS_RELEASED_PER_SLICE = 50_000  # ~20 ms
 DEDUPE_BUCKET_S = 3_600.0
 ACTOR_BUCKETS_PER_WINDOW = 6
 
@@ -210,7 +211,17 @@ class Engine:
             oldest_live = clock.stream_time - config.allowed_lateness_s
             first_live_hour = int(oldest_live // DEDUPE_BUCKET_S)
             for hour in [h for h in clock.seen_ids if h < first_live_hour]:
-                self._event_ids -= len(clock.seen_ids.pop(hour))
+                retired = clock.seen_ids.pop(hour)
+                self._event_ids -= len(retired)
+                # An hour can hold millions of ids, and freeing a set of them at once
+                # holds the loop ~60 ms per million: let them go a chunk per step.
+                # (Popping costs ~4x the bulk free; a list copy of a big set held the
+                # loop 200 ms itself.)
+                while len(retired) > IDS_RELEASED_PER_SLICE:
+                    pop = retired.pop
+                    for _ in range(IDS_RELEASED_PER_SLICE):
+                        pop()
+                    yield 0
         account_ids = iter(list(self.accounts))
         while True:
             limits = {}

@@ -180,3 +180,18 @@ def test_shared_topic_tuples_stay_bounded() -> None:
         assert engine.accounts.get("acc").posts["fresh"].topics == ("never-seen",)
     finally:
         account.SHARED_TOPIC_TUPLES = original
+
+
+def test_a_large_hour_of_event_ids_is_released_over_several_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "IDS_RELEASED_PER_SLICE", 10)
+    engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0))
+    feed(engine, *[followers("acc", n, 60 + n) for n in range(35)])
+    feed(engine, followers("acc", 99, 2 * 3_600))  # the first hour leaves the lateness
+    steps = list(engine.expire_in_slices())
+    assert steps.count(0) >= 3  # 35 ids, at most 10 per step before the accounts' slice
+    assert [len(ids) for ids in engine.clock(0).seen_ids.values()] == [1]
+    assert engine._event_ids == 1  # counted down as the hour was retired
