@@ -41,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # the reason it did not stop.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
                 await asyncio.wait_for(task, timeout=CLOSE_AFTER_CANCEL_S)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this shutdown itself is being cancelled
+            log.error("consumer task was cancelled during shutdown")
         except Exception:
             log.exception("consumer failed during shutdown")
 

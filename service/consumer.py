@@ -33,6 +33,9 @@ EXPORT_CHUNK_ACCOUNTS = 5_000
 # A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it.
 YIELD_EVERY_RECORDS = 256
 LAG_INTERVAL_S = 5.0
+# Lag reads and offset commits wait on the broker (aiokafka's own request timeout is
+# 40 s); bounded, so that a lost broker cannot hold up shutdown or its final snapshot.
+BROKER_CALL_TIMEOUT_S = 5.0
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -65,6 +68,23 @@ def _rebuild(config: EngineConfig, snapshot: snapshots.Snapshot) -> Engine:
     # The restored state lives long: keep the collector from rescanning it ever again.
     gc.freeze()
     return engine
+
+
+async def _close(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None:
+    """Stops a Kafka client; its failure must neither hide the other client's close nor
+    fail a shutdown that has already written its snapshot. With the broker gone, aiokafka
+    can raise CancelledError from `stop()` although nobody cancelled this task (seen in
+    tests/integration/test_broker_loss.py); a real cancellation still propagates."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("kafka client stop was cancelled inside aiokafka", extra={"client": name})
+    except Exception as error:  # the process is stopping; say so and go on
+        log.warning("kafka client did not stop cleanly",
+                    extra={"client": name, "reason": repr(error)})
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -146,8 +166,10 @@ class StreamConsumer:
         finally:
             self.assigned = False
             self.metrics.consumer_ready.set(0)
-            await consumer.stop()
-            await producer.stop()
+            try:
+                await _close(consumer, "consumer")
+            finally:
+                await _close(producer, "producer")
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         settings = self.settings
@@ -352,7 +374,7 @@ class StreamConsumer:
         owned = {TopicPartition(topic, p): o for p, o in offsets.items() if p in assignment}
         if owned:
             try:
-                await consumer.commit(owned)
+                await asyncio.wait_for(consumer.commit(owned), BROKER_CALL_TIMEOUT_S)
             except Exception:  # a lost commit only delays lag metrics
                 log.warning("offset commit failed; the next snapshot commits again",
                             exc_info=True)
@@ -362,12 +384,13 @@ class StreamConsumer:
         if not assignment:
             return
         try:
-            ends = await consumer.end_offsets(assignment)
-        except Exception:
+            ends = await asyncio.wait_for(consumer.end_offsets(assignment),
+                                          BROKER_CALL_TIMEOUT_S)
+            for tp, end in ends.items():
+                position = self.positions.get(tp.partition)
+                if position is None:
+                    position = await asyncio.wait_for(consumer.position(tp),
+                                                      BROKER_CALL_TIMEOUT_S)
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))
+        except Exception:  # lag is for the dashboards; the next turn tries again
             log.warning("could not read end offsets for lag", exc_info=True)
-            return
-        for tp, end in ends.items():
-            position = self.positions.get(tp.partition)
-            if position is None:
-                position = await consumer.position(tp)
-            self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))

@@ -52,8 +52,8 @@ def _free_port() -> int:
         return port
 
 
-async def create_topics(*names: str, partitions: int = 3) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+async def create_topics(*names: str, partitions: int = 3, bootstrap: str = BOOTSTRAP) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1) for name in names])

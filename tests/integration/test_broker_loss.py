@@ -1,0 +1,82 @@
+"""Losing the broker: the service still stops within its bound, and cleanly.
+
+Runs a second, private broker (the shared one serves the other tests) and stops it
+under the running service.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, ServiceProcess, create_topics
+
+pytestmark = pytest.mark.integration
+# Above the consumer's 5 s bound on a broker call, as the default (20 s) is.
+SHUTDOWN_TIMEOUT_S = 10
+
+
+def _free_port_pair() -> int:
+    """A port whose successor is free too (the broker's controller listens there)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        with socket.socket() as successor:
+            try:
+                successor.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+@pytest.fixture
+def private_broker() -> Iterator[str]:
+    env = {**os.environ, "KAFKA_PORT": str(_free_port_pair())}
+    kafka = [str(REPO / "scripts" / "kafka.sh")]
+    subprocess.run([*kafka, "start"], env=env, check=True, capture_output=True)
+    try:
+        yield f"127.0.0.1:{env['KAFKA_PORT']}"
+    finally:
+        subprocess.run([*kafka, "stop"], env=env, check=False, capture_output=True)
+
+
+async def test_shutdown_without_a_broker_is_bounded_and_closes_kafka_clients(
+    private_broker: str, tmp_path: Path
+) -> None:
+    name = f"events-{uuid.uuid4().hex[:10]}"
+    await create_topics(name, f"{name}.dlq", bootstrap=private_broker)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    service = ServiceProcess(name, f"{name}.dlq", tmp_path / "snapshots", http_port, extra_env={
+        "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": private_broker,
+        "ENGAGEMENT_SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S)})
+    service.start()
+    try:
+        service.wait_ready()
+        port = private_broker.rpartition(":")[2]
+        subprocess.run([str(REPO / "scripts" / "kafka.sh"), "stop"], check=True,
+                       capture_output=True, env={**os.environ, "KAFKA_PORT": port})
+        time.sleep(2)  # let the clients notice: fetches and heartbeats start failing
+        started = time.monotonic()
+        assert service.terminate(timeout_s=30) == 0
+        # The shutdown bound, then at most 5 s for a cancelled consumer to close.
+        assert time.monotonic() - started < SHUTDOWN_TIMEOUT_S + 5 + 2
+    finally:
+        service.kill()
+    # The final snapshot is local and is written; only the offset commit after it waits
+    # on the broker, and the shutdown bound may cut that short.
+    logs = service.logs()
+    assert "snapshot written" in logs
+    assert list((tmp_path / "snapshots").glob("snapshot-*.bin"))
+    assert "Unclosed" not in logs  # aiokafka's warning for a client never stopped
+    assert "Application shutdown failed" not in logs
