@@ -7,6 +7,7 @@ under the running service.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -40,13 +41,18 @@ def _free_port_pair() -> int:
 
 @pytest.fixture
 def private_broker() -> Iterator[str]:
-    env = {**os.environ, "KAFKA_PORT": str(_free_port_pair())}
+    port = str(_free_port_pair())
+    env = {**os.environ, "KAFKA_PORT": port}
     kafka = [str(REPO / "scripts" / "kafka.sh")]
     subprocess.run([*kafka, "start"], env=env, check=True, capture_output=True)
     try:
-        yield f"127.0.0.1:{env['KAFKA_PORT']}"
+        yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([*kafka, "stop"], env=env, check=False, capture_output=True)
+        home = REPO / ".kafka"  # the jars stay; this broker's data, log and config go
+        shutil.rmtree(home / f"data-{port}", ignore_errors=True)
+        (home / f"kafka-{port}.log").unlink(missing_ok=True)
+        (home / f"server-{port}.properties").unlink(missing_ok=True)
 
 
 async def test_shutdown_without_a_broker_is_bounded_and_closes_kafka_clients(
