@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, ServiceProcess, create_topics
+from tests.integration.conftest import REPO, ServiceProcess, _free_port, create_topics
 
 pytestmark = pytest.mark.integration
 # Above the consumer's 5 s bound on a broker call, as the default (20 s) is.
@@ -60,10 +60,7 @@ async def test_shutdown_without_a_broker_is_bounded_and_closes_kafka_clients(
 ) -> None:
     name = f"events-{uuid.uuid4().hex[:10]}"
     await create_topics(name, f"{name}.dlq", bootstrap=private_broker)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        http_port = probe.getsockname()[1]
-    service = ServiceProcess(name, f"{name}.dlq", tmp_path / "snapshots", http_port, extra_env={
+    service = ServiceProcess(name, f"{name}.dlq", tmp_path / "snapshots", _free_port(), extra_env={
         "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": private_broker,
         "ENGAGEMENT_SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S)})
     service.start()
