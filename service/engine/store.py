@@ -24,7 +24,6 @@ Limits = Mapping[int, tuple[float, int]]  # partition -> (horizon, first live ac
 
 @dataclass(slots=True)
 class StoreStats:
-    packs: int = 0
     unpacks: int = 0
 
 
@@ -40,9 +39,6 @@ class AccountStore:
     def __len__(self) -> int:
         return len(self._all)
 
-    def __contains__(self, account_id: object) -> bool:
-        return account_id in self._all
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._all)
 
@@ -56,10 +52,7 @@ class AccountStore:
         if held is None:
             return None
         if isinstance(held, Account):
-            hot = self._hot
-            del hot[account_id]
-            hot[account_id] = held
-            return held
+            return self._used(account_id, held)
         return self._promote(account_id, held)
 
     def activate(self, account_id: str) -> Account | None:
@@ -67,13 +60,9 @@ class AccountStore:
         held = self._all.pop(account_id, None)
         if held is None:
             return None
+        self._all[account_id] = held  # re-inserted: now the most recently active
         if isinstance(held, Account):
-            self._all[account_id] = held
-            hot = self._hot
-            del hot[account_id]
-            hot[account_id] = held
-            return held
-        self._all[account_id] = held
+            return self._used(account_id, held)
         return self._promote(account_id, held)
 
     def add(self, account: Account) -> None:
@@ -130,6 +119,12 @@ class AccountStore:
     def restore(self, packed: Iterable[tuple[str, bytes]]) -> None:
         self._all.update(packed)
 
+    def _used(self, account_id: str, account: Account) -> Account:
+        hot = self._hot
+        del hot[account_id]  # re-inserted: now the most recently used
+        hot[account_id] = account
+        return account
+
     def _promote(self, account_id: str, packed: bytes) -> Account:
         account = packing.unpack(account_id, packed)
         self.stats.unpacks += 1
@@ -144,4 +139,3 @@ class AccountStore:
             account_id = next(iter(hot))
             account = hot.pop(account_id)
             self._all[account_id] = packing.pack(account)
-            self.stats.packs += 1
