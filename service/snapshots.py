@@ -64,10 +64,10 @@ class Snapshot:
     partitions: dict[int, Any]
     accounts: list[Any]  # id, packed, id, packed, ...
     changes: int
+    written_at: float
 
     def account_pairs(self) -> Iterable[tuple[str, bytes]]:
         return zip(self.accounts[::2], self.accounts[1::2], strict=True)
-    written_at: float
 
 
 def encode(offsets: dict[int, int], partitions: dict[int, Any],

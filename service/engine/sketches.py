@@ -46,7 +46,7 @@ _TOP_BITS = int.from_bytes(b"\x80" * HLL_REGISTERS, "little")
 
 
 def hll_merge(into: bytearray, other: bytes | bytearray) -> None:
-    """`into[i] = max(into[i], other[i])` for every register, ~10x faster than a loop:
+    """`into[i] = max(into[i], other[i])` for every register, ~17x faster than a loop:
     with each byte of `mine` lifted by 128, `mine - theirs` borrows across no byte, and
     its top bit per byte says where `mine >= theirs`."""
     mine = int.from_bytes(into, "little")
