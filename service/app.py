@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             task.cancel()
             # Let the cancelled task close its Kafka clients, bounded: the broker may be
             # the reason it did not stop.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=CLOSE_AFTER_CANCEL_S)
         except asyncio.CancelledError:
             if not task.cancelled():

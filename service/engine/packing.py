@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from enum import Enum
 
 import msgpack
@@ -38,13 +39,16 @@ class Expiry(Enum):
     PART = "part"  # only unpacking tells what is left
 
 
-def partition_of(packed: bytes) -> int:
-    partition: int = _HEADER.unpack_from(packed)[0]
-    return partition
-
-
-def expiry(packed: bytes, horizon: float, first_live_bucket: int) -> Expiry:
-    _, _, settled_from, last_event_at, first_bucket, last_bucket = _HEADER.unpack_from(packed)
+def expiry(packed: bytes, limits: Mapping[int, tuple[float, int]]) -> Expiry:
+    """What expiry does to the account, from its header alone; `limits` maps a
+    partition to its (horizon, first live actor bucket), and a partition without one
+    has no stream time yet."""
+    partition, _, settled_from, last_event_at, first_bucket, last_bucket = (
+        _HEADER.unpack_from(packed))
+    limit = limits.get(partition)
+    if limit is None:
+        return Expiry.NOTHING
+    horizon, first_live_bucket = limit
     if settled_from >= horizon and first_bucket >= first_live_bucket:
         return Expiry.NOTHING
     if last_event_at < horizon and last_bucket < first_live_bucket:

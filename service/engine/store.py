@@ -94,15 +94,15 @@ class AccountStore:
                     del self._all[account_id]
                     del self._hot[account_id]
                     gone += 1
-            elif (limit := limits.get(packing.partition_of(held))) is not None:
-                verdict = packing.expiry(held, *limit)
+            else:
+                verdict = packing.expiry(held, limits)
                 if verdict is packing.Expiry.EVERYTHING:
                     del self._all[account_id]
                     gone += 1
                 elif verdict is packing.Expiry.PART:
                     opened += 1
                     account = packing.unpack(account_id, held)
-                    if account.expire(*limit):
+                    if account.expire(*limits[account.partition]):
                         self._all[account_id] = packing.pack(account)
                     else:
                         del self._all[account_id]

@@ -96,7 +96,7 @@ def test_the_header_verdict_on_expiry_is_right(
     account = engine.accounts.get("acc")
     assert account is not None
     packed = packing.pack(account)
-    verdict = packing.expiry(packed, horizon, first_live_bucket)
+    verdict = packing.expiry(packed, {0: (horizon, first_live_bucket)})
     left = account.expire(horizon, first_live_bucket)
     if verdict is packing.Expiry.NOTHING:
         assert left
