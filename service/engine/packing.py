@@ -76,18 +76,25 @@ def pack(account: Account) -> bytes:
         # Expiry trims the history once its second observation leaves the horizon.
         settled_from = min(settled_from, account.followers[1][0])
     settled_from = min(settled_from, account.last_event_at)
-    # Sketches are kept in bucket order.
+    # Sketches and audience buckets are kept in bucket order.
     first_bucket, last_bucket = ((account.actors[0].bucket, account.actors[-1].bucket)
                                  if account.actors else _NO_BUCKETS)
-    body: bytes = msgpack.packb((posts, followers, actors))
+    audience = account.audience
+    if audience:
+        first_bucket = min(first_bucket, audience[0])
+        last_bucket = max(last_bucket, audience[-4])
+        body: bytes = msgpack.packb((posts, followers, actors, audience))
+    else:
+        # Without signals the layout stays the three fields older snapshots hold.
+        body = msgpack.packb((posts, followers, actors))
     return _HEADER.pack(account.partition, account.version, settled_from,
                         account.last_event_at, first_bucket, last_bucket) + body
 
 
 def unpack(account_id: str, packed: bytes) -> Account:
     partition, version, _, last_event_at, _, _ = _HEADER.unpack_from(packed)
-    posts, followers, actors = msgpack.unpackb(memoryview(packed)[_HEADER.size :],
-                                               use_list=True)
+    posts, followers, actors, *audience = msgpack.unpackb(
+        memoryview(packed)[_HEADER.size :], use_list=True)
     account = Account(account_id, partition)
     account.version = version
     account.last_event_at = last_event_at
@@ -110,6 +117,8 @@ def unpack(account_id: str, packed: bytes) -> Account:
         sketch.errors = None if errors is None else _unflatten(errors)
         sketch.registers = None if registers is None else bytearray(registers)
         account.actors.append(sketch)
+    if audience:
+        account.audience = audience[0]
     return account
 
 
