@@ -130,10 +130,13 @@ def human_delay(rng: random.Random, posted_at: float, zone_h: float) -> float:
     night in the account's time zone, a few with notifications on within seconds."""
     if rng.random() < 0.01:
         return rng.uniform(2, 25)
+    # A sixth of an audience lives in another time zone.
+    if rng.random() < 0.15:
+        zone_h += rng.choice((-9, -6, 6, 9))
     while True:
         delay = 30 + rng.expovariate(1 / (3 * HOUR))
         local_hour = ((posted_at + delay) / HOUR + zone_h) % 24
-        if 1 <= local_hour < 7 and rng.random() < 0.85:
+        if 1 <= local_hour < 7 and rng.random() < 0.7:
             continue
         return min(delay, 3 * DAY)
 
@@ -154,8 +157,9 @@ class Farm:
     outside_per_day: float
 
     def background(self, world: World, rng: random.Random) -> None:
+        # From a period before the first post (the actor side's memory) to the end.
         for bot in self.bots:
-            for day in range(-4, SPAN_DAYS + 4):
+            for day in range(-8, SPAN_DAYS + 1):
                 for _ in range(_poisson(rng, self.outside_per_day)):
                     moment = START + (day + rng.random()) * DAY
                     world.actor_only.append(
@@ -192,10 +196,10 @@ def authentic_shape(rng: random.Random) -> Shape:
     elif draw < 0.85:
         followers = int(math.exp(rng.uniform(math.log(1_000), math.log(10_000))))
     else:
-        followers = int(math.exp(rng.uniform(math.log(10_000), math.log(30_000))))
+        followers = int(math.exp(rng.uniform(math.log(10_000), math.log(25_000))))
     return Shape(
         followers=followers,
-        posts=rng.randint(4, 10),
+        posts=rng.randint(3, 8),
         ratio=math.exp(rng.gauss(math.log(1.2), 0.35)),
         deep_share=rng.uniform(0.10, 0.35),
         sponsored_share=rng.choice((0.0, 0.0, 0.1, 0.2, 0.3)),
@@ -303,10 +307,15 @@ def build(population: Population, seed: int) -> World:
              for account, shape in shapes.items()}
     audiences = deal_audiences(sizes, rng)
 
-    big_farm = Farm("farm", [f"bot{n}" for n in range(6_000)], outside_per_day=6.0)
-    cheap_farm = Farm("cheap", [f"cheap{n}" for n in range(3_000)], outside_per_day=12.0)
-    docs_farm = Farm("docs", [f"quiet{n}" for n in range(20_000)],
-                     outside_per_day=max(0.0, population.docs_breadth - 1.0) / 2.0)
+    # Pools scale with the number of customers in the labelled set, so a bot serves
+    # about as many of them in --quick as in a full run.
+    scale = population.per_kind / 30
+    big_farm = Farm("farm", [f"bot{n}" for n in range(int(4_000 * scale))],
+                    outside_per_day=2.0)
+    cheap_farm = Farm("cheap", [f"cheap{n}" for n in range(int(1_500 * scale))],
+                      outside_per_day=8.0)
+    docs_farm = Farm("docs", [], outside_per_day=population.docs_breadth / 8.0)
+    docs_bots = [f"quiet{n}" for n in range(int(40_000 * scale))]
     farms = (big_farm, cheap_farm, docs_farm)
     pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
     pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
@@ -390,9 +399,10 @@ def build(population: Population, seed: int) -> World:
             real_engagement(world, account, shape, posts, audience, rng)
             target = rng.uniform(2.0, 2.8) - shape.ratio
             per_post = normal * max(target, 0.5)
-            # Returning bots: a pool per customer about as large as a real audience.
-            pool = rng.sample(docs_farm.bots, k=min(len(docs_farm.bots),
-                                                    max(30, int(per_post * 3))))
+            # Returning bots: a pool per customer about as large as a real audience,
+            # each bot serving `docs_breadth` accounts per 8 days (outside included).
+            pool = rng.sample(docs_bots, k=min(len(docs_bots), max(30, int(per_post * 1.5))))
+            docs_farm.bots += pool
             bought(world, account, posts, docs_farm, per_post, rng, deep_share=0.22,
                    spread_s=0, jitter=0.45, diurnal_zone=shape.zone_h, returning_pool=pool)
     for pod in pods:
@@ -410,6 +420,7 @@ def build(population: Population, seed: int) -> World:
                     world.emit(posted_at + delay,
                                "comment" if rng.random() < 0.6 else "like",
                                account, post_id, member)
+    docs_farm.bots = list(dict.fromkeys(docs_farm.bots))
     for farm in farms:
         farm.background(world, rng)
     world.raw.sort(key=lambda event: event[0])
@@ -444,6 +455,14 @@ SIGNAL_BATCH = 2_000
 def run(world: World, with_audience: bool = True) -> dict[str, Credibility]:
     engine = Engine(EngineConfig(max_accounts=100_000, hot_accounts=100_000))
     activity = ActorActivity()
+    hashes: dict[str, int] = {}
+
+    def hashed(actor: str) -> int:
+        known = hashes.get(actor)
+        if known is None:
+            known = hashes[actor] = actor_hash(actor)
+        return known
+
     outside = sorted(world.actor_only)
     outside_index = 0
     batch: list[ActorInteraction] = []
@@ -455,10 +474,10 @@ def run(world: World, with_audience: bool = True) -> dict[str, Credibility]:
         # The outside world reaches the actor side in time order with the rest.
         while outside_index < len(outside) and outside[outside_index][0] <= moment:
             seen_at, actor, account = outside[outside_index]
-            batch.append(ActorInteraction(actor_hash(actor), account, seen_at))
+            batch.append(ActorInteraction(hashed(actor), account, seen_at))
             outside_index += 1
         if event[4]:
-            batch.append(ActorInteraction(actor_hash(event[4]), event[2], moment))
+            batch.append(ActorInteraction(hashed(event[4]), event[2], moment))
         if len(batch) >= SIGNAL_BATCH:
             for signal in activity.observe_batch(batch):
                 engine.apply_audience(signal)
@@ -563,6 +582,25 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
         single_rows.append([kind, *cells, f"{1 - quiet:.2f}"])
     print(table(single_rows))
 
+    print("\nWhat the components saw (median per kind, 10th-90th percentile):\n")
+    seen = [("engagement_fit", "ratio"), ("timing_authenticity", "early_share"),
+            ("daily_rhythm", "quiet_share"), ("audience_authenticity", "suspect_share"),
+            ("audience_loyalty", "returning_share"),
+            ("engagement_concentration", "top_actors_share"),
+            ("post_variation", "coefficient_of_variation"),
+            ("follower_consistency", "unexplained_growth")]
+    seen_rows = [["kind", *[inp.replace("_", " ") for _, inp in seen]]]
+    for kind in ("authentic", *FRAUD_KINDS):
+        cells = []
+        for name, inp in seen:
+            values = sorted(float(v) for a in by_kind[kind]
+                            if isinstance(v := scores[a].components[name].inputs.get(inp),
+                                          (int, float)))
+            cells.append(f"{values[len(values) // 2]:.3f} ({values[len(values) // 10]:.3f}"
+                         f"-{values[len(values) * 9 // 10]:.3f})" if values else "-")
+        seen_rows.append([kind, *cells])
+    print(table(seen_rows))
+
     print("\nCalibration: share of fraud per credibility band (labelled set: "
           f"{len(world.labels) - len(authentic)} fraud of {len(world.labels)} accounts):\n")
     bands = [(85, 101), (70, 85), (50, 70), (30, 50), (0, 30)]
@@ -632,7 +670,7 @@ def main() -> None:
     parser.add_argument("--authentic", type=int, default=None)
     parser.add_argument("--per-kind", type=int, default=None)
     parser.add_argument("--docs-breadth", type=int, default=10,
-                        help="accounts a docs-reader's bot serves per day, outside included")
+                        help="accounts a docs-reader's bot serves per 8 days, outside it too")
     args = parser.parse_args()
     population = Population(
         authentic=args.authentic or (40 if args.quick else 300),
@@ -649,7 +687,7 @@ def main() -> None:
           f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
           f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
     report(world, scores)
-    seed_orderings(5 if args.quick else 40, args.seed)
+    seed_orderings(5 if args.quick else 30, args.seed)
     print(f"\n(total {time.perf_counter() - began:.1f} s)")
 
 

@@ -13,7 +13,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from service.engine.sketches import ActorSketch
+from service.engine.sketches import RHYTHM_BIN_S, RHYTHM_BINS, ActorSketch
 
 # Most posts carry one of a few topic tuples: share them instead of one copy per post.
 # Bounded, so that producers sending ever new topic lists cannot grow it for ever.
@@ -131,7 +131,9 @@ class Account:
                 post.pending.append(occurred_at)
         elif occurred_at - post.posted_at <= burst_window_s:
             post.early += 1
-        self._sketch_for(actor_bucket).add(actor)
+        sketch = self._sketch_for(actor_bucket)
+        sketch.add(actor)
+        sketch.rhythm[int(occurred_at // RHYTHM_BIN_S) % RHYTHM_BINS] += 1
 
     def record_followers(self, occurred_at: float, followers: int) -> None:
         history = self.followers

@@ -67,7 +67,7 @@ def pack(account: Account) -> bytes:
     actors = [
         (sketch.bucket, sketch.interactions, _flatten(sketch.counts),
          _flatten(sketch.errors) if sketch.errors else None,
-         None if sketch.registers is None else bytes(sketch.registers))
+         None if sketch.registers is None else bytes(sketch.registers), sketch.rhythm)
         for sketch in account.actors
     ]
     settled_from = min((post.anchor_time for post in account.posts.values()),
@@ -110,8 +110,10 @@ def unpack(account_id: str, packed: bytes) -> Account:
         post.pending = pending
         account_posts[post_id] = post
     account.followers = list(zip(followers[::2], followers[1::2], strict=True))
-    for bucket, interactions, counts, errors, registers in actors:
+    for bucket, interactions, counts, errors, registers, *rhythm in actors:
         sketch = ActorSketch(bucket)
+        if rhythm:  # absent in accounts packed before the time-of-day profile
+            sketch.rhythm = rhythm[0]
         sketch.interactions = interactions
         sketch.counts = _unflatten(counts)
         sketch.errors = None if errors is None else _unflatten(errors)

@@ -37,19 +37,32 @@ SHARE_WEIGHT = 3.0
 # Engagement fit, in multiples of the rate normal for the size: rises to full credit at
 # FIT_BEST_RATIO, stays there to FIT_SUSPECT_RATIO, then falls to 0 at
 # FIT_IMPLAUSIBLE_RATIO.
-FIT_BEST_RATIO = 2.0
-FIT_SUSPECT_RATIO = 3.0
-FIT_IMPLAUSIBLE_RATIO = 7.0
+FIT_BEST_RATIO = 1.5
+FIT_SUSPECT_RATIO = 2.0
+FIT_IMPLAUSIBLE_RATIO = 5.0
 # Below this multiple of normal, the engagement is too thin to judge its quality.
 EVIDENCE_FULL_RATIO = 0.5
 DEPTH_FULL_SHARE = 0.2
-LOYALTY_FULL_SHARE = 0.5
-BURST_ZERO_SHARE = 0.5
+# Niche: the share of tagged posts on the most common topic; a niche account posts
+# mostly on one (full credit), a feed of many topics or unflagged brand posts does not.
+NICHE_FULL_SHARE = 0.8
+NICHE_ZERO_SHARE = 0.3
+LOYALTY_FULL_SHARE = 0.6
+# Loyalty counts only as far as the audience is diverse: full once the 10 most active
+# actors give at most half of the interactions.
+LOYALTY_DIVERSE_AT = 0.5
+# Bursts: real audiences put ~1 % of their interactions within seconds of a post.
+BURST_TOLERATED_SHARE = 0.02
+BURST_ZERO_SHARE = 0.10
+# Time of day: the share of interactions in the quietest 3-hour bin of the day. People
+# sleep (a few per cent at night); drip-fed bots do not (1/8 when flat).
+RHYTHM_FULL_QUIET_SHARE = 0.02
+RHYTHM_ZERO_QUIET_SHARE = 0.06
 # Audience authenticity: the suspect share (busy actors count half, farm-like in full)
 # at which the component reaches 0, and the share real audiences have anyway (power
 # users who engage with many accounts).
-AUDIENCE_TOLERATED_SHARE = 0.05
-AUDIENCE_ZERO_SHARE = 0.35
+AUDIENCE_TOLERATED_SHARE = 0.02
+AUDIENCE_ZERO_SHARE = 0.15
 # Follower growth over the window that engagement growth does not explain: tolerated
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
@@ -70,15 +83,16 @@ class ComponentSpec:
 
 
 COMPONENTS: dict[str, ComponentSpec] = {
-    "engagement_fit": ComponentSpec("quality", 0.30, 3, "posts"),
-    "conversation_depth": ComponentSpec("quality", 0.15, 30, "interactions"),
+    "engagement_fit": ComponentSpec("quality", 0.25, 3, "posts"),
+    "conversation_depth": ComponentSpec("quality", 0.10, 30, "interactions"),
     "audience_loyalty": ComponentSpec("quality", 0.10, 50, "interactions"),
     "engagement_concentration": ComponentSpec("quality", 0.20, 50, "interactions"),
-    "sponsored_share": ComponentSpec("quality", 0.15, 3, "posts"),
-    "niche_focus": ComponentSpec("quality", 0.10, 3, "posts"),
+    "sponsored_share": ComponentSpec("quality", 0.15, 2, "posts"),
+    "niche_focus": ComponentSpec("quality", 0.20, 2, "posts"),
     "engagement_evidence": ComponentSpec("authenticity", 1.0, 2, "posts"),
-    "timing_authenticity": ComponentSpec("authenticity", 0.5, 30, "interactions"),
-    "audience_authenticity": ComponentSpec("authenticity", 0.6, 30, "interactions"),
+    "timing_authenticity": ComponentSpec("authenticity", 0.6, 30, "interactions"),
+    "daily_rhythm": ComponentSpec("authenticity", 0.4, 200, "interactions"),
+    "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "follower_consistency": ComponentSpec("authenticity", 0.5, 2, "posts"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
 }
@@ -229,6 +243,7 @@ def score_credibility(
         _niche(posts),
         _evidence(counts, engagement, followers),
         _timing(posts, counts),
+        _rhythm(actors),
         _audience_authenticity(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
         _post_variation(posts),
@@ -367,7 +382,7 @@ def _audience(actors: ActorSummary) -> tuple[_Raw, _Raw]:
     returning = clamp(1.0 - actors.distinct_actors / total) if total else 0.0
     diversity = 1.0 - top_share
     # A "loyal" audience of a handful of accounts is a pod, not loyalty: gate by diversity.
-    loyalty = clamp(returning / LOYALTY_FULL_SHARE) * diversity
+    loyalty = clamp(returning / LOYALTY_FULL_SHARE) * clamp(diversity / LOYALTY_DIVERSE_AT)
     exactness = "exact" if actors.exact else "estimated"
     loyalty_raw: _Raw = (
         "audience_loyalty",
@@ -395,10 +410,30 @@ def _timing(posts: list[PostView], counts: Counts) -> _Raw:
     share = early / total if total else 0.0
     return (
         "timing_authenticity",
-        clamp(1.0 - share / BURST_ZERO_SHARE),
+        clamp(1.0 - (share - BURST_TOLERATED_SHARE) / (BURST_ZERO_SHARE - BURST_TOLERATED_SHARE)),
         total,
         {"early_interactions": early, "early_share": round(share, 4)},
         f"{share:.0%} of interactions came within the burst window after posting",
+    )
+
+
+def _rhythm(actors: ActorSummary) -> _Raw:
+    rhythm = actors.rhythm
+    total = sum(rhythm)
+    if not total:
+        return ("daily_rhythm", 1.0, 0, {"quiet_share": None}, "no interactions yet")
+    quiet = min(rhythm) / total
+    value = clamp((RHYTHM_ZERO_QUIET_SHARE - quiet)
+                  / (RHYTHM_ZERO_QUIET_SHARE - RHYTHM_FULL_QUIET_SHARE))
+    quietest = rhythm.index(min(rhythm)) * 24 // len(rhythm)
+    return (
+        "daily_rhythm",
+        value,
+        total,
+        {"quiet_share": round(quiet, 4), "quietest_hours_utc": f"{quietest:02d}-"
+         f"{quietest + 24 // len(rhythm):02d}"},
+        f"{quiet:.1%} of interactions fall in the quietest 3 hours of the day "
+        f"(people sleep; a flat day is {1 / len(rhythm):.1%})",
     )
 
 
@@ -495,7 +530,7 @@ def _niche(posts: list[PostView]) -> _Raw:
     share = top_count / len(tagged)
     return (
         "niche_focus",
-        share,
+        clamp((share - NICHE_ZERO_SHARE) / (NICHE_FULL_SHARE - NICHE_ZERO_SHARE)),
         len(tagged),
         {"top_topic": top_topic, "top_topic_share": round(share, 4), "topics": len(topics)},
         f"{share:.0%} of tagged posts are about '{top_topic}' ({len(topics)} topics in all)",
