@@ -567,8 +567,9 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
     print("\nAUC with each component removed (columns):\n")
     print(table(ablation_rows))
 
-    print("\nAUC of single signals on their own (components' values; quiet-hours share "
-          "and per-post variation are candidates measured from the raw events):\n")
+    print("\nAUC of single signals on their own (each component's effective value; the "
+          "last column is the candidate daily_rhythm was chosen from, measured on the raw "
+          "events: the quietest 6 hours of the day, UTC):\n")
     single_rows = [["kind", *[name.replace("_", " ") for name in names], "quiet hours"]]
     for kind in FRAUD_KINDS:
         fraud = by_kind[kind]

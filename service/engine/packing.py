@@ -6,7 +6,10 @@ account is one bytes object of ~200 bytes, and a snapshot can store and restore 
 as it is, without decoding it (see `AccountStore`).
 
 Layout: a fixed header that the store reads without unpacking, then msgpack of the
-account's fields (portable across Python versions, so snapshots can hold it).
+account's fields (portable across Python versions, so snapshots can hold it): posts,
+follower history, actor sketches (each with its time-of-day counters), and the audience
+signals when there are any. Accounts packed before the last two existed unpack as they
+were (no counters, no signals).
 The header says when expiry could next change the account and when it would drop all
 of it, so a sweep opens only the accounts it changes in part.
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 
+import msgpack
 import pytest
 
 from service.engine import Engine, packing
@@ -191,3 +192,17 @@ def test_signals_sum_per_bucket_survive_packing_and_expire_with_the_window() -> 
     assert 2 <= kept < 5
     account.expire(horizon=-1e18, first_live_bucket=first_live)
     assert account.audience_in(0) == (10 * kept, 2 * kept, kept)
+
+
+def test_an_account_packed_before_signals_and_day_profiles_unpacks_without_them() -> None:
+    engine = engine_with_account()
+    account = engine.accounts.get("acc")
+    assert account is not None
+    packed = packing.pack(account)
+    header = packed[: packing._HEADER.size]
+    posts, history, actors = msgpack.unpackb(packed[packing._HEADER.size :])
+    old_actors = [sketch[:5] for sketch in actors]  # no time-of-day counters yet
+    old = packing.unpack("acc", header + msgpack.packb((posts, history, old_actors)))
+    assert old.audience is None
+    assert [sketch.rhythm for sketch in old.actors] == [[0] * 8 for _ in old.actors]
+    assert [sketch.counts for sketch in old.actors] == [s.counts for s in account.actors]

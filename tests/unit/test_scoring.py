@@ -117,3 +117,30 @@ def test_engagement_fit_rewards_above_normal_and_distrusts_implausible(
     ratio: float, expected: float
 ) -> None:
     assert engagement_fit_value(ratio) == pytest.approx(expected)
+
+
+def test_a_cached_score_follows_the_follower_count_at_the_window_start() -> None:
+    """The fit and the follower check read the count at the window's start, so a score
+    cached before the window start passes a follower observation is stale after it,
+    even within one actor bucket."""
+    bucket_s = Engine().config.actor_bucket_s
+    # A follower observation in the middle of an actor bucket, a day or more after T0.
+    jump = (T0.timestamp() // bucket_s + 1.5) * bucket_s - T0.timestamp()
+    events = [followers("acc", 1_000, 0), followers("acc", 3_000, jump),
+              post("acc", "p", jump + DAY)]
+    events += [interaction("like", "acc", "p", f"u{n}", jump + DAY + 60 + n)
+               for n in range(60)]
+    cached, fresh = Engine(), Engine()
+    for event in [*events, followers("other", 10, jump + 30 * DAY - 3_600)]:
+        cached.apply(decoded(event))
+        fresh.apply(decoded(event))
+    before = cached.score("acc")
+    assert before is not None
+    assert before.credibility.components["follower_consistency"].value < 1
+    later = followers("other", 10, jump + 30 * DAY + 3_600)  # the window start passes it
+    cached.apply(decoded(later))
+    fresh.apply(decoded(later))
+    after = cached.score("acc")
+    assert after is not None
+    assert after.credibility.components["follower_consistency"].value == 1
+    assert after == fresh.score("acc")
