@@ -55,7 +55,8 @@ async def test_authentic_loyal_niche_micro_account_outranks_the_rest(
     scores = await wait_for(all_in, timeout_s=90)
     credibility = {name: float(body["credibility"]) for name, body in scores.items()}
     for rival in ("pod", "paid", "scattered", "likes-only", "mega"):
-        assert credibility["authentic"] > credibility[rival], credibility
+        # A clear lead, not a tie broken by noise (the issue found margins under 3 points).
+        assert credibility["authentic"] > credibility[rival] + 3, credibility
     assert scores["authentic"]["tier"] == "micro"
     assert scores["mega"]["tier"] == "mega"
     assert scores["authentic"]["followers"] == scores["pod"]["followers"]

@@ -15,7 +15,12 @@ from service.engine.audience import (
     ActorActivity,
     ActorInteraction,
     AudienceSignal,
+    actor_partition,
     estimate_distinct,
+    pack_interactions,
+    pack_signals,
+    unpack_interactions,
+    unpack_signals,
 )
 from service.engine.sketches import actor_hash
 from tests.events import T0, decoded, followers, interaction, post
@@ -32,6 +37,24 @@ def test_signal_and_interaction_records_round_trip_through_bytes() -> None:
     record = ActorInteraction.of("u7", "acc-42", NOW + 0.25)
     assert ActorInteraction.from_bytes(record.to_bytes()) == record
     assert record.actor == actor_hash("u7")
+
+
+def test_batches_of_records_round_trip_as_one_message_each() -> None:
+    records = [ActorInteraction.of(f"u{n}", f"acc-{n % 7}-ü", NOW + n / 3) for n in range(500)]
+    assert unpack_interactions(pack_interactions(records)) == records
+    signals = [AudienceSignal(f"acc-{n}", NOW, n, n // 2, n // 3) for n in range(300)]
+    assert unpack_signals(pack_signals(signals)) == signals
+    assert unpack_interactions(pack_interactions([])) == []
+    data = bytearray(pack_signals(signals))
+    data[0] = 7
+    with pytest.raises(ValueError, match="version"):
+        unpack_signals(bytes(data))
+
+
+def test_an_actor_always_goes_to_the_same_repartition_partition_and_actors_spread() -> None:
+    partitions = [actor_partition(actor_hash(f"u{n}"), 6) for n in range(6_000)]
+    assert partitions[:50] == [actor_partition(actor_hash(f"u{n}"), 6) for n in range(50)]
+    assert all(800 < partitions.count(p) < 1_200 for p in range(6))
 
 
 def test_records_of_an_unknown_version_are_refused() -> None:
