@@ -171,22 +171,6 @@ class Engine:
             )
         return Outcome.COUNTED
 
-    def apply_audience(self, signal: AudienceSignal) -> bool:
-        """Folds what the actor side learned about an account's audience (a delta for one
-        time bucket). An account's events precede their re-keyed copies, so a tracked
-        account is known; a signal for an untracked one (evicted, expired) is dropped
-        and counted. Signals do not move stream time: they are derived, not events."""
-        account = self.accounts.get(signal.account_id)
-        if account is None:
-            self.stats.audience_signals_unmatched += 1
-            return False
-        self.stats.audience_signals += 1
-        account.record_audience(int(signal.bucket_start // self.config.actor_bucket_s),
-                                signal.interactions, signal.busy, signal.farm_like)
-        self.changes += 1
-        account.version = self.changes
-        return True
-
     def recount_event_ids(self) -> None:
         self._event_ids = sum(len(ids) for clock in self.partitions.values()
                               for ids in clock.seen_ids.values())
@@ -256,6 +240,22 @@ class Engine:
                 return
             self.stats.expired_accounts += gone
             yield gone
+
+    def apply_audience(self, signal: AudienceSignal) -> bool:
+        """Folds what the actor side learned about an account's audience (a delta for one
+        time bucket). An account's events precede their re-keyed copies, so a tracked
+        account is known; a signal for an untracked one (evicted, expired) is dropped
+        and counted. Signals do not move stream time: they are derived, not events."""
+        account = self.accounts.get(signal.account_id)
+        if account is None:
+            self.stats.audience_signals_unmatched += 1
+            return False
+        self.stats.audience_signals += 1
+        account.record_audience(int(signal.bucket_start // self.config.actor_bucket_s),
+                                signal.interactions, signal.busy, signal.farm_like)
+        self.changes += 1
+        account.version = self.changes
+        return True
 
     def score(self, account_id: str) -> AccountScore | None:
         account = self.accounts.get(account_id)
