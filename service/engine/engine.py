@@ -122,6 +122,21 @@ class Engine:
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
         self.changes = 0
         self._event_ids = 0  # remembered for dedupe, over all partitions
+        self._added_event_ids: list[tuple[int, str]] = []  # since the last drain
+
+    def drain_added_event_ids(self) -> dict[int, bytes]:
+        """Event ids remembered since the last call, by hour: what a changelog checkpoint
+        writes so that a restored partition still recognises re-sends."""
+        by_hour: dict[int, list[str]] = {}
+        for hour, event_id in self._added_event_ids:
+            by_hour.setdefault(hour, []).append(event_id)
+        self._added_event_ids = []
+        return {hour: "\n".join(ids).encode() for hour, ids in by_hour.items()}
+
+    def merge_event_ids(self, partition: int, hour: int, payload: bytes) -> None:
+        """Restore of what `drain_added_event_ids` wrote."""
+        seen = self.clock(partition).seen_ids.setdefault(hour, set())
+        seen.update(payload.decode().split("\n"))
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -142,6 +157,7 @@ class Engine:
         elif event.event_id in seen:
             return Outcome.DUPLICATE
         seen.add(event.event_id)
+        self._added_event_ids.append((hour, event.event_id))
         self._event_ids += 1
         if self._event_ids > config.max_event_ids:
             self._forget_oldest_event_ids()
