@@ -22,6 +22,9 @@ for index in range(flood):
         event_id=f"e{index}", type="like", account_id=f"made-up-{index}",
         post_id="p", actor_id=f"a{index}",
         occurred_at=start + timedelta(milliseconds=index)))
+    if index % 2_000 == 0:  # what each checkpoint takes for the changelog
+        engine.accounts.drain_changed()
+        engine.drain_added_event_ids()
 print(len(engine.accounts), engine.stats.evicted_accounts, rss() - before)
 """
 
