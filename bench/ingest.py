@@ -7,7 +7,8 @@ Produces N realistic events (service/simulation.py, in event-time order) to a fr
 topic on the local broker (started if none answers), then times, each in its own process,
 from start to the last message processed:
   * bare:     AIOKafkaConsumer.getmany in a loop, nothing else;
-  * pipeline: the service's StreamConsumer (decode, validate, dedupe, window, metrics);
+  * pipeline: the service's StreamProcessor (decode, validate, dedupe, window, metrics,
+              changelog transactions every commit interval);
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
               time (RocksDB state; with and without its changelog topic).
 """
@@ -95,7 +96,7 @@ async def bare(topic: str, count: int) -> float:
 
 
 async def pipeline(topic: str, count: int) -> float:
-    from service.consumer import StreamConsumer
+    from service.consumer import StreamProcessor
     from service.metrics import Metrics
     from service.settings import Settings
 
@@ -104,10 +105,10 @@ async def pipeline(topic: str, count: int) -> float:
                             dlq_topic=f"{topic}.dlq", consumer_group=f"pipe-{uuid.uuid4().hex}",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
-        consumer = StreamConsumer(settings, Metrics())
+        consumer = StreamProcessor(settings, Metrics())
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
-        while sum(consumer.positions.values()) < count:
+        while sum(s.position or 0 for s in consumer.states.values()) < count:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)

@@ -12,15 +12,17 @@ from service.events import CommentEvent, FollowersEvent, LikeEvent, PostEvent
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def populate(engine: Engine, accounts: int, seed: int = 1, first: int = 0) -> int:
+def populate(engine: Engine, accounts: int, seed: int = 1, first: int = 0,
+             partitions: int = 3) -> int:
     """Accounts `first` to `first + accounts - 1`, each with a follower count, 2 posts,
-    6 interactions by 4 actors. Returns the number of events applied."""
+    6 interactions by 4 actors, spread over `partitions`. Returns the number of events
+    applied."""
     rng = random.Random(seed)
     applied = 0
     for index in range(first, first + accounts):
         account = f"acct-{index}"
         moment = START + timedelta(milliseconds=index)
-        partition = index % 3
+        partition = index % partitions
         engine.apply(FollowersEvent.model_construct(
             event_id=f"{account}-f", type="followers", account_id=account,
             followers=rng.randrange(200, 20_000), occurred_at=moment), partition)

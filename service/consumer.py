@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -160,6 +161,7 @@ class StreamProcessor:
         self._assignor = MembershipAssignor(settings.own_url, self._held_partitions,
                                             self._membership_changed)
         self._membership_event = asyncio.Event()
+        self._failure: Exception | None = None  # found in a callback; raised by the loop
         metrics.watch_partitions(lambda: list(self.states.values()),
                                  lambda: self.last_snapshot_at)
 
@@ -349,6 +351,10 @@ class StreamProcessor:
         await self._checkpoint_all()
 
     async def partitions_assigned(self, assigned: list[int]) -> None:
+        if self.partition_count is not None and any(
+                p >= self.partition_count for p in assigned):
+            self._partitions_changed()
+            return
         self.joined = True
         self.last_joined_at = time.time()
         consumer = self._consumer
@@ -362,6 +368,17 @@ class StreamProcessor:
                 self._seek(consumer, state)
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
+
+    def _partitions_changed(self) -> None:
+        """The events topic gained partitions: its changelog no longer matches it, and
+        accounts now map to other partitions. No retry can fix that."""
+        found = self._consumer.partitions_for_topic(self.settings.events_topic) \
+            if self._consumer is not None else None
+        self._failure = FatalConfigError(
+            f"{self.settings.events_topic!r} now has {len(found or ())} partitions, but the "
+            f"state (and the changelog {self.settings.changelog!r}) has "
+            f"{self.partition_count}: topics must stay co-partitioned. Restore the partition "
+            f"count, or rebuild the state: delete the changelog and the snapshots.")
 
     def _drop(self, partition: int, why: str) -> None:
         """The partition is no longer served here, at once; its producer is closed."""
@@ -502,6 +519,9 @@ class StreamProcessor:
         next_lag = next_expiry = now
         expiry: Iterator[int] | None = None
         while not self._stopping.is_set():
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             batch = await consumer.getmany(
                 timeout_ms=settings.fetch_timeout_ms, max_records=settings.fetch_max_records
             )
@@ -526,7 +546,8 @@ class StreamProcessor:
 
     def _expire_all(self) -> Iterator[int]:
         for state in list(self.states.values()):
-            if state.status is Status.ACTIVE:
+            # A partition with no events yet has no stream time, so nothing to expire.
+            if state.status is Status.ACTIVE and state.clock.stream_time != -math.inf:
                 yield from state.engine.expire_in_slices()
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -735,6 +756,9 @@ class StreamProcessor:
                         extra={"reason": f"{type(error).__name__}: {error}"})
             return
         self._broker_reachable()
+        found = consumer.partitions_for_topic(topic)
+        if found is not None and len(found) != self.partition_count:
+            self._partitions_changed()
         for tp, end in ends.items():
             state = active[tp.partition]
             position = state.position if state.position is not None else 0
