@@ -365,7 +365,7 @@ class StreamProcessor:
             if state is None:
                 self._start_restore(partition)
             elif state.status is Status.ACTIVE and consumer is not None:
-                self._seek(consumer, state)
+                await self._seek(consumer, state)
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
 
@@ -392,10 +392,10 @@ class StreamProcessor:
         self.metrics.forget_partition(partition)
         log.info("partition dropped", extra={"partition": partition, "reason": why})
 
-    def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
+    async def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
         tp = TopicPartition(self.settings.events_topic, state.partition)
         if state.position is None:
-            consumer.seek_to_beginning(tp)
+            await consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, state.position)
 
@@ -444,7 +444,7 @@ class StreamProcessor:
         self._restores.pop(partition, None)
         consumer = self._consumer
         if consumer is not None and self.states.get(partition) is state:
-            self._seek(consumer, state)
+            await self._seek(consumer, state)
             consumer.resume(TopicPartition(self.settings.events_topic, partition))
         seconds = time.perf_counter() - started
         self.metrics.restore_seconds.observe(seconds)

@@ -64,6 +64,8 @@ class KafkaClients:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             partition_assignment_strategy=(assignor,),
+            # Partitions added to the topic break co-partitioning: notice within 30 s.
+            metadata_max_age_ms=30_000,
         )
 
     def changelog_reader(self) -> AIOKafkaConsumer:

@@ -30,6 +30,7 @@ ACCOUNTS = 48
 
 def instance(topic: str, tmp_path: Path, name: str) -> ServiceProcess:
     port = _free_port()
+    (tmp_path / name).mkdir()
     return ServiceProcess(
         topic, f"{topic}.dlq", tmp_path / name / "snapshots", port,
         extra_env={"ENGAGEMENT_CONSUMER_GROUP": f"group-{topic}",
