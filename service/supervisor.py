@@ -71,7 +71,6 @@ class ConsumerSupervisor:
     async def _supervise(self) -> None:
         backoff = Backoff(self.settings.connect_retry_initial_s,
                           self.settings.connect_retry_max_s)
-        first = True
         while not self._stopping:
             self._running = True
             self.metrics.consumer_running.set(1)
@@ -85,7 +84,8 @@ class ConsumerSupervisor:
             except asyncio.CancelledError:
                 raise
             except FatalConfigError as error:
-                if first:
+                if self.processor.last_joined_at is None:
+                    # Found before this process ever consumed: a bad setting at start-up.
                     self._fatal = str(error)
                     log.critical("cannot start: %s", error, extra={"reason": str(error)})
                     self._on_fatal(str(error))
@@ -96,7 +96,6 @@ class ConsumerSupervisor:
             finally:
                 self._running = False
                 self.metrics.consumer_running.set(0)
-            first = False
             if time.monotonic() - started > 60:
                 backoff.reset()  # it ran for a while: this is a new failure, not a loop
             delay = backoff.next_delay()
