@@ -10,7 +10,7 @@ Layout. An id is remembered as the 64-bit xxh3 hash of its UTF-8 bytes. One hour
 hashes are sorted `array('Q')` shards of at most `SHARD_IDS`, picked by the hash's top
 bits through a directory (extendible hashing: a shard that overflows splits in two by
 its next bit, and the directory doubles when a shard spans a single entry). A lookup
-is a bisect over at most a thousand values, an insert a memmove of at most 8 KiB, and
+is a bisect over at most 256 values, an insert a memmove of at most 2 KiB, and
 a split two slices: no step touches more than one shard, so no step pauses the event
 loop for long, whatever the hour holds. About 8.5 bytes per id in memory (a Python set
 of strings: ~80) and 8 on disk; `python -m bench.dedupe` measures both.
@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from xxhash import xxh3_64_intdigest
 
 HASH_NAME = "xxh3_64"  # stored with exported hours: another hash could not read them
-SHARD_IDS = 1_024
+SHARD_IDS = 256
 _PAIRS_PER_COLLISION = float(2**64)
 _BIG_ENDIAN = sys.byteorder == "big"
 
