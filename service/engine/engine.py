@@ -217,6 +217,10 @@ class Engine:
     def remembered_event_ids(self) -> int:
         return self._event_ids
 
+    def event_id_bytes(self) -> int:
+        """Bytes the dedupe memory holds, over all partitions (for a gauge)."""
+        return sum(clock.event_ids.nbytes() for clock in self.partitions.values())
+
     def expected_false_duplicates(self) -> float:
         """Expected re-sends wrongly seen through 64-bit hash collisions, so far (see
         `dedupe`): an upper bound, for the metrics."""
