@@ -11,7 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from service import __version__
@@ -28,7 +32,8 @@ class EngineCollector(Collector):
         self._engine = engine
         self._snapshot_finished_at = snapshot_finished_at
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily
+                                  | HistogramMetricFamily]:
         engine = self._engine
         yield GaugeMetricFamily(
             "engagement_accounts_tracked", "Accounts held in memory.", value=len(engine.accounts)
@@ -59,6 +64,33 @@ class EngineCollector(Collector):
             "engagement_event_ids_forgotten",
             "Event ids dropped from the dedupe memory early because its cap was reached.",
             value=engine.stats.forgotten_event_ids,
+        )
+        yield CounterMetricFamily(
+            "engagement_events_late_after_forgetting",
+            "Events dropped as late because the dedupe memory cap forgot their hour's ids "
+            "(counting them could count a re-send twice).",
+            value=engine.stats.late_after_forgetting,
+        )
+        yield GaugeMetricFamily(
+            "engagement_dedupe_event_ids", "Event ids remembered for dedupe.",
+            value=engine.remembered_event_ids,
+        )
+        yield GaugeMetricFamily(
+            "engagement_dedupe_memory_bytes", "Bytes held by the dedupe memory.",
+            value=engine.event_id_bytes(),
+        )
+        yield GaugeMetricFamily(
+            "engagement_dedupe_expected_false_duplicates",
+            "Expected events dropped as duplicates through a 64-bit hash collision so far "
+            "(an upper bound; see docs/scoring.md).",
+            value=engine.expected_false_duplicates(),
+        )
+        buckets, lag_sum = engine.stats.event_lag_histogram()
+        yield HistogramMetricFamily(
+            "engagement_event_behind_stream_seconds",
+            "How far behind its partition's stream time each counted event was: ~0 live, "
+            "days for a backfill.",
+            buckets=buckets, sum_value=lag_sum,
         )
         stream_times = [c.stream_time for c in engine.partitions.values() if c.stream_time > 0]
         if stream_times:

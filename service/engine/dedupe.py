@@ -39,6 +39,8 @@ HASH_NAME = "xxh3_64"  # stored with exported hours: another hash could not read
 SHARD_IDS = 256
 _PAIRS_PER_COLLISION = float(2**64)
 _BIG_ENDIAN = sys.byteorder == "big"
+_ARRAY_HEADER_BYTES = 80  # sys.getsizeof(array("Q")) on CPython 3.11
+_HOUR_BYTES = 200  # an hour's own objects and its dict entry
 
 
 def event_id_hash(event_id: str) -> int:
@@ -65,12 +67,13 @@ class _Hour:
     """One hour's hashes: shards in key order, each shard spanning an aligned block of
     directory entries (2**(depth - local depth) of them)."""
 
-    __slots__ = ("count", "directory", "shift")
+    __slots__ = ("count", "directory", "shards", "shift")
 
     def __init__(self, directory: list[array[int]], shift: int, count: int) -> None:
         self.directory = directory
         self.shift = shift  # 64 - depth: a hash's slot is `hashed >> shift`
         self.count = count
+        self.shards = len(directory)  # distinct arrays: a shard may span several entries
 
     @classmethod
     def empty(cls) -> _Hour:
@@ -92,7 +95,7 @@ class _Hour:
         directory.append(values[start:])
         return cls(directory, shift, len(values))
 
-    def shards(self) -> Iterator[array[int]]:
+    def distinct_shards(self) -> Iterator[array[int]]:
         previous = None
         for shard in self.directory:
             if shard is not previous:
@@ -101,7 +104,7 @@ class _Hour:
 
     def sorted_values(self) -> array[int]:
         values = array("Q")
-        for shard in self.shards():
+        for shard in self.distinct_shards():
             values.extend(shard)
         return values
 
@@ -125,6 +128,7 @@ class _Hour:
         cut = bisect_left(shard, (base + half) << self.shift)
         directory[base : base + half] = [shard[:cut]] * half
         directory[base + half : base + span] = [shard[cut:]] * half
+        self.shards += 1
 
 
 class EventIds:
@@ -231,13 +235,10 @@ class EventIds:
         return (self._retired_pairs + live) / _PAIRS_PER_COLLISION
 
     def nbytes(self) -> int:
-        """Bytes held by the shards and the directories (not the small per-hour objects)."""
-        total = 0
-        for ids in self._hours.values():
-            total += 8 * len(ids.directory) + 64
-            for shard in ids.shards():
-                total += 64 + shard.buffer_info()[1] * shard.itemsize
-        return total
+        """Bytes of the hashes, the shards' headers and the directories; cheap enough for
+        every scrape (the arrays' spare capacity, a few per cent, is left out)."""
+        return sum(8 * ids.count + _ARRAY_HEADER_BYTES * ids.shards + 8 * len(ids.directory)
+                   + _HOUR_BYTES for ids in self._hours.values())
 
     def export(self) -> dict[int, bytes]:
         """Every hour as its sorted hashes, little-endian (what `restore` reads)."""

@@ -155,3 +155,20 @@ def test_lag_histogram_reads_as_a_prometheus_histogram() -> None:
     assert dict(buckets)["1209600.0"] == 3  # 8 days behind: in the 14-day bucket
     assert buckets[-1] == ("+Inf", 3)
     assert total == pytest.approx(30 + 8 * DAY)
+
+
+def test_the_metrics_read_lag_and_dedupe_memory_at_scrape_time() -> None:
+    from service.metrics import EngineCollector
+
+    engine = Engine()
+    apply_all(engine, [followers("a", 1, 10 * DAY), followers("b", 1, 2 * DAY)])
+    families = {family.name: family for family in EngineCollector(engine, lambda: None).collect()}
+    lag = {(sample.name, sample.labels.get("le")): sample.value
+           for sample in families["engagement_event_behind_stream_seconds"].samples}
+    assert lag["engagement_event_behind_stream_seconds_bucket", "604800.0"] == 1
+    assert lag["engagement_event_behind_stream_seconds_bucket", "+Inf"] == 2
+    assert lag["engagement_event_behind_stream_seconds_count", None] == 2
+    assert families["engagement_dedupe_event_ids"].samples[0].value == 2
+    assert families["engagement_dedupe_memory_bytes"].samples[0].value > 16
+    # One id per hour: no pair of ids could collide.
+    assert families["engagement_dedupe_expected_false_duplicates"].samples[0].value == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,8 +131,15 @@ def test_expected_false_duplicates_counts_pairs_per_hour_over_2_to_the_64() -> N
     assert memory.expected_false_duplicates() == pytest.approx(pairs / 2**64)
 
 
-def test_memory_per_id_stays_near_eight_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_per_id_stays_near_eight_bytes_and_nbytes_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(dedupe, "SHARD_IDS", 256)
-    memory = filled([(hour, n) for hour in range(4) for n in range(20_000)])
+    pairs = [(hour, n) for hour in range(4) for n in range(20_000)]
+    tracemalloc.start()
+    memory = filled(pairs)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     assert len(memory) == 80_000
-    assert memory.nbytes() / len(memory) < 10
+    assert held / len(memory) < 10
+    assert memory.nbytes() == pytest.approx(held, rel=0.1)
