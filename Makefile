@@ -94,6 +94,8 @@ bench: install broker
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.snapshot
 	$(BIN)/python -m bench.expiry
+	$(BIN)/python -m bench.backfill --events 1000000
+	$(BIN)/python -m bench.dedupe
 
 clean:
 	rm -rf $(VENV) .snapshots .tools

@@ -13,10 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from service import __version__
+from service.engine import Engine
 
 if TYPE_CHECKING:
     from service.partition_state import PartitionState
@@ -35,7 +40,8 @@ class PartitionsCollector(Collector):
         self._states = states
         self._snapshot_finished_at = snapshot_finished_at
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily
+                                  | HistogramMetricFamily]:
         states = self._states()
         engines = [state.engine for state in states]
         yield GaugeMetricFamily(
@@ -63,6 +69,23 @@ class PartitionsCollector(Collector):
             "engagement_event_ids_forgotten",
             "Event ids dropped from the dedupe memory early because its cap was reached.",
             value=sum(engine.stats.forgotten_event_ids for engine in engines))
+        yield CounterMetricFamily(
+            "engagement_events_late_after_forgetting",
+            "Events dropped as late because the dedupe memory cap forgot their hour's ids "
+            "(counting them could count a re-send twice).",
+            value=sum(engine.stats.late_after_forgetting for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_event_ids", "Event ids remembered for dedupe.",
+            value=sum(engine.remembered_event_ids for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_memory_bytes", "Bytes held by the dedupe memory.",
+            value=sum(engine.event_id_bytes() for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_expected_false_duplicates",
+            "Expected events dropped as duplicates through a 64-bit hash collision so far "
+            "(an upper bound; see docs/scoring.md).",
+            value=sum(engine.expected_false_duplicates() for engine in engines))
+        yield _summed_lag_histogram(engines)
         partitions = GaugeMetricFamily(
             "engagement_partitions", "Partitions held by this instance, by state.",
             labels=["state"])
@@ -92,6 +115,28 @@ class PartitionsCollector(Collector):
                 "Seconds since the newest local snapshot was written.",
                 value=time.time() - finished,
             )
+
+
+def _summed_lag_histogram(engines: list[Engine]) -> HistogramMetricFamily:
+    """The engines' histograms of how far behind the stream time events were, added."""
+    bounds: list[str] = []
+    counts: list[float] = []
+    total = 0.0
+    for engine in engines:
+        buckets, lag_sum = engine.stats.event_lag_histogram()
+        if not bounds:
+            bounds, counts = [b for b, _ in buckets], [0.0] * len(buckets)
+        for index, (_, count) in enumerate(buckets):
+            counts[index] += count
+        total += lag_sum
+    if not bounds:
+        bounds, counts = [b for b, _ in Engine().stats.event_lag_histogram()[0]], []
+        counts = [0.0] * len(bounds)
+    return HistogramMetricFamily(
+        "engagement_event_behind_stream_seconds",
+        "How far behind its partition's stream time each counted event was: ~0 live, "
+        "days for a backfill.",
+        buckets=list(zip(bounds, counts, strict=True)), sum_value=total)
 
 
 class Metrics:

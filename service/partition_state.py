@@ -8,9 +8,10 @@ the event ids remembered since then, and which id segments have left the window.
 Changelog records (key -> value), all in the partition of the same number:
     <account id>           -> the packed account (service/engine/packing.py); None when
                               the account left the window or was evicted (a tombstone)
-    !ids/<sequence>        -> msgpack {"max_hour", "hours": {hour: ids}}: event ids
-                              remembered for dedupe, written once, tombstoned when every
-                              hour in it has left the window
+    !ids/<sequence>        -> msgpack {"max_hour", "hours": {hour: hashes}}: the event
+                              ids (8-byte hashes, service/engine/dedupe.py) remembered
+                              since the last checkpoint; written once, tombstoned when
+                              every hour in it has left the horizon
     !clock                 -> msgpack {"position", "stream_time", "changes", "sequence"}:
                               the input offset the state reflects, written last in every
                               checkpoint
@@ -19,6 +20,7 @@ Account ids cannot contain "!" (service/events.py), so the keys never collide.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import time
@@ -30,6 +32,7 @@ import msgpack
 
 from service.engine import Engine, EngineConfig
 from service.engine.engine import DEDUPE_BUCKET_S, PartitionClock
+from service.engine.persistence import export_partitions, import_state
 
 CLOCK_KEY = b"!clock"
 IDS_PREFIX = b"!ids/"
@@ -57,6 +60,8 @@ class Freshness:
 class PartitionState:
     def __init__(self, partition: int, config: EngineConfig) -> None:
         self.partition = partition
+        # The changelog carries the dedupe ids added between checkpoints.
+        config = dataclasses.replace(config, track_dedupe_changes=True)
         self.engine = Engine(config)
         self.engine.clock(partition)
         self.status = Status.RESTORING
@@ -120,7 +125,9 @@ class PartitionState:
     def _new_segments(self) -> Iterator[Record]:
         pending, self._pending_segments = self._pending_segments, []
         yield from pending
-        added = self.engine.drain_added_event_ids()
+        event_ids = self.clock.event_ids
+        event_ids.drain_retired()  # their segments go by their newest hour, below
+        added = event_ids.drain_added()
         if not added:
             return
         chunk: dict[int, bytes] = {}
@@ -130,7 +137,7 @@ class PartitionState:
                 if size + len(piece) > MAX_SEGMENT_BYTES and chunk:
                     yield self._segment(chunk)
                     chunk, size = {}, 0
-                chunk[hour] = chunk[hour] + b"\n" + piece if hour in chunk else piece
+                chunk[hour] = chunk.get(hour, b"") + piece
                 size += len(piece)
         if chunk:
             yield self._segment(chunk)
@@ -152,8 +159,7 @@ class PartitionState:
         stream_time = self.clock.stream_time
         if stream_time == -math.inf:
             return -math.inf
-        config = self.engine.config
-        return (stream_time - config.allowed_lateness_s) // DEDUPE_BUCKET_S
+        return (stream_time - self.engine.config.horizon_s) // DEDUPE_BUCKET_S
 
     def _clock_value(self) -> bytes:
         value: bytes = msgpack.packb({
@@ -180,8 +186,9 @@ class PartitionState:
                 return
             segment = msgpack.unpackb(value, strict_map_key=False)
             self.segments[key] = int(segment["max_hour"])
+            event_ids = self.clock.event_ids
             for hour, payload in segment["hours"].items():
-                self.engine.merge_event_ids(self.partition, int(hour), payload)
+                event_ids.merge(int(hour), payload)
         else:
             self.engine.accounts.put_packed(key.decode(), value)
 
@@ -190,14 +197,14 @@ class PartitionState:
         changelog already holds all of it), and answers may be served."""
         self.engine.recount_event_ids()
         self.engine.accounts.drain_changed()
-        self.engine.drain_added_event_ids()
+        self.clock.event_ids.drain_added()
+        self.clock.event_ids.drain_retired()
         self.status = Status.ACTIVE
         self.progressed()
 
     # --- the local snapshot: the same state as plain values --------------------------
 
     def snapshot_header(self) -> dict[str, Any]:
-        clock = self.clock
         return {
             "partition": self.partition,
             "position": self.position,
@@ -205,8 +212,7 @@ class PartitionState:
             "sequence": self.sequence,
             "segments": {key.decode(): hour for key, hour in self.segments.items()},
             "changes": self.engine.changes,
-            "stream_time": clock.stream_time,
-            "seen_ids": {hour: sorted(ids) for hour, ids in clock.seen_ids.items()},
+            "clock": export_partitions(self.engine).get(self.partition),
         }
 
     def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
@@ -218,22 +224,13 @@ class PartitionState:
         self.changelog_next = int(header["changelog_next"])
         self.sequence = int(header["sequence"])
         self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}
-        self.engine.changes = int(header["changes"])
-        clock = self.clock
-        clock.stream_time = float(header["stream_time"])
-        clock.seen_ids = {int(hour): set(ids) for hour, ids in header["seen_ids"].items()}
-        self.engine.accounts.restore(accounts)
+        clocks = {} if header["clock"] is None else {self.partition: header["clock"]}
+        self.engine = import_state(self.engine.config, clocks, accounts,
+                                   int(header["changes"]))
 
 
 def _split(payload: bytes, limit: int) -> Iterator[bytes]:
-    """Newline-separated ids in pieces of at most about `limit` bytes, cut between ids."""
-    start = 0
-    while len(payload) - start > limit:
-        cut = payload.rfind(b"\n", start, start + limit)
-        if cut <= start:
-            cut = payload.find(b"\n", start + limit)
-            if cut == -1:
-                break
-        yield payload[start:cut]
-        start = cut + 1
-    yield payload[start:]
+    """8-byte hashes in pieces of at most `limit` bytes, cut between hashes."""
+    step = limit - limit % 8
+    for start in range(0, len(payload), step):
+        yield payload[start:start + step]

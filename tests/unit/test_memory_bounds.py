@@ -24,7 +24,6 @@ for index in range(flood):
         occurred_at=start + timedelta(milliseconds=index)))
     if index % 2_000 == 0:  # what each checkpoint takes for the changelog
         engine.accounts.drain_changed()
-        engine.drain_added_event_ids()
 print(len(engine.accounts), engine.stats.evicted_accounts, rss() - before)
 """
 
