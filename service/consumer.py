@@ -603,6 +603,8 @@ class StreamProcessor:
         if producer is None:
             return False
         records = state.checkpoint_records()
+        if not records:
+            return True  # nothing new: the committed state is the current one
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, records),

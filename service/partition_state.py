@@ -73,6 +73,7 @@ class PartitionState:
         self.last_progress_at: float | None = None
         self.restored_records = 0
         self._pending_segments: list[Record] = []  # written in a checkpoint that failed
+        self._checkpointed_position: int | None = None  # of the last checkpoint made
 
     @property
     def clock(self) -> PartitionClock:
@@ -100,6 +101,11 @@ class PartitionState:
         fails calls `checkpoint_records` again later and rewrites every account still
         marked, so the caller must `requeue` what it drained if the write fails."""
         accounts = self.engine.accounts
+        if (not accounts.changed and not self._pending_segments
+                and self.position == self._checkpointed_position
+                and not self.clock.event_ids.has_added):
+            return []  # nothing happened since the last checkpoint: no transaction
+        self._checkpointed_position = self.position
         records: list[Record] = [
             (account_id.encode(), accounts.packed_one(account_id))
             for account_id in accounts.drain_changed()
@@ -113,6 +119,7 @@ class PartitionState:
         """A checkpoint that did not commit: its accounts are written next time (their
         newest state then); id segments are kept under their keys and rewritten."""
         changed = self.engine.accounts.changed
+        self._checkpointed_position = -1  # the clock must be written again
         for key, value in records:
             if key == CLOCK_KEY:
                 continue
@@ -199,6 +206,7 @@ class PartitionState:
         self.engine.accounts.drain_changed()
         self.clock.event_ids.drain_added()
         self.clock.event_ids.drain_retired()
+        self._checkpointed_position = self.position
         self.status = Status.ACTIVE
         self.progressed()
 
