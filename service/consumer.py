@@ -278,10 +278,16 @@ class StreamProcessor:
                                          "partitions": topology.partitions,
                                          "advertised_url": settings.own_url})
             await self._consume(consumer)
-            await self._checkpoint_all()
+            active = sum(1 for s in self.states.values() if s.status is Status.ACTIVE)
+            committed = len(await self._checkpoint_all())
             await self._finish_in_flight()
             await self._write_snapshot()
-            log.info("stopped cleanly after a final checkpoint and snapshot")
+            if committed == active:
+                log.info("stopped cleanly after a final checkpoint and snapshot")
+            else:
+                log.warning("stopped; the last checkpoint of some partitions did not commit"
+                            " (their owner next replays from the previous one)",
+                            extra={"partitions": active, "committed": committed})
         finally:
             self.metrics.consumer_ready.set(0)
             for task in self._restores.values():
@@ -531,7 +537,7 @@ class StreamProcessor:
             if now >= next_checkpoint:
                 committed = await self._checkpoint_all()
                 next_checkpoint = now + settings.commit_interval_s
-                if (self._snapshot_requests or now >= next_snapshot) and committed:
+                if self._snapshot_requests or (now >= next_snapshot and committed):
                     await self._start_snapshot(committed)
                     next_snapshot = now + settings.snapshot_interval_s
             if now >= next_expiry and expiry is None:

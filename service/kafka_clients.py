@@ -158,8 +158,13 @@ async def check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> Topolo
         except KafkaError as error:
             if "TopicAlreadyExists" not in type(error).__name__:
                 raise
-    described = (await admin.describe_topics([changelog]))[0]
-    found = len(described.get("partitions") or [])
+    found = 0
+    for _ in range(50):  # a topic just created shows its partitions a moment later
+        described = (await admin.describe_topics([changelog]))[0]
+        found = len(described.get("partitions") or [])
+        if found:
+            break
+        await asyncio.sleep(0.2)
     if found != partitions:
         raise FatalConfigError(
             f"changelog topic {changelog!r} has {found} partitions but {settings.events_topic!r}"

@@ -253,6 +253,9 @@ class Metrics:
             "HTTP request latency, by route template, method and status.",
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )
+        for route in ("/accounts/{account_id}/score",):  # exported before the first one
+            self.forwarded.labels(route)
+            self.forwarding_errors.labels(route)
         self.build = Info("engagement_build", "Build information.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
 
