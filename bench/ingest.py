@@ -2,15 +2,15 @@
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
-                           [--baseline PATH]
+                           [--compare PATH ...]
 
 For each workload, produces N events to a fresh topic on the local broker (started if
 none answers), then times, each in its own process, from start to the last message
 processed:
   * bare:     AIOKafkaConsumer.getmany in a loop, nothing else;
   * pipeline: the service's StreamConsumer (decode, validate, dedupe, window, metrics);
-  * baseline: the same, from the checkout at PATH (e.g. a worktree of an older commit),
-              with this checkout's virtualenv; only with --baseline;
+  * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
+              with this checkout's virtualenv, named by its folder; only with --compare;
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
               time (RocksDB state; with and without its changelog topic); realistic only.
 The workloads:
@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--skip-quix", action="store_true")
     parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS),
                         default=["realistic", "wide"])
-    parser.add_argument("--baseline", help="a checkout whose pipeline runs as 'baseline'")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
+                        help="checkouts whose pipelines run too, named by their folders")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -226,30 +227,28 @@ def main() -> None:
         return
     ensure_broker()
     count = arguments.events
-    baseline = Path(arguments.baseline).resolve() if arguments.baseline else None
+    checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
     for workload in arguments.workloads:
         topic = f"bench-ingest-{workload}-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
         asyncio.run(produce(topic, count, workload))
         print(f"[{workload}] produced {count:,} events to {topic} in "
               f"{time.perf_counter() - started:.1f} s")
-        kinds = ["bare", "pipeline"] + (["baseline"] if baseline else [])
+        kinds = ["bare", "pipeline", *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]
         rates = {}
         for kind in kinds:
-            if kind == "baseline":
-                assert baseline is not None
-                seconds = run_child("pipeline", topic, count, baseline)
+            if kind in checkouts:
+                seconds = run_child("pipeline", topic, count, checkouts[kind])
             else:
                 seconds = run_child(kind, topic, count)
             rates[kind] = count / seconds
             print(f"[{workload}] {kind:>18}: {seconds:7.2f} s  {rates[kind]:>10,.0f} events/s",
                   flush=True)
-        for contender in ("pipeline", "baseline"):
-            if contender in rates:
-                print(f"[{workload}] {contender} / bare aiokafka: "
-                      f"{rates[contender] / rates['bare']:.3f}x")
+        for contender in ("pipeline", *checkouts):
+            print(f"[{workload}] {contender} / bare aiokafka: "
+                  f"{rates[contender] / rates['bare']:.3f}x")
         for peer in ("quix", "quix-no-changelog"):
             if peer in rates:
                 print(f"[{workload}] pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
