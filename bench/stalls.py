@@ -2,6 +2,7 @@
 Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
 
     python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
+    python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
 
 Each configuration runs in its own process, one after the other, on the same state and
 the same stream. The state: `accounts` accounts, each with a follower count and a post,
@@ -17,6 +18,12 @@ settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the
 It reports the longest block, the slowest apply and score, the collector's pauses by
 generation (gc.callbacks), and at the end one full collection of the whole heap: what it
 finds (the engine makes no reference cycles) and how long it holds the loop.
+
+`--structures` times, with the collector off, the pauses that the engine's containers
+cause by themselves at these sizes: the dict of all accounts, which every event moves
+to its end (pop and insert: the dict compacts all of it now and then), one dedupe set
+growing to the cap (each resize copies all of it), and that set freed at once (as the
+cap forgets its oldest hour).
 """
 
 from __future__ import annotations
@@ -169,13 +176,43 @@ def child(configuration: str, accounts: int, seconds: float, max_event_ids: int)
                       "whole_heap_garbage_found": found, "tracked_objects": len(gc.get_objects())}))
 
 
+def structures(accounts: int, event_ids: int) -> None:
+    gc.disable()
+    rng = random.Random(3)
+    by_account: dict[str, bytes] = {f"acct-{index}": b"packed" for index in range(accounts)}
+    longest = 0.0
+    for _ in range(2 * accounts):
+        account = f"acct-{rng.randrange(accounts)}"
+        started = time.perf_counter()
+        held = by_account.pop(account)
+        by_account[account] = held
+        longest = max(longest, time.perf_counter() - started)
+    print(f"dict of {accounts:,} accounts, most recently active last: longest move "
+          f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
+    seen: set[str] = set()
+    longest = 0.0
+    for number in range(event_ids):
+        event_id = f"event-{number}"
+        started = time.perf_counter()
+        seen.add(event_id)
+        longest = max(longest, time.perf_counter() - started)
+    print(f"one dedupe set growing to {event_ids:,} ids: longest add {longest * 1e3:.1f} ms")
+    started = time.perf_counter()
+    del seen
+    print(f"that set freed at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-event-ids", type=int, default=5_000_000)
+    parser.add_argument("--structures", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.structures:
+        structures(arguments.accounts, arguments.max_event_ids)
+        return
     if arguments.child:
         child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids)
         return
