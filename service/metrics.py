@@ -22,12 +22,14 @@ from prometheus_client.registry import Collector
 
 from service import __version__
 from service.engine import Engine
+from service.loop_monitor import LoopBlockMonitor
 
 if TYPE_CHECKING:
     from service.partition_state import PartitionState
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SNAPSHOT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LOOP_BLOCK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class PartitionsCollector(Collector):
@@ -253,11 +255,27 @@ class Metrics:
             "HTTP request latency, by route template, method and status.",
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.event_loop_block_seconds = Histogram(
+            "engagement_event_loop_block_seconds",
+            "How late the event-loop monitor woke up from each 10 ms sleep: how long "
+            "ingestion, queries and expiry held the loop (one interval more at most).",
+            buckets=_LOOP_BLOCK_BUCKETS, registry=r,
+        )
+        self.event_loop_longest_block_seconds = Gauge(
+            "engagement_event_loop_longest_block_seconds",
+            "The longest event-loop block since start-up.", registry=r,
+        )
         for route in ("/accounts/{account_id}/score",):  # exported before the first one
             self.forwarded.labels(route)
             self.forwarding_errors.labels(route)
         self.build = Info("engagement_build", "Build information.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
+
+    def loop_monitor(self) -> LoopBlockMonitor:
+        """A monitor that feeds the event-loop metrics; run its `run()` as a task."""
+        monitor = LoopBlockMonitor(observe=self.event_loop_block_seconds.observe)
+        self.event_loop_longest_block_seconds.set_function(lambda: monitor.longest_s)
+        return monitor
 
     def watch_partitions(self, states: Callable[[], list[PartitionState]],
                          snapshot_finished_at: Callable[[], float | None] = lambda: None
