@@ -17,13 +17,22 @@ Input = int | float | str | bool | None
 
 
 class ComponentBody(BaseModel):
-    weight: float = Field(description="Share of the credibility score this component carries.")
+    weight: float = Field(description="quality: share of the credibility score this component "
+                                      "carries; authenticity: the most of the score it can take "
+                                      "away.")
     value: float = Field(description="What the data says, 0..1.")
     confidence: float = Field(description="How much data backs the value, 0..1.")
-    effective_value: float = Field(description="value shrunk towards 0.5 by the confidence.")
-    points: float = Field(description="Points this component adds to the 0-100 credibility.")
+    effective_value: float = Field(description="value shrunk by the confidence: towards 0.5 "
+                                               "(quality) or 1 (authenticity).")
+    points: float = Field(description="Points this component adds to the 0-100 credibility "
+                                      "(negative: what an authenticity component took away); "
+                                      "all points add up to the credibility.")
     inputs: dict[str, Input]
     evidence: str
+    role: str = Field("quality", description="'quality' components add points; "
+                                             "'authenticity' components multiply the score.")
+    factor: float = Field(1.0, description="What an authenticity component multiplies the "
+                                           "score by (1 for quality components).")
 
 
 class CountsBody(BaseModel):
@@ -109,6 +118,8 @@ def score_json(score: AccountScore, freshness: Freshness | None = None) -> bytes
                 "points": component.points,
                 "inputs": component.inputs,
                 "evidence": component.evidence,
+                "role": component.role,
+                "factor": component.factor,
             }
             for name, component in credibility.components.items()
         },
