@@ -436,17 +436,16 @@ def to_event(event: Raw, number: int) -> Event:
     if kind == "post":
         assert isinstance(payload, tuple)
         sponsored, topics = payload
-        return PostEvent.model_construct(event_id=event_id, type="post", account_id=account,
-                                         post_id=post_id, sponsored=sponsored, topics=topics,
-                                         occurred_at=occurred_at)
+        return PostEvent(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                         occurred_at_s=moment, post_id=post_id, sponsored=sponsored,
+                         topics=tuple(topics))
     if kind == "followers":
         assert isinstance(payload, int)
-        return FollowersEvent.model_construct(event_id=event_id, type="followers",
-                                              account_id=account, followers=payload,
-                                              occurred_at=occurred_at)
+        return FollowersEvent(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                              occurred_at_s=moment, followers=payload)
     model = {"like": LikeEvent, "comment": CommentEvent, "share": ShareEvent}[kind]
-    return model.model_construct(event_id=event_id, type=kind, account_id=account,
-                                 post_id=post_id, actor_id=actor, occurred_at=occurred_at)
+    return model(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                 occurred_at_s=moment, post_id=post_id, actor_id=actor)
 
 
 SIGNAL_BATCH = 2_000
@@ -656,11 +655,13 @@ def _simulated(profile: Profile, followers: int, seed: int) -> float:
 def _from_dict(event: dict[str, object]) -> Event:
     moment = datetime.fromisoformat(str(event["occurred_at"]).replace("Z", "+00:00"))
     kind = str(event["type"])
-    fields = {**event, "occurred_at": moment}
+    fields = {key: value for key, value in event.items() if key != "type"}
+    fields.update(occurred_at=moment, occurred_at_s=moment.timestamp())
+    if "topics" in fields:
+        fields["topics"] = tuple(fields["topics"])  # type: ignore[arg-type]
     model: Callable[..., Event] = {
-        "like": LikeEvent.model_construct, "comment": CommentEvent.model_construct,
-        "share": ShareEvent.model_construct, "post": PostEvent.model_construct,
-        "followers": FollowersEvent.model_construct}[kind]
+        "like": LikeEvent, "comment": CommentEvent, "share": ShareEvent, "post": PostEvent,
+        "followers": FollowersEvent}[kind]
     return model(**fields)
 
 

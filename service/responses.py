@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from service.engine import AccountScore
+from service.partition_state import Freshness
 
 Input = int | float | str | bool | None
 
@@ -53,6 +54,16 @@ class EngagementBody(BaseModel):
     mean_followers_at_post: float | None
 
 
+class FreshnessBody(BaseModel):
+    partition: int = Field(description="The Kafka partition that holds the account.")
+    lag_messages: int | None = Field(
+        description="Events on the partition not yet consumed, as of the last lag reading "
+                    "(every 5 s); null before the first.")
+    seconds_since_progress: float | None = Field(
+        description="Seconds since the partition last consumed events or was confirmed "
+                    "caught up; grows while the broker is unreachable.")
+
+
 class ScoreBody(BaseModel):
     account_id: str
     tier: str
@@ -67,6 +78,8 @@ class ScoreBody(BaseModel):
     window_days: float
     window_start: str | None
     as_of: str | None
+    freshness: FreshnessBody | None = Field(
+        default=None, description="How current the answer is (absent in the change stream).")
 
 
 class ProblemBody(BaseModel):
@@ -84,7 +97,7 @@ def _timestamp(epoch: float) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def score_json(score: AccountScore) -> bytes:
+def score_json(score: AccountScore, freshness: Freshness | None = None) -> bytes:
     counts = score.counts
     engagement = score.engagement
     credibility = score.credibility
@@ -131,4 +144,8 @@ def score_json(score: AccountScore) -> bytes:
         "window_start": _timestamp(score.window_start),
         "as_of": _timestamp(score.as_of),
     }
+    if freshness is not None:
+        body["freshness"] = {"partition": freshness.partition,
+                             "lag_messages": freshness.lag_messages,
+                             "seconds_since_progress": freshness.seconds_since_progress}
     return orjson.dumps(body)

@@ -138,7 +138,9 @@ class Account:
     def record_followers(self, occurred_at: float, followers: int) -> None:
         history = self.followers
         entry = (occurred_at, followers)
-        if not history or occurred_at >= history[-1][0]:
+        # Compared as pairs, so that two counts at the same moment keep one order
+        # whatever order they arrive in.
+        if not history or entry >= history[-1]:
             history.append(entry)
         else:
             bisect.insort(history, entry)
