@@ -52,6 +52,7 @@ _SLOT_MASK = (1 << BITMAP_BITS) - 1
 _FORMAT_VERSION = 1
 _SIGNAL = struct.Struct("<BqIII")  # version, bucket_start, interactions, busy, farm_like
 _INTERACTION = struct.Struct("<BQd")  # version, actor hash, occurred_at
+_SNAPSHOT = struct.Struct("<BdI")  # version, bucket_s, buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +315,39 @@ class ActorActivity:
         return [AudienceSignal(account_id, bucket * bucket_s, n, busy, farm)
                 for bucket, accounts in pending.items()
                 for account_id, (n, busy, farm) in accounts.items()]
+
+    def snapshot(self) -> bytes:
+        """All actors as bytes, for a snapshot or a changelog: a header (version, bucket
+        length, bucket count) and one fixed-size record per actor (hash, then its state
+        int). 8 + 36 bytes an actor with the default 4 buckets."""
+        width = self._state_bytes
+        parts = [_SNAPSHOT.pack(_FORMAT_VERSION, self.bucket_s, self.buckets)]
+        parts += [actor.to_bytes(8, "little") + state.to_bytes(width, "little")
+                  for actor, state in self._actors.items()]
+        return b"".join(parts)
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the actors with a snapshot's (in its order, so eviction goes on in
+        first-seen order); refused if taken with other buckets."""
+        version, bucket_s, buckets = _SNAPSHOT.unpack_from(data)
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"actor snapshot of unknown version {version}")
+        if (bucket_s, buckets) != (self.bucket_s, self.buckets):
+            raise ValueError(f"actor snapshot of {buckets} buckets of {bucket_s} s, "
+                             f"not {self.buckets} of {self.bucket_s} s")
+        width = self._state_bytes
+        record = 8 + width
+        body = memoryview(data)[_SNAPSHOT.size :]
+        from_bytes = int.from_bytes
+        self._actors = {
+            from_bytes(body[start : start + 8], "little"):
+                from_bytes(body[start + 8 : start + record], "little")
+            for start in range(0, len(body), record)
+        }
+
+    @property
+    def _state_bytes(self) -> int:
+        return (_BUCKET_BITS + BITMAP_BITS * self.buckets + 7) // 8
 
     def expire(self, now: float) -> int:
         """Forgets actors with nothing in the period ending at `now`; returns how many."""

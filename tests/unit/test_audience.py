@@ -229,3 +229,23 @@ def test_an_account_packed_before_signals_and_day_profiles_unpacks_without_them(
     assert old.audience is None
     assert [sketch.rhythm for sketch in old.actors] == [[0] * 8 for _ in old.actors]
     assert [sketch.counts for sketch in old.actors] == [s.counts for s in account.actors]
+
+
+def test_a_snapshot_of_the_actor_side_restores_every_actor_and_its_verdicts() -> None:
+    activity = ActorActivity()
+    rng = random.Random(5)
+    for n in range(3_000):
+        activity.observe(rng.getrandbits(64) if n % 3 else actor_hash("bot"),
+                         f"acc-{rng.randrange(200)}", NOW + n * 100)
+    data = activity.snapshot()
+    assert len(data) == 13 + len(activity) * 44
+    again = ActorActivity()
+    again.restore(data)
+    assert again.snapshot() == data
+    assert again.distinct_accounts(actor_hash("bot")) == activity.distinct_accounts(
+        actor_hash("bot"))
+    later = NOW + 3_000 * 100
+    assert again.observe(actor_hash("bot"), "acc-x", later) == activity.observe(
+        actor_hash("bot"), "acc-x", later) == 2
+    with pytest.raises(ValueError, match="buckets"):
+        ActorActivity(buckets=7).restore(data)
