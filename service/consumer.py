@@ -35,8 +35,8 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
-from service.engine import AccountScore, EngineConfig
-from service.events import Rejection, decode_event
+from service.engine import AccountScore, EngineConfig, Outcome
+from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
 from service.kafka_clients import (
     Backoff,
     FatalConfigError,
@@ -46,7 +46,7 @@ from service.kafka_clients import (
 )
 from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
-from service.partition_state import Freshness, PartitionState, Status
+from service.partition_state import Checkpoint, Freshness, PartitionState, Status
 from service.routing import partition_for
 from service.settings import Settings
 
@@ -58,6 +58,7 @@ LAG_INTERVAL_S = 5.0
 # bounded, so that a lost broker cannot hold up the loop, shutdown or its final snapshot.
 BROKER_CALL_TIMEOUT_S = 5.0
 RESTORE_FETCH_RECORDS = 20_000
+_INTERACTIONS = (LikeEvent, CommentEvent, ShareEvent)
 
 
 def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
@@ -132,10 +133,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._owner.partitions_revoked(sorted(tp.partition for tp in revoked))
+        await self._owner.partitions_revoked(sorted({tp.partition for tp in revoked}))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._owner.partitions_assigned(sorted(tp.partition for tp in assigned))
+        # The three inputs are co-partitioned and assigned together (membership.py).
+        await self._owner.partitions_assigned(sorted({tp.partition for tp in assigned}))
 
 
 class StreamProcessor:
@@ -164,6 +166,8 @@ class StreamProcessor:
         self._failure: Exception | None = None  # found in a callback; raised by the loop
         metrics.watch_partitions(lambda: list(self.states.values()),
                                  lambda: self.last_snapshot_at)
+        # Events, and the two internal topics of the audience signal, co-partitioned.
+        self._inputs = [settings.events_topic, settings.actors, settings.signals]
 
     # --- what the HTTP layer reads ----------------------------------------------------
 
@@ -262,7 +266,7 @@ class StreamProcessor:
         producer = self.clients.producer()
         consumer = self.clients.group_consumer(self._assignor)
         self._consumer = consumer
-        consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
+        consumer.subscribe(self._inputs, listener=_Rebalance(self))
         try:
             await with_retries("start producer", producer.start, backoff,
                                self._connect_attempt, self._stopping)
@@ -398,12 +402,16 @@ class StreamProcessor:
         self.metrics.forget_partition(partition)
         log.info("partition dropped", extra={"partition": partition, "reason": why})
 
+    def _tps(self, partition: int) -> list[TopicPartition]:
+        return [TopicPartition(topic, partition) for topic in self._inputs]
+
     async def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
-        tp = TopicPartition(self.settings.events_topic, state.partition)
-        if state.position is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, state.position)
+        positions = (state.position, state.actors_position, state.signals_position)
+        for tp, position in zip(self._tps(state.partition), positions, strict=True):
+            if position is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, position)
 
     def _start_restore(self, partition: int) -> None:
         assert self.partition_count is not None
@@ -411,7 +419,7 @@ class StreamProcessor:
         self.states[partition] = state
         consumer = self._consumer
         if consumer is not None:
-            consumer.pause(TopicPartition(self.settings.events_topic, partition))
+            consumer.pause(*self._tps(partition))
         task = asyncio.get_running_loop().create_task(self._restore(state),
                                                       name=f"restore-{partition}")
         self._restores[partition] = task
@@ -429,6 +437,7 @@ class StreamProcessor:
                 await self._ensure_producer(partition)
                 await self._load_local_snapshot(state)
                 state = await self._read_changelog(state)
+                await self._warm_actors(state)
                 break
             except asyncio.CancelledError:
                 raise
@@ -451,7 +460,7 @@ class StreamProcessor:
         consumer = self._consumer
         if consumer is not None and self.states.get(partition) is state:
             await self._seek(consumer, state)
-            consumer.resume(TopicPartition(self.settings.events_topic, partition))
+            consumer.resume(*self._tps(partition))
         seconds = time.perf_counter() - started
         self.metrics.restore_seconds.observe(seconds)
         log.info("partition restored", extra={
@@ -515,6 +524,27 @@ class StreamProcessor:
             gc.freeze()  # restored state lives long: keep the collector off it
         return state
 
+    async def _warm_actors(self, state: PartitionState) -> None:
+        """The actor side's activity is a function of its repartition partition: replay
+        what was already judged (up to the committed offset), emitting nothing."""
+        until = state.actors_position
+        if not until:
+            return
+        tp = TopicPartition(self.settings.actors, state.partition)
+        reader = self.clients.changelog_reader()
+        await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
+        try:
+            reader.assign([tp])
+            reader.seek(tp, (await reader.beginning_offsets([tp]))[tp])
+            while await reader.position(tp) < until:
+                batch = await reader.getmany(tp, timeout_ms=500, max_records=1_000)
+                for record in batch.get(tp, ()):
+                    if record.offset < until:
+                        state.warm_actors(record.value)
+                await asyncio.sleep(0)
+        finally:
+            await _close(reader, f"actors-reader-{state.partition}")
+
     # --- the loop ---------------------------------------------------------------------
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
@@ -554,6 +584,7 @@ class StreamProcessor:
         for state in list(self.states.values()):
             # A partition with no events yet has no stream time, so nothing to expire.
             if state.status is Status.ACTIVE and state.clock.stream_time != -math.inf:
+                state.actors.expire(state.clock.stream_time)
                 yield from state.engine.expire_in_slices()
 
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -563,10 +594,14 @@ class StreamProcessor:
         outcomes: Counter[tuple[str, str]] = Counter()
         rejected: list[DeadLetter] = []
         messages = 0
+        partitions = self.partition_count or 1
         for tp, records in batch.items():
             state = self.states.get(tp.partition)
             if state is None or state.status is not Status.ACTIVE:
                 continue  # revoked or restoring meanwhile: the owner will consume these
+            if tp.topic != settings.events_topic:
+                self._process_internal(state, tp.topic, records, partitions)
+                continue
             engine = state.engine
             partition = tp.partition
             for index, record in enumerate(records):
@@ -583,16 +618,32 @@ class StreamProcessor:
                     rejected.append(DeadLetter(record, result))
                     outcomes["invalid", "dead_lettered"] += 1
                 else:
-                    outcomes[result.type, engine.apply(result, partition)] += 1
+                    outcome = engine.apply(result, partition)
+                    outcomes[result.type, outcome] += 1
+                    if outcome is Outcome.COUNTED and isinstance(result, _INTERACTIONS):
+                        state.route_interaction(result.actor_id, result.account_id,
+                                                result.occurred_at_s, partitions)
                 state.position = record.offset + 1
             messages += len(records)
             state.progressed()
         if rejected and self.dead_letters is not None:
             await self.dead_letters.publish(rejected)
-        for (event_type, outcome), count in outcomes.items():
-            self.metrics.events.labels(event_type, outcome).inc(count)
+        for (event_type, counted_as), count in outcomes.items():
+            self.metrics.events.labels(event_type, counted_as).inc(count)
         self.metrics.batch_messages.observe(messages)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _process_internal(self, state: PartitionState, topic: str, records: list[Any],
+                          partitions: int) -> None:
+        """The audience signal's two internal inputs of this partition."""
+        if topic == self.settings.actors:
+            judged = sum(state.observe_actors(record.value, partitions) for record in records)
+            state.actors_position = records[-1].offset + 1
+            self.metrics.audience_interactions.inc(judged)
+        else:
+            folded = sum(state.fold_signals(record.value) for record in records)
+            state.signals_position = records[-1].offset + 1
+            self.metrics.audience_signals.inc(folded)
 
     # --- checkpoints: changelog and offsets in one transaction per partition ----------
 
@@ -608,12 +659,13 @@ class StreamProcessor:
         producer = self._producers.get(partition)
         if producer is None:
             return False
-        records = state.checkpoint_records()
-        if not records:
+        settings = self.settings
+        checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals)
+        if checkpoint is None:
             return True  # nothing new: the committed state is the current one
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._transaction(producer, state, records),
+            await asyncio.wait_for(self._transaction(producer, state, checkpoint),
                                    BROKER_CALL_TIMEOUT_S * 2)
         except ProducerFenced:
             log.error("another instance took this partition over (fenced); dropping it",
@@ -621,7 +673,7 @@ class StreamProcessor:
             self._drop(partition, "fenced")
             return False
         except (KafkaError, OSError, TimeoutError) as error:
-            state.requeue(records)
+            state.requeue_checkpoint(checkpoint)
             self.metrics.checkpoint_failures.inc()
             log.warning("checkpoint failed; its changes are written with the next one",
                         extra={"partition": partition,
@@ -630,20 +682,23 @@ class StreamProcessor:
             self._broker_unreachable()
             return False
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        self.metrics.changelog_records.inc(len(records))
+        self.metrics.changelog_records.inc(len(checkpoint.changelog))
         return True
 
     async def _transaction(self, producer: AIOKafkaProducer, state: PartitionState,
-                           records: list[tuple[bytes, bytes | None]]) -> None:
+                           checkpoint: Checkpoint) -> None:
         topic = self.settings.changelog
         partition = state.partition
         await producer.begin_transaction()
         try:
             sent = [await producer.send(topic, value, key=key, partition=partition)
-                    for key, value in records]
-            if state.position is not None:
+                    for key, value in checkpoint.changelog]
+            for output, target, value in checkpoint.produced:
+                await producer.send(output, value, partition=target)
+            if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
-                    {TopicPartition(self.settings.events_topic, partition): state.position},
+                    {TopicPartition(input_topic, partition): offset
+                     for input_topic, offset in checkpoint.positions.items()},
                     self.settings.consumer_group)
             last = await sent[-1] if sent else None
             await producer.commit_transaction()

@@ -26,6 +26,9 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+# The actors' activity spans 8 days and is rebuilt from this topic after a move.
+ACTORS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(9 * 86_400_000)}
+SIGNALS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(86_400_000)}
 
 
 class FatalConfigError(Exception):
@@ -63,6 +66,8 @@ class KafkaClients:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # The internal topics are written in transactions: never read an aborted one.
+            isolation_level="read_committed",
             partition_assignment_strategy=(assignor,),
             # A restarted pod with the same id takes its place in the group at once,
             # without a rebalance (Kafka's static membership).
@@ -146,33 +151,12 @@ async def check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> Topolo
     if events.get("error_code", 0) != 0 or not events.get("partitions"):
         raise _MissingTopic(settings.events_topic)
     partitions = len(events["partitions"])
-    changelog = settings.changelog
     existing = await admin.list_topics()
-    if changelog not in existing:
-        replication = settings.internal_topic_replication_factor
-        if replication == 0:
-            brokers = (await admin.describe_cluster()).get("brokers") or [None]
-            replication = min(3, len(brokers))
-        log.info("creating the changelog topic", extra={
-            "topic": changelog, "partitions": partitions, "replication_factor": replication})
-        try:
-            await admin.create_topics([NewTopic(changelog, partitions, replication,
-                                                topic_configs=CHANGELOG_CONFIG)])
-        except KafkaError as error:
-            if "TopicAlreadyExists" not in type(error).__name__:
-                raise
-    found = 0
-    for _ in range(50):  # a topic just created shows its partitions a moment later
-        described = (await admin.describe_topics([changelog]))[0]
-        found = len(described.get("partitions") or [])
-        if found:
-            break
-        await asyncio.sleep(0.2)
-    if found != partitions:
-        raise FatalConfigError(
-            f"changelog topic {changelog!r} has {found} partitions but {settings.events_topic!r}"
-            f" has {partitions}; they must be co-partitioned. Recreate the changelog (its "
-            f"state is rebuilt from the events) or restore the events topic's partitions.")
+    for name, config in ((settings.changelog, CHANGELOG_CONFIG),
+                         (settings.actors, ACTORS_CONFIG),
+                         (settings.signals, SIGNALS_CONFIG)):
+        await _ensure_internal_topic(admin, settings, name, config, partitions, existing)
+    changelog = settings.changelog
     configs = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, changelog)])
     policy = _config_value(configs, "cleanup.policy")
@@ -181,6 +165,38 @@ async def check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> Topolo
             f"changelog topic {changelog!r} has cleanup.policy={policy}; it must be compact "
             f"(kafka-configs --alter --add-config cleanup.policy=compact)")
     return Topology(partitions)
+
+
+async def _ensure_internal_topic(admin: AIOKafkaAdminClient, settings: Settings, name: str,
+                                 config: dict[str, str], partitions: int,
+                                 existing: list[str]) -> None:
+    """Creates an internal topic when missing; it must have the events' partition count."""
+    if name not in existing:
+        replication = settings.internal_topic_replication_factor
+        if replication == 0:
+            brokers = (await admin.describe_cluster()).get("brokers") or [None]
+            replication = min(3, len(brokers))
+        log.info("creating an internal topic", extra={
+            "topic": name, "partitions": partitions, "replication_factor": replication})
+        try:
+            await admin.create_topics([NewTopic(name, partitions, replication,
+                                                topic_configs=config)])
+        except KafkaError as error:
+            if "TopicAlreadyExists" not in type(error).__name__:
+                raise
+    found = 0
+    for _ in range(50):  # a topic just created shows its partitions a moment later
+        described = (await admin.describe_topics([name]))[0]
+        found = len(described.get("partitions") or [])
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    if found != partitions:
+        raise FatalConfigError(
+            f"internal topic {name!r} has {found} partitions but {settings.events_topic!r}"
+            f" has {partitions}; they must be co-partitioned. Recreate it (the changelog's"
+            f" state is then rebuilt from the events) or restore the events topic's "
+            f"partitions.")
 
 
 class _MissingTopic(KafkaError):  # type: ignore[misc]

@@ -213,6 +213,15 @@ class Metrics:
             "engagement_changelog_records", "Records written to the changelog topic.",
             registry=r,
         )
+        self.audience_interactions = Counter(
+            "engagement_audience_interactions",
+            "Interactions judged by the actor side (re-keyed by actor).", registry=r,
+        )
+        self.audience_signals = Counter(
+            "engagement_audience_signals",
+            "Audience signals folded into accounts (per account and time bucket).",
+            registry=r,
+        )
         self.rebalances = Counter(
             "engagement_rebalances", "Group assignments received by this instance.",
             registry=r,

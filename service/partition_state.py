@@ -12,9 +12,18 @@ Changelog records (key -> value), all in the partition of the same number:
                               ids (8-byte hashes, service/engine/dedupe.py) remembered
                               since the last checkpoint; written once, tombstoned when
                               every hour in it has left the horizon
-    !clock                 -> msgpack {"position", "stream_time", "changes", "sequence"}:
-                              the input offset the state reflects, written last in every
-                              checkpoint
+    !clock                 -> msgpack {"position", "actors_position", "signals_position",
+                              "stream_time", "changes", "sequence"}: the input offsets
+                              the state reflects, written last in every checkpoint
+
+The partition also runs the actor side of the cross-account audience signal for the
+partition of the same number of the actors' repartition topic (service/engine/audience.py):
+counted interactions go out re-keyed by actor, what the actors' activity says comes back
+as signals keyed by account. Both outputs are produced in the checkpoint's transaction,
+with the offsets of all three inputs, so each interaction is judged once and each signal
+folded once. The actor activity is not in the changelog: a restore replays the
+repartition partition up to its committed offset through it (the period is days; the
+topic keeps them), which emits nothing.
 Account ids cannot contain "!" (service/events.py), so the keys never collide.
 """
 
@@ -31,8 +40,20 @@ from typing import Any
 import msgpack
 
 from service.engine import Engine, EngineConfig
+from service.engine.audience import (
+    ActorActivity,
+    ActorInteraction,
+    AudienceSignal,
+    actor_partition,
+    pack_interactions,
+    pack_signals,
+    unpack_interactions,
+    unpack_signals,
+)
 from service.engine.engine import DEDUPE_BUCKET_S, PartitionClock
 from service.engine.persistence import export_partitions, import_state
+from service.engine.sketches import actor_hash
+from service.routing import partition_for
 
 CLOCK_KEY = b"!clock"
 IDS_PREFIX = b"!ids/"
@@ -41,6 +62,16 @@ IDS_PREFIX = b"!ids/"
 MAX_SEGMENT_BYTES = 256 * 1024
 
 Record = tuple[bytes, bytes | None]
+Produced = tuple[str, int, bytes]  # topic, partition, value
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """What one transaction commits for a partition."""
+
+    changelog: list[Record]
+    produced: list[Produced]  # re-keyed interactions and audience signals
+    positions: dict[str, int]  # input topic -> next offset
 
 
 class Status(enum.StrEnum):
@@ -74,6 +105,14 @@ class PartitionState:
         self.restored_records = 0
         self._pending_segments: list[Record] = []  # written in a checkpoint that failed
         self._checkpointed_position: int | None = None  # of the last checkpoint made
+        self.actors = ActorActivity()
+        self.actors_position: int | None = None  # of the repartition topic's partition
+        self.signals_position: int | None = None  # of the signal topic's partition
+        # Outputs gathered since the last checkpoint, by target partition.
+        self.interactions_out: dict[int, list[ActorInteraction]] = {}
+        self.signals_out: dict[int, list[AudienceSignal]] = {}
+        self._pending_produced: list[Produced] = []
+        self._checkpointed_sides: tuple[int | None, int | None] = (None, None)
 
     @property
     def clock(self) -> PartitionClock:
@@ -87,12 +126,73 @@ class PartitionState:
     @property
     def uncommitted(self) -> bool:
         """Whether the state holds changes that no checkpoint has committed yet."""
-        return bool(self.engine.accounts.changed or self._pending_segments)
+        return bool(self.engine.accounts.changed or self._pending_segments
+                    or self.interactions_out or self.signals_out or self._pending_produced)
 
     def progressed(self) -> None:
         self.last_progress_at = time.monotonic()
 
+    # --- the cross-account audience signal -----------------------------------------
+
+    def route_interaction(self, actor_id: str, account_id: str, occurred_at: float,
+                          partitions: int) -> None:
+        """A counted interaction, re-keyed by its actor for the actor side."""
+        actor = actor_hash(actor_id)
+        target = actor_partition(actor, partitions)
+        batch = self.interactions_out.get(target)
+        if batch is None:
+            batch = self.interactions_out[target] = []
+        batch.append(ActorInteraction(actor, account_id, occurred_at))
+
+    def observe_actors(self, message: bytes, partitions: int) -> int:
+        """A batch of re-keyed interactions (this partition of the repartition topic):
+        the actors' activity judges each; the signals go to the accounts' partitions."""
+        interactions = unpack_interactions(message)
+        for signal in self.actors.observe_batch(interactions):
+            target = partition_for(signal.account_id, partitions)
+            batch = self.signals_out.get(target)
+            if batch is None:
+                batch = self.signals_out[target] = []
+            batch.append(signal)
+        return len(interactions)
+
+    def warm_actors(self, message: bytes) -> None:
+        """A batch the actor side already judged before a move: activity only."""
+        self.actors.observe_batch(unpack_interactions(message))
+
+    def fold_signals(self, message: bytes) -> int:
+        signals = unpack_signals(message)
+        for signal in signals:
+            self.engine.apply_audience(signal)
+        return len(signals)
+
     # --- checkpoint: what the changelog gets ---------------------------------------
+
+    def checkpoint(self, events: str, actors: str, signals: str) -> Checkpoint | None:
+        """Everything the next transaction commits (None if nothing happened since the
+        last one): the changelog records, the outputs, and the input offsets. A
+        checkpoint whose transaction fails must be given back with `requeue`."""
+        sides = (self.actors_position, self.signals_position)
+        if (not self.uncommitted and self.position == self._checkpointed_position
+                and sides == self._checkpointed_sides
+                and not self.clock.event_ids.has_added):
+            return None
+        self._checkpointed_sides = sides
+        positions = {topic: offset for topic, offset in
+                     ((events, self.position), (actors, self.actors_position),
+                      (signals, self.signals_position)) if offset is not None}
+        produced, self._pending_produced = self._pending_produced, []
+        produced += [(actors, target, pack_interactions(batch))
+                     for target, batch in self.interactions_out.items()]
+        produced += [(signals, target, pack_signals(batch))
+                     for target, batch in self.signals_out.items()]
+        self.interactions_out, self.signals_out = {}, {}
+        return Checkpoint(self.checkpoint_records(), produced, positions)
+
+    def requeue_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.requeue(checkpoint.changelog)
+        self._pending_produced = checkpoint.produced + self._pending_produced
+        self._checkpointed_sides = (None, None)
 
     def checkpoint_records(self) -> list[Record]:
         """The records that bring the changelog up to this state: one per account changed
@@ -101,10 +201,6 @@ class PartitionState:
         fails calls `checkpoint_records` again later and rewrites every account still
         marked, so the caller must `requeue` what it drained if the write fails."""
         accounts = self.engine.accounts
-        if (not accounts.changed and not self._pending_segments
-                and self.position == self._checkpointed_position
-                and not self.clock.event_ids.has_added):
-            return []  # nothing happened since the last checkpoint: no transaction
         self._checkpointed_position = self.position
         records: list[Record] = [
             (account_id.encode(), accounts.packed_one(account_id))
@@ -170,7 +266,8 @@ class PartitionState:
 
     def _clock_value(self) -> bytes:
         value: bytes = msgpack.packb({
-            "position": self.position, "stream_time": self.clock.stream_time,
+            "position": self.position, "actors_position": self.actors_position,
+            "signals_position": self.signals_position, "stream_time": self.clock.stream_time,
             "changes": self.engine.changes, "sequence": self.sequence,
         })
         return value
@@ -184,6 +281,8 @@ class PartitionState:
             if value is not None:
                 clock = msgpack.unpackb(value)
                 self.position = clock["position"]
+                self.actors_position = clock.get("actors_position")
+                self.signals_position = clock.get("signals_position")
                 self.clock.stream_time = float(clock["stream_time"])
                 self.engine.changes = max(self.engine.changes, int(clock["changes"]))
                 self.sequence = max(self.sequence, int(clock["sequence"]))
@@ -207,6 +306,7 @@ class PartitionState:
         self.clock.event_ids.drain_added()
         self.clock.event_ids.drain_retired()
         self._checkpointed_position = self.position
+        self._checkpointed_sides = (self.actors_position, self.signals_position)
         self.status = Status.ACTIVE
         self.progressed()
 
@@ -216,6 +316,8 @@ class PartitionState:
         return {
             "partition": self.partition,
             "position": self.position,
+            "actors_position": self.actors_position,
+            "signals_position": self.signals_position,
             "changelog_next": self.changelog_next,
             "sequence": self.sequence,
             "segments": {key.decode(): hour for key, hour in self.segments.items()},
@@ -229,6 +331,8 @@ class PartitionState:
     def load_snapshot(self, header: dict[str, Any],
                       accounts: Iterable[tuple[str, bytes]]) -> None:
         self.position = header["position"]
+        self.actors_position = header.get("actors_position")
+        self.signals_position = header.get("signals_position")
         self.changelog_next = int(header["changelog_next"])
         self.sequence = int(header["sequence"])
         self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "engagement-events.dlq"
     consumer_group: str = "engagement-scorer"
     changelog_topic: str = ""  # empty: "<consumer_group>-accounts-changelog"
+    actors_topic: str = ""  # empty: "<consumer_group>-actors-repartition"
+    signals_topic: str = ""  # empty: "<consumer_group>-audience-signals"
     internal_topic_replication_factor: int = Field(default=0, ge=0)  # 0: min(3, brokers)
     topic_wait_s: float = Field(default=60.0, ge=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
@@ -79,6 +81,14 @@ class Settings(BaseSettings):
     @property
     def changelog(self) -> str:
         return self.changelog_topic or f"{self.consumer_group}-accounts-changelog"
+
+    @property
+    def actors(self) -> str:
+        return self.actors_topic or f"{self.consumer_group}-actors-repartition"
+
+    @property
+    def signals(self) -> str:
+        return self.signals_topic or f"{self.consumer_group}-audience-signals"
 
     @property
     def own_url(self) -> str:

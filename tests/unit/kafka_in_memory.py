@@ -91,17 +91,17 @@ class _Consumer:
         self.positions: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.listener: Any = None
-        self.topic = ""
+        self.topics_subscribed: list[str] = []
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
-        self.topic, self.listener = topics[0], listener
+        self.topics_subscribed, self.listener = list(topics), listener
 
     async def start(self) -> None:
         if self.assignor is None:
             return
         from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
-        meta = self.assignor.metadata([self.topic])
+        meta = self.assignor.metadata(self.topics_subscribed)
         cluster = SimpleNamespace(partitions_for_topic=lambda t: set(
             range(len(self.broker.logs[t]))))
         member = ConsumerProtocolMemberMetadata(meta.version, meta.subscription,
@@ -122,11 +122,11 @@ class _Consumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self.positions)
 
-    def pause(self, tp: TopicPartition) -> None:
-        self.paused.add(tp)
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
 
-    def resume(self, tp: TopicPartition) -> None:
-        self.paused.discard(tp)
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset

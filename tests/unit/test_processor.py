@@ -123,3 +123,63 @@ async def test_a_fenced_instance_lets_its_partition_go_at_once(tmp_path: Path) -
     assert isinstance(where, Unavailable)  # never its stale state again
     zombie.stop()
     await task
+
+
+def audience_of(processor: StreamProcessor, account: str) -> dict[str, Any] | None:
+    _, where = processor.locate(account)
+    if not isinstance(where, Owned):
+        return None
+    score = where.state.engine.score(account)
+    if score is None:
+        return None
+    return dict(score.credibility.components["audience_authenticity"].inputs)
+
+
+async def test_the_audience_signal_goes_round_through_kafka_and_survives_a_move(
+    tmp_path: Path,
+) -> None:
+    """Interactions re-keyed by actor, judged by the actor side on another partition,
+    and folded back into the accounts, all through the in-memory topics; a farm's bot
+    that engages 60 accounts is farm-like, the fans of one account are not."""
+    broker = broker_with_events(partitions=3)
+    stream = []
+    for number in range(60):
+        account = f"acct-{number}"
+        stream.append(post(account, "p1", 0.0))
+        stream += [interaction("like", account, "p1", "bot-1", 120.0 + number),
+                   interaction("like", account, "p1", f"fan-{number}", 130.0 + number)]
+    produce(broker, stream)
+    settings = settings_for(tmp_path, "one")
+    processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(processor.run())
+
+    def audiences() -> list[dict[str, Any] | None]:
+        return [audience_of(processor, f"acct-{n}") for n in range(60)]
+
+    await run_until(processor, lambda: all(
+        a is not None and a["judged_interactions"] == 2 for a in audiences()))
+    judged = [a for a in audiences() if a is not None]
+    # Only the bot is ever suspect, and it is once it has served a few accounts.
+    assert all(a["from_busy_actors"] <= 1 for a in judged)
+    assert sum(a["from_busy_actors"] for a in judged) >= 40
+    before = judged[0]["from_farm_like_actors"]
+    processor.stop()
+    await task
+
+    # Another instance restores the accounts and the actors' activity: the bot's next
+    # like is judged farm-like at once.
+    produce(broker, [interaction("like", "acct-0", "p1", "bot-1", 400.0)])
+    settings = settings_for(tmp_path, "two")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+
+    def judged_again() -> bool:
+        audience = audience_of(second, "acct-0")
+        return audience is not None and audience["judged_interactions"] == 3
+
+    await run_until(second, judged_again)
+    again = audience_of(second, "acct-0")
+    assert again is not None
+    assert again["from_farm_like_actors"] == before + 1
+    second.stop()
+    await task
