@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     max_accounts: int = Field(default=1_000_000, ge=1)
     max_posts_per_account: int = Field(default=256, ge=1)
     hot_accounts: int = Field(default=20_000, ge=1)
-    max_event_ids: int = Field(default=5_000_000, ge=1_000)
+    max_event_ids: int = Field(default=50_000_000, ge=1_000)
     max_event_bytes: int = Field(default=8192, ge=256)
     expiry_interval_s: float = Field(default=60.0, gt=0)
 
