@@ -13,10 +13,12 @@ its own process, from start to the last message processed:
   * with --before PATH, the pipeline of another checkout (e.g. the build before this
     change, `git worktree add PATH <commit>`) on both topics, for before/after.
 The contenders take turns, for `--rounds` rounds; each one's best round counts, by wall
-time and by the CPU time of its process (what other work on a shared machine disturbs
-least). Before that, the engine alone (no Kafka, events decoded once, CPU time) applies
-both orders in alternating rounds, for this build and the --before one, and the bench
-checks that this build counts every event in both orders (none late, none duplicate).
+time and by the CPU time of its process over the same span (what other work on a shared
+machine disturbs least). Every contender runs bench.ingest's child of this build, with
+the `service` package of its checkout. Before that, the engine alone (no Kafka, events
+decoded once, CPU time) applies both orders in alternating rounds, for this build and
+the --before one, and the bench checks that this build counts every event in both
+orders (none late, none duplicate).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import gc
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -41,7 +42,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.ingest import BOOTSTRAP, PARTITIONS, REPO, ensure_broker, run_child
+from bench.ingest import BOOTSTRAP, PARTITIONS, REPO, ensure_broker
 from service.engine import Engine
 from service.events import Rejection, decode_event
 from service.simulation import account_events, demo_accounts
@@ -122,15 +123,6 @@ def run_engine_child(checkout: Path, count: int, rounds: int) -> dict[str, Any]:
     return answer
 
 
-def cpu_of(run: Any) -> tuple[float, float]:
-    """Wall seconds that `run` reports, and the CPU seconds its child processes used:
-    CPU time is what other work on a shared machine disturbs least."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = float(run())
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 async def produce(topic: str, events: list[dict[str, Any]]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
@@ -148,14 +140,18 @@ async def produce(topic: str, events: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
-def run_pipeline_in(checkout: Path, topic: str, count: int) -> float:
-    """bench.ingest's pipeline child, with the service's code of another checkout."""
-    result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", "pipeline",
+def run_ingest_child(checkout: Path, kind: str, topic: str, count: int) -> tuple[float, float]:
+    """bench.ingest's child (this build's bench) with the service's code of `checkout`:
+    the wall and CPU seconds from the start to the last message processed."""
+    code = ("import runpy, sys; script = sys.argv[2]; sys.path.insert(0, sys.argv[1]); "
+            "sys.argv = [script, *sys.argv[3:]]; runpy.run_path(script, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, str(checkout),
+                             str(REPO / "bench" / "ingest.py"), "--child", kind,
                              "--topic", topic, "--events", str(count)],
                             capture_output=True, text=True, check=True, cwd=checkout,
-                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING",
-                                 "PYTHONPATH": str(checkout)})
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"})
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return float(answer["seconds"]), float(answer["cpu_seconds"])
 
 
 def main() -> None:
@@ -189,26 +185,20 @@ def main() -> None:
     asyncio.run(produce(topics["time"], in_time))
     asyncio.run(produce(topics["crawler"], by_crawler))
     print(f"produced both topics in {time.perf_counter() - started:.1f} s", flush=True)
-    runs: list[tuple[str, Any]] = [
-        ("bare (time order)", lambda: run_child("bare", topics["time"], count)),
-        ("pipeline, time order", lambda: run_child("pipeline", topics["time"], count)),
-        ("pipeline, crawler order", lambda: run_child("pipeline", topics["crawler"], count)),
-    ]
+    contenders = [("bare (time order)", REPO, "bare", "time"),
+                  ("pipeline, time order", REPO, "pipeline", "time"),
+                  ("pipeline, crawler order", REPO, "pipeline", "crawler")]
     before = arguments.before
     if before is not None:
-        runs += [
-            ("before: pipeline, time order",
-             lambda: run_pipeline_in(before, topics["time"], count)),
-            ("before: pipeline, crawler order",
-             lambda: run_pipeline_in(before, topics["crawler"], count)),
-        ]
+        contenders += [("before: pipeline, time order", before, "pipeline", "time"),
+                       ("before: pipeline, crawler order", before, "pipeline", "crawler")]
     # Rounds alternate the contenders, so that drift on a shared machine falls on all;
     # each contender's best round counts, by wall time and by CPU time.
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for round_ in range(arguments.rounds):
-        for name, run in runs:
-            took, used = cpu_of(run)
+        for name, checkout, kind, order in contenders:
+            took, used = run_ingest_child(checkout, kind, topics[order], count)
             wall[name] = min(wall.get(name, took), took)
             cpu[name] = min(cpu.get(name, used), used)
             print(f"round {round_ + 1}: {name:>32}: {took:7.2f} s {count / took:>10,.0f} "
