@@ -45,6 +45,7 @@ ACTOR_BUCKETS_PER_WINDOW = 6
 # counted event was: ~0 for a live stream, days for an account's backfill.
 EVENT_LAG_BUCKETS_S = (1.0, 60.0, 600.0, 3_600.0, 6 * 3_600.0, DAY_S, 3 * DAY_S, 7 * DAY_S,
                        14 * DAY_S, 30 * DAY_S)
+FIRST_LAG_BUCKET_S = EVENT_LAG_BUCKETS_S[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,10 @@ class Engine:
             clock.stream_time = stream_time = occurred_at
         lag = stream_time - occurred_at
         stats = self.stats
-        stats.event_lag_counts[bisect_left(EVENT_LAG_BUCKETS_S, lag)] += 1
+        if lag < FIRST_LAG_BUCKET_S:  # a live stream's events, without the bisect
+            stats.event_lag_counts[0] += 1
+        else:
+            stats.event_lag_counts[bisect_left(EVENT_LAG_BUCKETS_S, lag)] += 1
         stats.event_lag_sum_s += lag
 
         account = self._account_for(event.account_id, partition)
