@@ -153,6 +153,11 @@ class EventIds:
         return self.count
 
     @property
+    def has_added(self) -> bool:
+        """Whether ids were added since the last `drain_added`."""
+        return bool(self._added)
+
+    @property
     def hours(self) -> list[int]:
         return sorted(self._hours)
 

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from service.engine.account import Account
+from service.engine.audience import AudienceSignal
 from service.engine.dedupe import EventIds
 from service.engine.scoring import (
     TOP_ACTORS,
+    AudienceCounts,
     Counts,
     Credibility,
     Engagement,
+    Followers,
     count_window,
     measure_engagement,
     score_credibility,
@@ -131,6 +134,8 @@ class EngineStats:
     evicted_accounts: int = 0
     expired_accounts: int = 0
     forgotten_event_ids: int = 0
+    audience_signals: int = 0
+    audience_signals_unmatched: int = 0  # for accounts not (or no longer) tracked
     # Events dropped as late because their hour's ids were forgotten at the memory cap.
     late_after_forgetting: int = 0
     # Counted events by how far behind the stream time they were (EVENT_LAG_BUCKETS_S,
@@ -213,6 +218,23 @@ class Engine:
                 config.max_posts_per_account,
             )
         return Outcome.COUNTED
+
+    def apply_audience(self, signal: AudienceSignal) -> bool:
+        """Folds what the actor side learned about an account's audience (a delta for one
+        time bucket). An account's events precede their re-keyed copies, so a tracked
+        account is known; a signal for an untracked one (evicted, expired) is dropped
+        and counted. Signals do not move stream time: they are derived, not events."""
+        account = self.accounts.get(signal.account_id)
+        if account is None:
+            self.stats.audience_signals_unmatched += 1
+            return False
+        self.stats.audience_signals += 1
+        self.accounts.changed.add(signal.account_id)  # for the changelog
+        account.record_audience(int(signal.bucket_start // self.config.actor_bucket_s),
+                                signal.interactions, signal.busy, signal.farm_like)
+        self.changes += 1
+        account.version = self.changes
+        return True
 
     def recount_event_ids(self) -> None:
         self._event_ids = sum(len(clock.event_ids) for clock in self.partitions.values())
@@ -320,11 +342,13 @@ class Engine:
         posts = account.window_posts(window_start)
         followers = account.followers_at(as_of)
         counts = count_window(posts, account.awaiting_post(window_start))
-        engagement = measure_engagement(posts, followers)
+        engagement = measure_engagement(posts)
         actors = summarize(
             (sketch for sketch in account.actors if sketch.bucket >= first_bucket),
             TOP_ACTORS,
         )
+        trend = Followers(account.followers_at(window_start), followers)
+        audience = AudienceCounts(*account.audience_in(first_bucket))
         return AccountScore(
             account_id=account.account_id,
             partition=account.partition,
@@ -333,7 +357,7 @@ class Engine:
             followers=followers,
             counts=counts,
             engagement=engagement,
-            credibility=score_credibility(posts, counts, engagement, actors),
+            credibility=score_credibility(posts, counts, engagement, actors, trend, audience),
             window_days=config.window_s / DAY_S,
             window_start=window_start,
             as_of=as_of,

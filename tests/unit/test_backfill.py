@@ -158,11 +158,13 @@ def test_lag_histogram_reads_as_a_prometheus_histogram() -> None:
 
 
 def test_the_metrics_read_lag_and_dedupe_memory_at_scrape_time() -> None:
-    from service.metrics import EngineCollector
+    from service.metrics import PartitionsCollector
+    from service.partition_state import PartitionState
 
-    engine = Engine()
-    apply_all(engine, [followers("a", 1, 10 * DAY), followers("b", 1, 2 * DAY)])
-    families = {family.name: family for family in EngineCollector(engine, lambda: None).collect()}
+    state = PartitionState(0, EngineConfig())
+    apply_all(state.engine, [followers("a", 1, 10 * DAY), followers("b", 1, 2 * DAY)])
+    families = {family.name: family
+                for family in PartitionsCollector(lambda: [state], lambda: None).collect()}
     lag = {(sample.name, sample.labels.get("le")): sample.value
            for sample in families["engagement_event_behind_stream_seconds"].samples}
     assert lag["engagement_event_behind_stream_seconds_bucket", "604800.0"] == 1
