@@ -11,7 +11,8 @@ its own process, from start to the last message processed:
   * pipeline, time:   the service's pipeline (bench.ingest's child) on the time-ordered;
   * pipeline, crawler: the same on the crawler-ordered topic;
   * with --before PATH, the pipeline of another checkout (e.g. the build before this
-    change, `git worktree add PATH <commit>`) on both topics, for before/after.
+    change, `git worktree add PATH <commit>`) on both topics, for before/after; it runs
+    this build's bench.ingest child, so its consumer must have the same interface.
 The contenders take turns, for `--rounds` rounds; each one's best round counts, by wall
 time and by the CPU time of its process over the same span (what other work on a shared
 machine disturbs least). Every contender runs bench.ingest's child of this build, with
