@@ -1,5 +1,6 @@
 """The dedupe memory: cost per id, RAM and disk per million remembered ids, against the
-set of strings per hour it replaces, in the same run.
+set of strings per hour it replaces, in the same run. Times are CPU time (what other
+work on a shared machine disturbs least); memory is what tracemalloc sees allocated.
 
     python -m bench.dedupe [--ids 1000000 10000000]
 
@@ -15,10 +16,10 @@ import argparse
 import gc
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import lz4.frame
 import msgpack
@@ -27,11 +28,6 @@ from service.engine.dedupe import EventIds
 
 HOURS = 720
 ACCOUNTS = 1_000
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
 
 
 def workload(ids: int, order: str) -> list[tuple[int, str]]:
@@ -52,62 +48,73 @@ def workload(ids: int, order: str) -> list[tuple[int, str]]:
     return pairs[:ids]
 
 
-def measure(ids: int, structure: str, order: str) -> dict[str, float]:
-    pairs = workload(ids, order)
-    gc.collect()
-    before = resident_bytes()
+def fill(structure: str, pairs: list[tuple[int, str]]) -> tuple[object, float, float]:
+    """The structure filled with `pairs`, the CPU seconds per insert and per re-send."""
     if structure == "hashed":
         memory = EventIds()
         add = memory.add
-        started = time.perf_counter()
+        started = time.process_time()
         for hour, event_id in pairs:
             add(hour, event_id)
-        insert_s = time.perf_counter() - started
-        started = time.perf_counter()
+        insert_s = time.process_time() - started
+        started = time.process_time()
         resent = sum(1 for hour, event_id in pairs if not add(hour, event_id))
-        resend_s = time.perf_counter() - started
+        resend_s = time.process_time() - started
         assert resent == len(pairs)
         assert len(memory) == len(pairs)
-    else:  # what the engine held before: a set of id strings per hour
-        hours: dict[int, set[str]] = {}
-        started = time.perf_counter()
-        for hour, event_id in pairs:
-            seen = hours.get(hour)
-            if seen is None:
-                seen = hours[hour] = set()
-            elif event_id in seen:
-                continue
-            seen.add(event_id)
-        insert_s = time.perf_counter() - started
-        started = time.perf_counter()
-        resent = sum(1 for hour, event_id in pairs if event_id in hours[hour])
-        resend_s = time.perf_counter() - started
+        return memory, insert_s, resend_s
+    hours: dict[int, set[str]] = {}  # what the engine held before: id strings per hour
+    started = time.process_time()
+    for hour, event_id in pairs:
+        seen = hours.get(hour)
+        if seen is None:
+            seen = hours[hour] = set()
+        elif event_id in seen:
+            continue
+        seen.add(event_id)
+    insert_s = time.process_time() - started
+    started = time.process_time()
+    resent = sum(1 for hour, event_id in pairs if event_id in hours[hour])
+    resend_s = time.process_time() - started
+    assert resent == len(pairs)
+    return hours, insert_s, resend_s
+
+
+def measure(ids: int, structure: str, order: str) -> dict[str, float]:
+    pairs = workload(ids, order)
     gc.collect()
-    # The id strings themselves are the workload's, shared by both structures; only
-    # the set keeps them alive in the service, so they are charged to it below.
-    grown = resident_bytes() - before
-    if structure == "strings":
-        grown += sum(sys.getsizeof(event_id) for _, event_id in pairs)
-        disk = len(lz4.frame.compress(msgpack.packb(
-            {hour: sorted(ids) for hour, ids in hours.items()})))
-    else:
-        started = time.perf_counter()
-        exported = memory.export()
-        export_s = time.perf_counter() - started
+    filled, insert_s, resend_s = fill(structure, pairs)
+    del filled
+    gc.collect()
+    # Memory: a second fill under tracemalloc (which slows it down, hence apart). The
+    # id strings are the workload's; only the set keeps them alive in the service, so
+    # their size is charged to it.
+    tracemalloc.start()
+    filled, _, _ = fill(structure, pairs)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    result = {"ids": len(pairs), "insert_us": insert_s / len(pairs) * 1e6,
+              "resend_us": resend_s / len(pairs) * 1e6}
+    if isinstance(filled, EventIds):
+        started = time.process_time()
+        exported = filled.export()
+        export_s = time.process_time() - started
         disk = len(lz4.frame.compress(msgpack.packb(exported)))
-        started = time.perf_counter()
+        started = time.process_time()
         restored = EventIds()
         for hour, data in exported.items():
             restored.restore(hour, data)
-        restore_s = time.perf_counter() - started
-        assert len(restored) == len(memory)
-    result = {"ids": len(pairs), "insert_us": insert_s / len(pairs) * 1e6,
-              "resend_us": resend_s / len(pairs) * 1e6,
-              "ram_bytes_per_id": grown / len(pairs), "disk_bytes_per_id": disk / len(pairs)}
-    if structure == "hashed":
+        restore_s = time.process_time() - started
+        assert len(restored) == len(filled)
         result |= {"export_s": export_s, "restore_s": restore_s,
-                   "counted_bytes_per_id": memory.nbytes() / len(pairs),
-                   "expected_false_duplicates": memory.expected_false_duplicates()}
+                   "nbytes_per_id": filled.nbytes() / len(pairs),
+                   "expected_false_duplicates": filled.expected_false_duplicates()}
+    else:
+        assert isinstance(filled, dict)
+        held += sum(sys.getsizeof(event_id) for _, event_id in pairs)
+        disk = len(lz4.frame.compress(msgpack.packb(
+            {hour: sorted(ids) for hour, ids in filled.items()})))
+    result |= {"ram_bytes_per_id": held / len(pairs), "disk_bytes_per_id": disk / len(pairs)}
     return result
 
 
@@ -120,8 +127,10 @@ def main() -> None:
         ids, structure, order = arguments.one
         print(json.dumps(measure(int(ids), structure, order)))
         return
-    print("| ids | structure | order | insert | re-send | RAM per id | disk per id |")
-    print("|---|---|---|---|---|---|---|")
+    print("| ids | structure | order | insert (CPU) | re-send (CPU) | RAM per id "
+          "| disk per id (lz4) | `nbytes()` per id | export | restore "
+          "| expected false duplicates |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ids in arguments.ids:
         for structure in ("strings", "hashed"):
             for order in ("time", "crawler"):
@@ -129,11 +138,10 @@ def main() -> None:
                                       structure, order],
                                      capture_output=True, text=True, check=True)
                 r = json.loads(run.stdout)
-                extra = ""
+                extra = " | | | |"
                 if structure == "hashed":
-                    extra = (f" (export {r['export_s']:.2f} s, restore {r['restore_s']:.2f} s,"
-                             f" held {r['counted_bytes_per_id']:.1f} B/id, expected false"
-                             f" duplicates {r['expected_false_duplicates']:.1e})")
+                    extra = (f" {r['nbytes_per_id']:.1f} B | {r['export_s']:.2f} s | "
+                             f"{r['restore_s']:.2f} s | {r['expected_false_duplicates']:.1e} |")
                 print(f"| {r['ids']:,} | {structure} | {order} | {r['insert_us']:.2f} µs | "
                       f"{r['resend_us']:.2f} µs | {r['ram_bytes_per_id']:.1f} B | "
                       f"{r['disk_bytes_per_id']:.1f} B |{extra}", flush=True)

@@ -8,7 +8,7 @@ accounts of bench/workload.py (default settings: 20,000 of them hot, the rest pa
 each with the stream time moved so that one case applies to every account: nothing is
 due, part of each account goes (every packed account is unpacked and packed again), and
 everything goes. The first slice of a sweep also forgets the dedupe ids that left the
-allowed lateness.
+horizon (window + allowed lateness).
 """
 
 from __future__ import annotations
