@@ -23,9 +23,8 @@ finds (the engine makes no reference cycles) and how long it holds the loop.
 
 `--structures` times, with the collector off, the pauses that the engine's containers
 cause by themselves at these sizes: the dict of all accounts, which every event moves
-to its end (pop and insert: the dict compacts all of it now and then), one dedupe set
-growing to the cap (each resize copies all of it), and that set freed at once (as the
-cap forgets its oldest hour).
+to its end (pop and insert: the dict compacts all of it now and then), and the dedupe
+memory with one hour growing to `--max-event-ids` ids, then forgotten at once.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from service.engine import Engine, EngineConfig
+from service.engine.dedupe import EventIds
 from service.engine.persistence import export_accounts, export_partitions, import_state
 from service.events import FollowersEvent, LikeEvent, PostEvent
 from service.loop_monitor import LoopBlockMonitor
@@ -206,17 +206,18 @@ def structures(accounts: int, event_ids: int) -> None:
         longest = max(longest, time.perf_counter() - started)
     print(f"dict of {accounts:,} accounts, most recently active last: longest move "
           f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
-    seen: set[str] = set()
+    memory = EventIds()
     longest = 0.0
     for number in range(event_ids):
         event_id = f"event-{number}"
         started = time.perf_counter()
-        seen.add(event_id)
+        memory.add(0, event_id)
         longest = max(longest, time.perf_counter() - started)
-    print(f"one dedupe set growing to {event_ids:,} ids: longest add {longest * 1e3:.1f} ms")
+    print(f"the dedupe memory, one hour growing to {event_ids:,} ids: longest add "
+          f"{longest * 1e3:.1f} ms")
     started = time.perf_counter()
-    del seen
-    print(f"that set freed at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
+    memory.forget_oldest(1)
+    print(f"that hour forgotten at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
 
 
 def main() -> None:
