@@ -2,6 +2,7 @@
 Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
 
     python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
+                           [--pacer-interval-s 0.05]
     python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
 
 Each configuration runs in its own process, one after the other, on the same state and
@@ -16,14 +17,14 @@ settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the
   * expiry: one slice of a sweep per batch, a sweep every 10 s (as StreamConsumer);
   * the event-loop monitor (service/loop_monitor.py), every 10 ms.
 It reports the longest block, the slowest apply and score, the collector's pauses by
-generation (gc.callbacks), and at the end one full collection of the whole heap: what it
+generation (gc.callbacks; durations also in the thread's CPU time, which the machine's
+other processes do not stretch), and at the end one full collection of the whole heap: what it
 finds (the engine makes no reference cycles) and how long it holds the loop.
 
 `--structures` times, with the collector off, the pauses that the engine's containers
 cause by themselves at these sizes: the dict of all accounts, which every event moves
-to its end (pop and insert: the dict compacts all of it now and then), one dedupe set
-growing to the cap (each resize copies all of it), and that set freed at once (as the
-cap forgets its oldest hour).
+to its end (pop and insert: the dict compacts all of it now and then), and the dedupe
+memory with one hour growing to `--max-event-ids` ids, then forgotten at once.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from service.engine import Engine, EngineConfig
+from service.engine.dedupe import EventIds
 from service.engine.persistence import export_accounts, export_partitions, import_state
 from service.events import FollowersEvent, LikeEvent, PostEvent
 from service.loop_monitor import LoopBlockMonitor
-from service.runtime_tuning import CollectorPacer
+from service.runtime_tuning import DEFAULT_INTERVAL_S, CollectorPacer
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 2_000
@@ -57,19 +59,26 @@ START = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
 
 class GcPauses:
+    """Each collection's duration, on the wall clock and in this thread's CPU time (the
+    machine's other processes stretch the first, not the second)."""
+
     def __init__(self) -> None:
-        self.by_generation: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._started = 0.0
+        self.by_generation: dict[int, list[tuple[float, float]]] = {0: [], 1: [], 2: []}
+        self._started = (0.0, 0.0)
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = (time.perf_counter(), time.thread_time())
         else:
-            self.by_generation[info["generation"]].append(time.perf_counter() - self._started)
+            wall, cpu = self._started
+            self.by_generation[info["generation"]].append(
+                (time.perf_counter() - wall, time.thread_time() - cpu))
 
     def summary(self) -> dict[str, Any]:
-        return {str(generation): {"count": len(pauses), "total_s": round(sum(pauses), 3),
-                                  "longest_ms": round(max(pauses, default=0.0) * 1e3, 1)}
+        return {str(generation): {
+                    "count": len(pauses), "total_s": round(sum(p[0] for p in pauses), 3),
+                    "longest_ms": round(max((p[0] for p in pauses), default=0.0) * 1e3, 1),
+                    "longest_cpu_ms": round(max((p[1] for p in pauses), default=0.0) * 1e3, 1)}
                 for generation, pauses in self.by_generation.items()}
 
 
@@ -91,15 +100,17 @@ def build(accounts: int, max_event_ids: int) -> Engine:
     return restored
 
 
-async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dict[str, Any]:
+async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: float | None
+              ) -> dict[str, Any]:
     rng = random.Random(7)
     monitor = LoopBlockMonitor()
     tasks = [asyncio.create_task(monitor.run())]
-    pacer = CollectorPacer()
-    if paced:
+    pacer = CollectorPacer(pacer_interval_s or DEFAULT_INTERVAL_S)
+    if pacer_interval_s is not None:
         tasks.append(asyncio.create_task(pacer.run()))
     stop = time.perf_counter() + seconds
-    slowest = {"apply": 0.0, "score": 0.0, "chunk": 0.0, "expiry_slice": 0.0}
+    slowest = {"apply": 0.0, "score": 0.0, "chunk": 0.0, "expiry_slice": 0.0,
+               "apply_cpu": 0.0, "score_cpu": 0.0}
     counts = {"events": 0, "scores": 0}
     stream_time = START + 60.0
 
@@ -121,9 +132,10 @@ async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dic
                 event = LikeEvent(f"e{number}", account, datetime.fromtimestamp(stream_time, UTC),
                                   stream_time, f"{account}-p", f"fan-{rng.randrange(AUDIENCE)}")
                 number += 1
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 engine.apply(event, which % 3)
                 slowest["apply"] = max(slowest["apply"], time.perf_counter() - started)
+                slowest["apply_cpu"] = max(slowest["apply_cpu"], time.thread_time() - cpu)
             counts["events"] += BATCH
             if sweep is None and time.perf_counter() >= next_expiry:
                 sweep = engine.expire_in_slices()
@@ -136,9 +148,10 @@ async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dic
 
     async def query() -> None:
         while time.perf_counter() < stop:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             engine.score(f"acct-{rng.randrange(accounts)}")
             slowest["score"] = max(slowest["score"], time.perf_counter() - started)
+            slowest["score_cpu"] = max(slowest["score_cpu"], time.thread_time() - cpu)
             counts["scores"] += 1
             await asyncio.sleep(0.001)
 
@@ -151,6 +164,8 @@ async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dic
     return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
             "slowest_apply_ms": round(slowest["apply"] * 1e3, 1),
             "slowest_score_ms": round(slowest["score"] * 1e3, 1),
+            "slowest_apply_cpu_ms": round(slowest["apply_cpu"] * 1e3, 1),
+            "slowest_score_cpu_ms": round(slowest["score_cpu"] * 1e3, 1),
             "slowest_256_events_ms": round(slowest["chunk"] * 1e3, 1),
             "slowest_expiry_slice_ms": round(slowest["expiry_slice"] * 1e3, 1),
             "events_per_s": round(counts["events"] / elapsed),
@@ -159,13 +174,15 @@ async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dic
             "pacer_longest_step_ms": round(pacer.stats.longest_step_s * 1e3, 1)}
 
 
-def child(configuration: str, accounts: int, seconds: float, max_event_ids: int) -> None:
+def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
+          pacer_interval_s: float) -> None:
     started = time.perf_counter()
     engine = build(accounts, max_event_ids)
     built_s = time.perf_counter() - started
     pauses = GcPauses()
     gc.callbacks.append(pauses)
-    result = asyncio.run(run(engine, accounts, seconds, paced=configuration == "paced"))
+    paced = configuration == "paced"
+    result = asyncio.run(run(engine, accounts, seconds, pacer_interval_s if paced else None))
     gc.callbacks.remove(pauses)
     gc.unfreeze()
     started = time.perf_counter()
@@ -189,17 +206,18 @@ def structures(accounts: int, event_ids: int) -> None:
         longest = max(longest, time.perf_counter() - started)
     print(f"dict of {accounts:,} accounts, most recently active last: longest move "
           f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
-    seen: set[str] = set()
+    memory = EventIds()
     longest = 0.0
     for number in range(event_ids):
         event_id = f"event-{number}"
         started = time.perf_counter()
-        seen.add(event_id)
+        memory.add(0, event_id)
         longest = max(longest, time.perf_counter() - started)
-    print(f"one dedupe set growing to {event_ids:,} ids: longest add {longest * 1e3:.1f} ms")
+    print(f"the dedupe memory, one hour growing to {event_ids:,} ids: longest add "
+          f"{longest * 1e3:.1f} ms")
     started = time.perf_counter()
-    del seen
-    print(f"that set freed at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
+    memory.forget_oldest(1)
+    print(f"that hour forgotten at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
 
 
 def main() -> None:
@@ -207,6 +225,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-event-ids", type=int, default=5_000_000)
+    parser.add_argument("--pacer-interval-s", type=float, default=DEFAULT_INTERVAL_S)
     parser.add_argument("--structures", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -214,13 +233,15 @@ def main() -> None:
         structures(arguments.accounts, arguments.max_event_ids)
         return
     if arguments.child:
-        child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids)
+        child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids,
+              arguments.pacer_interval_s)
         return
     for configuration in ("default", "paced"):
         result = subprocess.run(
             [sys.executable, "-m", "bench.stalls", "--child", configuration,
              "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
-             "--max-event-ids", str(arguments.max_event_ids)],
+             "--max-event-ids", str(arguments.max_event_ids),
+             "--pacer-interval-s", str(arguments.pacer_interval_s)],
             capture_output=True, text=True, check=True, cwd=REPO, env=dict(os.environ))
         print(f"{configuration:>8}: {result.stdout.strip()}", flush=True)
 

@@ -173,11 +173,11 @@ def decode_event_compiled(
     key: bytes | None, value: bytes, *, now: float, max_future_skew_s: float
 ) -> Event | None:
     """The event if the message is valid in the usual forms; otherwise None, and the
-    contract's validator decides. Valid forms handed over (measured rare): a timestamp
-    with more than 6 fractional digits or JSON escapes in it, or one of the other forms
-    pydantic accepts (e.g. "2026-11-24_10:00:00Z", or epoch seconds as a string); a
-    follower count beyond 64 bits; a field of another event type that is present with a
-    value of the wrong type; an "occurred_at" in the future (for the rejection's detail).
+    contract's validator decides. The valid forms handed over (none in the benchmarks'
+    streams): a time with more than 6 fractional digits or JSON escapes in it, or in
+    another form that pydantic accepts (e.g. "2026-11-24_10:00:00Z", or epoch seconds as
+    a string); a follower count beyond 64 bits; a field of another event type present
+    with a value of the wrong type; a time in the future (for the rejection's detail).
     """
     try:
         wire = _wire_decoder.decode(value)

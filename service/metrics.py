@@ -7,6 +7,7 @@ unbounded labels (never an account id; partitions are bounded by the topic).
 from __future__ import annotations
 
 import contextlib
+import gc
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -277,6 +278,13 @@ class Metrics:
         for route in ("/accounts/{account_id}/score",):  # exported before the first one
             self.forwarded.labels(route)
             self.forwarding_errors.labels(route)
+        self.gc_frozen_objects = Gauge(
+            "engagement_gc_frozen_objects",
+            "Objects moved out of the garbage collector's reach (gc.freeze: the restored "
+            "state and, with the collector pacer, every survivor); a steady climb at a "
+            "steady state means cyclic garbage kept.", registry=r,
+        )
+        self.gc_frozen_objects.set_function(gc.get_freeze_count)
         self.build = Info("engagement_build", "Build information.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
 

@@ -9,7 +9,7 @@ thousands of them. And every object that survives joins the old generation, so t
 full collection, which walks all of it (the hot accounts, the score cache, every dedupe
 set with its millions of ids), comes whenever a quarter of it is new: seconds at a time.
 
-The pacer collects the young generation every `interval_s` of loop time, so it never
+The pacer collects the young generation every `interval_s` (20 ms) of loop time, so it never
 holds more than what was allocated since, and moves what survived two young collections
 to the permanent generation (`gc.freeze()`), which no collection walks: a full
 collection then sees only what became old since the last step. The engine's state is
@@ -30,7 +30,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-DEFAULT_INTERVAL_S = 0.05
+DEFAULT_INTERVAL_S = 0.02
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.metrics import Metrics
 from service.runtime_tuning import CollectorPacer
 
 
@@ -57,3 +58,12 @@ def test_garbage_that_dies_frozen_waits_for_the_full_collection() -> None:
     full.step()
     assert probe() is None
     assert full.stats.full_collections == 1
+
+
+def test_the_metrics_show_what_is_frozen() -> None:
+    metrics = Metrics()
+    CollectorPacer().step()
+    frozen = metrics.registry.get_sample_value("engagement_gc_frozen_objects")
+    assert frozen == gc.get_freeze_count()
+    assert frozen is not None
+    assert frozen > 0
