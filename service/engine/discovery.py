@@ -1,0 +1,457 @@
+"""Discovery: which accounts of a partition match a set of filters, in a stable order, a
+page at a time, and how pages of several partitions merge into one. Pure; no I/O.
+
+A `DiscoveryIndex` holds one partition's accounts as the scores last computed them
+(`update` when an account is re-scored, `remove` when it leaves the window). Each sort
+field keeps its accounts in a sorted list keyed by (value, account_id), so a query walks
+from its cursor in sort order and stops after `limit` matches: it never looks at the
+accounts before the cursor, and a bound on the sort field (`min_credibility` with
+`sort=credibility`, say) starts or ends the walk there. A topic names a set of accounts;
+a small set is filtered and sorted whole instead of walking the sort order.
+
+Order: by the sort field's value, ties by account_id, both ascending or both descending;
+accounts whose value is unknown (no follower count yet, no rate) come last either way.
+A cursor is the (value, account_id) of the last account handed out, so paging on while
+scores change hands out every account that did not change exactly once; one whose
+score moved across the cursor in between may be missed or seen again.
+
+A walk examines at most `budget` accounts. A rare combination of filters can therefore
+end a page early, with fewer than `limit` items and a cursor that resumes the walk where
+it stopped: each request stays bounded (DynamoDB's `Limit` with a filter behaves so).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sortedcontainers import SortedList
+
+from service.engine.account import PostView
+from service.engine.engine import AccountScore, Engine
+
+SORT_FIELDS = ("credibility", "engagement_rate", "followers")
+_FIELD_INDEX = {name: index for index, name in enumerate(SORT_FIELDS)}
+MAX_LIMIT = 200
+SCAN_BUDGET = 20_000  # accounts examined per request and partition: ~10 ms
+# A topic this small is filtered and sorted whole: cheaper than walking the sort order
+# for the few accounts that carry it.
+SMALL_TOPIC_ACCOUNTS = 5_000
+MAX_INDEXED_TOPICS = 8
+# Above any account id (ids are printable ASCII): the end of the ties at one value.
+_AFTER_ALL_IDS = "\U0010ffff"
+
+Value = float | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    field: str = "credibility"
+    descending: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Sort:
+        descending = text.startswith("-")
+        field = text[1:] if descending else text
+        if field not in _FIELD_INDEX:
+            raise ValueError(f"sort must be one of {', '.join(SORT_FIELDS)}, "
+                             f"with a leading '-' for descending; got {text!r}")
+        return cls(field, descending)
+
+    def __str__(self) -> str:
+        return f"-{self.field}" if self.descending else self.field
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last account handed out: the next page starts strictly after it."""
+
+    value: Value
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryQuery:
+    sort: Sort = Sort()
+    limit: int = 20
+    tiers: frozenset[str] = frozenset()
+    topic: str | None = None
+    min_credibility: float | None = None
+    min_followers: int | None = None
+    max_followers: int | None = None
+    min_engagement_rate: float | None = None
+    min_confidence: float | None = None
+    after: Cursor | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    account_id: str
+    value: Value  # the sort field's value when the account was indexed
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One partition's answer. `resume_after` is where its walk stopped if it may hold
+    more matches (the page is full, or the budget ran out); None when it holds no more."""
+
+    hits: tuple[Hit, ...]
+    resume_after: Cursor | None
+    examined: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MergedPage:
+    hits: tuple[Hit, ...]
+    next_cursor: Cursor | None
+    missing_partitions: tuple[int, ...]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_partitions)
+
+
+def index_topics(posts: Iterable[PostView]) -> tuple[str, ...]:
+    """The topics an account is found by: those of its window's posts, most posted
+    first (ties by name), case-folded, at most MAX_INDEXED_TOPICS."""
+    counts = Counter(topic.casefold() for post in posts for topic in set(post.topics))
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(topic for topic, _ in ranked[:MAX_INDEXED_TOPICS])
+
+
+def reindex(index: DiscoveryIndex, engine: Engine, account_ids: Iterable[str]) -> None:
+    """Brings `index` up to date for accounts whose state changed or left: each is scored
+    again and indexed, or removed when the engine no longer holds it. The partition's
+    owner calls it once per commit interval with the accounts changed since the last."""
+    for account_id in account_ids:
+        score = engine.score(account_id)
+        if score is None:
+            index.remove(account_id)
+            continue
+        account = engine.accounts.get(account_id)
+        posts = [] if account is None else account.window_posts(score.window_start)
+        index.update(score, index_topics(posts))
+
+
+class _Entry:
+    __slots__ = ("confidence", "credibility", "engagement_rate", "followers", "tier",
+                 "topics", "values")
+
+    def __init__(self, score: AccountScore, topics: tuple[str, ...]) -> None:
+        self.tier = score.tier
+        self.credibility = score.credibility.score
+        self.confidence = score.credibility.confidence
+        self.followers = score.followers
+        self.engagement_rate = score.engagement.rate
+        self.topics = topics
+        # In SORT_FIELDS order.
+        self.values: tuple[Value, Value, Value] = (self.credibility, self.engagement_rate,
+                                                   self.followers)
+
+
+class DiscoveryIndex:
+    """One partition's accounts, searchable by tier, topic and thresholds, in the order
+    of any sort field. Maintained incrementally: `update` moves an account only in the
+    orders whose value changed."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
+        self._entries: dict[str, _Entry] = {}
+        self._known: tuple[SortedList[tuple[Any, str]], ...] = tuple(
+            SortedList() for _ in SORT_FIELDS)
+        self._unknown: tuple[SortedList[str], ...] = tuple(SortedList() for _ in SORT_FIELDS)
+        self._topics: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, account_id: object) -> bool:
+        return account_id in self._entries
+
+    def topic_size(self, topic: str) -> int:
+        return len(self._topics.get(topic.casefold(), ()))
+
+    def update(self, score: AccountScore, topics: Iterable[str]) -> None:
+        """Indexes the account as `score` has it; `topics` as `index_topics` makes them."""
+        account_id = score.account_id
+        entry = _Entry(score, tuple(topics))
+        old = self._entries.get(account_id)
+        self._entries[account_id] = entry
+        if old is None:
+            for field, value in enumerate(entry.values):
+                self._insert(field, value, account_id)
+            self._add_topics(account_id, entry.topics)
+            return
+        for field, (was, now) in enumerate(zip(old.values, entry.values, strict=True)):
+            if was != now:
+                self._delete(field, was, account_id)
+                self._insert(field, now, account_id)
+        if old.topics != entry.topics:
+            self._drop_topics(account_id, set(old.topics) - set(entry.topics))
+            self._add_topics(account_id, set(entry.topics) - set(old.topics))
+
+    def remove(self, account_id: str) -> bool:
+        entry = self._entries.pop(account_id, None)
+        if entry is None:
+            return False
+        for field, value in enumerate(entry.values):
+            self._delete(field, value, account_id)
+        self._drop_topics(account_id, entry.topics)
+        return True
+
+    def query(self, query: DiscoveryQuery, budget: int = SCAN_BUDGET) -> Page:
+        field = _FIELD_INDEX[query.sort.field]
+        accepts = _filter(query)
+        if query.topic is not None:
+            members = self._topics.get(query.topic.casefold())
+            if not members:
+                return Page((), None)
+            if len(members) <= SMALL_TOPIC_ACCOUNTS:
+                return self._sort_members(members, query, field, accepts)
+        low, high = _bounds(query)
+        return self._walk(query, field, low, high, accepts, budget)
+
+    def _walk(self, query: DiscoveryQuery, field: int, low: Value, high: Value,
+              accepts: Callable[[_Entry], bool], budget: int) -> Page:
+        entries = self._entries
+        partition = self.partition
+        hits: list[Hit] = []
+        limit = query.limit
+        examined = 0
+        value: Value
+        for value, account_id in self._in_order(query, field, low, high):
+            examined += 1
+            entry = entries[account_id]
+            if accepts(entry):
+                hits.append(Hit(account_id, value, partition))
+                if len(hits) == limit:
+                    return Page(tuple(hits), Cursor(value, account_id), examined)
+            if examined >= budget:
+                return Page(tuple(hits), Cursor(value, account_id), examined)
+        return Page(tuple(hits), None, examined)
+
+    def _in_order(self, query: DiscoveryQuery, field: int, low: Value,
+                  high: Value) -> Iterator[tuple[Value, str]]:
+        """(value, account_id) from just after the cursor on, in the query's order, within
+        [low, high] on the sort field; the accounts without a value last, unless bounded."""
+        known = self._known[field]
+        unknown = self._unknown[field]
+        after = query.after
+        bounded = low is not None or high is not None
+        if not query.sort.descending:
+            if after is None or after.value is not None:
+                start: tuple[Any, str] | None = None
+                start_inclusive = True
+                if after is not None:
+                    start, start_inclusive = (after.value, after.account_id), False
+                if low is not None and (start is None or (low, "") > start):
+                    start, start_inclusive = (low, ""), True
+                for key in known.irange(start, None, (start_inclusive, True)):
+                    if high is not None and key[0] > high:
+                        return
+                    yield key
+            if bounded:
+                return
+            first = None if after is None or after.value is not None else after.account_id
+            for account_id in unknown.irange(first, None, (False, True)):
+                yield None, account_id
+        else:
+            if after is None or after.value is not None:
+                end: tuple[Any, str] | None = None
+                end_inclusive = True
+                if after is not None:
+                    end, end_inclusive = (after.value, after.account_id), False
+                if high is not None and (end is None or (high, _AFTER_ALL_IDS) < end):
+                    end, end_inclusive = (high, _AFTER_ALL_IDS), True
+                for key in known.irange(None, end, (True, end_inclusive), reverse=True):
+                    if low is not None and key[0] < low:
+                        return
+                    yield key
+            if bounded:
+                return
+            last = None if after is None or after.value is not None else after.account_id
+            for account_id in unknown.irange(None, last, (True, False), reverse=True):
+                yield None, account_id
+
+    def _sort_members(self, members: set[str], query: DiscoveryQuery, field: int,
+                      accepts: Callable[[_Entry], bool]) -> Page:
+        entries = self._entries
+        partition = self.partition
+        order = order_key(query.sort)
+        low, high = _bounds(query)
+        after = None if query.after is None else order(Hit(query.after.account_id,
+                                                            query.after.value, partition))
+        descending = query.sort.descending
+        matches = []
+        for account_id in members:
+            entry = entries[account_id]
+            value = entry.values[field]
+            if value is None:
+                if low is not None or high is not None:
+                    continue
+            elif (low is not None and value < low) or (high is not None and value > high):
+                continue
+            hit = Hit(account_id, value, partition)
+            if after is not None:
+                position = order(hit)
+                if (position <= after) if not descending else (position >= after):
+                    continue
+            if accepts(entry):
+                matches.append(hit)
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        hits = pick(query.limit + 1, matches, key=order)
+        if len(hits) > query.limit:
+            last = hits[query.limit - 1]
+            return Page(tuple(hits[: query.limit]), Cursor(last.value, last.account_id),
+                        len(members))
+        return Page(tuple(hits), None, len(members))
+
+    def _insert(self, field: int, value: Value, account_id: str) -> None:
+        if value is None:
+            self._unknown[field].add(account_id)
+        else:
+            self._known[field].add((value, account_id))
+
+    def _delete(self, field: int, value: Value, account_id: str) -> None:
+        if value is None:
+            self._unknown[field].remove(account_id)
+        else:
+            self._known[field].remove((value, account_id))
+
+    def _add_topics(self, account_id: str, topics: Iterable[str]) -> None:
+        postings = self._topics
+        for topic in topics:
+            members = postings.get(topic)
+            if members is None:
+                members = postings[topic] = set()
+            members.add(account_id)
+
+    def _drop_topics(self, account_id: str, topics: Iterable[str]) -> None:
+        postings = self._topics
+        for topic in topics:
+            members = postings[topic]
+            members.discard(account_id)
+            if not members:
+                del postings[topic]
+
+
+def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:
+    """The filters that bound the sort field itself: where a walk starts and ends."""
+    field = query.sort.field
+    if field == "credibility":
+        return query.min_credibility, None
+    if field == "engagement_rate":
+        return query.min_engagement_rate, None
+    return query.min_followers, query.max_followers
+
+
+def _filter(query: DiscoveryQuery) -> Callable[[_Entry], bool]:
+    """One predicate with the query's filters bound; a filter not given costs nothing."""
+    tiers = query.tiers or None
+    topic = None if query.topic is None else query.topic.casefold()
+    min_credibility = query.min_credibility
+    min_confidence = query.min_confidence
+    min_rate = query.min_engagement_rate
+    min_followers = query.min_followers
+    max_followers = query.max_followers
+    followers_bounded = min_followers is not None or max_followers is not None
+
+    def accepts(entry: _Entry) -> bool:
+        if tiers is not None and entry.tier not in tiers:
+            return False
+        if min_credibility is not None and entry.credibility < min_credibility:
+            return False
+        if min_confidence is not None and entry.confidence < min_confidence:
+            return False
+        if min_rate is not None and (entry.engagement_rate is None
+                                     or entry.engagement_rate < min_rate):
+            return False
+        if followers_bounded:
+            followers = entry.followers
+            if followers is None:
+                return False
+            if min_followers is not None and followers < min_followers:
+                return False
+            if max_followers is not None and followers > max_followers:
+                return False
+        return topic is None or topic in entry.topics
+
+    return accepts
+
+
+def order_key(sort: Sort) -> Callable[[Hit], tuple[bool, Any, str]]:
+    """A key in which every order is ascending-like: sort ascending by it for an
+    ascending query, descending (reverse=True) for a descending one. Accounts without a
+    value rank last either way."""
+    if sort.descending:
+        def descending(hit: Hit) -> tuple[bool, Any, str]:
+            return (hit.value is not None, 0 if hit.value is None else hit.value,
+                    hit.account_id)
+        return descending
+
+    def ascending(hit: Hit) -> tuple[bool, Any, str]:
+        return hit.value is None, 0 if hit.value is None else hit.value, hit.account_id
+    return ascending
+
+
+def merge_pages(pages: Mapping[int, Page | None], sort: Sort, limit: int) -> MergedPage:
+    """One page from the pages of several partitions (None: the partition did not
+    answer), each from the same query and cursor. The merged page stops where the
+    partition that stopped first stopped: past that, one of its accounts could still be
+    missing. Missing partitions are named, never hidden; their accounts are absent from
+    this page and, since the cursor moves on, from the pages after it."""
+    missing = tuple(sorted(partition for partition, page in pages.items() if page is None))
+    present = [page for page in pages.values() if page is not None]
+    order = order_key(sort)
+    descending = sort.descending
+    stops = [Hit(page.resume_after.account_id, page.resume_after.value, -1)
+             for page in present if page.resume_after is not None]
+    boundary = None
+    if stops:
+        boundary = (max if descending else min)(stops, key=order)
+    candidates = sorted((hit for page in present for hit in page.hits), key=order,
+                        reverse=descending)
+    if boundary is not None:
+        edge = order(boundary)
+        candidates = [hit for hit in candidates
+                      if (order(hit) >= edge if descending else order(hit) <= edge)]
+    hits = tuple(candidates[:limit])
+    next_cursor: Cursor | None = None
+    if len(candidates) > limit:
+        next_cursor = Cursor(hits[-1].value, hits[-1].account_id)
+    elif boundary is not None:
+        next_cursor = Cursor(boundary.value, boundary.account_id)
+    return MergedPage(hits, next_cursor, missing)
+
+
+def encode_cursor(sort: Sort, cursor: Cursor) -> str:
+    """An opaque, URL-safe token; it names its sort so that it cannot be used with
+    another one."""
+    raw = orjson.dumps([str(sort), cursor.value, cursor.account_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(sort: Sort, token: str) -> Cursor:
+    """The cursor in `token`; ValueError if it is not one, or was made for another sort."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        made_for, value, account_id = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as broken:
+        raise ValueError("cursor is not one this service made") from broken
+    if made_for != str(sort):
+        raise ValueError(f"cursor was made for sort={made_for}, not sort={sort}")
+    if not isinstance(account_id, str) or not (
+            value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
+        raise ValueError("cursor is not one this service made")
+    return Cursor(value, account_id)
