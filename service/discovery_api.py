@@ -22,6 +22,7 @@ from starlette.responses import Response
 from service.engine import Engine
 from service.engine.discovery import (
     MAX_LIMIT,
+    SCAN_BUDGET,
     Cursor,
     DiscoveryIndex,
     DiscoveryQuery,
@@ -36,6 +37,7 @@ from service.problems import problem
 from service.responses import ProblemBody, ScoreBody, score_json
 
 MAX_BATCH_IDS = 1_000
+MIN_BUDGET_PER_PARTITION = 1_000
 # 1,000 ids of the longest kind, quoted, with commas: what a valid batch can weigh.
 MAX_BATCH_BODY_BYTES = MAX_BATCH_IDS * (MAX_ID_CHARS + 3) + 64
 TIERS = frozenset({UNKNOWN_TIER}.union(
@@ -86,7 +88,10 @@ class LocalReader:
 
     def discover_now(self, query: DiscoveryQuery) -> Found:
         views = self.partitions()
-        pages = {partition: view.index.query(query) for partition, view in views.items()}
+        # One request examines about SCAN_BUDGET accounts however many partitions it spans.
+        budget = max(MIN_BUDGET_PER_PARTITION, SCAN_BUDGET // max(1, len(views)))
+        pages = {partition: view.index.query(query, budget)
+                 for partition, view in views.items()}
         merged = merge_pages(pages, query.sort, query.limit)
         bodies = []
         for hit in merged.hits:

@@ -28,6 +28,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import orjson
@@ -39,7 +40,7 @@ from service.engine.engine import AccountScore, Engine
 SORT_FIELDS = ("credibility", "engagement_rate", "followers")
 _FIELD_INDEX = {name: index for index, name in enumerate(SORT_FIELDS)}
 MAX_LIMIT = 200
-SCAN_BUDGET = 20_000  # accounts examined per request and partition: ~10 ms
+SCAN_BUDGET = 8_000  # accounts examined per request and index: ~10 ms
 # A topic this small is filtered and sorted whole: cheaper than walking the sort order
 # for the few accounts that carry it.
 SMALL_TOPIC_ACCOUNTS = 5_000
@@ -244,45 +245,42 @@ class DiscoveryIndex:
     def _in_order(self, query: DiscoveryQuery, field: int, low: Value,
                   high: Value) -> Iterator[tuple[Value, str]]:
         """(value, account_id) from just after the cursor on, in the query's order, within
-        [low, high] on the sort field; the accounts without a value last, unless bounded."""
+        [low, high] on the sort field; the accounts without a value last, unless bounded.
+        Built from sortedcontainers' own iterators: no Python step per account."""
         known = self._known[field]
         unknown = self._unknown[field]
         after = query.after
-        bounded = low is not None or high is not None
+        parts: list[Iterator[tuple[Value, str]]] = []
+        resume_in_unknown = after is not None and after.value is None
         if not query.sort.descending:
-            if after is None or after.value is not None:
+            if not resume_in_unknown:
                 start: tuple[Any, str] | None = None
                 start_inclusive = True
                 if after is not None:
                     start, start_inclusive = (after.value, after.account_id), False
                 if low is not None and (start is None or (low, "") > start):
                     start, start_inclusive = (low, ""), True
-                for key in known.irange(start, None, (start_inclusive, True)):
-                    if high is not None and key[0] > high:
-                        return
-                    yield key
-            if bounded:
-                return
-            first = None if after is None or after.value is not None else after.account_id
-            for account_id in unknown.irange(first, None, (False, True)):
-                yield None, account_id
+                end = None if high is None else (high, _AFTER_ALL_IDS)
+                parts.append(known.irange(start, end, (start_inclusive, True)))
+            if low is None and high is None:
+                first = after.account_id if resume_in_unknown and after is not None else None
+                parts.append(zip(repeat(None), unknown.irange(first, None, (False, True)),
+                                 strict=False))
         else:
-            if after is None or after.value is not None:
-                end: tuple[Any, str] | None = None
-                end_inclusive = True
+            if not resume_in_unknown:
+                stop: tuple[Any, str] | None = None
+                stop_inclusive = True
                 if after is not None:
-                    end, end_inclusive = (after.value, after.account_id), False
-                if high is not None and (end is None or (high, _AFTER_ALL_IDS) < end):
-                    end, end_inclusive = (high, _AFTER_ALL_IDS), True
-                for key in known.irange(None, end, (True, end_inclusive), reverse=True):
-                    if low is not None and key[0] < low:
-                        return
-                    yield key
-            if bounded:
-                return
-            last = None if after is None or after.value is not None else after.account_id
-            for account_id in unknown.irange(None, last, (True, False), reverse=True):
-                yield None, account_id
+                    stop, stop_inclusive = (after.value, after.account_id), False
+                if high is not None and (stop is None or (high, _AFTER_ALL_IDS) < stop):
+                    stop, stop_inclusive = (high, _AFTER_ALL_IDS), True
+                floor = None if low is None else (low, "")
+                parts.append(known.irange(floor, stop, (True, stop_inclusive), reverse=True))
+            if low is None and high is None:
+                last = after.account_id if resume_in_unknown and after is not None else None
+                parts.append(zip(repeat(None), unknown.irange(None, last, (True, False),
+                                                              reverse=True), strict=False))
+        return chain.from_iterable(parts)
 
     def _sort_members(self, members: set[str], query: DiscoveryQuery, field: int,
                       accepts: Callable[[_Entry], bool]) -> Page:

@@ -1,0 +1,337 @@
+"""Discovery over many accounts: index maintenance, queries in-process and over HTTP.
+
+    python -m bench.discovery [--accounts 1000000] [--repeats 200] [--http-seconds 6]
+                              [--ingest-accounts 600]
+
+1. Builds one `DiscoveryIndex` of `--accounts` synthetic scores (tiers, credibility,
+   engagement, confidence and topics spread like the demo's), timing each `update`; then
+   re-indexes a tenth of them with moved scores (the steady state: an account re-scored
+   after new events).
+2. Runs typical queries against the index in-process, each `--repeats` times from random
+   depths (first pages and pages deep in the order), and reports p50/p99.
+3. Serves `GET /accounts` over the same index (bench/discovery_app.py, uvicorn, the
+   service's router and renderer) and drives it with a mix of those queries over
+   keep-alive connections, alternating one-second rounds with the constant-JSON bare
+   FastAPI endpoint (bench/bare_app.py) under the same load.
+4. Ingest share: folds a demo stream into an engine in batches of 2,000 events (the
+   consumer's fetch size) and, after each batch, brings an index up to date for the
+   accounts that batch changed; reports the index's cost against the engine's ingest
+   cost in the same run, split into re-scoring (needed by the change stream and the
+   changelog anyway), topics and the index update proper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import orjson
+
+from bench.queries import drive, free_port, summary, wait_http
+from service.engine import Engine, EngineConfig
+from service.engine.discovery import (
+    Cursor,
+    DiscoveryIndex,
+    DiscoveryQuery,
+    Sort,
+    encode_cursor,
+    index_topics,
+)
+from service.engine.engine import AccountScore
+from service.engine.scoring import Component, Counts, Credibility, Engagement
+from service.engine.tiers import ARTICLE_TIERS, expected_engagement_rate
+from service.events import Event, decode_event
+from service.simulation import TOPICS, account_events, demo_accounts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RARE_TOPICS = tuple(f"rare-{number}" for number in range(50))
+QUERIES: dict[str, DiscoveryQuery] = {
+    "top 20 by credibility": DiscoveryQuery(limit=20),
+    "micro + topic + min_credibility 70 (the issue's example)": DiscoveryQuery(
+        tiers=frozenset({"micro"}), topic="veganism", min_credibility=70, limit=20),
+    "micro, by engagement rate, 50": DiscoveryQuery(
+        tiers=frozenset({"micro"}), sort=Sort("engagement_rate", True), limit=50),
+    "topic + followers 1k-10k, by followers": DiscoveryQuery(
+        topic="gardening", min_followers=1_000, max_followers=10_000,
+        sort=Sort("followers", True), limit=20),
+    "min_confidence 0.8 + min rate 5 %, 200": DiscoveryQuery(
+        min_confidence=0.8, min_engagement_rate=0.05, limit=200),
+    "nano + mid, ascending credibility": DiscoveryQuery(
+        tiers=frozenset({"nano", "mid"}), sort=Sort("credibility", False), limit=20),
+    "small topic (~0.2 %)": DiscoveryQuery(topic="rare-7", limit=20),
+    "rare mix: mega + topic, by rate": DiscoveryQuery(
+        tiers=frozenset({"mega"}), topic="climate", min_credibility=60,
+        sort=Sort("engagement_rate", True), limit=20),
+}
+
+
+def shared_components() -> dict[str, Component]:
+    """The seven components of a real score, shared by every synthetic one: the bodies
+    render at their real size without a million copies of them."""
+    rng = random.Random(5)
+    engine = Engine()
+    account, profile = demo_accounts(1, rng)[0]
+    for event in account_events(account, profile, 1.8e9, 86_400, rng):
+        result = decode_event(account.encode(), orjson.dumps(event), now=2e9,
+                              max_event_bytes=8192, max_future_skew_s=300)
+        assert isinstance(result, Event.__args__)  # type: ignore[attr-defined]
+        engine.apply(result)
+    score = engine.score(account)
+    assert score is not None
+    return score.credibility.components
+
+
+def synthetic_scores(count: int, seed: int = 1) -> list[tuple[AccountScore, tuple[str, ...]]]:
+    rng = random.Random(seed)
+    components = shared_components()
+    counts = Counts(posts=6, likes=1_075, comments=235, shares=93, sponsored_posts=1,
+                    awaiting_post=0)
+    scores = []
+    for number in range(count):
+        followers = int(10 ** rng.uniform(2.0, 6.7)) if rng.random() < 0.97 else None
+        expected = None if followers is None else expected_engagement_rate(followers)
+        rate = None if expected is None else round(expected * rng.lognormvariate(0, 0.6), 6)
+        credibility = round(min(100.0, max(0.0, rng.gauss(55, 15))), 2)
+        topics = tuple(rng.sample(TOPICS, rng.choice((1, 1, 1, 2, 3))))
+        if rng.random() < 0.1:
+            topics += (rng.choice(RARE_TOPICS),)
+        scores.append((AccountScore(
+            account_id=f"acct-{number:07d}", partition=0,
+            tier=ARTICLE_TIERS.tier_for(followers), tier_scheme="article",
+            followers=followers, counts=counts,
+            engagement=Engagement(rate=rate, weighted_rate=rate, expected_rate=expected,
+                                  posts=6, posts_with_followers=6,
+                                  mean_followers_at_post=followers),
+            credibility=Credibility(credibility, round(rng.uniform(0.3, 0.95), 4),
+                                    components),
+            window_days=30.0, window_start=1.8e9, as_of=1.8e9 + 30 * 86_400,
+        ), topics))
+    return scores
+
+
+def moved(score: AccountScore, rng: random.Random) -> AccountScore:
+    """The same account after new events: credibility and rate moved a little."""
+    rate = score.engagement.rate
+    new_rate = None if rate is None else round(rate * rng.uniform(0.95, 1.05), 6)
+    credibility = round(min(100.0, max(0.0, score.credibility.score + rng.gauss(0, 2))), 2)
+    return AccountScore(
+        score.account_id, score.partition, score.tier, score.tier_scheme, score.followers,
+        score.counts,
+        Engagement(new_rate, new_rate, score.engagement.expected_rate, 6, 6,
+                   score.engagement.mean_followers_at_post),
+        Credibility(credibility, score.credibility.confidence, score.credibility.components),
+        score.window_days, score.window_start, score.as_of)
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[str, ...]]]]:
+    scores = synthetic_scores(count)
+    index = DiscoveryIndex()
+    gc.disable()  # the collector's passes over a growing heap are not the index's cost
+    started = time.perf_counter()
+    for score, topics in scores:
+        index.update(score, topics)
+    took = time.perf_counter() - started
+    gc.enable()
+    # As the service does after a restore: what is already there is not rescanned.
+    gc.freeze()
+    print(f"built: {count:,} accounts in {took:.1f} s ({took / count * 1e6:.1f} µs an insert)")
+    return index, scores
+
+
+def maintenance(index: DiscoveryIndex, scores: list[tuple[AccountScore, tuple[str, ...]]],
+                share: float = 0.1) -> float:
+    rng = random.Random(2)
+    chosen = rng.sample(scores, int(len(scores) * share))
+    changed = [(moved(score, rng), topics) for score, topics in chosen]
+    started = time.perf_counter()
+    for score, topics in changed:
+        index.update(score, topics)
+    took = (time.perf_counter() - started) / len(changed)
+    print(f"re-indexed: {len(changed):,} accounts with moved scores, {took * 1e6:.1f} µs each")
+    return took
+
+
+def random_cursor(index: DiscoveryIndex, query: DiscoveryQuery, rng: random.Random
+                  ) -> Cursor | None:
+    """A cursor as deep as a client paging on would reach: the first page half the time,
+    else up to 50 pages in."""
+    if rng.random() < 0.5:
+        return None
+    after = None
+    for _ in range(rng.randrange(1, 50)):
+        page = index.query(DiscoveryQuery(**{**_fields(query), "after": after}))
+        if page.resume_after is None:
+            break
+        after = page.resume_after
+    return after
+
+
+def _fields(query: DiscoveryQuery) -> dict[str, object]:
+    return {name: getattr(query, name) for name in query.__dataclass_fields__}
+
+
+def in_process(index: DiscoveryIndex, repeats: int) -> None:
+    rng = random.Random(3)
+    print(f"load average before the queries: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          f"cores")
+    print("| query | p50 | p99 | items (median) | accounts examined (max) |")
+    print("|---|---|---|---|---|")
+    for name, query in QUERIES.items():
+        timings, items, examined = [], [], []
+        cursors = [random_cursor(index, query, rng) for _ in range(repeats)]
+        for after in cursors:
+            asked = DiscoveryQuery(**{**_fields(query), "after": after})
+            started = time.perf_counter()
+            page = index.query(asked)
+            timings.append(time.perf_counter() - started)
+            items.append(len(page.hits))
+            examined.append(page.examined)
+        print(f"| {name} | {percentile(timings, 0.5) * 1e3:.2f} ms | "
+              f"{percentile(timings, 0.99) * 1e3:.2f} ms | {sorted(items)[len(items) // 2]} | "
+              f"{max(examined):,} |")
+
+
+def query_string(query: DiscoveryQuery, after: Cursor | None) -> str:
+    parts = [f"sort={query.sort}", f"limit={query.limit}"]
+    parts += [f"tier={tier}" for tier in sorted(query.tiers)]
+    for name in ("topic", "min_credibility", "min_followers", "max_followers",
+                 "min_engagement_rate", "min_confidence"):
+        value = getattr(query, name)
+        if value is not None:
+            parts.append(f"{name}={value}")
+    if after is not None:
+        parts.append(f"cursor={encode_cursor(query.sort, after)}")
+    return "/accounts?" + "&".join(parts)
+
+
+def over_http(index: DiscoveryIndex, accounts: int, seconds: float,
+              connections: int) -> None:
+    rng = random.Random(4)
+    paths = [query_string(query, random_cursor(index, query, rng))
+             for query in QUERIES.values() if query.limit <= 50 for _ in range(20)]
+    app_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "BENCH_DISCOVERY_ACCOUNTS": str(accounts)}
+    served = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.discovery_app:app",
+                               "--host", "127.0.0.1", "--port", str(app_port),
+                               "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env)
+    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app",
+                             "--host", "127.0.0.1", "--port", str(bare_port),
+                             "--no-access-log", "--log-level", "warning"], cwd=REPO)
+    try:
+        wait_http(f"http://127.0.0.1:{bare_port}/accounts/x/score")
+        wait_http(f"http://127.0.0.1:{app_port}/accounts?limit=1", timeout_s=600)
+        timings: dict[int, list[float]] = {app_port: [], bare_port: []}
+        failures = dict.fromkeys(timings, 0)
+        rounds = max(1, round(seconds))
+        bare_paths = ["/accounts/x/score"]
+        for _ in range(rounds):
+            for port, used in ((app_port, paths), (bare_port, bare_paths)):
+                failures[port] += asyncio.run(drive(port, used, seconds / rounds,
+                                                    connections, timings[port]))
+        found = summary(timings[app_port], seconds, failures[app_port])
+        baseline = summary(timings[bare_port], seconds, failures[bare_port])
+    finally:
+        served.terminate()
+        bare.terminate()
+        served.wait(30)
+        bare.wait(30)
+    print(f"\nover HTTP: {connections} keep-alive connections, {seconds:g} s each in "
+          f"{rounds} alternating rounds; {len(paths)} discovery URLs (the queries above "
+          f"with limit <= 50, first and deep pages)")
+    print("| endpoint | requests/s | p50 | p99 | non-200 |")
+    print("|---|---|---|---|---|")
+    for name, result in ((f"GET /accounts over {accounts:,} accounts", found),
+                         ("constant JSON (bare FastAPI)", baseline)):
+        print(f"| {name} | {result['rps']:,.0f} | {result['p50_ms']:.2f} ms | "
+              f"{result['p99_ms']:.2f} ms | {result['failures']} |")
+    print(f"discovery / bare throughput: {found['rps'] / baseline['rps']:.2f}x")
+
+
+def ingest_share(account_count: int, batch: int = 2_000) -> None:
+    rng = random.Random(6)
+    events: list[Event] = []
+    start = time.time() - 10 * 86_400
+    for account, profile in demo_accounts(account_count, rng):
+        for event in account_events(account, profile, start, 86_400, rng):
+            result = decode_event(account.encode(), orjson.dumps(event), now=time.time(),
+                                  max_event_bytes=8192, max_future_skew_s=300)
+            assert isinstance(result, Event.__args__)  # type: ignore[attr-defined]
+            events.append(result)
+    events.sort(key=lambda event: event.occurred_at)
+    engine = Engine(EngineConfig())
+    index = DiscoveryIndex()
+    timed: dict[str, float] = dict.fromkeys(("ingest", "rescore", "topics", "update"), 0.0)
+    changed_total = 0
+    clock = time.perf_counter
+
+    def step(name: str, work: Callable[[], object]) -> object:
+        started = clock()
+        result = work()
+        timed[name] += clock() - started
+        return result
+
+    for first in range(0, len(events), batch):
+        chunk = events[first : first + batch]
+        started = clock()
+        for event in chunk:
+            engine.apply(event)
+        timed["ingest"] += clock() - started
+        changed = {event.account_id for event in chunk}
+        changed_total += len(changed)
+        for account_id in changed:
+            score = step("rescore", lambda a=account_id: engine.score(a))
+            assert isinstance(score, AccountScore)
+            account = engine.accounts.get(account_id)
+            assert account is not None
+            topics = step("topics",
+                          lambda a=account, s=score: index_topics(a.window_posts(s.window_start)))
+            step("update", lambda s=score, t=topics: index.update(s, t))  # type: ignore[arg-type]
+    ingest = timed["ingest"]
+    batches = (len(events) + batch - 1) // batch
+    print(f"\ningest share: {len(events):,} demo events of {account_count} accounts in "
+          f"{batches} batches of {batch:,}; {changed_total / batches:.0f} accounts changed "
+          f"per batch on average")
+    print("| step | seconds | per event | against the engine's ingest |")
+    print("|---|---|---|---|")
+    for name, label in (("ingest", "engine ingest (`Engine.apply`)"),
+                        ("update", "index update (`DiscoveryIndex.update`)"),
+                        ("topics", "topics of the window's posts (`index_topics`)"),
+                        ("rescore", "re-scoring the changed accounts (`Engine.score`)")):
+        seconds = timed[name]
+        print(f"| {label} | {seconds:.3f} | {seconds / len(events) * 1e6:.2f} µs | "
+              f"{seconds / ingest:.1%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--http-seconds", type=float, default=6.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--ingest-accounts", type=int, default=600)
+    arguments = parser.parse_args()
+    index, scores = build(arguments.accounts)
+    maintenance(index, scores)
+    del scores
+    in_process(index, arguments.repeats)
+    if arguments.http_seconds > 0:
+        over_http(index, arguments.accounts, arguments.http_seconds, arguments.connections)
+    del index
+    if arguments.ingest_accounts > 0:
+        ingest_share(arguments.ingest_accounts)
+
+
+if __name__ == "__main__":
+    main()
