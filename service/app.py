@@ -12,9 +12,12 @@ from fastapi import FastAPI
 from service import __version__, problems
 from service.api import build_router
 from service.consumer import StreamConsumer
+from service.discovery_api import LocalReader, build_discovery_router
+from service.discovery_state import REFRESH_INTERVAL_S, DiscoveryIndexes
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
 from service.settings import Settings
+from service.web import build_page_router
 
 log = logging.getLogger(__name__)
 CLOSE_AFTER_CANCEL_S = 5.0
@@ -24,12 +27,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     consumer = StreamConsumer(settings, metrics)
+    discovery = DiscoveryIndexes()
+    consumer.on_changed = discovery.note
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(consumer.run(), name="consumer")
         task.add_done_callback(_report_exit)
+        follower = asyncio.create_task(_follow_engine(discovery, consumer), name="discovery")
         yield
+        follower.cancel()
         consumer.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=settings.shutdown_timeout_s)
@@ -58,12 +65,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.consumer = consumer
     app.include_router(build_router(settings))
+    app.include_router(build_discovery_router(
+        LocalReader(lambda: discovery.views(consumer.engine))))
+    app.include_router(build_page_router())
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ScoreFastPath, engine_of=lambda: consumer.engine,
                        enabled=not settings.protect_reads)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
+
+
+async def _follow_engine(discovery: DiscoveryIndexes, consumer: StreamConsumer) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_INTERVAL_S)
+        more = True
+        while more:
+            more = discovery.refresh(consumer.engine) > 0
+            await asyncio.sleep(0)  # queries and ingestion go on between slices
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

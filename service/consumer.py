@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,8 @@ class StreamConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._committable: dict[int, int] | None = None
         self._in_flight: asyncio.Task[SnapshotResult] | None = None
+        # Told (partition, account_id) of the accounts each batch changed: discovery.
+        self.on_changed: Callable[[set[tuple[int, str]]], None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -208,6 +210,7 @@ class StreamConsumer:
         rejected: list[DeadLetter] = []
         messages = 0
         replayed = 0
+        changed: set[tuple[int, str]] = set()
         for tp, records in batch.items():
             partition = tp.partition
             for index, record in enumerate(records):
@@ -223,6 +226,7 @@ class StreamConsumer:
                     outcomes["invalid", "dead_lettered"] += 1
                 else:
                     outcomes[result.type, engine.apply(result, partition)] += 1
+                    changed.add((partition, result.account_id))
             messages += len(records)
             last = records[-1].offset
             self.positions[partition] = last + 1
@@ -231,6 +235,8 @@ class StreamConsumer:
                 replayed += sum(1 for record in records if record.offset < target)
                 if last + 1 >= target:
                     del self._replay_until[partition]
+        if changed and self.on_changed is not None:
+            self.on_changed(changed)
         if rejected and self.dead_letters is not None:
             await self.dead_letters.publish(rejected)
         for (event_type, outcome), count in outcomes.items():

@@ -43,10 +43,11 @@ MAX_LIMIT = 200
 SCAN_BUDGET = 8_000  # accounts examined per request and index: ~10 ms
 # A topic this small is filtered and sorted whole: cheaper than walking the sort order
 # for the few accounts that carry it.
-SMALL_TOPIC_ACCOUNTS = 5_000
+SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
+_NOTHING: SortedList[str] = SortedList()  # never written: the topic orders have no gaps
 
 Value = float | int | None
 
@@ -172,7 +173,8 @@ class DiscoveryIndex:
         self._known: tuple[SortedList[tuple[Any, str]], ...] = tuple(
             SortedList() for _ in SORT_FIELDS)
         self._unknown: tuple[SortedList[str], ...] = tuple(SortedList() for _ in SORT_FIELDS)
-        self._topics: dict[str, set[str]] = {}
+        # Topic -> its accounts by credibility, the default order.
+        self._topics: dict[str, SortedList[tuple[Any, str]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -192,15 +194,15 @@ class DiscoveryIndex:
         if old is None:
             for field, value in enumerate(entry.values):
                 self._insert(field, value, account_id)
-            self._add_topics(account_id, entry.topics)
+            self._add_topics(account_id, entry.credibility, entry.topics)
             return
         for field, (was, now) in enumerate(zip(old.values, entry.values, strict=True)):
             if was != now:
                 self._delete(field, was, account_id)
                 self._insert(field, now, account_id)
-        if old.topics != entry.topics:
-            self._drop_topics(account_id, set(old.topics) - set(entry.topics))
-            self._add_topics(account_id, set(entry.topics) - set(old.topics))
+        if old.topics != entry.topics or old.credibility != entry.credibility:
+            self._drop_topics(account_id, old.credibility, old.topics)
+            self._add_topics(account_id, entry.credibility, entry.topics)
 
     def remove(self, account_id: str) -> bool:
         entry = self._entries.pop(account_id, None)
@@ -208,22 +210,26 @@ class DiscoveryIndex:
             return False
         for field, value in enumerate(entry.values):
             self._delete(field, value, account_id)
-        self._drop_topics(account_id, entry.topics)
+        self._drop_topics(account_id, entry.credibility, entry.topics)
         return True
 
     def query(self, query: DiscoveryQuery, budget: int = SCAN_BUDGET) -> Page:
         field = _FIELD_INDEX[query.sort.field]
         accepts = _filter(query)
+        known, unknown = self._known[field], self._unknown[field]
         if query.topic is not None:
             members = self._topics.get(query.topic.casefold())
             if not members:
                 return Page((), None)
-            if len(members) <= SMALL_TOPIC_ACCOUNTS:
+            if query.sort.field == "credibility":
+                known, unknown = members, _NOTHING
+            elif len(members) <= SMALL_TOPIC_ACCOUNTS:
                 return self._sort_members(members, query, field, accepts)
         low, high = _bounds(query)
-        return self._walk(query, field, low, high, accepts, budget)
+        return self._walk(query, known, unknown, low, high, accepts, budget)
 
-    def _walk(self, query: DiscoveryQuery, field: int, low: Value, high: Value,
+    def _walk(self, query: DiscoveryQuery, known: SortedList[tuple[Any, str]],
+              unknown: SortedList[str], low: Value, high: Value,
               accepts: Callable[[_Entry], bool], budget: int) -> Page:
         entries = self._entries
         partition = self.partition
@@ -231,7 +237,7 @@ class DiscoveryIndex:
         limit = query.limit
         examined = 0
         value: Value
-        for value, account_id in self._in_order(query, field, low, high):
+        for value, account_id in _in_order(known, unknown, query, low, high):
             examined += 1
             entry = entries[account_id]
             if accepts(entry):
@@ -242,78 +248,41 @@ class DiscoveryIndex:
                 return Page(tuple(hits), Cursor(value, account_id), examined)
         return Page(tuple(hits), None, examined)
 
-    def _in_order(self, query: DiscoveryQuery, field: int, low: Value,
-                  high: Value) -> Iterator[tuple[Value, str]]:
-        """(value, account_id) from just after the cursor on, in the query's order, within
-        [low, high] on the sort field; the accounts without a value last, unless bounded.
-        Built from sortedcontainers' own iterators: no Python step per account."""
-        known = self._known[field]
-        unknown = self._unknown[field]
-        after = query.after
-        parts: list[Iterator[tuple[Value, str]]] = []
-        resume_in_unknown = after is not None and after.value is None
-        if not query.sort.descending:
-            if not resume_in_unknown:
-                start: tuple[Any, str] | None = None
-                start_inclusive = True
-                if after is not None:
-                    start, start_inclusive = (after.value, after.account_id), False
-                if low is not None and (start is None or (low, "") > start):
-                    start, start_inclusive = (low, ""), True
-                end = None if high is None else (high, _AFTER_ALL_IDS)
-                parts.append(known.irange(start, end, (start_inclusive, True)))
-            if low is None and high is None:
-                first = after.account_id if resume_in_unknown and after is not None else None
-                parts.append(zip(repeat(None), unknown.irange(first, None, (False, True)),
-                                 strict=False))
-        else:
-            if not resume_in_unknown:
-                stop: tuple[Any, str] | None = None
-                stop_inclusive = True
-                if after is not None:
-                    stop, stop_inclusive = (after.value, after.account_id), False
-                if high is not None and (stop is None or (high, _AFTER_ALL_IDS) < stop):
-                    stop, stop_inclusive = (high, _AFTER_ALL_IDS), True
-                floor = None if low is None else (low, "")
-                parts.append(known.irange(floor, stop, (True, stop_inclusive), reverse=True))
-            if low is None and high is None:
-                last = after.account_id if resume_in_unknown and after is not None else None
-                parts.append(zip(repeat(None), unknown.irange(None, last, (True, False),
-                                                              reverse=True), strict=False))
-        return chain.from_iterable(parts)
-
-    def _sort_members(self, members: set[str], query: DiscoveryQuery, field: int,
-                      accepts: Callable[[_Entry], bool]) -> Page:
+    def _sort_members(self, members: SortedList[tuple[Any, str]], query: DiscoveryQuery,
+                      field: int, accepts: Callable[[_Entry], bool]) -> Page:
+        """A small topic in another order than credibility: filtered and sorted whole."""
         entries = self._entries
-        partition = self.partition
-        order = order_key(query.sort)
         low, high = _bounds(query)
-        after = None if query.after is None else order(Hit(query.after.account_id,
-                                                            query.after.value, partition))
         descending = query.sort.descending
+        # Positions as order_key makes them, as plain tuples: no object per member.
+        after = None
+        if query.after is not None:
+            after = order_key(query.sort)(Hit(query.after.account_id, query.after.value, 0))
         matches = []
-        for account_id in members:
+        position: tuple[bool, Value, str]
+        for _, account_id in members:
             entry = entries[account_id]
             value = entry.values[field]
             if value is None:
                 if low is not None or high is not None:
                     continue
+                position = (not descending, 0, account_id)
             elif (low is not None and value < low) or (high is not None and value > high):
                 continue
-            hit = Hit(account_id, value, partition)
-            if after is not None:
-                position = order(hit)
-                if (position <= after) if not descending else (position >= after):
-                    continue
+            else:
+                position = (descending, value, account_id)
+            if after is not None and (position >= after if descending else position <= after):
+                continue
             if accepts(entry):
-                matches.append(hit)
+                matches.append(position)
         pick = heapq.nlargest if descending else heapq.nsmallest
-        hits = pick(query.limit + 1, matches, key=order)
-        if len(hits) > query.limit:
-            last = hits[query.limit - 1]
-            return Page(tuple(hits[: query.limit]), Cursor(last.value, last.account_id),
-                        len(members))
-        return Page(tuple(hits), None, len(members))
+        chosen = pick(query.limit + 1, matches)
+        hits = tuple(Hit(account_id, value if known is descending else None, self.partition)
+                     for known, value, account_id in chosen[: query.limit])
+        if len(chosen) > query.limit:
+            last = hits[-1]
+            return Page(hits, Cursor(last.value, last.account_id), len(members))
+        return Page(hits, None, len(members))
 
     def _insert(self, field: int, value: Value, account_id: str) -> None:
         if value is None:
@@ -327,21 +296,62 @@ class DiscoveryIndex:
         else:
             self._known[field].remove((value, account_id))
 
-    def _add_topics(self, account_id: str, topics: Iterable[str]) -> None:
+    def _add_topics(self, account_id: str, credibility: float,
+                    topics: Iterable[str]) -> None:
         postings = self._topics
         for topic in topics:
             members = postings.get(topic)
             if members is None:
-                members = postings[topic] = set()
-            members.add(account_id)
+                members = postings[topic] = SortedList()
+            members.add((credibility, account_id))
 
-    def _drop_topics(self, account_id: str, topics: Iterable[str]) -> None:
+    def _drop_topics(self, account_id: str, credibility: float,
+                     topics: Iterable[str]) -> None:
         postings = self._topics
         for topic in topics:
             members = postings[topic]
-            members.discard(account_id)
+            members.remove((credibility, account_id))
             if not members:
                 del postings[topic]
+
+
+def _in_order(known: SortedList[tuple[Any, str]], unknown: SortedList[str],
+              query: DiscoveryQuery, low: Value, high: Value) -> Iterator[tuple[Value, str]]:
+    """(value, account_id) from just after the cursor on, in the query's order, within
+    [low, high] on the sort field; the accounts without a value last, unless bounded.
+    Built from sortedcontainers' own iterators: no Python step per account."""
+    after = query.after
+    parts: list[Iterator[tuple[Value, str]]] = []
+    resume_in_unknown = after is not None and after.value is None
+    if not query.sort.descending:
+        if not resume_in_unknown:
+            start: tuple[Any, str] | None = None
+            start_inclusive = True
+            if after is not None:
+                start, start_inclusive = (after.value, after.account_id), False
+            if low is not None and (start is None or (low, "") > start):
+                start, start_inclusive = (low, ""), True
+            end = None if high is None else (high, _AFTER_ALL_IDS)
+            parts.append(known.irange(start, end, (start_inclusive, True)))
+        if low is None and high is None:
+            first = after.account_id if resume_in_unknown and after is not None else None
+            parts.append(zip(repeat(None), unknown.irange(first, None, (False, True)),
+                             strict=False))
+    else:
+        if not resume_in_unknown:
+            stop: tuple[Any, str] | None = None
+            stop_inclusive = True
+            if after is not None:
+                stop, stop_inclusive = (after.value, after.account_id), False
+            if high is not None and (stop is None or (high, _AFTER_ALL_IDS) < stop):
+                stop, stop_inclusive = (high, _AFTER_ALL_IDS), True
+            floor = None if low is None else (low, "")
+            parts.append(known.irange(floor, stop, (True, stop_inclusive), reverse=True))
+        if low is None and high is None:
+            last = after.account_id if resume_in_unknown and after is not None else None
+            parts.append(zip(repeat(None), unknown.irange(None, last, (True, False),
+                                                          reverse=True), strict=False))
+    return chain.from_iterable(parts)
 
 
 def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:

@@ -1,0 +1,56 @@
+"""The discovery indexes of the partitions this process consumes, kept up to date with
+the engine: the consumer notes which accounts each batch changed, and `refresh` re-scores
+and re-indexes them, each once, however many events it had in between.
+
+Re-scoring is what maintenance costs (bench/discovery.py), so it runs on a timer, not per
+batch: the index trails the engine by at most the refresh interval, and the discovery
+answers render every item from the engine, so a body is never older than the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from service.discovery_api import PartitionView
+from service.engine import Engine
+from service.engine.discovery import DiscoveryIndex, reindex
+
+REFRESH_INTERVAL_S = 1.0
+REFRESH_SLICE_ACCOUNTS = 500  # ~30 ms of re-scoring
+
+
+class DiscoveryIndexes:
+    def __init__(self) -> None:
+        self.indexes: dict[int, DiscoveryIndex] = {}
+        self._changed: dict[int, set[str]] = {}
+
+    def note(self, changed: Iterable[tuple[int, str]]) -> None:
+        """(partition, account_id) of the accounts a batch changed."""
+        pending = self._changed
+        for partition, account_id in changed:
+            accounts = pending.get(partition)
+            if accounts is None:
+                accounts = pending[partition] = set()
+            accounts.add(account_id)
+
+    def refresh(self, engine: Engine, most: int = REFRESH_SLICE_ACCOUNTS) -> int:
+        """Re-indexes up to `most` of the accounts changed since they were last indexed;
+        returns how many. A slice at a time: re-scoring costs tens of microseconds an
+        account, too long to do thousands without letting queries in between."""
+        done = 0
+        for partition, accounts in list(self._changed.items()):
+            index = self.indexes.get(partition)
+            if index is None:
+                index = self.indexes[partition] = DiscoveryIndex(partition)
+            take = [accounts.pop() for _ in range(min(most - done, len(accounts)))]
+            reindex(index, engine, take)
+            done += len(take)
+            if not accounts:
+                del self._changed[partition]
+            if done >= most:
+                break
+        return done
+
+    def views(self, engine: Engine) -> dict[int, PartitionView]:
+        return {partition: PartitionView(engine, index)
+                for partition, index in self.indexes.items()}
