@@ -28,7 +28,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ from service.engine.engine import AccountScore, Engine
 SORT_FIELDS = ("credibility", "engagement_rate", "followers")
 _FIELD_INDEX = {name: index for index, name in enumerate(SORT_FIELDS)}
 MAX_LIMIT = 200
-SCAN_BUDGET = 8_000  # accounts examined per request and index: ~10 ms
+SCAN_BUDGET = 5_000  # accounts examined per request: ~2-10 ms, by the machine's load
 # A topic this small is filtered and sorted whole: cheaper than walking the sort order
 # for the few accounts that carry it.
 SMALL_TOPIC_ACCOUNTS = 2_000
@@ -231,21 +231,22 @@ class DiscoveryIndex:
     def _walk(self, query: DiscoveryQuery, known: SortedList[tuple[Any, str]],
               unknown: SortedList[str], low: Value, high: Value,
               accepts: Callable[[_Entry], bool], budget: int) -> Page:
-        entries = self._entries
+        entry_of = self._entries.__getitem__
         partition = self.partition
         hits: list[Hit] = []
         limit = query.limit
         examined = 0
-        value: Value
-        for value, account_id in _in_order(known, unknown, query, low, high):
-            examined += 1
-            entry = entries[account_id]
-            if accepts(entry):
+        value: Value = None
+        account_id = ""
+        # The hot loop of a selective query: a few hundred nanoseconds an account.
+        for examined, (value, account_id) in enumerate(
+                islice(_in_order(known, unknown, query, low, high), budget), 1):
+            if accepts(entry_of(account_id)):
                 hits.append(Hit(account_id, value, partition))
                 if len(hits) == limit:
                     return Page(tuple(hits), Cursor(value, account_id), examined)
-            if examined >= budget:
-                return Page(tuple(hits), Cursor(value, account_id), examined)
+        if examined == budget:
+            return Page(tuple(hits), Cursor(value, account_id), examined)
         return Page(tuple(hits), None, examined)
 
     def _sort_members(self, members: SortedList[tuple[Any, str]], query: DiscoveryQuery,
