@@ -331,7 +331,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--http-seconds", type=float, default=6.0)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--ingest-accounts", type=int, default=600)
     arguments = parser.parse_args()
     index, scores = build(arguments.accounts)

@@ -13,7 +13,7 @@ from service import __version__, problems
 from service.api import build_router
 from service.consumer import StreamConsumer
 from service.discovery_api import LocalReader, build_discovery_router
-from service.discovery_state import REFRESH_INTERVAL_S, DiscoveryIndexes
+from service.discovery_state import DiscoveryIndexes, follow_engine
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
 from service.settings import Settings
@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(consumer.run(), name="consumer")
         task.add_done_callback(_report_exit)
-        follower = asyncio.create_task(_follow_engine(discovery, consumer), name="discovery")
+        follower = asyncio.create_task(follow_engine(discovery, lambda: consumer.engine),
+                                       name="discovery")
         yield
         follower.cancel()
         consumer.stop()
@@ -74,15 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        enabled=not settings.protect_reads)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
-
-
-async def _follow_engine(discovery: DiscoveryIndexes, consumer: StreamConsumer) -> None:
-    while True:
-        await asyncio.sleep(REFRESH_INTERVAL_S)
-        more = True
-        while more:
-            more = discovery.refresh(consumer.engine) > 0
-            await asyncio.sleep(0)  # queries and ingestion go on between slices
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

@@ -3,19 +3,24 @@ the engine: the consumer notes which accounts each batch changed, and `refresh` 
 and re-indexes them, each once, however many events it had in between.
 
 Re-scoring is what maintenance costs (bench/discovery.py), so it runs on a timer, not per
-batch: the index trails the engine by at most the refresh interval, and the discovery
-answers render every item from the engine, so a body is never older than the engine.
+batch, and takes at most MAINTENANCE_SHARE of the time: under heavy ingest the index
+trails the engine further instead of slowing ingestion. Discovery answers render every
+item from the engine, so a body is never older than the engine; only its place in the
+order may be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import time
+from collections.abc import Callable, Iterable
 
 from service.discovery_api import PartitionView
 from service.engine import Engine
 from service.engine.discovery import DiscoveryIndex, reindex
 
 REFRESH_INTERVAL_S = 1.0
+MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 REFRESH_SLICE_ACCOUNTS = 500  # ~30 ms of re-scoring
 
 
@@ -54,3 +59,17 @@ class DiscoveryIndexes:
     def views(self, engine: Engine) -> dict[int, PartitionView]:
         return {partition: PartitionView(engine, index)
                 for partition, index in self.indexes.items()}
+
+
+async def follow_engine(indexes: DiscoveryIndexes, engine_of: Callable[[], Engine],
+                        interval_s: float = REFRESH_INTERVAL_S) -> None:
+    """Keeps `indexes` up to date with the engine until cancelled."""
+    rest_per_busy_s = 1.0 / MAINTENANCE_SHARE - 1.0
+    while True:
+        await asyncio.sleep(interval_s)
+        while True:
+            started = time.perf_counter()
+            if not indexes.refresh(engine_of()):
+                break
+            # Queries and ingestion go on between slices, for 9x as long as a slice took.
+            await asyncio.sleep((time.perf_counter() - started) * rest_per_busy_s)

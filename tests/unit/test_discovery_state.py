@@ -3,7 +3,11 @@ a time, into the index of their partition."""
 
 from __future__ import annotations
 
-from service.discovery_state import DiscoveryIndexes
+import asyncio
+
+import pytest
+
+from service.discovery_state import DiscoveryIndexes, follow_engine
 from service.engine import Engine
 from service.engine.discovery import DiscoveryQuery
 from tests.events import decoded, followers, post
@@ -37,3 +41,21 @@ def test_an_account_the_engine_no_longer_holds_leaves_the_index() -> None:
     indexes.refresh(engine)
     assert "acc" in indexes.indexes[0]
     assert "gone" not in indexes.indexes[0]
+
+
+async def test_following_the_engine_indexes_what_was_noted_until_cancelled() -> None:
+    engine = Engine()
+    engine.apply(decoded(followers("acc", 2_000, 0)))
+    indexes = DiscoveryIndexes()
+    follower = asyncio.create_task(follow_engine(indexes, lambda: engine, interval_s=0.01))
+    try:
+        indexes.note([(0, "acc")])
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if indexes.indexes and "acc" in indexes.indexes[0]:
+                break
+        assert "acc" in indexes.indexes[0]
+    finally:
+        follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
