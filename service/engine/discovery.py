@@ -6,8 +6,9 @@ A `DiscoveryIndex` holds one partition's accounts as the scores last computed th
 field keeps its accounts in a sorted list keyed by (value, account_id), so a query walks
 from its cursor in sort order and stops after `limit` matches: it never looks at the
 accounts before the cursor, and a bound on the sort field (`min_credibility` with
-`sort=credibility`, say) starts or ends the walk there. A topic names a set of accounts;
-a small set is filtered and sorted whole instead of walking the sort order.
+`sort=credibility`, say) starts or ends the walk there. Each topic keeps its accounts in
+credibility order too (the default sort); in another order, a small topic is filtered and
+sorted whole, a large one walked in that order with the topic as a filter.
 
 Order: by the sort field's value, ties by account_id, both ascending or both descending;
 accounts whose value is unknown (no follower count yet, no rate) come last either way.
@@ -188,7 +189,7 @@ class DiscoveryIndex:
     def update(self, score: AccountScore, topics: Iterable[str]) -> None:
         """Indexes the account as `score` has it; `topics` as `index_topics` makes them."""
         account_id = score.account_id
-        entry = _Entry(score, tuple(topics))
+        entry = _Entry(score, tuple(dict.fromkeys(topic.casefold() for topic in topics)))
         old = self._entries.get(account_id)
         self._entries[account_id] = entry
         if old is None:

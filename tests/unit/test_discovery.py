@@ -238,6 +238,16 @@ def test_update_moves_an_account_and_remove_forgets_it() -> None:
     assert len(index) == 1
 
 
+def test_topics_given_twice_or_in_capitals_count_once() -> None:
+    index = DiscoveryIndex()
+    index.update(make_score("a", 50.0), ["Vegan", "vegan", "VEGAN"])
+    index.update(make_score("a", 60.0), ["vegan"])
+    assert [hit.account_id for hit in index.query(DiscoveryQuery(topic="vegan")).hits] == [
+        "a"]
+    assert index.remove("a")
+    assert index.topic_size("vegan") == 0
+
+
 def test_a_missing_partition_is_named_and_the_rest_still_merge() -> None:
     first, second = DiscoveryIndex(0), DiscoveryIndex(1)
     first.update(make_score("a", 80.0), ())
