@@ -48,7 +48,6 @@ SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
-_NOTHING: SortedList[str] = SortedList()  # never written: the topic orders have no gaps
 
 Value = float | int | None
 
@@ -163,19 +162,84 @@ class _Entry:
                                                    self.followers)
 
 
+class _Orders:
+    """The accounts of one tier in each sort order, and per topic in credibility order."""
+
+    __slots__ = ("known", "topics", "unknown")
+
+    def __init__(self) -> None:
+        self.known: tuple[SortedList[tuple[Any, str]], ...] = tuple(
+            SortedList() for _ in SORT_FIELDS)
+        self.unknown: tuple[SortedList[str], ...] = tuple(SortedList() for _ in SORT_FIELDS)
+        self.topics: dict[str, SortedList[tuple[Any, str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.known[0])
+
+    def add(self, account_id: str, entry: _Entry) -> None:
+        for field, value in enumerate(entry.values):
+            if value is None:
+                self.unknown[field].add(account_id)
+            else:
+                self.known[field].add((value, account_id))
+        self._add_topics(account_id, entry.credibility, entry.topics)
+
+    def discard(self, account_id: str, entry: _Entry) -> None:
+        for field, value in enumerate(entry.values):
+            if value is None:
+                self.unknown[field].remove(account_id)
+            else:
+                self.known[field].remove((value, account_id))
+        self._drop_topics(account_id, entry.credibility, entry.topics)
+
+    def move(self, account_id: str, old: _Entry, new: _Entry) -> None:
+        """The same account, same tier: only the orders whose value changed move."""
+        for field, (was, now) in enumerate(zip(old.values, new.values, strict=True)):
+            if was != now:
+                if was is None:
+                    self.unknown[field].remove(account_id)
+                else:
+                    self.known[field].remove((was, account_id))
+                if now is None:
+                    self.unknown[field].add(account_id)
+                else:
+                    self.known[field].add((now, account_id))
+        if old.topics != new.topics or old.credibility != new.credibility:
+            self._drop_topics(account_id, old.credibility, old.topics)
+            self._add_topics(account_id, new.credibility, new.topics)
+
+    def _add_topics(self, account_id: str, credibility: float,
+                    topics: Iterable[str]) -> None:
+        postings = self.topics
+        for topic in topics:
+            members = postings.get(topic)
+            if members is None:
+                members = postings[topic] = SortedList()
+            members.add((credibility, account_id))
+
+    def _drop_topics(self, account_id: str, credibility: float,
+                     topics: Iterable[str]) -> None:
+        postings = self.topics
+        for topic in topics:
+            members = postings[topic]
+            members.remove((credibility, account_id))
+            if not members:
+                del postings[topic]
+
+
 class DiscoveryIndex:
     """One partition's accounts, searchable by tier, topic and thresholds, in the order
     of any sort field. Maintained incrementally: `update` moves an account only in the
-    orders whose value changed."""
+    orders whose value changed.
+
+    Accounts are held per tier, each tier with its own orders: a tier filter (nearly every
+    search names one) walks that tier's accounts only, and a search over several tiers
+    merges their orders as it walks."""
 
     def __init__(self, partition: int = 0) -> None:
         self.partition = partition
         self._entries: dict[str, _Entry] = {}
-        self._known: tuple[SortedList[tuple[Any, str]], ...] = tuple(
-            SortedList() for _ in SORT_FIELDS)
-        self._unknown: tuple[SortedList[str], ...] = tuple(SortedList() for _ in SORT_FIELDS)
-        # Topic -> its accounts by credibility, the default order.
-        self._topics: dict[str, SortedList[tuple[Any, str]]] = {}
+        self._tiers: dict[str, _Orders] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -184,7 +248,8 @@ class DiscoveryIndex:
         return account_id in self._entries
 
     def topic_size(self, topic: str) -> int:
-        return len(self._topics.get(topic.casefold(), ()))
+        folded = topic.casefold()
+        return sum(len(orders.topics.get(folded, ())) for orders in self._tiers.values())
 
     def update(self, score: AccountScore, topics: Iterable[str]) -> None:
         """Indexes the account as `score` has it; `topics` as `index_topics` makes them."""
@@ -192,45 +257,50 @@ class DiscoveryIndex:
         entry = _Entry(score, tuple(dict.fromkeys(topic.casefold() for topic in topics)))
         old = self._entries.get(account_id)
         self._entries[account_id] = entry
-        if old is None:
-            for field, value in enumerate(entry.values):
-                self._insert(field, value, account_id)
-            self._add_topics(account_id, entry.credibility, entry.topics)
+        if old is not None and old.tier == entry.tier:
+            self._tiers[entry.tier].move(account_id, old, entry)
             return
-        for field, (was, now) in enumerate(zip(old.values, entry.values, strict=True)):
-            if was != now:
-                self._delete(field, was, account_id)
-                self._insert(field, now, account_id)
-        if old.topics != entry.topics or old.credibility != entry.credibility:
-            self._drop_topics(account_id, old.credibility, old.topics)
-            self._add_topics(account_id, entry.credibility, entry.topics)
+        if old is not None:
+            self._leave(account_id, old)
+        orders = self._tiers.get(entry.tier)
+        if orders is None:
+            orders = self._tiers[entry.tier] = _Orders()
+        orders.add(account_id, entry)
 
     def remove(self, account_id: str) -> bool:
         entry = self._entries.pop(account_id, None)
         if entry is None:
             return False
-        for field, value in enumerate(entry.values):
-            self._delete(field, value, account_id)
-        self._drop_topics(account_id, entry.credibility, entry.topics)
+        self._leave(account_id, entry)
         return True
+
+    def _leave(self, account_id: str, entry: _Entry) -> None:
+        orders = self._tiers[entry.tier]
+        orders.discard(account_id, entry)
+        if not orders:
+            del self._tiers[entry.tier]
 
     def query(self, query: DiscoveryQuery, budget: int = SCAN_BUDGET) -> Page:
         field = _FIELD_INDEX[query.sort.field]
         accepts = _filter(query)
-        known, unknown = self._known[field], self._unknown[field]
+        tiers = self._tiers
+        chosen = [tiers[tier] for tier in sorted(query.tiers or tiers) if tier in tiers]
+        known = [orders.known[field] for orders in chosen]
+        unknown = [orders.unknown[field] for orders in chosen]
         if query.topic is not None:
-            members = self._topics.get(query.topic.casefold())
-            if not members:
-                return Page((), None)
+            folded = query.topic.casefold()
+            members = [orders.topics[folded] for orders in chosen if folded in orders.topics]
             if query.sort.field == "credibility":
-                known, unknown = members, _NOTHING
-            elif len(members) <= SMALL_TOPIC_ACCOUNTS:
+                known, unknown = members, []
+            elif sum(len(accounts) for accounts in members) <= SMALL_TOPIC_ACCOUNTS:
                 return self._sort_members(members, query, field, accepts)
+        if not known and not unknown:
+            return Page((), None)
         low, high = _bounds(query)
         return self._walk(query, known, unknown, low, high, accepts, budget)
 
-    def _walk(self, query: DiscoveryQuery, known: SortedList[tuple[Any, str]],
-              unknown: SortedList[str], low: Value, high: Value,
+    def _walk(self, query: DiscoveryQuery, known: list[SortedList[tuple[Any, str]]],
+              unknown: list[SortedList[str]], low: Value, high: Value,
               accepts: Callable[[_Entry], bool], budget: int) -> Page:
         entry_of = self._entries.__getitem__
         partition = self.partition
@@ -250,8 +320,9 @@ class DiscoveryIndex:
             return Page(tuple(hits), Cursor(value, account_id), examined)
         return Page(tuple(hits), None, examined)
 
-    def _sort_members(self, members: SortedList[tuple[Any, str]], query: DiscoveryQuery,
-                      field: int, accepts: Callable[[_Entry], bool]) -> Page:
+    def _sort_members(self, members: list[SortedList[tuple[Any, str]]],
+                      query: DiscoveryQuery, field: int,
+                      accepts: Callable[[_Entry], bool]) -> Page:
         """A small topic in another order than credibility: filtered and sorted whole."""
         entries = self._entries
         low, high = _bounds(query)
@@ -262,98 +333,72 @@ class DiscoveryIndex:
             after = order_key(query.sort)(Hit(query.after.account_id, query.after.value, 0))
         matches = []
         position: tuple[bool, Value, str]
-        for _, account_id in members:
-            entry = entries[account_id]
-            value = entry.values[field]
-            if value is None:
-                if low is not None or high is not None:
+        examined = 0
+        for accounts in members:
+            examined += len(accounts)
+            for _, account_id in accounts:
+                entry = entries[account_id]
+                value = entry.values[field]
+                if value is None:
+                    if low is not None or high is not None:
+                        continue
+                    position = (not descending, 0, account_id)
+                elif (low is not None and value < low) or (high is not None and value > high):
                     continue
-                position = (not descending, 0, account_id)
-            elif (low is not None and value < low) or (high is not None and value > high):
-                continue
-            else:
-                position = (descending, value, account_id)
-            if after is not None and (position >= after if descending else position <= after):
-                continue
-            if accepts(entry):
-                matches.append(position)
+                else:
+                    position = (descending, value, account_id)
+                if after is not None and (position >= after if descending
+                                          else position <= after):
+                    continue
+                if accepts(entry):
+                    matches.append(position)
         pick = heapq.nlargest if descending else heapq.nsmallest
         chosen = pick(query.limit + 1, matches)
         hits = tuple(Hit(account_id, value if known is descending else None, self.partition)
                      for known, value, account_id in chosen[: query.limit])
         if len(chosen) > query.limit:
             last = hits[-1]
-            return Page(hits, Cursor(last.value, last.account_id), len(members))
-        return Page(hits, None, len(members))
-
-    def _insert(self, field: int, value: Value, account_id: str) -> None:
-        if value is None:
-            self._unknown[field].add(account_id)
-        else:
-            self._known[field].add((value, account_id))
-
-    def _delete(self, field: int, value: Value, account_id: str) -> None:
-        if value is None:
-            self._unknown[field].remove(account_id)
-        else:
-            self._known[field].remove((value, account_id))
-
-    def _add_topics(self, account_id: str, credibility: float,
-                    topics: Iterable[str]) -> None:
-        postings = self._topics
-        for topic in topics:
-            members = postings.get(topic)
-            if members is None:
-                members = postings[topic] = SortedList()
-            members.add((credibility, account_id))
-
-    def _drop_topics(self, account_id: str, credibility: float,
-                     topics: Iterable[str]) -> None:
-        postings = self._topics
-        for topic in topics:
-            members = postings[topic]
-            members.remove((credibility, account_id))
-            if not members:
-                del postings[topic]
+            return Page(hits, Cursor(last.value, last.account_id), examined)
+        return Page(hits, None, examined)
 
 
-def _in_order(known: SortedList[tuple[Any, str]], unknown: SortedList[str],
+def _in_order(known: list[SortedList[tuple[Any, str]]], unknown: list[SortedList[str]],
               query: DiscoveryQuery, low: Value, high: Value) -> Iterator[tuple[Value, str]]:
     """(value, account_id) from just after the cursor on, in the query's order, within
-    [low, high] on the sort field; the accounts without a value last, unless bounded.
-    Built from sortedcontainers' own iterators: no Python step per account."""
+    [low, high] on the sort field, over the orders of the chosen tiers merged; the
+    accounts without a value last, unless bounded. Built from sortedcontainers' and
+    heapq's own iterators: no step of this module's per account."""
     after = query.after
+    descending = query.sort.descending
     parts: list[Iterator[tuple[Value, str]]] = []
     resume_in_unknown = after is not None and after.value is None
-    if not query.sort.descending:
-        if not resume_in_unknown:
-            start: tuple[Any, str] | None = None
-            start_inclusive = True
-            if after is not None:
-                start, start_inclusive = (after.value, after.account_id), False
-            if low is not None and (start is None or (low, "") > start):
-                start, start_inclusive = (low, ""), True
-            end = None if high is None else (high, _AFTER_ALL_IDS)
-            parts.append(known.irange(start, end, (start_inclusive, True)))
-        if low is None and high is None:
-            first = after.account_id if resume_in_unknown and after is not None else None
-            parts.append(zip(repeat(None), unknown.irange(first, None, (False, True)),
-                             strict=False))
-    else:
-        if not resume_in_unknown:
-            stop: tuple[Any, str] | None = None
-            stop_inclusive = True
-            if after is not None:
-                stop, stop_inclusive = (after.value, after.account_id), False
-            if high is not None and (stop is None or (high, _AFTER_ALL_IDS) < stop):
-                stop, stop_inclusive = (high, _AFTER_ALL_IDS), True
-            floor = None if low is None else (low, "")
-            parts.append(known.irange(floor, stop, (True, stop_inclusive), reverse=True))
-        if low is None and high is None:
-            last = after.account_id if resume_in_unknown and after is not None else None
-            parts.append(zip(repeat(None), unknown.irange(None, last, (True, False),
-                                                          reverse=True), strict=False))
+    if not resume_in_unknown:
+        start: tuple[Any, str] | None = None if low is None else (low, "")
+        stop: tuple[Any, str] | None = None if high is None else (high, _AFTER_ALL_IDS)
+        start_inclusive = stop_inclusive = True
+        if after is not None:
+            cursor = (after.value, after.account_id)
+            if not descending and (start is None or cursor >= start):
+                start, start_inclusive = cursor, False
+            if descending and (stop is None or cursor <= stop):
+                stop, stop_inclusive = cursor, False
+        parts.append(_merged([order.irange(start, stop, (start_inclusive, stop_inclusive),
+                                           reverse=descending) for order in known],
+                             descending))
+    if low is None and high is None:
+        first = after.account_id if resume_in_unknown and after is not None else None
+        if descending:
+            ranges = [ids.irange(None, first, (True, False), reverse=True) for ids in unknown]
+        else:
+            ranges = [ids.irange(first, None, (False, True)) for ids in unknown]
+        parts.append(zip(repeat(None), _merged(ranges, descending), strict=False))
     return chain.from_iterable(parts)
+
+
+def _merged(orders: list[Iterator[Any]], descending: bool) -> Iterator[Any]:
+    if len(orders) == 1:
+        return orders[0]
+    return heapq.merge(*orders, reverse=descending)
 
 
 def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:
@@ -367,8 +412,8 @@ def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:
 
 
 def _filter(query: DiscoveryQuery) -> Callable[[_Entry], bool]:
-    """One predicate with the query's filters bound; a filter not given costs nothing."""
-    tiers = query.tiers or None
+    """One predicate with the query's filters bound; a filter not given costs nothing.
+    Tiers are not in it: a walk only visits the accounts of the tiers asked for."""
     topic = None if query.topic is None else query.topic.casefold()
     min_credibility = query.min_credibility
     min_confidence = query.min_confidence
@@ -378,8 +423,6 @@ def _filter(query: DiscoveryQuery) -> Callable[[_Entry], bool]:
     followers_bounded = min_followers is not None or max_followers is not None
 
     def accepts(entry: _Entry) -> bool:
-        if tiers is not None and entry.tier not in tiers:
-            return False
         if min_credibility is not None and entry.credibility < min_credibility:
             return False
         if min_confidence is not None and entry.confidence < min_confidence:

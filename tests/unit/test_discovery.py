@@ -264,10 +264,10 @@ def test_a_missing_partition_is_named_and_the_rest_still_merge() -> None:
 def test_a_partition_that_stopped_early_bounds_the_merged_page() -> None:
     slow, quick = DiscoveryIndex(0), DiscoveryIndex(1)
     for number in range(10):
-        slow.update(make_score(f"s{number}", 90.0 - number, tier="mega"), ())
-    slow.update(make_score("s-micro", 50.0), ())
-    quick.update(make_score("q", 60.0, partition=1), ())
-    query = DiscoveryQuery(limit=5, tiers=frozenset({"micro"}))
+        slow.update(make_score(f"s{number}", 90.0 - number, confidence=0.1), ())
+    slow.update(make_score("s-sure", 50.0, confidence=0.9), ())
+    quick.update(make_score("q", 60.0, confidence=0.9, partition=1), ())
+    query = DiscoveryQuery(limit=5, min_confidence=0.5)
     pages: dict[int, Page | None] = {0: slow.query(query, budget=4), 1: quick.query(query)}
     merged = merge_pages(pages, query.sort, query.limit)
     # The slow partition only looked down to credibility 87: "q" (60) may not come yet.
@@ -276,7 +276,20 @@ def test_a_partition_that_stopped_early_bounds_the_merged_page() -> None:
     again = _with(query, after=merged.next_cursor)
     pages = {0: slow.query(again), 1: quick.query(again)}
     merged = merge_pages(pages, query.sort, query.limit)
-    assert [hit.account_id for hit in merged.hits] == ["q", "s-micro"]
+    assert [hit.account_id for hit in merged.hits] == ["q", "s-sure"]
+
+
+def test_a_tier_filter_walks_only_that_tier() -> None:
+    index = DiscoveryIndex()
+    for number in range(50):
+        index.update(make_score(f"big{number:02d}", 90.0, tier="mega"), ())
+    index.update(make_score("small", 10.0, tier="micro"), ())
+    page = index.query(DiscoveryQuery(tiers=frozenset({"micro"})), budget=5)
+    assert [hit.account_id for hit in page.hits] == ["small"]
+    assert page.examined == 1
+    index.update(make_score("small", 95.0, tier="mega"), ())
+    assert index.query(DiscoveryQuery(tiers=frozenset({"micro"}))).hits == ()
+    assert index.query(DiscoveryQuery(tiers=frozenset({"mega"}))).hits[0].account_id == "small"
 
 
 def test_topics_are_those_most_posted_case_folded_and_capped() -> None:
@@ -331,3 +344,28 @@ def test_limit_is_bounded() -> None:
     for limit in (0, 201):
         with pytest.raises(ValueError, match="limit"):
             DiscoveryQuery(limit=limit)
+
+
+@settings(max_examples=60, deadline=None)
+@given(query=queries, seed=st.integers(0, 1_000))
+def test_an_index_after_many_updates_answers_as_one_built_afresh(
+    query: DiscoveryQuery, seed: int
+) -> None:
+    rng = random.Random(seed)
+    rows = {row["account_id"]: row for row in random_rows(rng, 80)}
+    churned = DiscoveryIndex()
+    index_rows(churned, rows.values())
+    for _ in range(200):
+        account_id = rng.choice(sorted(rows))
+        if rng.random() < 0.1:
+            churned.remove(account_id)
+            del rows[account_id]
+            continue
+        # Tier, values and topics all move: the account changes buckets and orders.
+        moved = random_rows(rng, 1)[0] | {"account_id": account_id}
+        rows[account_id] = moved
+        index_rows(churned, [moved])
+    fresh = DiscoveryIndex()
+    index_rows(fresh, rows.values())
+    assert len(churned) == len(fresh) == len(rows)
+    assert page_through(ask_index(churned, 7), query) == page_through(ask_index(fresh), query)
