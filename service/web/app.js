@@ -4,7 +4,9 @@
 "use strict";
 
 const PAGE_SIZE = 20;
-const state = { params: null, cursor: null };
+// `request` numbers the loads: the answer to a superseded one (filters changed while it
+// was on its way) is dropped, so the table always shows the latest filters.
+const state = { params: null, cursor: null, request: 0 };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -76,10 +78,12 @@ function accountRow(item) {
 async function loadPage(append) {
   const params = new URLSearchParams(state.params);
   if (append && state.cursor) params.set("cursor", state.cursor);
+  const request = ++state.request;
   setStatus("Loading…");
   $("#accounts").setAttribute("aria-busy", "true");
   try {
     const body = await getJson(`/accounts?${params}`);
+    if (request !== state.request) return;
     const rows = $("#accounts tbody");
     if (!append) rows.replaceChildren();
     for (const item of body.items) rows.append(accountRow(item));
@@ -92,9 +96,9 @@ async function loadPage(append) {
     }
     setStatus(text, body.partial);
   } catch (error) {
-    setStatus(`Could not load accounts: ${error.message}`, true);
+    if (request === state.request) setStatus(`Could not load accounts: ${error.message}`, true);
   } finally {
-    $("#accounts").removeAttribute("aria-busy");
+    if (request === state.request) $("#accounts").removeAttribute("aria-busy");
   }
 }
 
