@@ -130,6 +130,14 @@ def moved(score: AccountScore, rng: random.Random) -> AccountScore:
         score.window_days, score.window_start, score.as_of)
 
 
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
@@ -137,6 +145,8 @@ def percentile(samples: list[float], share: float) -> float:
 
 def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[str, ...]]]]:
     scores = synthetic_scores(count)
+    gc.collect()
+    resident = resident_bytes()
     index = DiscoveryIndex()
     gc.disable()  # the collector's passes over a growing heap are not the index's cost
     started = time.perf_counter()
@@ -144,6 +154,9 @@ def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[st
         index.update(score, topics)
     took = time.perf_counter() - started
     gc.enable()
+    gc.collect()
+    print(f"index memory: {(resident_bytes() - resident) / count:.0f} bytes per account "
+          f"(resident set before and after the build)")
     # As the service does after a restore: what is already there is not rescanned.
     gc.freeze()
     print(f"built: {count:,} accounts in {took:.1f} s ({took / count * 1e6:.1f} µs an insert)")
