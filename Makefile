@@ -7,7 +7,7 @@ KAFKA_PORT ?= 9092
 export KAFKA_PORT
 export ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: run test install runtime broker broker-stop lint typecheck unit integration chart schemas bench clean
+.PHONY: run cluster test install runtime broker broker-stop lint typecheck unit integration chart schemas bench clean
 
 # Two install stamps: `make run` needs the service only; tests and benches need the rest.
 $(VENV)/.runtime: pyproject.toml
@@ -35,7 +35,7 @@ broker-stop:
 
 ## make run: local broker (if none answers), topics, the service and demo traffic.
 run: runtime broker
-	$(BIN)/python scripts/create_topics.py
+	$(BIN)/python scripts/create_topics.py --partitions 6
 	@echo ""
 	@echo "  service:  http://localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/docs"
 	@echo "  a score:  curl -s localhost:$${ENGAGEMENT_HTTP_PORT:-8080}/accounts/authentic-micro-0000/score"
@@ -45,6 +45,24 @@ run: runtime broker
 	@trap 'kill $$demo 2>/dev/null' EXIT; \
 	  $(BIN)/python -m service.demo --accounts 300 & demo=$$!; \
 	  ENGAGEMENT_LOG_FORMAT=$${ENGAGEMENT_LOG_FORMAT:-plain} $(BIN)/python -m service
+
+## make cluster: three instances in one consumer group (ports 8081-8083), demo traffic.
+## Any instance answers for any account; kill one and watch /cluster move its partitions.
+cluster: runtime broker
+	$(BIN)/python scripts/create_topics.py --partitions 6
+	@echo ""
+	@echo "  instances: http://localhost:8081  http://localhost:8082  http://localhost:8083"
+	@echo "  who owns what:  curl -s localhost:8081/cluster"
+	@echo "  a score via any instance:  curl -si localhost:8082/accounts/authentic-micro-0000/score"
+	@echo ""
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	  for i in 1 2 3; do \
+	    ENGAGEMENT_HTTP_PORT=808$$i ENGAGEMENT_ADVERTISED_URL=http://127.0.0.1:808$$i \
+	    ENGAGEMENT_SNAPSHOT_DIR=.snapshots/instance-$$i \
+	    ENGAGEMENT_LOG_FORMAT=$${ENGAGEMENT_LOG_FORMAT:-plain} $(BIN)/python -m service & \
+	  done; \
+	  $(BIN)/python -m service.demo --accounts 300 & \
+	  wait
 
 ## make test: everything, from a fresh clone: lint, types, unit, integration, chart.
 test: install broker lint typecheck
@@ -76,6 +94,8 @@ bench: install broker
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.snapshot
 	$(BIN)/python -m bench.expiry
+	$(BIN)/python -m bench.backfill --events 1000000
+	$(BIN)/python -m bench.dedupe
 
 clean:
 	rm -rf $(VENV) .snapshots .tools

@@ -1,15 +1,25 @@
 """Ingest throughput: the service's pipeline against a bare aiokafka consumer (the
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
-    python -m bench.ingest [--events 1000000] [--skip-quix]
+    python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
+                           [--compare PATH ...]
 
-Produces N realistic events (service/simulation.py, in event-time order) to a fresh
-topic on the local broker (started if none answers), then times, each in its own process,
-from start to the last message processed:
+For each workload, produces N events to a fresh topic on the local broker (started if
+none answers), then times, each in its own process, from start to the last message
+processed:
   * bare:     AIOKafkaConsumer.getmany in a loop, nothing else;
-  * pipeline: the service's StreamConsumer (decode, validate, dedupe, window, metrics);
+  * pipeline: the service's StreamProcessor (decode, validate, dedupe, window, metrics,
+              changelog transactions every commit interval);
+  * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
+              with this checkout's virtualenv, named by its folder; only with --compare;
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
-              time (RocksDB state; with and without its changelog topic).
+              time (RocksDB state; with and without its changelog topic); realistic only.
+The workloads:
+  * realistic: service/simulation.py, nine kinds of account, in event-time order; its
+               1,111 accounts all fit the default hot set;
+  * wide:      a working set of 50,000 accounts (more than the default hot set of
+               20,000), each with a 1 M-actor audience: every event goes to a random
+               account, from a random actor of its audience, in event-time order.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.simulation import account_events, demo_accounts
+from service.simulation import account_events, demo_accounts, rfc3339
 
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -59,7 +69,45 @@ def realistic_events(count: int, seed: int = 1) -> list[bytes]:
     return [orjson.dumps(event) for event in events]
 
 
-async def produce(topic: str, count: int) -> None:
+WIDE_ACCOUNTS = 50_000
+WIDE_AUDIENCE = 1_000_000
+WIDE_POSTS = 4
+
+
+def wide_events(count: int, seed: int = 1) -> list[bytes]:
+    """A follower count and WIDE_POSTS posts per account, then interactions on random
+    accounts' posts by random actors, 20 events per second of event time."""
+    rng = random.Random(seed)
+    start = time.time() - 20 * 86_400
+    events: list[bytes] = []
+    moment = start
+    for index in range(WIDE_ACCOUNTS):
+        account = f"wide-{index:05d}"
+        events.append(orjson.dumps({
+            "event_id": f"{account}-f", "type": "followers", "account_id": account,
+            "followers": rng.randrange(1_000, 200_000), "occurred_at": rfc3339(moment)}))
+        for post in range(WIDE_POSTS):
+            events.append(orjson.dumps({
+                "event_id": f"{account}-p{post}", "type": "post", "account_id": account,
+                "post_id": f"{account}-p{post}", "sponsored": rng.random() < 0.1,
+                "topics": [rng.choice(("veganism", "travel", "fitness", "gaming"))],
+                "occurred_at": rfc3339(moment)}))
+        moment += 0.05
+    kinds = ("like",) * 8 + ("comment", "share")
+    for number in range(max(0, count - len(events))):
+        account = f"wide-{rng.randrange(WIDE_ACCOUNTS):05d}"
+        events.append(orjson.dumps({
+            "event_id": f"w{number}", "type": rng.choice(kinds), "account_id": account,
+            "post_id": f"{account}-p{rng.randrange(WIDE_POSTS)}",
+            "actor_id": f"fan-{rng.randrange(WIDE_AUDIENCE)}", "occurred_at": rfc3339(moment)}))
+        moment += 0.05
+    return events[:count]
+
+
+WORKLOADS = {"realistic": realistic_events, "wide": wide_events}
+
+
+async def produce(topic: str, count: int, workload: str = "realistic") -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
@@ -68,7 +116,7 @@ async def produce(topic: str, count: int) -> None:
                                 max_batch_size=1 << 20)
     await producer.start()
     try:
-        for value in realistic_events(count):
+        for value in WORKLOADS[workload](count):
             key = orjson.loads(value)["account_id"].encode()
             await producer.send(topic, value, key=key)
         await producer.flush()
@@ -95,7 +143,7 @@ async def bare(topic: str, count: int) -> float:
 
 
 async def pipeline(topic: str, count: int) -> float:
-    from service.consumer import StreamConsumer
+    from service.consumer import StreamProcessor
     from service.metrics import Metrics
     from service.settings import Settings
 
@@ -104,10 +152,10 @@ async def pipeline(topic: str, count: int) -> float:
                             dlq_topic=f"{topic}.dlq", consumer_group=f"pipe-{uuid.uuid4().hex}",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
-        consumer = StreamConsumer(settings, Metrics())
+        consumer = StreamProcessor(settings, Metrics())
         started = time.perf_counter()
         task = asyncio.create_task(consumer.run())
-        while sum(consumer.positions.values()) < count:
+        while sum(s.position or 0 for s in consumer.states.values()) < count:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
@@ -148,10 +196,11 @@ def quix(topic: str, count: int, changelog: bool) -> float:
         return time.perf_counter() - started
 
 
-def run_child(kind: str, topic: str, count: int) -> float:
+def run_child(kind: str, topic: str, count: int, checkout: Path = REPO) -> float:
+    # `-m` puts the working directory first on the path: the checkout's code runs.
     result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", kind,
                              "--topic", topic, "--events", str(count)],
-                            capture_output=True, text=True, check=True, cwd=REPO,
+                            capture_output=True, text=True, check=True, cwd=checkout,
                             env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"})
     return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
 
@@ -160,6 +209,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-quix", action="store_true")
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS),
+                        default=["realistic", "wide"])
+    parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
+                        help="checkouts whose pipelines run too, named by their folders")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -174,22 +227,32 @@ def main() -> None:
         print(json.dumps({"seconds": seconds}))
         return
     ensure_broker()
-    topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     count = arguments.events
-    started = time.perf_counter()
-    asyncio.run(produce(topic, count))
-    print(f"produced {count:,} events to {topic} in {time.perf_counter() - started:.1f} s")
-    kinds = ["bare", "pipeline"] + ([] if arguments.skip_quix else ["quix", "quix-no-changelog"])
-    rates = {}
-    for kind in kinds:
-        seconds = run_child(kind, topic, count)
-        rates[kind] = count / seconds
-        print(f"{kind:>18}: {seconds:7.2f} s  {rates[kind]:>10,.0f} events/s", flush=True)
-    print(f"pipeline / bare aiokafka: {rates['pipeline'] / rates['bare']:.2f}x")
-    for peer in ("quix", "quix-no-changelog"):
-        if peer in rates:
-            print(f"pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
-
+    checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
+    for workload in arguments.workloads:
+        topic = f"bench-ingest-{workload}-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
+        asyncio.run(produce(topic, count, workload))
+        print(f"[{workload}] produced {count:,} events to {topic} in "
+              f"{time.perf_counter() - started:.1f} s")
+        kinds = ["bare", "pipeline", *checkouts]
+        if workload == "realistic" and not arguments.skip_quix:
+            kinds += ["quix", "quix-no-changelog"]
+        rates = {}
+        for kind in kinds:
+            if kind in checkouts:
+                seconds = run_child("pipeline", topic, count, checkouts[kind])
+            else:
+                seconds = run_child(kind, topic, count)
+            rates[kind] = count / seconds
+            print(f"[{workload}] {kind:>18}: {seconds:7.2f} s  {rates[kind]:>10,.0f} events/s",
+                  flush=True)
+        for contender in ("pipeline", *checkouts):
+            print(f"[{workload}] {contender} / bare aiokafka: "
+                  f"{rates[contender] / rates['bare']:.3f}x")
+        for peer in ("quix", "quix-no-changelog"):
+            if peer in rates:
+                print(f"[{workload}] pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 from bench.workload import fresh_engine, populate
+from service.engine.dedupe import EventIds
 
 CHUNK_ACCOUNTS = 10_000
 
@@ -36,7 +37,7 @@ def measure(accounts: int) -> dict[str, float]:
     for first in range(0, accounts, CHUNK_ACCOUNTS):
         populate(engine, min(CHUNK_ACCOUNTS, accounts - first), seed=first, first=first)
         for clock in engine.partitions.values():
-            clock.seen_ids.clear()
+            clock.event_ids = EventIds()
     engine.recount_event_ids()
     gc.collect()
     grown = resident_bytes() - before

@@ -1,12 +1,14 @@
-"""Snapshot pause, write time, size and restore time at 100 k and 1 M accounts.
+"""Snapshot pause, write time, size and restore time of one partition at 100 k and 1 M
+accounts, and the same partition rebuilt from its changelog records.
 
     python -m bench.snapshot [--accounts 100000 1000000]
 
 Measures the steps the consumer runs. By default a forked child writes the snapshot and
 ingestion waits only for the fork; without fork the state is copied in-process
-(ingestion waits; HTTP answers between chunks) and encoded and written in a thread.
-On start-up: reading, decoding and rebuilding the engine. The baseline is a plain
-`msgpack.packb` + `unpackb` of the same copied state, timed in the same process.
+(ingestion waits) and encoded and written in a thread. On restore: reading, decoding and
+rebuilding the partition from its snapshot, or applying its changelog records (the
+decoding side of a changelog restore; bench.cluster reads them from Kafka). The baseline
+is a plain `msgpack.packb` + `unpackb` of the same copied state, in the same process.
 """
 
 from __future__ import annotations
@@ -21,23 +23,35 @@ import msgpack
 
 from bench.workload import fresh_engine, populate
 from service import snapshot_child, snapshots
-from service.engine.persistence import export_accounts, export_partitions, import_state
+from service.partition_state import PartitionState, Status
+
+
+def filled_partition(accounts: int) -> PartitionState:
+    state = PartitionState(0, fresh_engine().config)
+    populate(state.engine, accounts, partitions=1)
+    state.engine.expire()
+    state.status = Status.ACTIVE
+    state.position = accounts * 9
+    return state
+
+
+def restored(loaded: snapshots.Snapshot) -> PartitionState:
+    state = PartitionState(0, fresh_engine().config)
+    state.load_snapshot(loaded.header, loaded.account_pairs())
+    return state
 
 
 def run(accounts: int) -> dict[str, float]:
-    engine = fresh_engine()
-    populate(engine, accounts)
-    engine.expire()
+    partition = filled_partition(accounts)
     started = time.perf_counter()
-    partitions = export_partitions(engine)
     with snapshots.collector_paused():  # as the consumer does
-        state = list(export_accounts(engine))
+        state = list(partition.packed_accounts())
     pause = time.perf_counter() - started
     started = time.perf_counter()
-    data = snapshots.encode({0: 1, 1: 1, 2: 1}, partitions, state, engine.changes)
+    data = snapshots.encode(partition.snapshot_header(), state)
     encode = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as folder:
-        store = snapshots.SnapshotStore(Path(folder), keep=2)
+        store = snapshots.partition_store(Path(folder), 0, keep=2)
         started = time.perf_counter()
         store.write(data)
         write = time.perf_counter() - started
@@ -47,23 +61,31 @@ def run(accounts: int) -> dict[str, float]:
         read = time.perf_counter() - started
         started = time.perf_counter()
         with snapshots.collector_paused():
-            restored = import_state(engine.config, loaded.partitions, loaded.account_pairs(),
-                                    loaded.changes)
+            rebuilt = restored(loaded)
         rebuild = time.perf_counter() - started
-    assert len(restored.accounts) == accounts
+    assert len(rebuilt.engine.accounts) == accounts
     gc.freeze()  # as the consumer does after a restore: the restored state lives long
     # Restore leaves accounts packed; the first event or query for each opens it.
     sample = [f"acct-{index}" for index in range(0, accounts, max(1, accounts // 10_000))]
     started = time.perf_counter()
     for account_id in sample:
-        restored.accounts.get(account_id)
+        rebuilt.engine.accounts.get(account_id)
     first_access = (time.perf_counter() - started) / len(sample)
     gc.unfreeze()
-    del restored, loaded
+    del rebuilt, loaded
+    records = partition.checkpoint_records()  # every account: all changed since the start
+    started = time.perf_counter()
+    from_changelog = PartitionState(0, fresh_engine().config)
+    with snapshots.collector_paused():
+        for key, value in records:
+            from_changelog.apply_changelog(key, value)
+        from_changelog.finish_restore()
+    changelog_apply = time.perf_counter() - started
+    assert len(from_changelog.engine.accounts) == accounts
+    del from_changelog, records
     with tempfile.TemporaryDirectory() as folder:  # the service's default: a forked writer
-        store = snapshots.SnapshotStore(Path(folder), keep=2)
         started = time.perf_counter()
-        pid, report_fd = snapshot_child.start(engine, {0: 1}, store)
+        pid, report_fd = snapshot_child.start([partition], Path(folder), 2)
         fork_pause = time.perf_counter() - started
         report = snapshot_child.wait(pid, report_fd)
         forked_total = time.perf_counter() - started
@@ -76,7 +98,7 @@ def run(accounts: int) -> dict[str, float]:
             "pause_s": pause, "encode_s": encode, "write_s": write,
             "size_bytes": len(data), "restore_s": read + rebuild, "read_s": read,
             "rebuild_s": rebuild, "msgpack_roundtrip_s": baseline,
-            "first_access_s": first_access}
+            "first_access_s": first_access, "changelog_apply_s": changelog_apply}
 
 
 def main() -> None:
@@ -86,8 +108,8 @@ def main() -> None:
     print("| accounts | ingest pause: fork (default) | forked write, total "
           "| ingest pause: in-process copy | encode | write+fsync | size "
           "| restore (read + rebuild) | then first access per account "
-          "| baseline: msgpack round trip |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| changelog records applied | baseline: msgpack round trip |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in arguments.accounts:
         r = run(accounts)
         print(f"| {accounts:,} | {r['fork_pause_s'] * 1000:.0f} ms | "
@@ -95,7 +117,8 @@ def main() -> None:
               f"{r['write_s']:.2f} s | {r['size_bytes'] / 2**20:.1f} MiB | "
               f"{r['restore_s']:.2f} s ({r['read_s']:.2f} + {r['rebuild_s']:.2f}) | "
               f"{r['first_access_s'] * 1e6:.0f} µs | "
-              f"{r['msgpack_roundtrip_s']:.2f} s |", flush=True)
+              f"{r['changelog_apply_s']:.2f} s ({accounts / r['changelog_apply_s']:,.0f} "
+              f"accounts/s) | {r['msgpack_roundtrip_s']:.2f} s |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,31 +12,29 @@ from service.events import CommentEvent, FollowersEvent, LikeEvent, PostEvent
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def populate(engine: Engine, accounts: int, seed: int = 1, first: int = 0) -> int:
+def populate(engine: Engine, accounts: int, seed: int = 1, first: int = 0,
+             partitions: int = 3) -> int:
     """Accounts `first` to `first + accounts - 1`, each with a follower count, 2 posts,
-    6 interactions by 4 actors. Returns the number of events applied."""
+    6 interactions by 4 actors, spread over `partitions`. Returns the number of events
+    applied."""
     rng = random.Random(seed)
     applied = 0
     for index in range(first, first + accounts):
         account = f"acct-{index}"
         moment = START + timedelta(milliseconds=index)
-        partition = index % 3
-        engine.apply(FollowersEvent.model_construct(
-            event_id=f"{account}-f", type="followers", account_id=account,
-            followers=rng.randrange(200, 20_000), occurred_at=moment), partition)
+        seconds = moment.timestamp()
+        partition = index % partitions
+        engine.apply(FollowersEvent(f"{account}-f", account, moment, seconds,
+                                    rng.randrange(200, 20_000)), partition)
         for post in range(2):
             post_id = f"{account}-p{post}"
-            engine.apply(PostEvent.model_construct(
-                event_id=f"{post_id}-c", type="post", account_id=account, post_id=post_id,
-                sponsored=rng.random() < 0.2, topics=["veganism"], occurred_at=moment),
-                partition)
+            engine.apply(PostEvent(f"{post_id}-c", account, moment, seconds, post_id,
+                                   rng.random() < 0.2, ("veganism",)), partition)
             for number in range(3):
                 kind = LikeEvent if number else CommentEvent
-                engine.apply(kind.model_construct(
-                    event_id=f"{post_id}-{number}", type=kind.__name__[:-5].lower(),
-                    account_id=account, post_id=post_id,
-                    actor_id=f"fan-{rng.randrange(4)}",
-                    occurred_at=moment + timedelta(seconds=40 + number)), partition)
+                at = moment + timedelta(seconds=40 + number)
+                engine.apply(kind(f"{post_id}-{number}", account, at, at.timestamp(), post_id,
+                                  f"fan-{rng.randrange(4)}"), partition)
         applied += 9
     return applied
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka broker in KRaft mode, from Maven Central jars, no Docker.
 #   scripts/kafka.sh start|stop|status|wait
-# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_AUTO_CREATE_TOPICS (true),
 #              KAFKA_HOME_DIR (.kafka in the repository), KAFKA_HEAP (512m).
 set -euo pipefail
 
@@ -43,7 +43,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data
 num.partitions=3
-auto.create.topics.enable=true
+auto.create.topics.enable=${KAFKA_AUTO_CREATE_TOPICS:-true}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=3
 transaction.state.log.replication.factor=1

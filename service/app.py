@@ -1,22 +1,29 @@
-"""Wiring: settings, metrics, the consumer task and the HTTP app, with a clean lifespan."""
+"""Wiring: settings, metrics, the supervised consumer, the forwarder and the HTTP app,
+with a clean lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from service import __version__, problems
 from service.api import build_router
-from service.consumer import StreamConsumer
+from service.consumer import StreamProcessor
 from service.discovery_api import LocalReader, build_discovery_router
-from service.discovery_state import DiscoveryIndexes, follow_engine
+from service.discovery_state import DiscoveryIndexes, follow_engines
+from service.engine import Engine
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
+from service.partition_state import Status
+from service.routing import Forwarder
 from service.settings import Settings
+from service.supervisor import ConsumerSupervisor
 from service.web import build_page_router
 
 log = logging.getLogger(__name__)
@@ -26,19 +33,30 @@ CLOSE_AFTER_CANCEL_S = 5.0
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    consumer = StreamConsumer(settings, metrics)
+    processor = StreamProcessor(settings, metrics)
+
+    def fatal(reason: str) -> None:
+        """A setting no restart can fix: end the process with an error (see __main__)."""
+        app.state.fatal = reason
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    supervisor = ConsumerSupervisor(processor, settings, metrics, fatal)
     discovery = DiscoveryIndexes()
-    consumer.on_changed = discovery.note
+    processor.on_checkpoint = discovery.note
+
+    def engines() -> dict[int, Engine | None]:
+        return {partition: state.engine if state.status is Status.ACTIVE else None
+                for partition, state in processor.states.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(consumer.run(), name="consumer")
+        app.state.forwarder = Forwarder(settings.own_url, settings.forward_timeout_s)
+        task = supervisor.start()
         task.add_done_callback(_report_exit)
-        follower = asyncio.create_task(follow_engine(discovery, lambda: consumer.engine),
-                                       name="discovery")
+        follower = asyncio.create_task(follow_engines(discovery, engines), name="discovery")
         yield
         follower.cancel()
-        consumer.stop()
+        supervisor.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=settings.shutdown_timeout_s)
         except TimeoutError:
@@ -55,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("consumer task was cancelled during shutdown")
         except Exception:
             log.exception("consumer failed during shutdown")
+        finally:
+            await app.state.forwarder.close()
 
     app = FastAPI(
         title="Engagement scoring",
@@ -64,14 +84,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.consumer = consumer
+    app.state.processor = processor
+    app.state.supervisor = supervisor
+    app.state.fatal = None
     app.include_router(build_router(settings))
-    app.include_router(build_discovery_router(
-        LocalReader(lambda: discovery.views(consumer.engine))))
+    app.include_router(build_discovery_router(LocalReader(discovery.views)))
     app.include_router(build_page_router())
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(ScoreFastPath, engine_of=lambda: consumer.engine,
+    app.add_middleware(ScoreFastPath, local_score=processor.score, own_url=settings.own_url,
                        enabled=not settings.protect_reads)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -1,52 +1,76 @@
-"""Kafka in: restore, consume in batches, dead-letter what is bad, snapshot, commit.
+"""Kafka in: the partitions this instance owns, their restore, batches, checkpoints.
 
-Exactly-once state: the state and the offsets it reflects are written together in one
-snapshot. On start the newest snapshot is loaded and every assigned partition is sought
-to the offset stored with it (the beginning, for a partition the snapshot does not
-know), so the events after the snapshot are replayed exactly once. Kafka's committed
-offsets follow the snapshots (for lag monitoring) and are never read back.
+One `StreamProcessor.run()` is one life of the consumer: connect (retrying with back-off
+while the broker is away), check the topics, join the group, then loop. The group's
+assignment decides which partitions live here; each one is a `PartitionState`.
+
+Exactly-once state, across instances, with Kafka transactions (Kafka Streams' EOS with
+one producer per task): every `commit_interval_s`, each partition's changes (one record
+per changed account, new event-id segments, the clock with the input position) go to its
+changelog partition, and its consumer offset goes with them, in one transaction of a
+producer whose transactional id is derived from the partition. A partition that moves
+is restored by the new owner from its local snapshot (if it has one) plus the
+changelog read with `read_committed`, so the state is exactly that of the last
+committed transaction and the events after its offset are consumed once. Starting that
+producer fences the old owner: its next transaction fails with ProducerFenced, and it
+drops the partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
-from service.engine import Engine, EngineConfig
-from service.engine.persistence import export_accounts, export_partitions, import_state
+from service.engine import AccountScore, EngineConfig
 from service.events import Rejection, decode_event
+from service.kafka_clients import (
+    Backoff,
+    FatalConfigError,
+    KafkaClients,
+    wait_for_topics,
+    with_retries,
+)
+from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
+from service.partition_state import Freshness, PartitionState, Status
+from service.routing import partition_for
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-EXPORT_CHUNK_ACCOUNTS = 5_000
 # A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it.
 YIELD_EVERY_RECORDS = 256
 LAG_INTERVAL_S = 5.0
-# Lag reads and offset commits wait on the broker (aiokafka's own request timeout is
-# 40 s); bounded, so that a lost broker cannot hold up shutdown or its final snapshot.
+# Lag reads and commits wait on the broker (aiokafka's own request timeout is 40 s);
+# bounded, so that a lost broker cannot hold up the loop, shutdown or its final snapshot.
 BROKER_CALL_TIMEOUT_S = 5.0
+RESTORE_FETCH_RECORDS = 20_000
 
 
-def engine_config(settings: Settings) -> EngineConfig:
+def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
+    """Caps are per instance in the settings; each partition's engine gets its share of
+    the account cap (an instance owning every partition has all of it)."""
     return EngineConfig(
         window_s=settings.window_days * 86_400.0,
         allowed_lateness_s=settings.allowed_lateness_s,
         burst_window_s=settings.burst_window_s,
         tier_scheme=settings.tier_scheme,
-        max_accounts=settings.max_accounts,
+        max_accounts=max(1, settings.max_accounts // partitions),
         max_posts_per_account=settings.max_posts_per_account,
-        max_event_ids=settings.max_event_ids,
+        max_event_ids=max(1_000, settings.max_event_ids // partitions),
         hot_accounts=settings.hot_accounts,
     )
 
@@ -61,22 +85,38 @@ class SnapshotResult:
     duration_s: float
 
 
-def _rebuild(config: EngineConfig, snapshot: snapshots.Snapshot) -> Engine:
-    with snapshots.collector_paused():
-        engine = import_state(config, snapshot.partitions, snapshot.account_pairs(),
-                              snapshot.changes)
-    # The restored state lives long: keep the collector from rescanning it ever again.
-    gc.freeze()
-    return engine
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """The account's partition is here and answers."""
+
+    state: PartitionState
+
+
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """Another instance owns the account's partition."""
+
+    owner_url: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Nobody can answer for the partition right now (restoring, moving, no owner)."""
+
+    reason: str
+
+
+Location = Owned | Elsewhere | Unavailable
 
 
 async def _close(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None:
-    """Stops a Kafka client; its failure must neither hide the other client's close nor
+    """Stops a Kafka client; its failure must neither hide the other clients' close nor
     fail a shutdown that has already written its snapshot. With the broker gone, aiokafka
     can raise CancelledError from `stop()` although nobody cancelled this task (seen in
     tests/integration/test_broker_loss.py); a real cancellation still propagates."""
     try:
-        await client.stop()
+        await asyncio.wait_for(client.stop(), BROKER_CALL_TIMEOUT_S)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
@@ -87,42 +127,111 @@ async def _close(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None
                     extra={"client": name, "reason": repr(error)})
 
 
-class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: StreamConsumer) -> None:
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: StreamProcessor) -> None:
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._owner.assigned = False
+        await self._owner.partitions_revoked(sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._owner.seek_to_snapshot(list(assigned))
+        await self._owner.partitions_assigned(sorted(tp.partition for tp in assigned))
 
 
-class StreamConsumer:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+class StreamProcessor:
+    def __init__(self, settings: Settings, metrics: Metrics,
+                 clients: KafkaClients | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.engine = Engine(engine_config(settings))
-        self.store = snapshots.SnapshotStore(settings.snapshot_dir, settings.snapshots_kept)
-        self.positions: dict[int, int] = {}  # partition -> next offset to process
-        self.restored = False
-        self.assigned = False
-        self.last_snapshot_at: float | None = None
+        self.clients = clients or KafkaClients(settings)
+        self.states: dict[int, PartitionState] = {}
+        self.partition_count: int | None = None
+        self.cluster = ClusterMap()
+        self.joined = False  # an assignment has arrived in this life of the consumer
+        self.last_joined_at: float | None = None  # wall clock, over all lives
         self.dead_letters: DeadLetterPublisher | None = None
-        self._replay_until: dict[int, int] = {}
-        self._replay_measured = False
+        self.broker_unreachable_since: float | None = None  # wall clock
+        self.last_snapshot_at: float | None = None
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._restores: dict[int, asyncio.Task[None]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._snapshot_requests: list[asyncio.Future[SnapshotResult]] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._committable: dict[int, int] | None = None
         self._in_flight: asyncio.Task[SnapshotResult] | None = None
-        # Told (partition, account_id) of the accounts each batch changed: discovery.
-        self.on_changed: Callable[[set[tuple[int, str]]], None] | None = None
+        self._assignor = MembershipAssignor(settings.own_url, self._held_partitions,
+                                            self._membership_changed)
+        self._membership_event = asyncio.Event()
+        self._failure: Exception | None = None  # found in a callback; raised by the loop
+        # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
+        self.on_checkpoint: Callable[[int, set[str]], None] | None = None
+        metrics.watch_partitions(lambda: list(self.states.values()),
+                                 lambda: self.last_snapshot_at)
+
+    # --- what the HTTP layer reads ----------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        dead_letters_ok = self.dead_letters is not None and self.dead_letters.healthy
-        return self.restored and self.assigned and dead_letters_ok
+        return all(self.readiness().values())
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "broker_reachable": self.broker_unreachable_since is None and self.joined,
+            "partitions_restored": self.joined and all(
+                state.status is Status.ACTIVE for state in self.states.values()),
+            "dead_letter_topic_writable": self.dead_letters is not None
+            and self.dead_letters.healthy,
+        }
+
+    def locate(self, account_id: str) -> tuple[int | None, Location]:
+        """Where an account's score can be read, and the partition it lives in."""
+        partitions = self.partition_count
+        if partitions is None:
+            return None, Unavailable("this instance has not reached Kafka yet")
+        partition = partition_for(account_id, partitions)
+        state = self.states.get(partition)
+        if state is not None:
+            if state.status is Status.ACTIVE:
+                return partition, Owned(state)
+            return partition, Unavailable(
+                f"partition {partition} is being restored on this instance")
+        owner = self.cluster.owner_of(partition)
+        if owner is None:
+            return partition, Unavailable(f"partition {partition} has no owner right now "
+                                          "(the group is rebalancing)")
+        if owner == self.settings.own_url:
+            return partition, Unavailable(f"partition {partition} is moving to this instance")
+        return partition, Elsewhere(owner, self.cluster.generation)
+
+    def score(self, account_id: str) -> tuple[AccountScore | None, Freshness] | None:
+        """The local answer for an account whose partition is active here, else None."""
+        _, where = self.locate(account_id)
+        if not isinstance(where, Owned):
+            return None
+        return where.state.engine.score(account_id), where.state.freshness()
+
+    async def membership_changed(self, since_generation: int, timeout_s: float) -> bool:
+        """Waits until the group's generation moves past `since_generation`."""
+        deadline = time.monotonic() + timeout_s
+        while self.cluster.generation <= since_generation:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._membership_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._membership_event.wait(), remaining)
+        return True
+
+    def local_partitions(self) -> list[dict[str, Any]]:
+        return [
+            {"partition": p, "state": s.status.value, "lag_messages": s.lag,
+             "position": s.position,
+             "seconds_since_progress": s.freshness().seconds_since_progress,
+             "accounts": len(s.engine.accounts),
+             "restored_records": s.restored_records}
+            for p, s in sorted(self.states.items())
+        ]
+
+    # --- the consumer's life ----------------------------------------------------------
 
     def stop(self) -> None:
         self._stopping.set()
@@ -133,89 +242,340 @@ class StreamConsumer:
         return await future
 
     async def run(self) -> None:
+        """Connects (retrying), checks topics, consumes until stopped. Raises when the
+        consumer cannot go on; the supervisor decides whether to start it again."""
         settings = self.settings
-        await self._restore()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-        )
-        self._consumer = consumer
-        consumer.subscribe([settings.events_topic], listener=_SeekOnAssign(self))
+        self.joined = False
+        admin = self.clients.admin()
+        backoff = Backoff(settings.connect_retry_initial_s, settings.connect_retry_max_s)
+        started = await with_retries("connect", admin.start, backoff,
+                                     self._connect_attempt, self._stopping)
+        if started is None and self._stopping.is_set():
+            await _close_admin(admin)
+            return
         try:
-            await producer.start()
-            await consumer.start()
+            topology = await wait_for_topics(admin, settings, self._stopping)
+        finally:
+            await _close_admin(admin)
+        if topology is None:
+            return
+        self._check_local_state(topology.partitions)
+        self.partition_count = topology.partitions
+        producer = self.clients.producer()
+        consumer = self.clients.group_consumer(self._assignor)
+        self._consumer = consumer
+        consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
+        try:
+            await with_retries("start producer", producer.start, backoff,
+                               self._connect_attempt, self._stopping)
+            await with_retries("start consumer", consumer.start, backoff,
+                               self._connect_attempt, self._stopping)
             self.dead_letters = DeadLetterPublisher(
                 producer, settings.dlq_topic, self.metrics,
                 settings.dlq_retry_initial_s, settings.dlq_retry_max_s,
                 settings.dlq_send_timeout_s,
             )
             log.info("consuming", extra={"topic": settings.events_topic,
-                                         "group": settings.consumer_group})
+                                         "group": settings.consumer_group,
+                                         "partitions": topology.partitions,
+                                         "advertised_url": settings.own_url})
             await self._consume(consumer)
+            active = sum(1 for s in self.states.values() if s.status is Status.ACTIVE)
+            committed = len(await self._checkpoint_all())
             await self._finish_in_flight()
             await self._write_snapshot()
-            await self._commit(consumer)
-            log.info("stopped cleanly after a final snapshot")
+            if committed == active:
+                log.info("stopped cleanly after a final checkpoint and snapshot")
+            else:
+                log.warning("stopped; the last checkpoint of some partitions did not commit"
+                            " (their owner next replays from the previous one)",
+                            extra={"partitions": active, "committed": committed})
         finally:
-            self.assigned = False
             self.metrics.consumer_ready.set(0)
+            for task in self._restores.values():
+                task.cancel()
+            self._restores.clear()
+            self.states.clear()
+            self._assignor.forget()
+            self.joined = False
+            self._consumer = None
             try:
                 await _close(consumer, "consumer")
             finally:
                 await _close(producer, "producer")
+                for partition in list(self._producers):
+                    await _close(self._producers.pop(partition), f"changelog-{partition}")
+
+    def _connect_attempt(self, succeeded: bool) -> None:
+        self.metrics.connect_attempts.labels("succeeded" if succeeded else "failed").inc()
+        if succeeded:
+            self._broker_reachable()
+        else:
+            self._broker_unreachable()
+
+    def _broker_reachable(self) -> None:
+        if self.broker_unreachable_since is not None:
+            log.info("broker reachable again", extra={
+                "unreachable_s": round(time.time() - self.broker_unreachable_since, 1)})
+        self.broker_unreachable_since = None
+        self.metrics.broker_reachable.set(1)
+
+    def _broker_unreachable(self) -> None:
+        if self.broker_unreachable_since is None:
+            self.broker_unreachable_since = time.time()
+            self.metrics.broker_unreachable_since.set(self.broker_unreachable_since)
+        self.metrics.broker_reachable.set(0)
+
+    def _check_local_state(self, partitions: int) -> None:
+        """Local snapshots of partitions the topic no longer has: the topic shrank, or
+        this is another topic's state. Either way, refuse rather than serve half."""
+        directory = self.settings.snapshot_dir
+        if not directory.is_dir():
+            return
+        known = [int(path.name.split("-", 1)[1]) for path in directory.glob("partition-*")
+                 if path.name.split("-", 1)[1].isdigit() and any(path.iterdir())]
+        beyond = sorted(p for p in known if p >= partitions)
+        if beyond:
+            raise FatalConfigError(
+                f"{self.settings.events_topic!r} has {partitions} partitions but the state in "
+                f"{directory} has partitions {beyond}: the topic has fewer partitions than "
+                f"the state expects. Kafka cannot shrink a topic; point the service at the "
+                f"right topic, or remove {directory} to start over.")
+
+    def _held_partitions(self) -> list[int]:
+        return sorted(self.states)
+
+    def _membership_changed(self, cluster: ClusterMap) -> None:
+        self.cluster = cluster
+        self._membership_event.set()
+        self.metrics.rebalances.inc()
+
+    # --- rebalances -------------------------------------------------------------------
+
+    async def partitions_revoked(self, revoked: list[int]) -> None:
+        """Eager rebalancing revokes everything; the partitions that stay here are kept
+        (sticky assignment), so only commit now: whoever gets one next restores exactly
+        what is committed."""
+        await self._checkpoint_all()
+
+    async def partitions_assigned(self, assigned: list[int]) -> None:
+        if self.partition_count is not None and any(
+                p >= self.partition_count for p in assigned):
+            self._partitions_changed()
+            return
+        self.joined = True
+        self.last_joined_at = time.time()
+        consumer = self._consumer
+        for partition in [p for p in self.states if p not in assigned]:
+            self._drop(partition, "revoked")
+        for partition in assigned:
+            state = self.states.get(partition)
+            if state is None:
+                self._start_restore(partition)
+            elif state.status is Status.ACTIVE and consumer is not None:
+                await self._seek(consumer, state)
+        log.info("partitions assigned", extra={"partitions": assigned,
+                                               "generation": self.cluster.generation})
+
+    def _partitions_changed(self) -> None:
+        """The events topic gained partitions: its changelog no longer matches it, and
+        accounts now map to other partitions. No retry can fix that."""
+        found = self._consumer.partitions_for_topic(self.settings.events_topic) \
+            if self._consumer is not None else None
+        self._failure = FatalConfigError(
+            f"{self.settings.events_topic!r} now has {len(found or ())} partitions, but the "
+            f"state (and the changelog {self.settings.changelog!r}) has "
+            f"{self.partition_count}: topics must stay co-partitioned. Restore the partition "
+            f"count, or rebuild the state: delete the changelog and the snapshots.")
+
+    def _drop(self, partition: int, why: str) -> None:
+        """The partition is no longer served here, at once; its producer is closed."""
+        self.states.pop(partition, None)
+        task = self._restores.pop(partition, None)
+        if task is not None:
+            task.cancel()
+        producer = self._producers.pop(partition, None)
+        if producer is not None:
+            asyncio.get_running_loop().create_task(_close(producer, f"changelog-{partition}"))
+        self.metrics.forget_partition(partition)
+        log.info("partition dropped", extra={"partition": partition, "reason": why})
+
+    async def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
+        tp = TopicPartition(self.settings.events_topic, state.partition)
+        if state.position is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, state.position)
+
+    def _start_restore(self, partition: int) -> None:
+        assert self.partition_count is not None
+        state = PartitionState(partition, engine_config(self.settings, self.partition_count))
+        self.states[partition] = state
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.pause(TopicPartition(self.settings.events_topic, partition))
+        task = asyncio.get_running_loop().create_task(self._restore(state),
+                                                      name=f"restore-{partition}")
+        self._restores[partition] = task
+
+    async def _restore(self, state: PartitionState) -> None:
+        """Local snapshot (fast path), then the changelog from the offset it names, then
+        consumption from the position the state reflects; retried while the broker is
+        away, for as long as the partition is assigned here."""
+        partition = state.partition
+        started = time.perf_counter()
+        backoff = Backoff(self.settings.connect_retry_initial_s,
+                          self.settings.connect_retry_max_s)
+        while True:
+            try:
+                await self._ensure_producer(partition)
+                await self._load_local_snapshot(state)
+                state = await self._read_changelog(state)
+                break
+            except asyncio.CancelledError:
+                raise
+            except ProducerFenced:
+                log.warning("partition taken over while restoring", extra={
+                    "partition": partition})
+                self._drop(partition, "fenced while restoring")
+                return
+            except Exception as error:  # retried; a bug shows in the log, not as a hang
+                delay = backoff.next_delay()
+                log.warning("restore failed; retrying", exc_info=not isinstance(
+                    error, KafkaError | OSError | TimeoutError), extra={
+                    "partition": partition, "retry_in_s": round(delay, 2),
+                    "reason": f"{type(error).__name__}: {error}"})
+                fresh = PartitionState(partition, state.engine.config)
+                self.states[partition] = state = fresh
+                await asyncio.sleep(delay)
+        state.finish_restore()
+        self._restores.pop(partition, None)
+        consumer = self._consumer
+        if consumer is not None and self.states.get(partition) is state:
+            await self._seek(consumer, state)
+            consumer.resume(TopicPartition(self.settings.events_topic, partition))
+        seconds = time.perf_counter() - started
+        self.metrics.restore_seconds.observe(seconds)
+        log.info("partition restored", extra={
+            "partition": partition, "accounts": len(state.engine.accounts),
+            "changelog_records": state.restored_records, "position": state.position,
+            "seconds": round(seconds, 3)})
+
+    async def _ensure_producer(self, partition: int) -> AIOKafkaProducer:
+        producer = self._producers.get(partition)
+        if producer is None:
+            producer = self.clients.transactional_producer(partition)
+            try:
+                await asyncio.wait_for(producer.start(), BROKER_CALL_TIMEOUT_S * 4)
+            except BaseException:
+                await _close(producer, f"changelog-{partition}")
+                raise
+            self._producers[partition] = producer
+        return producer
+
+    async def _load_local_snapshot(self, state: PartitionState) -> None:
+        store = snapshots.partition_store(self.settings.snapshot_dir, state.partition,
+                                          self.settings.snapshots_kept)
+        snapshot = await asyncio.to_thread(store.load_newest)
+        if snapshot is None:
+            return
+        with snapshots.collector_paused():
+            state.load_snapshot(snapshot.header, snapshot.account_pairs())
+        log.info("partition snapshot loaded", extra={
+            "partition": state.partition, "path": str(snapshot.path),
+            "accounts": len(state.engine.accounts), "changelog_next": state.changelog_next})
+
+    async def _read_changelog(self, state: PartitionState) -> PartitionState:
+        tp = TopicPartition(self.settings.changelog, state.partition)
+        reader = self.clients.changelog_reader()
+        await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
+        try:
+            reader.assign([tp])
+            begin = (await reader.beginning_offsets([tp]))[tp]
+            end = (await reader.end_offsets([tp]))[tp]
+            if not begin <= state.changelog_next <= end:
+                # The snapshot does not belong to this changelog (recreated or truncated).
+                log.warning("local snapshot does not match the changelog; reading it all",
+                            extra={"partition": state.partition,
+                                   "snapshot_changelog_next": state.changelog_next,
+                                   "changelog_begin": begin, "changelog_end": end})
+                state = PartitionState(state.partition, state.engine.config)
+                self.states[state.partition] = state
+            reader.seek(tp, max(begin, state.changelog_next))
+            with snapshots.collector_paused():
+                while await reader.position(tp) < end:
+                    batch = await reader.getmany(tp, timeout_ms=500,
+                                                 max_records=RESTORE_FETCH_RECORDS)
+                    for record in batch.get(tp, ()):
+                        state.apply_changelog(record.key, record.value)
+                    self.metrics.restored_records.inc(len(batch.get(tp, ())))
+                    await asyncio.sleep(0)
+            state.changelog_next = end
+        finally:
+            await _close(reader, f"changelog-reader-{state.partition}")
+        if state.restored_records:
+            gc.freeze()  # restored state lives long: keep the collector off it
+        return state
+
+    # --- the loop ---------------------------------------------------------------------
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         settings = self.settings
-        next_snapshot = time.monotonic() + settings.snapshot_interval_s
-        next_lag = next_expiry = time.monotonic()
+        now = time.monotonic()
+        next_snapshot = now + settings.snapshot_interval_s
+        next_checkpoint = now + settings.commit_interval_s
+        next_lag = next_expiry = now
         expiry: Iterator[int] | None = None
         while not self._stopping.is_set():
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             batch = await consumer.getmany(
                 timeout_ms=settings.fetch_timeout_ms, max_records=settings.fetch_max_records
             )
             if batch:
                 await self._process(batch)
             now = time.monotonic()
-            if self._snapshot_requests or now >= next_snapshot:
-                await self._start_snapshot()
-                next_snapshot = now + settings.snapshot_interval_s
-            if self._committable is not None:
-                await self._commit(consumer)
+            if now >= next_checkpoint:
+                committed = await self._checkpoint_all()
+                next_checkpoint = now + settings.commit_interval_s
+                if self._snapshot_requests or (now >= next_snapshot and committed):
+                    await self._start_snapshot(committed)
+                    next_snapshot = now + settings.snapshot_interval_s
             if now >= next_expiry and expiry is None:
-                expiry = self.engine.expire_in_slices()
+                expiry = self._expire_all()
                 next_expiry = now + settings.expiry_interval_s
             if expiry is not None and next(expiry, None) is None:
                 expiry = None  # one slice per turn: ingestion and queries go on between
-
             if now >= next_lag:
                 await self._update_lag(consumer)
                 next_lag = now + LAG_INTERVAL_S
             self.metrics.consumer_ready.set(1 if self.ready else 0)
 
+    def _expire_all(self) -> Iterator[int]:
+        for state in list(self.states.values()):
+            # A partition with no events yet has no stream time, so nothing to expire.
+            if state.status is Status.ACTIVE and state.clock.stream_time != -math.inf:
+                yield from state.engine.expire_in_slices()
+
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         settings = self.settings
-        engine = self.engine
         wall = time.time()
         outcomes: Counter[tuple[str, str]] = Counter()
         rejected: list[DeadLetter] = []
         messages = 0
-        replayed = 0
-        changed: set[tuple[int, str]] = set()
         for tp, records in batch.items():
+            state = self.states.get(tp.partition)
+            if state is None or state.status is not Status.ACTIVE:
+                continue  # revoked or restoring meanwhile: the owner will consume these
+            engine = state.engine
             partition = tp.partition
             for index, record in enumerate(records):
                 if index % YIELD_EVERY_RECORDS == YIELD_EVERY_RECORDS - 1:
                     await asyncio.sleep(0)  # let score queries in between
+                    if self.states.get(partition) is not state:
+                        break  # dropped while we yielded
                 result = decode_event(
                     record.key, record.value, now=wall,
                     max_event_bytes=settings.max_event_bytes,
@@ -226,78 +586,108 @@ class StreamConsumer:
                     outcomes["invalid", "dead_lettered"] += 1
                 else:
                     outcomes[result.type, engine.apply(result, partition)] += 1
-                    changed.add((partition, result.account_id))
+                state.position = record.offset + 1
             messages += len(records)
-            last = records[-1].offset
-            self.positions[partition] = last + 1
-            target = self._replay_until.get(partition)
-            if target is not None:
-                replayed += sum(1 for record in records if record.offset < target)
-                if last + 1 >= target:
-                    del self._replay_until[partition]
-        if changed and self.on_changed is not None:
-            self.on_changed(changed)
+            state.progressed()
         if rejected and self.dead_letters is not None:
             await self.dead_letters.publish(rejected)
         for (event_type, outcome), count in outcomes.items():
             self.metrics.events.labels(event_type, outcome).inc(count)
-        if replayed:
-            self.metrics.replayed_events.inc(replayed)
         self.metrics.batch_messages.observe(messages)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    async def seek_to_snapshot(self, assigned: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        for tp in assigned:
-            position = self.positions.get(tp.partition)
-            if position is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, position)
-        if assigned and not self._replay_measured:
-            # What was already in the topic at start-up is a replay of history.
-            ends = await consumer.end_offsets(assigned)
-            self._replay_until = {tp.partition: end for tp, end in ends.items()}
-            self._replay_measured = True
-        self.assigned = bool(assigned)
-        log.info("partitions assigned",
-                 extra={"partitions": sorted(tp.partition for tp in assigned)})
+    # --- checkpoints: changelog and offsets in one transaction per partition ----------
 
-    async def _restore(self) -> None:
+    async def _checkpoint_all(self) -> list[PartitionState]:
+        """Commits every active partition; returns those whose state now equals what is
+        committed (what a local snapshot may hold)."""
+        active = [s for s in self.states.values() if s.status is Status.ACTIVE]
+        results = await asyncio.gather(*(self._checkpoint(s) for s in active))
+        return [state for state, ok in zip(active, results, strict=True) if ok]
+
+    async def _checkpoint(self, state: PartitionState) -> bool:
+        partition = state.partition
+        producer = self._producers.get(partition)
+        if producer is None:
+            return False
+        if self.on_checkpoint is not None and state.engine.accounts.changed:
+            self.on_checkpoint(partition, state.engine.accounts.changed)
+        records = state.checkpoint_records()
+        if not records:
+            return True  # nothing new: the committed state is the current one
         started = time.perf_counter()
-        snapshot = await asyncio.to_thread(self.store.load_newest)
-        if snapshot is not None:
-            config = self.engine.config
-            self.engine = await asyncio.to_thread(
-                _rebuild, config, snapshot)
-            self.positions = dict(snapshot.offsets)
-            self.last_snapshot_at = snapshot.written_at
-            log.info("restored snapshot", extra={"path": str(snapshot.path),
-                                                 "accounts": len(self.engine.accounts),
-                                                 "offsets": self.positions})
-        else:
-            log.info("no snapshot found: starting from the beginning of the topic")
-        self.metrics.watch_engine(self.engine, lambda: self.last_snapshot_at)
-        self.metrics.restore_seconds.set(time.perf_counter() - started)
-        self.restored = True
+        try:
+            await asyncio.wait_for(self._transaction(producer, state, records),
+                                   BROKER_CALL_TIMEOUT_S * 2)
+        except ProducerFenced:
+            log.error("another instance took this partition over (fenced); dropping it",
+                      extra={"partition": partition})
+            self._drop(partition, "fenced")
+            return False
+        except (KafkaError, OSError, TimeoutError) as error:
+            state.requeue(records)
+            self.metrics.checkpoint_failures.inc()
+            log.warning("checkpoint failed; its changes are written with the next one",
+                        extra={"partition": partition,
+                               "reason": f"{type(error).__name__}: {error}"})
+            await self._reset_producer(partition)
+            self._broker_unreachable()
+            return False
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self.metrics.changelog_records.inc(len(records))
+        return True
 
-    async def _start_snapshot(self) -> None:
-        """Starts one snapshot of the state and the offsets it reflects; the write goes on
-        in the background while ingestion continues."""
+    async def _transaction(self, producer: AIOKafkaProducer, state: PartitionState,
+                           records: list[tuple[bytes, bytes | None]]) -> None:
+        topic = self.settings.changelog
+        partition = state.partition
+        await producer.begin_transaction()
+        try:
+            sent = [await producer.send(topic, value, key=key, partition=partition)
+                    for key, value in records]
+            if state.position is not None:
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(self.settings.events_topic, partition): state.position},
+                    self.settings.consumer_group)
+            last = await sent[-1] if sent else None
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), BROKER_CALL_TIMEOUT_S)
+            raise
+        if last is not None:
+            state.changelog_next = last.offset + 1
+
+    async def _reset_producer(self, partition: int) -> None:
+        """A producer whose transaction failed may be in an unusable state; the next
+        checkpoint starts a new one (which fences nothing but the old one)."""
+        producer = self._producers.pop(partition, None)
+        if producer is not None:
+            await _close(producer, f"changelog-{partition}")
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await self._ensure_producer(partition)
+
+    # --- local snapshots --------------------------------------------------------------
+
+    async def _start_snapshot(self, committed: list[PartitionState]) -> None:
+        """Forks a writer of the partitions whose state equals their last committed
+        checkpoint (so the snapshot and the changelog offset in it agree)."""
         if self._in_flight is not None and not self._in_flight.done():
             return  # one at a time; requests wait for the next one
         requests, self._snapshot_requests = self._snapshot_requests, []
         started = time.perf_counter()
-        offsets = dict(self.positions)
+        offsets = {s.partition: s.position or 0 for s in committed}
+        directory, keep = self.settings.snapshot_dir, self.settings.snapshots_kept
         if self.settings.snapshot_fork and snapshot_child.AVAILABLE:
-            pid, report = snapshot_child.start(self.engine, offsets, self.store)
+            pid, report_fd = snapshot_child.start(committed, directory, keep)
             pause = time.perf_counter() - started
-            self.metrics.snapshot_pause_seconds.observe(pause)
-            task = asyncio.create_task(self._await_child(pid, report, offsets, pause, started))
+            task = asyncio.create_task(self._await_child(pid, report_fd, offsets, pause,
+                                                         started))
         else:
-            task = await self._copy_and_persist(offsets, started)
+            task = asyncio.create_task(self._write_in_thread(committed, directory, keep,
+                                                             offsets, started))
+            pause = 0.0
+        self.metrics.snapshot_pause_seconds.observe(pause)
         self._in_flight = task
 
         def settle(done: asyncio.Task[SnapshotResult]) -> None:
@@ -316,87 +706,80 @@ class StreamConsumer:
     async def _await_child(self, pid: int, report_fd: int, offsets: dict[int, int],
                            pause: float, started: float) -> SnapshotResult:
         report = await asyncio.to_thread(snapshot_child.wait, pid, report_fd)
+        return self._written(report, offsets, pause, started)
+
+    async def _write_in_thread(self, states: list[PartitionState], directory: Path,
+                               keep: int, offsets: dict[int, int], started: float
+                               ) -> SnapshotResult:
+        """Without fork: written from a thread while the loop waits (the state must not
+        change during the copy)."""
+        try:
+            with snapshots.collector_paused():
+                report = snapshot_child.write_partitions(states, directory, keep)
+        except OSError as error:
+            report = {"error": repr(error)}
+        return self._written(report, offsets, time.perf_counter() - started, started)
+
+    def _written(self, report: dict[str, Any], offsets: dict[int, int], pause: float,
+                 started: float) -> SnapshotResult:
         if "error" in report:
             self.metrics.snapshot_failures.inc()
             log.error("snapshot could not be written", extra={"reason": report["error"]})
             raise OSError(report["error"])
-        return self._written(report["path"], report["bytes"], report["accounts"], offsets,
-                             pause, started)
-
-    async def _copy_and_persist(self, offsets: dict[int, int], started: float
-                                ) -> asyncio.Task[SnapshotResult]:
-        """Without fork: copy in chunks (ingestion waits; HTTP answers between chunks)."""
-        partitions = export_partitions(self.engine)
-        accounts = []
-        with snapshots.collector_paused():
-            for packed in export_accounts(self.engine):
-                accounts.append(packed)
-                if len(accounts) % EXPORT_CHUNK_ACCOUNTS == 0:
-                    await asyncio.sleep(0)
-        pause = time.perf_counter() - started
-        self.metrics.snapshot_pause_seconds.observe(pause)
-        return asyncio.create_task(self._persist(offsets, partitions, accounts,
-                                                 self.engine.changes, pause, started))
-
-    async def _persist(self, offsets: dict[int, int], partitions: dict[int, Any],
-                       accounts: list[Any], changes: int, pause: float, started: float
-                       ) -> SnapshotResult:
-        try:
-            data = await asyncio.to_thread(snapshots.encode, offsets, partitions, accounts,
-                                           changes)
-            path = await asyncio.to_thread(self.store.write, data)
-        except OSError:
-            self.metrics.snapshot_failures.inc()
-            log.exception("snapshot could not be written")
-            raise
-        return self._written(str(path), len(data), len(accounts), offsets, pause, started)
-
-    def _written(self, path: str, size: int, accounts: int, offsets: dict[int, int],
-                 pause: float, started: float) -> SnapshotResult:
         duration = time.perf_counter() - started
         self.metrics.snapshot_seconds.observe(duration)
-        self.metrics.snapshot_bytes.set(size)
+        self.metrics.snapshot_bytes.set(report["bytes"])
         self.last_snapshot_at = time.time()
-        self._committable = offsets
-        log.info("snapshot written", extra={"path": path, "bytes": size, "accounts": accounts,
-                                            "pause_s": round(pause, 4),
-                                            "duration_s": round(duration, 4)})
-        return SnapshotResult(path, size, accounts, offsets, pause, duration)
+        log.info("snapshot written", extra={
+            "path": report["path"], "bytes": report["bytes"], "accounts": report["accounts"],
+            "partitions": report.get("partitions"), "pause_s": round(pause, 4),
+            "duration_s": round(duration, 4)})
+        return SnapshotResult(report["path"], report["bytes"], report["accounts"], offsets,
+                              pause, duration)
 
     async def _finish_in_flight(self) -> None:
         if self._in_flight is not None:
             await asyncio.gather(self._in_flight, return_exceptions=True)
 
     async def _write_snapshot(self) -> None:
-        await self._start_snapshot()
-        await self._finish_in_flight()
+        committed = [s for s in self.states.values()
+                     if s.status is Status.ACTIVE and not s.uncommitted]
+        if committed:
+            await self._start_snapshot(committed)
+            await self._finish_in_flight()
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets, self._committable = self._committable, None
-        if not offsets:
-            return
-        topic = self.settings.events_topic
-        assignment = {tp.partition for tp in consumer.assignment()}
-        owned = {TopicPartition(topic, p): o for p, o in offsets.items() if p in assignment}
-        if owned:
-            try:
-                await asyncio.wait_for(consumer.commit(owned), BROKER_CALL_TIMEOUT_S)
-            except Exception:  # a lost commit only delays lag metrics
-                log.warning("offset commit failed; the next snapshot commits again",
-                            exc_info=True)
+    # --- lag and broker health --------------------------------------------------------
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        assignment = list(consumer.assignment())
-        if not assignment:
+        topic = self.settings.events_topic
+        active = {p: s for p, s in self.states.items() if s.status is Status.ACTIVE}
+        if not self.joined:
             return
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(assignment),
-                                          BROKER_CALL_TIMEOUT_S)
-            for tp, end in ends.items():
-                position = self.positions.get(tp.partition)
-                if position is None:
-                    position = await asyncio.wait_for(consumer.position(tp),
-                                                      BROKER_CALL_TIMEOUT_S)
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))
-        except Exception:  # lag is for the dashboards; the next turn tries again
-            log.warning("could not read end offsets for lag", exc_info=True)
+            tps = [TopicPartition(topic, p) for p in active]
+            if tps:
+                ends = await asyncio.wait_for(consumer.end_offsets(tps), BROKER_CALL_TIMEOUT_S)
+            else:
+                await asyncio.wait_for(consumer.topics(), BROKER_CALL_TIMEOUT_S)
+                ends = {}
+        except Exception as error:  # lag is for freshness and dashboards: try again
+            self._broker_unreachable()
+            log.warning("could not read end offsets for lag",
+                        extra={"reason": f"{type(error).__name__}: {error}"})
+            return
+        self._broker_reachable()
+        found = consumer.partitions_for_topic(topic)
+        if found is not None and len(found) != self.partition_count:
+            self._partitions_changed()
+        for tp, end in ends.items():
+            state = active[tp.partition]
+            position = state.position if state.position is not None else 0
+            state.lag = max(0, end - position)
+            if state.lag == 0:
+                state.progressed()  # caught up: nothing to do is progress too
+            self.metrics.consumer_lag.labels(str(tp.partition)).set(state.lag)
+
+
+async def _close_admin(admin: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(admin.close(), BROKER_CALL_TIMEOUT_S)

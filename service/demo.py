@@ -1,5 +1,7 @@
 """Demo traffic for `make run`: a few hundred accounts of different kinds, first a week
-of history, then a live stream, so a newcomer sees scores appear and move.
+of history, then a live stream, so a newcomer sees scores appear and move. While the
+live stream runs, a few more accounts are onboarded the way a crawler brings them: one
+account's 20 days of history at a time, weeks behind the stream's time (a backfill).
 
     python -m service.demo [--accounts 300] [--rate 400]
 """
@@ -17,11 +19,24 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service.settings import Settings
-from service.simulation import Profile, account_events, demo_accounts, rfc3339
+from service.simulation import (
+    AUTHENTIC_MICRO,
+    MID_TYPICAL,
+    POD_PUMPED,
+    Profile,
+    account_events,
+    demo_accounts,
+    rfc3339,
+    varied,
+)
 
 HISTORY_DAYS = 7
 MAX_DEMO_INTERACTIONS_PER_POST = 80
 NEW_POST_CHANCE = 0.005
+# Onboarded during the live stream, one every ONBOARD_EVERY_S, each with its history.
+ONBOARDED = (AUTHENTIC_MICRO, POD_PUMPED, MID_TYPICAL)
+ONBOARDED_HISTORY_DAYS = 20
+ONBOARD_EVERY_S = 15.0
 
 
 async def produce(accounts: int, rate: float, seed: int) -> None:
@@ -34,20 +49,14 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
         chosen = demo_accounts(accounts, rng)
         now = time.time()
         if await _topic_holds_events(settings, producer):
-            # The stream's time is already past this history: it would only count as late.
+            # This history (its times follow the clock) and the onboarded accounts were
+            # sent by the first run; sent again they would be new events.
             print("demo: the topic already holds events; streaming live only", flush=True)
             await _stream_live(producer, settings.events_topic, chosen, rate, rng)
             return
         history: list[dict[str, object]] = []
         for account_id, profile in chosen:
-            shaped = replace(profile, interactions_per_post=min(
-                profile.interactions_per_post, MAX_DEMO_INTERACTIONS_PER_POST))
-            start = now - HISTORY_DAYS * 86_400 + rng.uniform(0, 86_400)
-            spacing = (HISTORY_DAYS * 86_400) / (shaped.posts + 1)
-            history.extend(  # same RFC 3339 format throughout: strings order like times
-                event for event in account_events(account_id, shaped, start, spacing, rng,
-                                                  interaction_span_s=spacing / 2)
-                if str(event["occurred_at"]) <= rfc3339(now))
+            history.extend(_history(account_id, profile, HISTORY_DAYS, now, rng))
         # In time order, as a real replay would be: the engine windows by event time.
         history.sort(key=lambda event: str(event["occurred_at"]))
         for event in history:
@@ -60,9 +69,45 @@ async def produce(accounts: int, rate: float, seed: int) -> None:
         kinds = sorted({account_id.rsplit("-", 1)[0] for account_id, _ in chosen})
         print("demo: one account of each kind: "
               + " ".join(f"{kind}-0000" for kind in kinds), flush=True)
-        await _stream_live(producer, settings.events_topic, chosen, rate, rng)
+        await asyncio.gather(
+            _stream_live(producer, settings.events_topic, chosen, rate, rng),
+            _onboard(producer, settings, chosen, rng))
     finally:
         await producer.stop()
+
+
+def _history(account_id: str, profile: Profile, days: float, now: float,
+             rng: random.Random) -> list[dict[str, object]]:
+    """The account's posts and interactions of the last `days`, in time order."""
+    shaped = replace(profile, interactions_per_post=min(
+        profile.interactions_per_post, MAX_DEMO_INTERACTIONS_PER_POST))
+    start = now - days * 86_400 + rng.uniform(0, 86_400)
+    spacing = (days * 86_400) / (shaped.posts + 1)
+    return [  # same RFC 3339 format throughout: strings order like times
+        event for event in account_events(account_id, shaped, start, spacing, rng,
+                                          interaction_span_s=spacing / 2)
+        if str(event["occurred_at"]) <= rfc3339(now)]
+
+
+async def _onboard(producer: AIOKafkaProducer, settings: Settings,
+                   live: list[tuple[str, Profile]], rng: random.Random) -> None:
+    """New accounts as a crawler brings them: one account's whole history, weeks behind
+    the live stream's time, then the account joins the live stream. Each counts in
+    full (docs/scoring.md, time and windows)."""
+    for profile in ONBOARDED:
+        await asyncio.sleep(ONBOARD_EVERY_S)
+        account_id = f"onboarded-{profile.kind}-0000"
+        shaped = varied(profile, rng)
+        history = _history(account_id, shaped, ONBOARDED_HISTORY_DAYS, time.time(), rng)
+        for event in history:
+            await producer.send(settings.events_topic, orjson.dumps(event),
+                                key=account_id.encode())
+        await producer.flush()
+        live.append((account_id, shaped))
+        print(f"demo: onboarded {account_id} with {len(history)} events of "
+              f"{ONBOARDED_HISTORY_DAYS} days' history, sent after the live stream's; "
+              f"try curl -s localhost:{settings.http_port}/accounts/{account_id}/score",
+              flush=True)
 
 
 async def _topic_holds_events(settings: Settings, producer: AIOKafkaProducer) -> bool:
@@ -80,14 +125,16 @@ async def _topic_holds_events(settings: Settings, producer: AIOKafkaProducer) ->
 async def _stream_live(producer: AIOKafkaProducer, topic: str,
                        chosen: list[tuple[str, Profile]], rate: float,
                        rng: random.Random) -> None:
-    """New posts now and then, and interactions on each account's newest post."""
+    """New posts now and then, and interactions on each account's newest post; accounts
+    appended to `chosen` meanwhile join in."""
     run = int(time.time())  # live event ids must differ from an earlier run's
-    newest_post = {account_id: f"{account_id}-post-{profile.posts - 1}"
-                   for account_id, profile in chosen}
+    newest_post: dict[str, str] = {}
     sent = 0
     started = time.monotonic()
     while True:
         account_id, profile = rng.choice(chosen)
+        if account_id not in newest_post:
+            newest_post[account_id] = f"{account_id}-post-{profile.posts - 1}"
         event: dict[str, object]
         if rng.random() < NEW_POST_CHANCE:
             post_id = f"{account_id}-live-{run}-{sent}"

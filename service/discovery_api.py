@@ -32,7 +32,7 @@ from service.engine.discovery import (
     merge_pages,
 )
 from service.engine.tiers import TIER_SCHEMES, UNKNOWN_TIER
-from service.events import ACCOUNT_ID_PATTERN, MAX_ID_CHARS, MAX_TOPIC_CHARS
+from service.event_contract import ACCOUNT_ID_PATTERN, MAX_ID_CHARS, MAX_TOPIC_CHARS
 from service.problems import problem
 from service.responses import ProblemBody, ScoreBody, score_json
 
@@ -59,8 +59,9 @@ class Found:
 @dataclass(frozen=True, slots=True)
 class Scores:
     bodies: Mapping[str, bytes]  # account id -> score body
-    missing: Sequence[str]  # no events in the window, on a partition that answered
-    missing_partitions: Sequence[int] = ()  # partitions that did not answer
+    missing: Sequence[str]  # not found on the partitions that answered
+    missing_partitions: Sequence[int] = ()  # partitions that did not answer: an id of
+    # theirs is in `missing` too
 
 
 class DiscoveryReader(Protocol):
@@ -80,30 +81,34 @@ class PartitionView:
 
 
 class LocalReader:
-    """Answers from the partitions this process holds, as `partitions()` lists them now
-    (they move on a rebalance). Every partition answers: nothing is ever missing here."""
+    """Answers from the partitions this process owns, as `partitions()` lists them now
+    (they move on a rebalance); a partition listed as None cannot answer yet (it is
+    restoring, or its index is being built) and is named as missing."""
 
-    def __init__(self, partitions: Callable[[], Mapping[int, PartitionView]]) -> None:
+    def __init__(self, partitions: Callable[[], Mapping[int, PartitionView | None]]) -> None:
         self.partitions = partitions
 
     def discover_now(self, query: DiscoveryQuery) -> Found:
         views = self.partitions()
         # One request examines about SCAN_BUDGET accounts however many partitions it spans.
         budget = max(MIN_BUDGET_PER_PARTITION, SCAN_BUDGET // max(1, len(views)))
-        pages = {partition: view.index.query(query, budget)
+        pages = {partition: None if view is None else view.index.query(query, budget)
                  for partition, view in views.items()}
         merged = merge_pages(pages, query.sort, query.limit)
         bodies = []
         for hit in merged.hits:
+            view = views[hit.partition]
+            assert view is not None  # its page had hits
             # Rendered from the engine, not the index: the body is the score as of now.
-            score = views[hit.partition].engine.score(hit.account_id)
+            score = view.engine.score(hit.account_id)
             if score is not None:
                 bodies.append(score_json(score))
         return Found(bodies, merged.next_cursor, merged.missing_partitions)
 
     def scores_now(self, account_ids: Sequence[str]) -> Scores:
+        views = self.partitions()
         engines = list({id(view.engine): view.engine
-                        for view in self.partitions().values()}.values())
+                        for view in views.values() if view is not None}.values())
         bodies: dict[str, bytes] = {}
         missing = []
         for account_id in account_ids:
@@ -114,7 +119,8 @@ class LocalReader:
                     break
             else:
                 missing.append(account_id)
-        return Scores(bodies, missing)
+        unavailable = sorted(partition for partition, view in views.items() if view is None)
+        return Scores(bodies, missing, unavailable)
 
     async def discover(self, query: DiscoveryQuery) -> Found:
         return self.discover_now(query)

@@ -1,9 +1,11 @@
-"""The discovery indexes of the partitions this process consumes, kept up to date with
-the engine: the consumer notes which accounts each batch changed, and `refresh` re-scores
-and re-indexes them, each once, however many events it had in between.
+"""The discovery indexes of the partitions this process owns, kept up to date with their
+engines: the consumer notes which accounts each checkpoint carries (changed, expired or
+evicted), and `refresh` re-scores and re-indexes them, each once, however many events it
+had in between. A partition that arrives (assigned, or restored anew) is indexed in full,
+in the background; until then, and while it restores, discovery names it as missing.
 
-Re-scoring is what maintenance costs (bench/discovery.py), so it runs on a timer, not per
-batch, and takes at most MAINTENANCE_SHARE of the time: under heavy ingest the index
+Re-scoring is what maintenance costs (bench/discovery.py), so it runs on a timer, in
+slices, and takes at most MAINTENANCE_SHARE of the time: under heavy ingest the index
 trails the engine further instead of slowing ingestion. Discovery answers render every
 item from the engine, so a body is never older than the engine; only its place in the
 order may be.
@@ -13,63 +15,97 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from service.discovery_api import PartitionView
 from service.engine import Engine
 from service.engine.discovery import DiscoveryIndex, reindex
 
 REFRESH_INTERVAL_S = 1.0
-MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 REFRESH_SLICE_ACCOUNTS = 500  # ~30 ms of re-scoring
+MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 
 
 class DiscoveryIndexes:
     def __init__(self) -> None:
-        self.indexes: dict[int, DiscoveryIndex] = {}
+        self._held: dict[int, tuple[Engine, DiscoveryIndex]] = {}
         self._changed: dict[int, set[str]] = {}
+        self._building: set[int] = set()  # partitions whose first full build is not done
+        self._answering: set[int] = set()  # partitions that answer queries now
+        self._owned: set[int] = set()
 
-    def note(self, changed: Iterable[tuple[int, str]]) -> None:
-        """(partition, account_id) of the accounts a batch changed."""
-        pending = self._changed
-        for partition, account_id in changed:
-            accounts = pending.get(partition)
-            if accounts is None:
-                accounts = pending[partition] = set()
-            accounts.add(account_id)
+    @property
+    def indexes(self) -> dict[int, DiscoveryIndex]:
+        return {partition: index for partition, (_, index) in self._held.items()}
 
-    def refresh(self, engine: Engine, most: int = REFRESH_SLICE_ACCOUNTS) -> int:
-        """Re-indexes up to `most` of the accounts changed since they were last indexed;
+    def follow(self, engines: Mapping[int, Engine | None]) -> None:
+        """The partitions owned now, each with its engine, or None while it restores. A
+        partition seen for the first time, or with a new engine (restored again), is
+        indexed anew from all its accounts; one no longer owned is forgotten."""
+        for partition in list(self._held):
+            if partition not in engines or (
+                    engines[partition] not in (None, self._held[partition][0])):
+                del self._held[partition]
+                self._changed.pop(partition, None)
+                self._building.discard(partition)
+        self._answering = set()
+        self._owned = set(engines)
+        for partition, engine in engines.items():
+            if engine is None:
+                continue
+            if partition not in self._held:
+                self._held[partition] = (engine, DiscoveryIndex(partition))
+                self._changed[partition] = set(engine.accounts)
+                self._building.add(partition)
+            if partition not in self._building:
+                self._answering.add(partition)
+
+    def note(self, partition: int, changed: Iterable[str]) -> None:
+        """Accounts of `partition` whose state changed, expired or was evicted."""
+        if partition not in self._held:
+            return  # indexed in full when it is first followed
+        pending = self._changed.get(partition)
+        if pending is None:
+            pending = self._changed[partition] = set()
+        pending.update(changed)
+
+    def refresh(self, most: int = REFRESH_SLICE_ACCOUNTS) -> int:
+        """Re-indexes up to `most` of the accounts noted since they were last indexed;
         returns how many. A slice at a time: re-scoring costs tens of microseconds an
         account, too long to do thousands without letting queries in between."""
         done = 0
         for partition, accounts in list(self._changed.items()):
-            index = self.indexes.get(partition)
-            if index is None:
-                index = self.indexes[partition] = DiscoveryIndex(partition)
+            engine, index = self._held[partition]
             take = [accounts.pop() for _ in range(min(most - done, len(accounts)))]
             reindex(index, engine, take)
             done += len(take)
             if not accounts:
                 del self._changed[partition]
+                self._building.discard(partition)
             if done >= most:
                 break
         return done
 
-    def views(self, engine: Engine) -> dict[int, PartitionView]:
-        return {partition: PartitionView(engine, index)
-                for partition, index in self.indexes.items()}
+    def views(self) -> dict[int, PartitionView | None]:
+        """Every partition owned: its engine and index, or None when it cannot answer
+        (restoring, or its index not built yet)."""
+        return {partition: PartitionView(*self._held[partition])
+                if partition in self._answering else None
+                for partition in self._owned}
 
 
-async def follow_engine(indexes: DiscoveryIndexes, engine_of: Callable[[], Engine],
-                        interval_s: float = REFRESH_INTERVAL_S) -> None:
-    """Keeps `indexes` up to date with the engine until cancelled."""
+async def follow_engines(indexes: DiscoveryIndexes,
+                         engines_of: Callable[[], Mapping[int, Engine | None]],
+                         interval_s: float = REFRESH_INTERVAL_S) -> None:
+    """Keeps `indexes` up to date with the partitions' engines until cancelled."""
     rest_per_busy_s = 1.0 / MAINTENANCE_SHARE - 1.0
     while True:
         await asyncio.sleep(interval_s)
+        indexes.follow(engines_of())
         while True:
             started = time.perf_counter()
-            if not indexes.refresh(engine_of()):
+            if not indexes.refresh():
                 break
             # Queries and ingestion go on between slices, for 9x as long as a slice took.
             await asyncio.sleep((time.perf_counter() - started) * rest_per_busy_s)
+            indexes.follow(engines_of())

@@ -1,82 +1,94 @@
-"""The event contract: pydantic models of what producers send, and the decoder.
+"""Decoded events and the decoder: every Kafka message becomes an `Event` or a `Rejection`.
 
-Every message either decodes into an `Event` or into a `Rejection` that names why, so
-that the consumer can dead-letter it with a reason producers can act on.
+A `Rejection` names why, so that the consumer can dead-letter the message with a reason
+producers can act on.
+
+The hot path decodes with msgspec (compiled) into the small structs below, the objects
+the engine folds; the event time is parsed once, and converted to epoch seconds once
+(`occurred_at_s`). The pydantic models in `service.event_contract` remain the contract
+and the source of the JSON Schemas: whatever the compiled decoder does not accept as it
+is - every bad message, and the rare valid forms listed at `decode_event_compiled` - is
+decided by the contract's validator, so a rejection has the same reason code and detail
+as before. `tests/unit/test_decoders_agree.py` holds the two decoders to the same answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+import msgspec
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-MAX_ID_CHARS = 128
-MAX_TOPICS = 20
-MAX_TOPIC_CHARS = 64
-ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+from service import event_contract as contract
+from service.event_contract import (
+    ACCOUNT_ID_PATTERN,
+    MAX_ID_CHARS,
+    MAX_TOPIC_CHARS,
+    MAX_TOPICS,
+    json_schemas,
+)
 
-EventId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-AccountId = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ACCOUNT_ID_PATTERN)
+__all__ = [
+    "ACCOUNT_ID_PATTERN",
+    "MAX_ID_CHARS",
+    "CommentEvent",
+    "Event",
+    "FollowersEvent",
+    "LikeEvent",
+    "PostEvent",
+    "RejectReason",
+    "Rejection",
+    "ShareEvent",
+    "decode_event",
+    "decode_event_compiled",
+    "decode_event_reference",
+    "json_schemas",
 ]
-Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS)]
 
 
-class _EventBase(BaseModel):
-    # Unknown fields are ignored so producers can add fields before consumers know them.
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
-
-    event_id: EventId = Field(description="Unique per event; a re-sent event counts once.")
-    account_id: AccountId = Field(description="The scored account; also the Kafka key.")
-    occurred_at: AwareDatetime = Field(
-        description="RFC 3339 time with offset, e.g. 2026-11-24T10:00:00Z."
-    )
+# gc=False: events never form reference cycles, so the cyclic collector need not track
+# them (each tracked allocation brings its next collection closer).
+class _DecodedEvent(msgspec.Struct, frozen=True, gc=False):
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    occurred_at_s: float  # occurred_at in epoch seconds, as datetime.timestamp() gives it
 
 
-class _InteractionBase(_EventBase):
-    post_id: EventId = Field(description="The account's post that was interacted with.")
-    actor_id: EventId = Field(description="Who interacted (an opaque, stable id).")
+class _Interaction(_DecodedEvent, frozen=True, gc=False):
+    post_id: str
+    actor_id: str
 
 
-class LikeEvent(_InteractionBase):
-    type: Literal["like"]
+class LikeEvent(_Interaction, frozen=True, gc=False):
+    type: ClassVar[Literal["like"]] = "like"
 
 
-class CommentEvent(_InteractionBase):
-    type: Literal["comment"]
+class CommentEvent(_Interaction, frozen=True, gc=False):
+    type: ClassVar[Literal["comment"]] = "comment"
 
 
-class ShareEvent(_InteractionBase):
-    type: Literal["share"]
+class ShareEvent(_Interaction, frozen=True, gc=False):
+    type: ClassVar[Literal["share"]] = "share"
 
 
-class PostEvent(_EventBase):
-    type: Literal["post"]
-    post_id: EventId
-    sponsored: bool = Field(description="A paid cooperation.")
-    topics: list[Topic] = Field(max_length=MAX_TOPICS, description="Thematic tags of the post.")
+class PostEvent(_DecodedEvent, frozen=True, gc=False):
+    type: ClassVar[Literal["post"]] = "post"
+    post_id: str
+    sponsored: bool
+    topics: tuple[str, ...]
 
 
-class FollowersEvent(_EventBase):
-    type: Literal["followers"]
-    followers: int = Field(ge=0, description="The account's follower count at occurred_at.")
+class FollowersEvent(_DecodedEvent, frozen=True, gc=False):
+    type: ClassVar[Literal["followers"]] = "followers"
+    followers: int
 
 
 Event = LikeEvent | CommentEvent | ShareEvent | PostEvent | FollowersEvent
-EVENT_TYPES: tuple[type[BaseModel], ...] = (
-    LikeEvent,
-    CommentEvent,
-    ShareEvent,
-    PostEvent,
-    FollowersEvent,
-)
-
-_event_adapter: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Event, Field(discriminator="type")]
-)
 
 
 class RejectReason(StrEnum):
@@ -101,10 +113,174 @@ class Rejection:
     detail: str
 
 
+def decode_event(
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    now: float,
+    max_event_bytes: int,
+    max_future_skew_s: float,
+) -> Event | Rejection:
+    """Decode and validate one Kafka message; never raises.
+
+    `now` is the wall clock in epoch seconds, passed in so the check stays deterministic.
+    """
+    if value is not None and len(value) <= max_event_bytes:
+        event = decode_event_compiled(key, value, now=now, max_future_skew_s=max_future_skew_s)
+        if event is not None:
+            return event
+    return decode_event_reference(key, value, now=now, max_event_bytes=max_event_bytes,
+                                  max_future_skew_s=max_future_skew_s)
+
+
+# The compiled path. One flat struct for all types rather than a tagged union: msgspec
+# takes the first "type" of an object with two, pydantic the last, as it does for every
+# other key; decoded flat, the last one wins here too. Fields of other types are checked
+# for their type here where the contract ignores them; a mismatch only hands the message
+# to the contract.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+_Topics = Annotated[
+    tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOPIC_CHARS)], ...],
+    msgspec.Meta(max_length=MAX_TOPICS),
+]
+
+
+class _Wire(msgspec.Struct, gc=False):
+    type: str
+    event_id: _Id
+    account_id: _Id  # the pattern is checked on the key, which must equal it
+    occurred_at: msgspec.Raw  # the JSON string, quotes included; parsed below
+    post_id: _Id | None = None
+    actor_id: _Id | None = None
+    sponsored: bool | None = None
+    topics: _Topics | None = None
+    followers: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_moment_decoder = msgspec.json.Decoder(Annotated[datetime, msgspec.Meta(tz=True)])
+_INTERACTIONS: dict[str, type[LikeEvent | CommentEvent | ShareEvent]] = {
+    "like": LikeEvent, "comment": CommentEvent, "share": ShareEvent,
+}
+_ACCOUNT_ID_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-"
+# msgspec parses RFC 3339 as YYYY-MM-DD?HH:MM:SS[.fraction]offset. A JSON string of at
+# most 29 bytes with its quotes cannot hold more than 6 fractional digits; past 6, msgspec
+# rounds to the microsecond where pydantic truncates, so such times go to the contract.
+_SHORT_TIMESTAMP_BYTES = 29
+
+
+def decode_event_compiled(
+    key: bytes | None, value: bytes, *, now: float, max_future_skew_s: float
+) -> Event | None:
+    """The event if the message is valid in the usual forms; otherwise None, and the
+    contract's validator decides. Valid forms handed over (measured rare): a timestamp
+    with more than 6 fractional digits or JSON escapes in it, or one of the other forms
+    pydantic accepts (e.g. "2026-11-24_10:00:00Z", or epoch seconds as a string); a
+    follower count beyond 64 bits; a field of another event type that is present with a
+    value of the wrong type; an "occurred_at" in the future (for the rejection's detail).
+    """
+    try:
+        wire = _wire_decoder.decode(value)
+        raw = wire.occurred_at
+        if len(raw) > _SHORT_TIMESTAMP_BYTES and _finer_than_microseconds(bytes(raw)):
+            return None
+        moment = _moment_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # DecodeError includes ValidationError
+        return None
+    seconds = moment.timestamp()
+    account_id = wire.account_id
+    if (seconds > now + max_future_skew_s or key is None or not account_id.isascii()
+            or key != account_id.encode() or key.translate(None, _ACCOUNT_ID_BYTES)):
+        return None
+    kind = wire.type
+    interaction = _INTERACTIONS.get(kind)
+    if interaction is not None:
+        post_id, actor_id = wire.post_id, wire.actor_id
+        if post_id is None or actor_id is None:
+            return None
+        return interaction(wire.event_id, account_id, moment, seconds, post_id, actor_id)
+    if kind == "post":
+        post_id, sponsored, topics = wire.post_id, wire.sponsored, wire.topics
+        if post_id is None or sponsored is None or topics is None:
+            return None
+        return PostEvent(wire.event_id, account_id, moment, seconds, post_id, sponsored, topics)
+    if kind == "followers":
+        followers = wire.followers
+        if followers is None:
+            return None
+        return FollowersEvent(wire.event_id, account_id, moment, seconds, followers)
+    return None
+
+
+def _finer_than_microseconds(quoted: bytes) -> bool:
+    # Index 20 is the "." after the seconds, 21 to 27 the first 7 fractional digits; an
+    # escaped string does not keep those positions.
+    return b"\\" in quoted or (quoted[20:21] == b"." and quoted[21:28].isdigit())
+
+
+# The reference path: the contract's pydantic validator.
 _ID_FIELDS = frozenset({"event_id", "account_id", "post_id", "actor_id"})
 _TIMESTAMP_ERRORS = frozenset(
     {"datetime_parsing", "datetime_from_date_parsing", "timezone_aware", "datetime_type"}
 )
+
+
+def decode_event_reference(
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    now: float,
+    max_event_bytes: int,
+    max_future_skew_s: float,
+) -> Event | Rejection:
+    """`decode_event` with the contract's pydantic validator alone; never raises."""
+    if value is None:
+        return Rejection(RejectReason.NOT_JSON, "message has no value (tombstone)")
+    if len(value) > max_event_bytes:
+        return Rejection(
+            RejectReason.PAYLOAD_TOO_LARGE, f"{len(value)} bytes > limit of {max_event_bytes}"
+        )
+    try:
+        model = contract.event_adapter.validate_json(value)
+    except ValidationError as invalid:
+        errors = invalid.errors(include_url=False, include_input=False)
+        first = errors[0]
+        reason = _classify(first)
+        if reason is RejectReason.NOT_JSON and not _is_utf8(value):
+            return Rejection(RejectReason.NOT_UTF8, "value is not valid UTF-8")
+        detail = "; ".join(_describe(error) for error in errors[:3])
+        return Rejection(reason, detail)
+    except ValueError as broken:  # defensive: pydantic raises ValidationError for all we know
+        return Rejection(RejectReason.NOT_JSON, str(broken)[:200])
+    if model.occurred_at.timestamp() > now + max_future_skew_s:
+        return Rejection(
+            RejectReason.TIMESTAMP_IN_FUTURE,
+            f"occurred_at {model.occurred_at.isoformat()} is more than "
+            f"{max_future_skew_s:g}s ahead of the consumer's clock",
+        )
+    if key is None or key != model.account_id.encode():
+        shown = "none" if key is None else repr(key[:MAX_ID_CHARS])
+        return Rejection(
+            RejectReason.KEY_MISMATCH,
+            f"key {shown} must equal account_id {model.account_id!r} (UTF-8)",
+        )
+    return _from_contract(model)
+
+
+def _from_contract(model: contract.Event) -> Event:
+    aware = model.occurred_at
+    offset = aware.utcoffset()
+    # pydantic's own tzinfo makes every timestamp() three times as slow as the standard one.
+    moment = aware if offset is None else aware.replace(tzinfo=timezone(offset))
+    seconds = aware.timestamp()
+    if isinstance(model, contract.FollowersEvent):
+        return FollowersEvent(model.event_id, model.account_id, moment, seconds,
+                              model.followers)
+    if isinstance(model, contract.PostEvent):
+        return PostEvent(model.event_id, model.account_id, moment, seconds, model.post_id,
+                         model.sponsored, tuple(model.topics))
+    return _INTERACTIONS[model.type](model.event_id, model.account_id, moment, seconds,
+                                     model.post_id, model.actor_id)
 
 
 def _classify(error: ErrorDetails) -> RejectReason:
@@ -132,68 +308,9 @@ def _describe(error: ErrorDetails) -> str:
     return f"{location}: {message}" if location else message
 
 
-def decode_event(
-    key: bytes | None,
-    value: bytes | None,
-    *,
-    now: float,
-    max_event_bytes: int,
-    max_future_skew_s: float,
-) -> Event | Rejection:
-    """Decode and validate one Kafka message; never raises.
-
-    `now` is the wall clock in epoch seconds, passed in so the check stays deterministic.
-    """
-    if value is None:
-        return Rejection(RejectReason.NOT_JSON, "message has no value (tombstone)")
-    if len(value) > max_event_bytes:
-        return Rejection(
-            RejectReason.PAYLOAD_TOO_LARGE, f"{len(value)} bytes > limit of {max_event_bytes}"
-        )
-    try:
-        event = _event_adapter.validate_json(value)
-    except ValidationError as invalid:
-        errors = invalid.errors(include_url=False, include_input=False)
-        first = errors[0]
-        reason = _classify(first)
-        if reason is RejectReason.NOT_JSON and not _is_utf8(value):
-            return Rejection(RejectReason.NOT_UTF8, "value is not valid UTF-8")
-        detail = "; ".join(_describe(error) for error in errors[:3])
-        return Rejection(reason, detail)
-    except ValueError as broken:  # defensive: pydantic raises ValidationError for all we know
-        return Rejection(RejectReason.NOT_JSON, str(broken)[:200])
-    if event.occurred_at.timestamp() > now + max_future_skew_s:
-        return Rejection(
-            RejectReason.TIMESTAMP_IN_FUTURE,
-            f"occurred_at {event.occurred_at.isoformat()} is more than "
-            f"{max_future_skew_s:g}s ahead of the consumer's clock",
-        )
-    if key is None or key != event.account_id.encode():
-        shown = "none" if key is None else repr(key[:MAX_ID_CHARS])
-        return Rejection(
-            RejectReason.KEY_MISMATCH,
-            f"key {shown} must equal account_id {event.account_id!r} (UTF-8)",
-        )
-    return event
-
-
 def _is_utf8(value: bytes) -> bool:
     try:
         value.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The published JSON Schemas, by file name under schemas/."""
-    schemas: dict[str, dict[str, Any]] = {
-        "event.schema.json": _event_adapter.json_schema(),
-    }
-    for model in EVENT_TYPES:
-        event_type = model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-        schemas[f"{event_type}.schema.json"] = model.model_json_schema()
-    for name, schema in schemas.items():
-        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["$id"] = f"https://engagement-scoring.invalid/schemas/{name}"
-    return schemas

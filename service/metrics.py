@@ -6,61 +6,104 @@ unbounded labels (never an account id; partitions are bounded by the topic).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from service import __version__
 from service.engine import Engine
+from service.loop_monitor import LoopBlockMonitor
+
+if TYPE_CHECKING:
+    from service.partition_state import PartitionState
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SNAPSHOT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LOOP_BLOCK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class EngineCollector(Collector):
-    """Reads the engine's own counters at scrape time, so the engine stays free of I/O."""
+class PartitionsCollector(Collector):
+    """Reads the owned partitions' engines at scrape time (the engine stays free of I/O).
+    Counters of a partition that moved away leave with it; Prometheus' rate() copes with
+    such resets."""
 
-    def __init__(self, engine: Engine, snapshot_finished_at: Callable[[], float | None]) -> None:
-        self._engine = engine
+    def __init__(self, states: Callable[[], list[PartitionState]],
+                 snapshot_finished_at: Callable[[], float | None]) -> None:
+        self._states = states
         self._snapshot_finished_at = snapshot_finished_at
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        engine = self._engine
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily
+                                  | HistogramMetricFamily]:
+        states = self._states()
+        engines = [state.engine for state in states]
         yield GaugeMetricFamily(
-            "engagement_accounts_tracked", "Accounts held in memory.", value=len(engine.accounts)
-        )
+            "engagement_accounts_tracked", "Accounts held in memory.",
+            value=sum(len(engine.accounts) for engine in engines))
         yield GaugeMetricFamily(
             "engagement_accounts_hot",
             "Accounts held as objects; the rest are packed until an event or query needs "
-            "them (ENGAGEMENT_HOT_ACCOUNTS caps this).",
-            value=engine.accounts.hot,
-        )
+            "them (ENGAGEMENT_HOT_ACCOUNTS caps this, per partition).",
+            value=sum(engine.accounts.hot for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_unpacks",
             "Packed accounts opened for an event or a query; a steep rate means the hot "
             "set is smaller than the working set.",
-            value=engine.accounts.stats.unpacks,
-        )
+            value=sum(engine.accounts.stats.unpacks for engine in engines))
         yield CounterMetricFamily(
             "engagement_accounts_evicted",
             "Accounts evicted because the account cap was reached (least recently active).",
-            value=engine.stats.evicted_accounts,
-        )
+            value=sum(engine.stats.evicted_accounts for engine in engines))
         yield CounterMetricFamily(
             "engagement_accounts_expired",
             "Accounts dropped because all their state left the window.",
-            value=engine.stats.expired_accounts,
-        )
+            value=sum(engine.stats.expired_accounts for engine in engines))
         yield CounterMetricFamily(
             "engagement_event_ids_forgotten",
             "Event ids dropped from the dedupe memory early because its cap was reached.",
-            value=engine.stats.forgotten_event_ids,
-        )
-        stream_times = [c.stream_time for c in engine.partitions.values() if c.stream_time > 0]
+            value=sum(engine.stats.forgotten_event_ids for engine in engines))
+        yield CounterMetricFamily(
+            "engagement_events_late_after_forgetting",
+            "Events dropped as late because the dedupe memory cap forgot their hour's ids "
+            "(counting them could count a re-send twice).",
+            value=sum(engine.stats.late_after_forgetting for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_event_ids", "Event ids remembered for dedupe.",
+            value=sum(engine.remembered_event_ids for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_memory_bytes", "Bytes held by the dedupe memory.",
+            value=sum(engine.event_id_bytes() for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_dedupe_expected_false_duplicates",
+            "Expected events dropped as duplicates through a 64-bit hash collision so far "
+            "(an upper bound; see docs/scoring.md).",
+            value=sum(engine.expected_false_duplicates() for engine in engines))
+        yield _summed_lag_histogram(engines)
+        partitions = GaugeMetricFamily(
+            "engagement_partitions", "Partitions held by this instance, by state.",
+            labels=["state"])
+        for status in ("active", "restoring"):
+            partitions.add_metric([status], sum(1 for s in states if s.status == status))
+        yield partitions
+        progress = GaugeMetricFamily(
+            "engagement_partition_seconds_since_progress",
+            "Seconds since a partition last consumed events or was confirmed caught up.",
+            labels=["partition"])
+        for state in states:
+            since = state.freshness().seconds_since_progress
+            if since is not None:
+                progress.add_metric([str(state.partition)], since)
+        yield progress
+        stream_times = [s.clock.stream_time for s in states if s.clock.stream_time > 0]
         if stream_times:
             yield GaugeMetricFamily(
                 "engagement_event_time_lag_seconds",
@@ -71,9 +114,31 @@ class EngineCollector(Collector):
         if finished is not None:
             yield GaugeMetricFamily(
                 "engagement_snapshot_age_seconds",
-                "Seconds since the newest snapshot was written or restored.",
+                "Seconds since the newest local snapshot was written.",
                 value=time.time() - finished,
             )
+
+
+def _summed_lag_histogram(engines: list[Engine]) -> HistogramMetricFamily:
+    """The engines' histograms of how far behind the stream time events were, added."""
+    bounds: list[str] = []
+    counts: list[float] = []
+    total = 0.0
+    for engine in engines:
+        buckets, lag_sum = engine.stats.event_lag_histogram()
+        if not bounds:
+            bounds, counts = [b for b, _ in buckets], [0.0] * len(buckets)
+        for index, (_, count) in enumerate(buckets):
+            counts[index] += count
+        total += lag_sum
+    if not bounds:
+        bounds, counts = [b for b, _ in Engine().stats.event_lag_histogram()[0]], []
+        counts = [0.0] * len(bounds)
+    return HistogramMetricFamily(
+        "engagement_event_behind_stream_seconds",
+        "How far behind its partition's stream time each counted event was: ~0 live, "
+        "days for a backfill.",
+        buckets=list(zip(bounds, counts, strict=True)), sum_value=total)
 
 
 class Metrics:
@@ -125,22 +190,99 @@ class Metrics:
         self.snapshot_failures = Counter(
             "engagement_snapshot_failures", "Snapshots that could not be written.", registry=r
         )
-        self.restore_seconds = Gauge(
-            "engagement_restore_duration_seconds", "Time the start-up restore took.", registry=r
+        self.restore_seconds = Histogram(
+            "engagement_restore_duration_seconds",
+            "Time to restore one partition (local snapshot, then the changelog).",
+            buckets=_SNAPSHOT_BUCKETS, registry=r,
         )
-        self.replayed_events = Counter(
-            "engagement_restore_replayed_events",
-            "Messages consumed after a restore up to the offsets seen at start-up.", registry=r,
+        self.restored_records = Counter(
+            "engagement_restore_changelog_records",
+            "Changelog records read to restore partitions.", registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "engagement_checkpoint_duration_seconds",
+            "Time of one partition's checkpoint transaction (changelog and offsets).",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.checkpoint_failures = Counter(
+            "engagement_checkpoint_failures",
+            "Checkpoint transactions that failed (their changes go with the next one).",
+            registry=r,
+        )
+        self.changelog_records = Counter(
+            "engagement_changelog_records", "Records written to the changelog topic.",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "engagement_rebalances", "Group assignments received by this instance.",
+            registry=r,
+        )
+        self.connect_attempts = Counter(
+            "engagement_kafka_connect_attempts",
+            "Attempts to reach the broker at start-up or after a failure, by outcome.",
+            ["outcome"], registry=r,
+        )
+        self.broker_reachable = Gauge(
+            "engagement_kafka_broker_reachable",
+            "1 while the broker answers, 0 from the first failed call until one succeeds.",
+            registry=r,
+        )
+        self.broker_unreachable_since = Gauge(
+            "engagement_kafka_broker_unreachable_since_seconds",
+            "Unix time at which the broker last became unreachable.", registry=r,
+        )
+        self.consumer_restarts = Counter(
+            "engagement_consumer_restarts",
+            "Times the consumer ended with an error and was started again.", registry=r,
+        )
+        self.consumer_running = Gauge(
+            "engagement_consumer_running",
+            "1 while the consumer task runs (retrying to connect counts as running).",
+            registry=r,
+        )
+        self.forwarded = Counter(
+            "engagement_forwarded_requests",
+            "Requests forwarded to the instance that owns the account, by route.",
+            ["route"], registry=r,
+        )
+        self.forwarding_errors = Counter(
+            "engagement_forwarding_errors",
+            "Forwarded requests that failed (owner unreachable or timed out), by route.",
+            ["route"], registry=r,
         )
         self.http_seconds = Histogram(
             "engagement_http_request_duration_seconds",
             "HTTP request latency, by route template, method and status.",
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.event_loop_block_seconds = Histogram(
+            "engagement_event_loop_block_seconds",
+            "How late the event-loop monitor woke up from each 10 ms sleep: how long "
+            "ingestion, queries and expiry held the loop (one interval more at most).",
+            buckets=_LOOP_BLOCK_BUCKETS, registry=r,
+        )
+        self.event_loop_longest_block_seconds = Gauge(
+            "engagement_event_loop_longest_block_seconds",
+            "The longest event-loop block since start-up.", registry=r,
+        )
+        for route in ("/accounts/{account_id}/score",):  # exported before the first one
+            self.forwarded.labels(route)
+            self.forwarding_errors.labels(route)
         self.build = Info("engagement_build", "Build information.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
 
-    def watch_engine(
-        self, engine: Engine, snapshot_finished_at: Callable[[], float | None]
-    ) -> None:
-        self.registry.register(EngineCollector(engine, snapshot_finished_at))
+    def loop_monitor(self) -> LoopBlockMonitor:
+        """A monitor that feeds the event-loop metrics; run its `run()` as a task."""
+        monitor = LoopBlockMonitor(observe=self.event_loop_block_seconds.observe)
+        self.event_loop_longest_block_seconds.set_function(lambda: monitor.longest_s)
+        return monitor
+
+    def watch_partitions(self, states: Callable[[], list[PartitionState]],
+                         snapshot_finished_at: Callable[[], float | None] = lambda: None
+                         ) -> None:
+        self.registry.register(PartitionsCollector(states, snapshot_finished_at))
+
+    def forget_partition(self, partition: int) -> None:
+        """A partition that moved away: its lag is another instance's to report."""
+        with contextlib.suppress(KeyError):
+            self.consumer_lag.remove(str(partition))

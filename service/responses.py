@@ -11,18 +11,28 @@ import orjson
 from pydantic import BaseModel, Field
 
 from service.engine import AccountScore
+from service.partition_state import Freshness
 
 Input = int | float | str | bool | None
 
 
 class ComponentBody(BaseModel):
-    weight: float = Field(description="Share of the credibility score this component carries.")
+    weight: float = Field(description="quality: share of the credibility score this component "
+                                      "carries; authenticity: the most of the score it can take "
+                                      "away.")
     value: float = Field(description="What the data says, 0..1.")
     confidence: float = Field(description="How much data backs the value, 0..1.")
-    effective_value: float = Field(description="value shrunk towards 0.5 by the confidence.")
-    points: float = Field(description="Points this component adds to the 0-100 credibility.")
+    effective_value: float = Field(description="value shrunk by the confidence: towards 0.5 "
+                                               "(quality) or 1 (authenticity).")
+    points: float = Field(description="Points this component adds to the 0-100 credibility "
+                                      "(negative: what an authenticity component took away); "
+                                      "all points add up to the credibility.")
     inputs: dict[str, Input]
     evidence: str
+    role: str = Field("quality", description="'quality' components add points; "
+                                             "'authenticity' components multiply the score.")
+    factor: float = Field(1.0, description="What an authenticity component multiplies the "
+                                           "score by (1 for quality components).")
 
 
 class CountsBody(BaseModel):
@@ -44,6 +54,16 @@ class EngagementBody(BaseModel):
     mean_followers_at_post: float | None
 
 
+class FreshnessBody(BaseModel):
+    partition: int = Field(description="The Kafka partition that holds the account.")
+    lag_messages: int | None = Field(
+        description="Events on the partition not yet consumed, as of the last lag reading "
+                    "(every 5 s); null before the first.")
+    seconds_since_progress: float | None = Field(
+        description="Seconds since the partition last consumed events or was confirmed "
+                    "caught up; grows while the broker is unreachable.")
+
+
 class ScoreBody(BaseModel):
     account_id: str
     tier: str
@@ -58,6 +78,8 @@ class ScoreBody(BaseModel):
     window_days: float
     window_start: str | None
     as_of: str | None
+    freshness: FreshnessBody | None = Field(
+        default=None, description="How current the answer is (absent in the change stream).")
 
 
 class ProblemBody(BaseModel):
@@ -75,7 +97,7 @@ def _timestamp(epoch: float) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def score_json(score: AccountScore) -> bytes:
+def score_json(score: AccountScore, freshness: Freshness | None = None) -> bytes:
     counts = score.counts
     engagement = score.engagement
     credibility = score.credibility
@@ -96,6 +118,8 @@ def score_json(score: AccountScore) -> bytes:
                 "points": component.points,
                 "inputs": component.inputs,
                 "evidence": component.evidence,
+                "role": component.role,
+                "factor": component.factor,
             }
             for name, component in credibility.components.items()
         },
@@ -120,4 +144,8 @@ def score_json(score: AccountScore) -> bytes:
         "window_start": _timestamp(score.window_start),
         "as_of": _timestamp(score.as_of),
     }
+    if freshness is not None:
+        body["freshness"] = {"partition": freshness.partition,
+                             "lag_messages": freshness.lag_messages,
+                             "seconds_since_progress": freshness.seconds_since_progress}
     return orjson.dumps(body)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")
 
 
 class Settings(BaseSettings):
@@ -16,6 +20,16 @@ class Settings(BaseSettings):
     events_topic: str = "engagement-events"
     dlq_topic: str = "engagement-events.dlq"
     consumer_group: str = "engagement-scorer"
+    changelog_topic: str = ""  # empty: "<consumer_group>-accounts-changelog"
+    internal_topic_replication_factor: int = Field(default=0, ge=0)  # 0: min(3, brokers)
+    topic_wait_s: float = Field(default=60.0, ge=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    connect_retry_initial_s: float = Field(default=0.5, gt=0)
+    connect_retry_max_s: float = Field(default=15.0, gt=0)
+    consumer_unhealthy_after_s: float = Field(default=120.0, gt=0)
+    advertised_url: str = ""  # empty: http://<hostname>:<http_port>
+    group_instance_id: str = ""  # static membership (KIP-345); empty: dynamic
+    forward_timeout_s: float = Field(default=2.0, gt=0)
     fetch_max_records: int = Field(default=2000, ge=1)
     fetch_timeout_ms: int = Field(default=200, ge=1)
 
@@ -49,3 +63,25 @@ class Settings(BaseSettings):
 
     log_format: Literal["auto", "json", "plain"] = "auto"
     log_level: str = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_parses(cls, value: str) -> str:
+        """A bad address must stop the start-up with a clear error, not retry for ever."""
+        servers = [part.strip() for part in value.split(",")]
+        for server in servers:
+            match = _HOST_PORT.match(server)
+            if match is None or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(
+                    f"{server!r} is not host:port (ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS={value!r})")
+        return ",".join(servers)
+
+    @property
+    def changelog(self) -> str:
+        return self.changelog_topic or f"{self.consumer_group}-accounts-changelog"
+
+    @property
+    def own_url(self) -> str:
+        """How other instances reach this one (the pod's stable DNS name in Kubernetes)."""
+        return (self.advertised_url or f"http://{socket.gethostname()}:{self.http_port}"
+                ).rstrip("/")

@@ -41,6 +41,11 @@ NANO_AUTHENTIC = Profile("nano-authentic", 600, 6, 45, 0.3, 150, 0.6, 0.01, 0.0,
 MID_TYPICAL = Profile("mid-typical", 40_000, 6, 700, 0.12, 20_000, 0.2, 0.03, 0.3, 3)
 MACRO_TYPICAL = Profile("macro-typical", 400_000, 6, 1_500, 0.08, 100_000, 0.1, 0.03, 0.5, 4)
 
+# Real posts draw different numbers of interactions; identical counts on every post are
+# what bought packages look like (the `post_variation` component). Fixed factors, so the
+# random stream (and every seed's events) stays as it was apart from the counts.
+PER_POST_SPREAD = (1.0, 0.7, 1.3, 0.85, 1.15, 0.6, 1.4)
+
 DEMO_MIX: tuple[tuple[Profile, float], ...] = (
     (AUTHENTIC_MICRO, 0.30), (NANO_AUTHENTIC, 0.15), (MID_TYPICAL, 0.12),
     (POD_PUMPED, 0.08), (PAID_FEED, 0.08), (SCATTERED, 0.08), (LIKES_ONLY, 0.07),
@@ -83,7 +88,9 @@ def account_events(account_id: str, profile: Profile, start: float, spacing_s: f
             "post_id": post_id, "sponsored": rng.random() < profile.sponsored_share,
             "topics": [rng.choice(topics)], "occurred_at": rfc3339(posted_at),
         })
-        for number in range(profile.interactions_per_post):
+        count = max(1, round(profile.interactions_per_post
+                             * PER_POST_SPREAD[index % len(PER_POST_SPREAD)]))
+        for number in range(count):
             if rng.random() < profile.loyal_core_share:
                 actor = rng.randrange(core)
             else:

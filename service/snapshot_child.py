@@ -13,25 +13,39 @@ from __future__ import annotations
 import gc
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from service import snapshots
-from service.engine import Engine
-from service.engine.persistence import export_accounts, export_partitions
+from service.partition_state import PartitionState
 
 AVAILABLE = hasattr(os, "fork")
 
 
-def start(engine: Engine, offsets: dict[int, int], store: snapshots.SnapshotStore
-          ) -> tuple[int, int]:
+def write_partitions(states: list[PartitionState], directory: Path, keep: int
+                     ) -> dict[str, Any]:
+    """Writes one snapshot file per partition; the one place snapshots are made (the
+    forked child calls it, and so does the in-process path)."""
+    written = accounts = 0
+    for state in states:
+        packed = list(state.packed_accounts())
+        data = snapshots.encode(state.snapshot_header(), packed)
+        snapshots.partition_store(directory, state.partition, keep).write(data)
+        written += len(data)
+        accounts += len(packed)
+    return {"path": str(directory), "bytes": written, "accounts": accounts,
+            "partitions": sorted(state.partition for state in states)}
+
+
+def start(states: list[PartitionState], directory: Path, keep: int) -> tuple[int, int]:
     """Forks the writer; returns its pid and the pipe to read its report from."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read_fd)
-        _write_and_exit(engine, offsets, store, write_fd)
+        _write_and_exit(states, directory, keep, write_fd)
     os.close(write_fd)
     return pid, read_fd
 
@@ -51,7 +65,7 @@ def wait(pid: int, read_fd: int) -> dict[str, Any]:
     return {"error": f"snapshot writer exited with status {os.waitstatus_to_exitcode(status)}"}
 
 
-def _write_and_exit(engine: Engine, offsets: dict[int, int], store: snapshots.SnapshotStore,
+def _write_and_exit(states: list[PartitionState], directory: Path, keep: int,
                     write_fd: int) -> None:
     code = 1
     try:
@@ -60,11 +74,7 @@ def _write_and_exit(engine: Engine, offsets: dict[int, int], store: snapshots.Sn
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         gc.disable()
-        partitions = export_partitions(engine)
-        accounts = list(export_accounts(engine))
-        data = snapshots.encode(offsets, partitions, accounts, engine.changes)
-        path = store.write(data)
-        report = {"path": str(path), "bytes": len(data), "accounts": len(accounts)}
+        report = write_partitions(states, directory, keep)
         code = 0
     except BaseException as error:  # the child must always reach os._exit
         report = {"error": repr(error)}

@@ -1,15 +1,17 @@
-"""Snapshots on disk: the engine's state together with the Kafka offsets it reflects.
+"""Local snapshots: one partition's state with the input and changelog offsets it reflects.
 
-File layout (all integers big-endian):
+The fast path when a partition comes back to the same instance (like Kafka Streams' local
+store and checkpoint file): the snapshot is loaded, then the changelog is read from the
+offset it names, then events are consumed from the position the state reflects.
+
+File layout (all integers big-endian), one folder per partition (`partition-<n>/`):
     magic b"ENGSNAP1" | format version u16 | payload length u64 | CRC-32 of payload u32 |
-    payload = lz4 frame(msgpack({"partitions": {p: {"offset", "stream_time", "seen_ids"}},
-                            "accounts": [account_id, packed account, account_id, ...],
-                            "changes": the engine's change count,
-                            "written_at": epoch seconds}))
-Version 2 stores accounts packed (service/engine/packing.py), flat, and compresses with
-lz4 rather than zlib: a restore creates no object per account but its id and bytes, and
-decompresses ~3x faster. Version 1 files (plain accounts, zlib) are refused with a log
-line, and the service replays the topic instead.
+    payload = lz4 frame(msgpack({"header": the partition's offsets, clock and dedupe ids
+                                 (PartitionState.snapshot_header),
+                                 "accounts": [account_id, packed account, ...],
+                                 "written_at": epoch seconds}))
+Version 3 is per partition. Files of other versions are refused with a log line, and the
+partition is restored from the changelog instead.
 Files are written to a temporary name, fsynced and renamed, so a reader sees a whole
 snapshot or none; a damaged file is detected by length and checksum and skipped.
 """
@@ -32,7 +34,7 @@ from typing import Any
 import lz4.frame
 import msgpack
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAGIC = b"ENGSNAP1"
 _HEADER = struct.Struct(">8sHQI")
 _NAME = re.compile(r"^snapshot-(\d{12})\.bin$")
@@ -60,25 +62,18 @@ class SnapshotError(Exception):
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     path: Path
-    offsets: dict[int, int]  # partition -> next offset to consume
-    partitions: dict[int, Any]
+    header: dict[str, Any]  # PartitionState.snapshot_header
     accounts: list[Any]  # id, packed, id, packed, ...
-    changes: int
     written_at: float
 
     def account_pairs(self) -> Iterable[tuple[str, bytes]]:
         return zip(self.accounts[::2], self.accounts[1::2], strict=True)
 
 
-def encode(offsets: dict[int, int], partitions: dict[int, Any],
-           accounts: Iterable[tuple[str, bytes]], changes: int) -> bytes:
+def encode(header: dict[str, Any], accounts: Iterable[tuple[str, bytes]]) -> bytes:
     body = {
         "written_at": time.time(),
-        "changes": changes,
-        "partitions": {
-            partition: {**plain, "offset": offsets.get(partition)}
-            for partition, plain in partitions.items()
-        },
+        "header": header,
         "accounts": [part for pair in accounts for part in pair],
     }
     payload: bytes = lz4.frame.compress(msgpack.packb(body, use_bin_type=True))
@@ -106,11 +101,11 @@ def decode(path: Path, data: bytes) -> Snapshot:
         )
     except (ValueError, RuntimeError, msgpack.UnpackException) as broken:
         raise SnapshotError(f"{path.name}: undecodable payload ({broken})") from broken
-    partitions = {int(p): plain for p, plain in body["partitions"].items()}
-    offsets = {p: int(plain["offset"]) for p, plain in partitions.items()
-               if plain.get("offset") is not None}
-    return Snapshot(path, offsets, partitions, body["accounts"], int(body["changes"]),
-                    float(body["written_at"]))
+    return Snapshot(path, body["header"], body["accounts"], float(body["written_at"]))
+
+
+def partition_store(directory: Path, partition: int, keep: int) -> SnapshotStore:
+    return SnapshotStore(directory / f"partition-{partition}", keep)
 
 
 class SnapshotStore:

@@ -1,4 +1,5 @@
-"""Per-account state: the account's posts, its follower history and its actor sketches.
+"""Per-account state: the account's posts, its follower history, its actor sketches and
+what the actor side said about its audience (`audience`, see `engine/audience.py`).
 
 Times are epoch seconds of event time. Interactions are attributed to their post, so that
 the window is a window of posts ("interactions on the window's posts") and bursts can be
@@ -12,7 +13,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from service.engine.sketches import ActorSketch
+from service.engine.sketches import RHYTHM_BIN_S, RHYTHM_BINS, ActorSketch
 
 # Most posts carry one of a few topic tuples: share them instead of one copy per post.
 # Bounded, so that producers sending ever new topic lists cannot grow it for ever.
@@ -71,8 +72,8 @@ class PostView:
 
 
 class Account:
-    __slots__ = ("account_id", "actors", "followers", "last_event_at", "partition", "posts",
-                 "version")
+    __slots__ = ("account_id", "actors", "audience", "followers", "last_event_at", "partition",
+                 "posts", "version")
 
     def __init__(self, account_id: str, partition: int) -> None:
         self.account_id = account_id
@@ -82,6 +83,10 @@ class Account:
         # One sketch per actor-time bucket, oldest first; a list is smaller than a dict and
         # an account has at most a handful of buckets.
         self.actors: list[ActorSketch] = []
+        # Audience signals summed per actor-time bucket, flat and in bucket order:
+        # [bucket, interactions, busy, farm_like, bucket, ...]; None until the first one,
+        # so that accounts without signals pay nothing.
+        self.audience: list[int] | None = None
         self.last_event_at = -math.inf
         self.version = 0  # the engine's event count at this account's last change
 
@@ -126,18 +131,49 @@ class Account:
                 post.pending.append(occurred_at)
         elif occurred_at - post.posted_at <= burst_window_s:
             post.early += 1
-        self._sketch_for(actor_bucket).add(actor)
+        sketch = self._sketch_for(actor_bucket)
+        sketch.add(actor)
+        sketch.rhythm[int(occurred_at // RHYTHM_BIN_S) % RHYTHM_BINS] += 1
 
     def record_followers(self, occurred_at: float, followers: int) -> None:
         history = self.followers
         entry = (occurred_at, followers)
-        if not history or occurred_at >= history[-1][0]:
+        # Compared as pairs, so that two counts at the same moment keep one order
+        # whatever order they arrive in.
+        if not history or entry >= history[-1]:
             history.append(entry)
         else:
             bisect.insort(history, entry)
         if len(history) > FOLLOWER_HISTORY_LIMIT:
             # Keep the newest and thin the oldest half: the window needs recent precision.
             del history[1 : len(history) // 2 : 2]
+
+    def record_audience(self, bucket: int, interactions: int, busy: int,
+                        farm_like: int) -> None:
+        audience = self.audience
+        if audience is None:
+            audience = self.audience = []
+        for start in range(len(audience) - 4, -1, -4):
+            if audience[start] == bucket:
+                audience[start + 1] += interactions
+                audience[start + 2] += busy
+                audience[start + 3] += farm_like
+                return
+            if audience[start] < bucket:
+                audience[start + 4 : start + 4] = (bucket, interactions, busy, farm_like)
+                return
+        audience[0:0] = (bucket, interactions, busy, farm_like)
+
+    def audience_in(self, first_bucket: int) -> tuple[int, int, int]:
+        """(interactions, busy, farm_like) summed over the buckets from `first_bucket`."""
+        interactions = busy = farm_like = 0
+        audience = self.audience or ()
+        for start in range(0, len(audience), 4):
+            if audience[start] >= first_bucket:
+                interactions += audience[start + 1]
+                busy += audience[start + 2]
+                farm_like += audience[start + 3]
+        return interactions, busy, farm_like
 
     def followers_at(self, moment: float) -> int | None:
         history = self.followers
@@ -172,8 +208,14 @@ class Account:
     def window_boundary(self, window_start: float) -> float:
         """The oldest time that the window's contents rest on: until the window start
         passes it, a moving window changes nothing but its own bounds."""
-        return min((post.anchor_time for post in self.posts.values()
-                    if post.anchor_time >= window_start), default=math.inf)
+        boundary = min((post.anchor_time for post in self.posts.values()
+                        if post.anchor_time >= window_start), default=math.inf)
+        # The follower count at the window's start changes once the start reaches the
+        # next observation.
+        later = bisect.bisect_right(self.followers, (window_start, math.inf))
+        if later < len(self.followers):
+            boundary = min(boundary, math.nextafter(self.followers[later][0], -math.inf))
+        return boundary
 
     def awaiting_post(self, window_start: float) -> int:
         return sum(
@@ -188,6 +230,13 @@ class Account:
         for post_id in stale:
             del self.posts[post_id]
         self.actors = [sketch for sketch in self.actors if sketch.bucket >= first_live_bucket]
+        audience = self.audience
+        if audience is not None:
+            kept = next((start for start in range(0, len(audience), 4)
+                         if audience[start] >= first_live_bucket), len(audience))
+            del audience[:kept]
+            if not audience:
+                self.audience = None
         history = self.followers
         # Keep the last observation before the horizon: it is the count at the window start.
         cut = bisect.bisect_left(history, (horizon, -1))

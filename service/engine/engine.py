@@ -4,21 +4,32 @@ Time is event time. Each Kafka partition has its own stream time (the latest eve
 seen on it); accounts are keyed by account_id, so each lives in one partition and its
 window ends at that partition's stream time. A replay of history therefore gives the
 same answers as live traffic, and a partition's state can move between instances.
+
+An event counts if it is no older than the partition's horizon (the window and its
+grace, `allowed_lateness_s`), whatever the order across accounts: one account's history
+may arrive a whole window behind the stream time while others stream live (a crawler's
+backfill). The dedupe memory (`dedupe.EventIds`) spans the same horizon, so a re-send
+inside it counts once; older events are late. Expiry drops state beyond the horizon.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from service.engine.account import Account
+from service.engine.audience import AudienceSignal
+from service.engine.dedupe import EventIds
 from service.engine.scoring import (
     TOP_ACTORS,
+    AudienceCounts,
     Counts,
     Credibility,
     Engagement,
+    Followers,
     count_window,
     measure_engagement,
     score_credibility,
@@ -31,21 +42,32 @@ from service.events import Event, FollowersEvent, PostEvent
 DAY_S = 86_400.0
 EXPIRY_SLICE_ACCOUNTS = 20_000
 EXPIRY_SLICE_OPENED = 2_000  # packed accounts unpacked and packed again: ~10 us each
-IDS_RELEASED_PER_SLICE = 50_000  # ~20 ms
 DEDUPE_BUCKET_S = 3_600.0
 ACTOR_BUCKETS_PER_WINDOW = 6
+# Upper bounds (seconds) of the buckets of how far behind its partition's stream time a
+# counted event was: ~0 for a live stream, days for an account's backfill.
+EVENT_LAG_BUCKETS_S = (1.0, 60.0, 600.0, 3_600.0, 6 * 3_600.0, DAY_S, 3 * DAY_S, 7 * DAY_S,
+                       14 * DAY_S, 30 * DAY_S)
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     window_s: float = 30 * DAY_S
+    # Grace beyond the window: an event this much older than the window's start still
+    # counts (the follower count at the start, interactions whose post just left it).
     allowed_lateness_s: float = 6 * 3_600.0
     burst_window_s: float = 30.0
     tier_scheme: str = "article"
     max_accounts: int = 1_000_000
     max_posts_per_account: int = 256
-    max_event_ids: int = 5_000_000
+    max_event_ids: int = 50_000_000  # ~8.5 bytes each (bench/dedupe.py)
     hot_accounts: int = 20_000
+    track_dedupe_changes: bool = False  # for a changelog: see EventIds.drain_added
+
+    @property
+    def horizon_s(self) -> float:
+        """How far behind its partition's stream time an event may be and still count."""
+        return self.window_s + self.allowed_lateness_s
 
     @property
     def actor_bucket_s(self) -> float:
@@ -63,13 +85,13 @@ class Outcome(StrEnum):
 
 
 class PartitionClock:
-    """Stream time of one partition and the event ids it has seen within the lateness."""
+    """Stream time of one partition and the event ids it has counted within its horizon."""
 
-    __slots__ = ("seen_ids", "stream_time")
+    __slots__ = ("event_ids", "stream_time")
 
-    def __init__(self) -> None:
+    def __init__(self, track_dedupe_changes: bool = False) -> None:
         self.stream_time = -math.inf
-        self.seen_ids: dict[int, set[str]] = {}  # hour of occurred_at -> event ids
+        self.event_ids = EventIds(track_dedupe_changes)  # by hour of occurred_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +133,26 @@ class EngineStats:
     evicted_accounts: int = 0
     expired_accounts: int = 0
     forgotten_event_ids: int = 0
+    audience_signals: int = 0
+    audience_signals_unmatched: int = 0  # for accounts not (or no longer) tracked
+    # Events dropped as late because their hour's ids were forgotten at the memory cap.
+    late_after_forgetting: int = 0
+    # Counted events by how far behind the stream time they were (EVENT_LAG_BUCKETS_S,
+    # then one bucket for anything older), and the sum of those lags.
+    event_lag_counts: list[int] = field(
+        default_factory=lambda: [0] * (len(EVENT_LAG_BUCKETS_S) + 1))
+    event_lag_sum_s: float = 0.0
+
+    def event_lag_histogram(self) -> tuple[list[tuple[str, int]], float]:
+        """Cumulative (upper bound, count) pairs ending with "+Inf", and the sum: what
+        a Prometheus histogram exposes."""
+        buckets = []
+        total = 0
+        for bound, count in zip((*EVENT_LAG_BUCKETS_S, math.inf), self.event_lag_counts,
+                                strict=True):
+            total += count
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), total))
+        return buckets, self.event_lag_sum_s
 
 
 class Engine:
@@ -122,31 +164,38 @@ class Engine:
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
         self.changes = 0
         self._event_ids = 0  # remembered for dedupe, over all partitions
+        self._horizon_s = self.config.horizon_s
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
         if clock is None:
-            clock = self.partitions[partition] = PartitionClock()
+            clock = self.partitions[partition] = PartitionClock(
+                self.config.track_dedupe_changes)
         return clock
 
     def apply(self, event: Event, partition: int = 0) -> Outcome:
         config = self.config
         occurred_at = event.occurred_at.timestamp()
         clock = self.clock(partition)
-        if occurred_at < clock.stream_time - config.allowed_lateness_s:
+        stream_time = clock.stream_time
+        if occurred_at < stream_time - self._horizon_s:
             return Outcome.LATE
         hour = int(occurred_at // DEDUPE_BUCKET_S)
-        seen = clock.seen_ids.get(hour)
-        if seen is None:
-            seen = clock.seen_ids[hour] = set()
-        elif event.event_id in seen:
+        event_ids = clock.event_ids
+        if hour < event_ids.floor_hour:
+            self.stats.late_after_forgetting += 1
+            return Outcome.LATE
+        if not event_ids.add(hour, event.event_id):
             return Outcome.DUPLICATE
-        seen.add(event.event_id)
         self._event_ids += 1
         if self._event_ids > config.max_event_ids:
-            self._forget_oldest_event_ids()
-        if occurred_at > clock.stream_time:
-            clock.stream_time = occurred_at
+            self._forget_oldest_event_ids(hour)
+        if occurred_at > stream_time:
+            clock.stream_time = stream_time = occurred_at
+        lag = stream_time - occurred_at
+        stats = self.stats
+        stats.event_lag_counts[bisect_left(EVENT_LAG_BUCKETS_S, lag)] += 1
+        stats.event_lag_sum_s += lag
 
         account = self._account_for(event.account_id, partition)
         self.changes += 1  # engine-wide, so a re-created account never reuses a version
@@ -166,20 +215,53 @@ class Engine:
             )
         return Outcome.COUNTED
 
-    def recount_event_ids(self) -> None:
-        self._event_ids = sum(len(ids) for clock in self.partitions.values()
-                              for ids in clock.seen_ids.values())
+    def apply_audience(self, signal: AudienceSignal) -> bool:
+        """Folds what the actor side learned about an account's audience (a delta for one
+        time bucket). An account's events precede their re-keyed copies, so a tracked
+        account is known; a signal for an untracked one (evicted, expired) is dropped
+        and counted. Signals do not move stream time: they are derived, not events."""
+        account = self.accounts.get(signal.account_id)
+        if account is None:
+            self.stats.audience_signals_unmatched += 1
+            return False
+        self.stats.audience_signals += 1
+        self.accounts.changed.add(signal.account_id)  # for the changelog
+        account.record_audience(int(signal.bucket_start // self.config.actor_bucket_s),
+                                signal.interactions, signal.busy, signal.farm_like)
+        self.changes += 1
+        account.version = self.changes
+        return True
 
-    def _forget_oldest_event_ids(self) -> None:
-        """A flood of distinct ids within the lateness must not exhaust memory: past the
-        cap, the oldest hour of ids is forgotten (a re-send of one of those would then
-        count again), and the metric says how many were."""
-        owner = min((clock for clock in self.partitions.values() if clock.seen_ids),
-                    key=lambda clock: min(clock.seen_ids))
-        oldest_hour = min(owner.seen_ids)
-        forgotten = owner.seen_ids.pop(oldest_hour)
-        self._event_ids -= len(forgotten)
-        self.stats.forgotten_event_ids += len(forgotten)
+    def recount_event_ids(self) -> None:
+        self._event_ids = sum(len(clock.event_ids) for clock in self.partitions.values())
+
+    @property
+    def remembered_event_ids(self) -> int:
+        return self._event_ids
+
+    def event_id_bytes(self) -> int:
+        """Bytes the dedupe memory holds, over all partitions (for a gauge)."""
+        return sum(clock.event_ids.nbytes() for clock in self.partitions.values())
+
+    def expected_false_duplicates(self) -> float:
+        """Expected re-sends wrongly seen through 64-bit hash collisions, so far (see
+        `dedupe`): an upper bound, for the metrics."""
+        return sum(clock.event_ids.expected_false_duplicates()
+                   for clock in self.partitions.values())
+
+    def _forget_oldest_event_ids(self, current_hour: int) -> None:
+        """A flood of distinct ids within the horizon must not exhaust memory: past the
+        cap, the oldest hour of ids (over all partitions) is forgotten, and its
+        partition treats later events of that hour as late instead of counting a
+        re-send twice. The hour being written is never forgotten."""
+        owners = [clock.event_ids for clock in self.partitions.values()
+                  if clock.event_ids.oldest_hour() is not None]
+        if not owners:
+            return
+        owner = min(owners, key=lambda ids: ids.oldest_hour() or 0)
+        forgotten = owner.forget_oldest(before_hour=current_hour)
+        self._event_ids -= forgotten
+        self.stats.forgotten_event_ids += forgotten
 
     def _account_for(self, account_id: str, partition: int) -> Account:
         accounts = self.accounts
@@ -208,26 +290,18 @@ class Engine:
         compares against the current stream time, so it stays correct."""
         config = self.config
         for clock in self.partitions.values():
-            oldest_live = clock.stream_time - config.allowed_lateness_s
-            first_live_hour = int(oldest_live // DEDUPE_BUCKET_S)
-            for hour in [h for h in clock.seen_ids if h < first_live_hour]:
-                retired = clock.seen_ids.pop(hour)
-                self._event_ids -= len(retired)
-                # An hour can hold millions of ids, and freeing a set of them at once
-                # holds the loop ~60 ms per million: let them go a chunk per step.
-                # (Popping costs ~4x the bulk free; a list copy of a big set held the
-                # loop 200 ms itself.)
-                while len(retired) > IDS_RELEASED_PER_SLICE:
-                    pop = retired.pop
-                    for _ in range(IDS_RELEASED_PER_SLICE):
-                        pop()
-                    yield 0
+            if clock.stream_time != -math.inf:
+                # An hour of ids is a few arrays of at most 8 KiB: letting go of even
+                # millions of ids frees a few thousand objects, well under a slice.
+                oldest_live = clock.stream_time - self._horizon_s
+                self._event_ids -= clock.event_ids.retire_before(
+                    int(oldest_live // DEDUPE_BUCKET_S))
         account_ids = iter(list(self.accounts))
         while True:
             limits = {}
             for partition, owner in self.partitions.items():
                 if owner.stream_time != -math.inf:
-                    horizon = owner.stream_time - config.window_s - config.allowed_lateness_s
+                    horizon = owner.stream_time - self._horizon_s
                     limits[partition] = (horizon, int(horizon // config.actor_bucket_s))
             gone, examined = self.accounts.expire(account_ids, limits, accounts_per_slice,
                                                   opened_per_slice)
@@ -264,11 +338,13 @@ class Engine:
         posts = account.window_posts(window_start)
         followers = account.followers_at(as_of)
         counts = count_window(posts, account.awaiting_post(window_start))
-        engagement = measure_engagement(posts, followers)
+        engagement = measure_engagement(posts)
         actors = summarize(
             (sketch for sketch in account.actors if sketch.bucket >= first_bucket),
             TOP_ACTORS,
         )
+        trend = Followers(account.followers_at(window_start), followers)
+        audience = AudienceCounts(*account.audience_in(first_bucket))
         return AccountScore(
             account_id=account.account_id,
             partition=account.partition,
@@ -277,7 +353,7 @@ class Engine:
             followers=followers,
             counts=counts,
             engagement=engagement,
-            credibility=score_credibility(posts, counts, engagement, actors),
+            credibility=score_credibility(posts, counts, engagement, actors, trend, audience),
             window_days=config.window_s / DAY_S,
             window_start=window_start,
             as_of=as_of,

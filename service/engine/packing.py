@@ -6,7 +6,10 @@ account is one bytes object of ~200 bytes, and a snapshot can store and restore 
 as it is, without decoding it (see `AccountStore`).
 
 Layout: a fixed header that the store reads without unpacking, then msgpack of the
-account's fields (portable across Python versions, so snapshots can hold it).
+account's fields (portable across Python versions, so snapshots can hold it): posts,
+follower history, actor sketches (each with its time-of-day counters), and the audience
+signals when there are any. Accounts packed before the last two existed unpack as they
+were (no counters, no signals).
 The header says when expiry could next change the account and when it would drop all
 of it, so a sweep opens only the accounts it changes in part.
 """
@@ -67,7 +70,7 @@ def pack(account: Account) -> bytes:
     actors = [
         (sketch.bucket, sketch.interactions, _flatten(sketch.counts),
          _flatten(sketch.errors) if sketch.errors else None,
-         None if sketch.registers is None else bytes(sketch.registers))
+         None if sketch.registers is None else bytes(sketch.registers), sketch.rhythm)
         for sketch in account.actors
     ]
     settled_from = min((post.anchor_time for post in account.posts.values()),
@@ -76,18 +79,25 @@ def pack(account: Account) -> bytes:
         # Expiry trims the history once its second observation leaves the horizon.
         settled_from = min(settled_from, account.followers[1][0])
     settled_from = min(settled_from, account.last_event_at)
-    # Sketches are kept in bucket order.
+    # Sketches and audience buckets are kept in bucket order.
     first_bucket, last_bucket = ((account.actors[0].bucket, account.actors[-1].bucket)
                                  if account.actors else _NO_BUCKETS)
-    body: bytes = msgpack.packb((posts, followers, actors))
+    audience = account.audience
+    if audience:
+        first_bucket = min(first_bucket, audience[0])
+        last_bucket = max(last_bucket, audience[-4])
+        body: bytes = msgpack.packb((posts, followers, actors, audience))
+    else:
+        # Without signals the layout stays the three fields older snapshots hold.
+        body = msgpack.packb((posts, followers, actors))
     return _HEADER.pack(account.partition, account.version, settled_from,
                         account.last_event_at, first_bucket, last_bucket) + body
 
 
 def unpack(account_id: str, packed: bytes) -> Account:
     partition, version, _, last_event_at, _, _ = _HEADER.unpack_from(packed)
-    posts, followers, actors = msgpack.unpackb(memoryview(packed)[_HEADER.size :],
-                                               use_list=True)
+    posts, followers, actors, *audience = msgpack.unpackb(
+        memoryview(packed)[_HEADER.size :], use_list=True)
     account = Account(account_id, partition)
     account.version = version
     account.last_event_at = last_event_at
@@ -103,13 +113,17 @@ def unpack(account_id: str, packed: bytes) -> Account:
         post.pending = pending
         account_posts[post_id] = post
     account.followers = list(zip(followers[::2], followers[1::2], strict=True))
-    for bucket, interactions, counts, errors, registers in actors:
+    for bucket, interactions, counts, errors, registers, *rhythm in actors:
         sketch = ActorSketch(bucket)
+        if rhythm:  # absent in accounts packed before the time-of-day profile
+            sketch.rhythm = rhythm[0]
         sketch.interactions = interactions
         sketch.counts = _unflatten(counts)
         sketch.errors = None if errors is None else _unflatten(errors)
         sketch.registers = None if registers is None else bytearray(registers)
         account.actors.append(sketch)
+    if audience:
+        account.audience = audience[0]
     return account
 
 

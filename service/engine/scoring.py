@@ -1,14 +1,27 @@
-"""Credibility: a weighted, explainable combination of components, each 0..1.
+"""Credibility: explainable components in two roles, quality and authenticity.
+
+Quality components (the article's principles: engagement for the size, conversation,
+loyal and diverse audience, niche, few paid posts) add points: `weight x value`, their
+weights summing to 1. Authenticity components (evidence of fakes: bursts, farm-like
+actors, bought followers, packaged per-post counts, engagement too thin to judge)
+multiply: each takes up to `weight` of the score away. So one strong piece of fraud
+evidence costs a share of the whole score, not a fixed few points that good numbers
+elsewhere make up for, and an account whose engagement is far below normal cannot
+reach the middle of the scale on the "diversity" of almost nobody.
 
 Every component reports its raw value, how much data backs it (confidence), the value
-after shrinking towards neutral by that confidence, and the points it adds to the 0-100
-score. docs/scoring.md derives each formula from the article's claims.
+after shrinking by that confidence (quality towards neutral 0.5, authenticity towards
+1: no evidence, no penalty), and its points: quality points are positive, authenticity
+points are the deductions, and all of them add up to the score. docs/scoring.md derives
+each formula and reports the measured separation (`python -m bench.scoring`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 from service.engine.account import PostView
 from service.engine.sketches import ActorSummary
@@ -21,31 +34,68 @@ LIKE_WEIGHT = 1.0
 COMMENT_WEIGHT = 2.0
 SHARE_WEIGHT = 3.0
 
-# Shape of the engagement-fit curve, in multiples of the rate normal for the size.
-FIT_BEST_RATIO = 3.0
-FIT_IMPLAUSIBLE_RATIO = 10.0
+# Engagement fit, in multiples of the rate normal for the size: rises to full credit at
+# FIT_BEST_RATIO, stays there to FIT_SUSPECT_RATIO, then falls to 0 at
+# FIT_IMPLAUSIBLE_RATIO.
+FIT_BEST_RATIO = 1.5
+FIT_SUSPECT_RATIO = 2.0
+FIT_IMPLAUSIBLE_RATIO = 5.0
+# Below this multiple of normal, the engagement is too thin to judge its quality.
+EVIDENCE_FULL_RATIO = 0.5
 DEPTH_FULL_SHARE = 0.2
-LOYALTY_FULL_SHARE = 0.5
-BURST_ZERO_SHARE = 0.5
+# Niche: the share of tagged posts on the most common topic; a niche account posts
+# mostly on one (full credit), a feed of many topics or unflagged brand posts does not.
+NICHE_FULL_SHARE = 0.8
+NICHE_ZERO_SHARE = 0.3
+LOYALTY_FULL_SHARE = 0.6
+# Loyalty counts only as far as the audience is diverse: full once the 10 most active
+# actors give at most half of the interactions.
+LOYALTY_DIVERSE_AT = 0.5
+# Bursts: real audiences put ~1 % of their interactions within seconds of a post.
+BURST_TOLERATED_SHARE = 0.02
+BURST_ZERO_SHARE = 0.10
+# Time of day: the share of interactions in the quietest 3-hour bin of the day. People
+# sleep (a few per cent at night); drip-fed bots do not (1/8 when flat).
+RHYTHM_FULL_QUIET_SHARE = 0.02
+RHYTHM_ZERO_QUIET_SHARE = 0.06
+# Audience authenticity: the suspect share (busy actors count half, farm-like in full)
+# at which the component reaches 0, and the share real audiences have anyway (power
+# users who engage with many accounts).
+AUDIENCE_TOLERATED_SHARE = 0.02
+AUDIENCE_ZERO_SHARE = 0.15
+# Follower growth over the window that engagement growth does not explain: tolerated
+# up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
+FOLLOWER_ORGANIC_GROWTH = 0.10
+FOLLOWER_ZERO_GROWTH = 0.50
+# Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
+# packages deliver the same number to every post.
+VARIATION_FULL_CV = 0.25
+
+Role = Literal["quality", "authenticity"]
 
 
 @dataclass(frozen=True, slots=True)
 class ComponentSpec:
-    weight: float
+    role: Role
+    weight: float  # quality: share of the score; authenticity: most it can take away
     half_confidence_at: float  # sample size at which confidence is 0.5
     unit: str  # what the sample size counts
 
 
 COMPONENTS: dict[str, ComponentSpec] = {
-    "engagement_fit": ComponentSpec(0.25, 3, "posts"),
-    "conversation_depth": ComponentSpec(0.15, 30, "interactions"),
-    "audience_loyalty": ComponentSpec(0.10, 50, "interactions"),
-    "engagement_concentration": ComponentSpec(0.20, 50, "interactions"),
-    "timing_authenticity": ComponentSpec(0.10, 30, "interactions"),
-    "sponsored_share": ComponentSpec(0.10, 3, "posts"),
-    "niche_focus": ComponentSpec(0.10, 3, "posts"),
+    "engagement_fit": ComponentSpec("quality", 0.25, 3, "posts"),
+    "conversation_depth": ComponentSpec("quality", 0.10, 30, "interactions"),
+    "audience_loyalty": ComponentSpec("quality", 0.10, 50, "interactions"),
+    "engagement_concentration": ComponentSpec("quality", 0.20, 50, "interactions"),
+    "sponsored_share": ComponentSpec("quality", 0.15, 2, "posts"),
+    "niche_focus": ComponentSpec("quality", 0.20, 2, "posts"),
+    "engagement_evidence": ComponentSpec("authenticity", 1.0, 2, "posts"),
+    "timing_authenticity": ComponentSpec("authenticity", 0.6, 30, "interactions"),
+    "daily_rhythm": ComponentSpec("authenticity", 0.4, 200, "interactions"),
+    "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
+    "follower_consistency": ComponentSpec("authenticity", 0.5, 2, "posts"),
+    "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
 }
-_TOTAL_WEIGHT = sum(spec.weight for spec in COMPONENTS.values())
 
 Input = int | float | str | bool | None
 
@@ -60,13 +110,15 @@ class Component:
     points: float
     inputs: dict[str, Input]
     evidence: str
+    role: Role = "quality"
+    factor: float = 1.0  # authenticity: what it multiplies the score by
 
 
 @dataclass(frozen=True, slots=True)
 class Engagement:
     rate: float | None
     weighted_rate: float | None
-    expected_rate: float | None
+    expected_rate: float | None  # for the followers at posting time, like the rate
     posts: int
     posts_with_followers: int
     mean_followers_at_post: float | None
@@ -88,10 +140,28 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class Followers:
+    """The follower counts the score compares: at the window's start and now."""
+
+    at_window_start: int | None
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceCounts:
+    """What the actor side reported for the window (see engine/audience.py)."""
+
+    interactions: int = 0
+    busy: int = 0
+    farm_like: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Credibility:
     score: float
     confidence: float
     components: dict[str, Component] = field(default_factory=dict)
+    quality: float = 0.0  # the sum of the quality points, before the deductions
 
 
 def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:
@@ -113,67 +183,105 @@ def count_window(posts: list[PostView], awaiting_post: int) -> Counts:
     )
 
 
-def measure_engagement(posts: list[PostView], followers: int | None) -> Engagement:
+def measure_engagement(posts: list[PostView]) -> Engagement:
     rates: list[float] = []
     weighted: list[float] = []
     audience: list[int] = []
+    expected: list[float] = []
     for post in posts:
         base = post.followers_at_post
         if base is None:
             continue
         base = max(base, 1)
         audience.append(base)
+        expected.append(expected_engagement_rate(base))
         rates.append((post.likes + post.comments + post.shares) / base)
         weighted.append(
             (LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments
              + SHARE_WEIGHT * post.shares) / base
         )
     if not rates:
-        return Engagement(None, None, _expected(followers), len(posts), 0, None)
+        return Engagement(None, None, None, len(posts), 0, None)
     return Engagement(
         rate=sum(rates) / len(rates),
         weighted_rate=sum(weighted) / len(weighted),
-        expected_rate=_expected(followers),
+        expected_rate=sum(expected) / len(expected),
         posts=len(posts),
         posts_with_followers=len(rates),
         mean_followers_at_post=sum(audience) / len(audience),
     )
 
 
-def _expected(followers: int | None) -> float | None:
-    return None if followers is None else expected_engagement_rate(followers)
+def ratio_to_normal(interactions_per_post: float, followers: int) -> float:
+    """Engagement per post over `followers`, in multiples of what is normal for them."""
+    base = max(followers, 1)
+    return interactions_per_post / base / expected_engagement_rate(base)
 
 
 def engagement_fit_value(ratio: float) -> float:
-    """Below normal rises to 0.5 at normal, 1.0 at 3x normal, then falls to 0 at 10x."""
+    """0.5 at normal, full credit from FIT_BEST_RATIO to FIT_SUSPECT_RATIO, then down to
+    0 at FIT_IMPLAUSIBLE_RATIO: bought engagement must not earn more than real."""
     if ratio <= 1.0:
         return NEUTRAL * ratio
     if ratio <= FIT_BEST_RATIO:
         return NEUTRAL + NEUTRAL * (ratio - 1.0) / (FIT_BEST_RATIO - 1.0)
-    return clamp(1.0 - (ratio - FIT_BEST_RATIO) / (FIT_IMPLAUSIBLE_RATIO - FIT_BEST_RATIO))
+    if ratio <= FIT_SUSPECT_RATIO:
+        return 1.0
+    return clamp(1.0 - (ratio - FIT_SUSPECT_RATIO) / (FIT_IMPLAUSIBLE_RATIO - FIT_SUSPECT_RATIO))
 
 
 def score_credibility(
-    posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary
+    posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary,
+    followers: Followers | None = None, audience: AudienceCounts | None = None,
 ) -> Credibility:
+    followers = followers or Followers(None, None)
     raw = [
-        _engagement_fit(engagement),
+        _engagement_fit(counts, engagement, followers),
         _conversation_depth(counts),
         *_audience(actors),
-        _timing(posts, counts),
         _sponsored(counts),
         _niche(posts),
+        _evidence(counts, engagement, followers),
+        _timing(posts, counts),
+        _rhythm(actors),
+        _audience_authenticity(audience or AudienceCounts()),
+        _follower_consistency(posts, engagement, followers),
+        _post_variation(posts),
     ]
-    components: dict[str, Component] = {}
-    total = 0.0
+    shaped: list[tuple[str, ComponentSpec, float, float, float, _Raw]] = []
+    quality = 0.0
     backed = 0.0
-    for name, value, samples, inputs, evidence in raw:
+    multiplier = 1.0
+    for entry in raw:
+        name, value, samples = entry[0], entry[1], entry[2]
         spec = COMPONENTS[name]
         confidence = confidence_for(samples, spec.half_confidence_at)
-        effective = confidence * value + (1.0 - confidence) * NEUTRAL
-        points = 100.0 * spec.weight * effective / _TOTAL_WEIGHT
-        total += points
-        backed += spec.weight * confidence
+        if spec.role == "quality":
+            effective = confidence * value + (1.0 - confidence) * NEUTRAL
+            quality += 100.0 * spec.weight * effective
+            backed += spec.weight * confidence
+            factor = 1.0
+        else:
+            # No evidence, no penalty: an authenticity component shrinks towards 1.
+            effective = confidence * value + (1.0 - confidence)
+            factor = 1.0 - spec.weight * (1.0 - effective)
+            multiplier *= factor
+        shaped.append((name, spec, confidence, effective, factor, entry))
+    score = quality * multiplier
+    # The deductions (quality - score) are shared in proportion to -log(factor): the
+    # share of the product each factor is responsible for, whatever their order.
+    logs = {name: -math.log(max(factor, 1e-12)) for name, _, _, _, factor, _ in shaped
+            if factor < 1.0}
+    total_log = sum(logs.values())
+    components: dict[str, Component] = {}
+    for name, spec, confidence, effective, factor, (_, value, samples, inputs,
+                                                   evidence) in shaped:
+        if spec.role == "quality":
+            points = 100.0 * spec.weight * effective
+        elif total_log > 0.0 and name in logs:
+            points = -(quality - score) * logs[name] / total_log
+        else:
+            points = 0.0
         components[name] = Component(
             name=name,
             weight=spec.weight,
@@ -183,27 +291,44 @@ def score_credibility(
             points=round(points, 2),
             inputs={**inputs, f"sample_{spec.unit}": samples},
             evidence=evidence,
+            role=spec.role,
+            factor=round(factor, 4),
         )
     return Credibility(
-        score=round(clamp(total, 0.0, 100.0), 2),
-        confidence=round(backed / _TOTAL_WEIGHT, 4),
+        score=round(clamp(score, 0.0, 100.0), 2),
+        confidence=round(backed / _QUALITY_WEIGHT, 4),
         components=components,
+        quality=round(quality, 2),
     )
 
 
+_QUALITY_WEIGHT = sum(spec.weight for spec in COMPONENTS.values() if spec.role == "quality")
 _Raw = tuple[str, float, float, dict[str, Input], str]
 
 
-def _engagement_fit(engagement: Engagement) -> _Raw:
-    rate, expected = engagement.rate, engagement.expected_rate
-    if rate is None or expected is None:
-        inputs: dict[str, Input] = {"engagement_rate": rate, "expected_rate": expected}
+def _per_post(counts: Counts) -> float:
+    return counts.interactions / counts.posts if counts.posts else 0.0
+
+
+def _engagement_fit(counts: Counts, engagement: Engagement, followers: Followers) -> _Raw:
+    now, start = followers.now, followers.at_window_start
+    if now is None or start is None or not counts.posts:
+        inputs: dict[str, Input] = {"engagement_rate": engagement.rate,
+                                    "expected_rate": engagement.expected_rate}
         return ("engagement_fit", NEUTRAL, 0, inputs, "no follower count yet: size unknown")
-    ratio = rate / expected
-    value = engagement_fit_value(ratio)
+    per_post = _per_post(counts)
+    # Both sides judge the interactions per post against one follower count and what is
+    # normal for that same count. Today's count judges "too little": followers bought
+    # after posting lower it. The count at the window's start judges "too much": the
+    # same purchase cannot make bought engagement look plausible.
+    ratio_now = ratio_to_normal(per_post, now)
+    ratio_start = ratio_to_normal(per_post, start)
+    value = min(engagement_fit_value(min(ratio_now, FIT_BEST_RATIO)),
+                engagement_fit_value(max(ratio_start, FIT_BEST_RATIO)))
+    ratio = max(ratio_start, ratio_now) if ratio_start > FIT_SUSPECT_RATIO else ratio_now
     if ratio < 1.0:
         verdict = "below what is normal for this size"
-    elif ratio <= FIT_BEST_RATIO:
+    elif ratio <= FIT_SUSPECT_RATIO:
         verdict = "above normal for this size"
     else:
         verdict = "implausibly high for this size"
@@ -211,9 +336,28 @@ def _engagement_fit(engagement: Engagement) -> _Raw:
         "engagement_fit",
         value,
         engagement.posts_with_followers,
-        {"engagement_rate": round(rate, 6), "expected_rate": round(expected, 6),
-         "ratio": round(ratio, 3)},
-        f"engagement {rate:.2%} is {ratio:.1f}x the {expected:.2%} normal for its size: {verdict}",
+        {"interactions_per_post": round(per_post, 2), "followers": now,
+         "followers_at_window_start": start,
+         "expected_rate": round(expected_engagement_rate(max(now, 1)), 6),
+         "ratio": round(ratio_now, 3), "ratio_at_window_start": round(ratio_start, 3)},
+        f"{per_post:.0f} interactions per post are {ratio:.1f}x what is normal for "
+        f"{now:,} followers: {verdict}",
+    )
+
+
+def _evidence(counts: Counts, engagement: Engagement, followers: Followers) -> _Raw:
+    if followers.now is None or not counts.posts:
+        return ("engagement_evidence", 1.0, 0, {"ratio": None},
+                "no follower count yet: nothing to weigh")
+    ratio = ratio_to_normal(_per_post(counts), followers.now)
+    value = clamp(ratio / EVIDENCE_FULL_RATIO)
+    return (
+        "engagement_evidence",
+        value,
+        engagement.posts_with_followers,
+        {"ratio": round(ratio, 4), "full_at_ratio": EVIDENCE_FULL_RATIO},
+        f"engagement is {ratio:.2g}x normal for the size"
+        + ("" if value >= 1.0 else ": too little to judge its quality, all points scaled"),
     )
 
 
@@ -238,7 +382,7 @@ def _audience(actors: ActorSummary) -> tuple[_Raw, _Raw]:
     returning = clamp(1.0 - actors.distinct_actors / total) if total else 0.0
     diversity = 1.0 - top_share
     # A "loyal" audience of a handful of accounts is a pod, not loyalty: gate by diversity.
-    loyalty = clamp(returning / LOYALTY_FULL_SHARE) * diversity
+    loyalty = clamp(returning / LOYALTY_FULL_SHARE) * clamp(diversity / LOYALTY_DIVERSE_AT)
     exactness = "exact" if actors.exact else "estimated"
     loyalty_raw: _Raw = (
         "audience_loyalty",
@@ -266,10 +410,100 @@ def _timing(posts: list[PostView], counts: Counts) -> _Raw:
     share = early / total if total else 0.0
     return (
         "timing_authenticity",
-        clamp(1.0 - share / BURST_ZERO_SHARE),
+        clamp(1.0 - (share - BURST_TOLERATED_SHARE) / (BURST_ZERO_SHARE - BURST_TOLERATED_SHARE)),
         total,
         {"early_interactions": early, "early_share": round(share, 4)},
         f"{share:.0%} of interactions came within the burst window after posting",
+    )
+
+
+def _rhythm(actors: ActorSummary) -> _Raw:
+    rhythm = actors.rhythm
+    total = sum(rhythm)
+    if not total:
+        return ("daily_rhythm", 1.0, 0, {"quiet_share": None}, "no interactions yet")
+    quiet = min(rhythm) / total
+    value = clamp((RHYTHM_ZERO_QUIET_SHARE - quiet)
+                  / (RHYTHM_ZERO_QUIET_SHARE - RHYTHM_FULL_QUIET_SHARE))
+    quietest = rhythm.index(min(rhythm)) * 24 // len(rhythm)
+    return (
+        "daily_rhythm",
+        value,
+        total,
+        {"quiet_share": round(quiet, 4), "quietest_hours_utc": f"{quietest:02d}-"
+         f"{quietest + 24 // len(rhythm):02d}"},
+        f"{quiet:.1%} of interactions fall in the quietest 3 hours of the day "
+        f"(people sleep; a flat day is {1 / len(rhythm):.1%})",
+    )
+
+
+def _audience_authenticity(audience: AudienceCounts) -> _Raw:
+    total = audience.interactions
+    # Busy actors count half: some real people engage with many accounts.
+    suspect = (audience.busy + audience.farm_like) / (2 * total) if total else 0.0
+    value = clamp(1.0 - (suspect - AUDIENCE_TOLERATED_SHARE)
+                  / (AUDIENCE_ZERO_SHARE - AUDIENCE_TOLERATED_SHARE))
+    return (
+        "audience_authenticity",
+        value,
+        total,
+        {"judged_interactions": total, "from_busy_actors": audience.busy,
+         "from_farm_like_actors": audience.farm_like, "suspect_share": round(suspect, 4)},
+        f"{audience.farm_like} of {total} judged interactions came from farm-like actors "
+        f"and {audience.busy} from actors busy across many accounts" if total else
+        "no audience signal yet",
+    )
+
+
+def _follower_consistency(posts: list[PostView], engagement: Engagement,
+                          followers: Followers) -> _Raw:
+    now, start = followers.now, followers.at_window_start
+    if now is None or start is None or start <= 0:
+        return ("follower_consistency", 1.0, 0, {"follower_growth": None},
+                "no follower history to compare")
+    growth = now / start - 1.0
+    engagement_growth = _engagement_growth(posts)
+    unexplained = max(0.0, growth - max(0.0, engagement_growth) - FOLLOWER_ORGANIC_GROWTH)
+    value = clamp(1.0 - unexplained / (FOLLOWER_ZERO_GROWTH - FOLLOWER_ORGANIC_GROWTH))
+    return (
+        "follower_consistency",
+        value,
+        engagement.posts_with_followers,
+        {"followers_at_window_start": start, "followers": now,
+         "follower_growth": round(growth, 4), "engagement_growth": round(engagement_growth, 4),
+         "unexplained_growth": round(unexplained, 4)},
+        f"followers {growth:+.0%} over the window, interactions per post "
+        f"{engagement_growth:+.0%}: {unexplained:.0%} of growth unexplained",
+    )
+
+
+def _engagement_growth(posts: list[PostView]) -> float:
+    """Interactions per post on the newer half of the window's posts against the older
+    half, minus 1 (0 with fewer than two posts)."""
+    if len(posts) < 2:
+        return 0.0
+    half = len(posts) // 2
+    older = sum(post.likes + post.comments + post.shares for post in posts[:half]) / half
+    newer_posts = posts[len(posts) - half :]
+    newer = sum(post.likes + post.comments + post.shares for post in newer_posts) / half
+    return newer / older - 1.0 if older > 0 else 0.0
+
+
+def _post_variation(posts: list[PostView]) -> _Raw:
+    counts = [post.likes + post.comments + post.shares for post in posts]
+    if len(counts) < 3 or not any(counts):
+        return ("post_variation", 1.0, 0, {"coefficient_of_variation": None},
+                "too few posts to compare")
+    mean = sum(counts) / len(counts)
+    spread = math.sqrt(sum((count - mean) ** 2 for count in counts) / (len(counts) - 1))
+    variation = spread / mean
+    return (
+        "post_variation",
+        clamp(variation / VARIATION_FULL_CV),
+        len(counts),
+        {"coefficient_of_variation": round(variation, 4), "full_at": VARIATION_FULL_CV},
+        f"interactions per post vary by {variation:.0%} (real posts vary; bought packages "
+        f"deliver the same count to every post)",
     )
 
 
@@ -296,7 +530,7 @@ def _niche(posts: list[PostView]) -> _Raw:
     share = top_count / len(tagged)
     return (
         "niche_focus",
-        share,
+        clamp((share - NICHE_ZERO_SHARE) / (NICHE_FULL_SHARE - NICHE_ZERO_SHARE)),
         len(tagged),
         {"top_topic": top_topic, "top_topic_share": round(share, 4), "topics": len(topics)},
         f"{share:.0%} of tagged posts are about '{top_topic}' ({len(topics)} topics in all)",

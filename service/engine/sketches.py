@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 HEAVY_HITTER_CAPACITY = 32
+# Interactions by time of day, in bins of 3 hours (UTC): every 6-hour night contains
+# one whole bin, whatever the time zone.
+RHYTHM_BINS = 8
+RHYTHM_BIN_S = 86_400.0 / RHYTHM_BINS
 HLL_PRECISION = 8
 HLL_REGISTERS = 1 << HLL_PRECISION
 _HASH_BITS = 64
@@ -72,7 +76,7 @@ def hll_estimate(registers: bytes | bytearray) -> float:
 
 class ActorSketch:
     __slots__ = ("_at_floor", "_floor", "bucket", "counts", "errors", "interactions",
-                 "registers")
+                 "registers", "rhythm")
 
     def __init__(self, bucket: int = 0) -> None:
         self.bucket = bucket  # which time bucket of the account's actors this is
@@ -82,6 +86,7 @@ class ActorSketch:
         # allocated once the sketch stops being exact, to keep small accounts small.
         self.errors: dict[int, int] | None = None
         self.registers: bytearray | None = None
+        self.rhythm = [0] * RHYTHM_BINS  # interactions per time-of-day bin
         # The actors whose count is the minimum, `_floor`, in the order of `counts`
         # (reversed, to pop the first): derived state, rebuilt when used up, not packed,
         # and allocated only once the sketch is full.
@@ -150,6 +155,7 @@ class ActorSummary:
     distinct_actors: float
     top_counts: tuple[int, ...]  # the heaviest actors' guaranteed counts, descending
     exact: bool
+    rhythm: tuple[int, ...] = ()  # interactions per time-of-day bin
 
 
 def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
@@ -158,8 +164,11 @@ def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
     registers: bytearray | None = None
     chosen = list(sketches)
     exact = all(sketch.exact for sketch in chosen)
+    rhythm = [0] * RHYTHM_BINS
     for sketch in chosen:
         interactions += sketch.interactions
+        for index, count in enumerate(sketch.rhythm):
+            rhythm[index] += count
         for actor, count in sketch.guaranteed_counts().items():
             merged_counts[actor] = merged_counts.get(actor, 0) + count
     if exact:
@@ -174,4 +183,4 @@ def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
                 hll_merge(registers, sketch.registers)
         distinct = min(float(interactions), hll_estimate(registers))
     top_counts = tuple(sorted(merged_counts.values(), reverse=True)[:top])
-    return ActorSummary(interactions, distinct, top_counts, exact)
+    return ActorSummary(interactions, distinct, top_counts, exact, tuple(rhythm))

@@ -34,6 +34,10 @@ class AccountStore:
         # OrderedDict. A value is the account itself while hot, its packed bytes when not.
         self._all: dict[str, Account | bytes] = {}
         self._hot: dict[str, Account] = {}  # least recently used first
+        # Ids changed or removed since the last `drain_changed` (events, expiry, eviction):
+        # what the next changelog checkpoint writes, one record per account. A partial
+        # expiry is not a change: replaying it after a restore gives the same state.
+        self.changed: set[str] = set()
         self.stats = StoreStats()
 
     def __len__(self) -> int:
@@ -60,12 +64,14 @@ class AccountStore:
         held = self._all.pop(account_id, None)
         if held is None:
             return None
+        self.changed.add(account_id)
         self._all[account_id] = held  # re-inserted: now the most recently active
         if isinstance(held, Account):
             return self._used(account_id, held)
         return self._promote(account_id, held)
 
     def add(self, account: Account) -> None:
+        self.changed.add(account.account_id)
         self._all[account.account_id] = account
         self._hot[account.account_id] = account
         self._keep_hot_bounded()
@@ -74,6 +80,7 @@ class AccountStore:
         account_id = next(iter(self._all))
         del self._all[account_id]
         self._hot.pop(account_id, None)
+        self.changed.add(account_id)
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
                most_opened: int) -> tuple[int, int]:
@@ -83,6 +90,7 @@ class AccountStore:
         were examined. A packed account is opened only if its header says that expiry
         changes part of it."""
         gone = examined = opened = 0
+        changed = self.changed
         for account_id in account_ids:
             examined += 1
             held = self._all.get(account_id)
@@ -93,11 +101,13 @@ class AccountStore:
                 if limit is not None and not held.expire(*limit):
                     del self._all[account_id]
                     del self._hot[account_id]
+                    changed.add(account_id)
                     gone += 1
             else:
                 verdict = packing.expiry(held, limits)
                 if verdict is packing.Expiry.EVERYTHING:
                     del self._all[account_id]
+                    changed.add(account_id)
                     gone += 1
                 elif verdict is packing.Expiry.PART:
                     opened += 1
@@ -106,6 +116,7 @@ class AccountStore:
                         self._all[account_id] = packing.pack(account)
                     else:
                         del self._all[account_id]
+                        changed.add(account_id)
                         gone += 1
             if examined >= most_examined or opened >= most_opened:
                 break
@@ -118,6 +129,25 @@ class AccountStore:
 
     def restore(self, packed: Iterable[tuple[str, bytes]]) -> None:
         self._all.update(packed)
+
+    def packed_one(self, account_id: str) -> bytes | None:
+        """One account packed (None if it is gone), without changing any order."""
+        held = self._all.get(account_id)
+        if held is None or isinstance(held, bytes):
+            return held
+        return packing.pack(held)
+
+    def put_packed(self, account_id: str, packed: bytes | None) -> None:
+        """Restore of one changelog record: the newest state of an account, or its
+        removal (a tombstone)."""
+        self._hot.pop(account_id, None)
+        self._all.pop(account_id, None)
+        if packed is not None:
+            self._all[account_id] = packed
+
+    def drain_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
 
     def _used(self, account_id: str, account: Account) -> Account:
         hot = self._hot

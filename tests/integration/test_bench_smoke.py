@@ -45,3 +45,14 @@ def test_expiry_bench_reports_slices_per_case() -> None:
     output = bench("bench.expiry", "--accounts", "2000")
     for case in ("nothing due", "part of each", "everything"):
         assert f"| 2,000 | {case} |" in output
+
+
+def test_backfill_bench_compares_crawler_order_with_time_order() -> None:
+    output = bench("bench.backfill", "--events", "3000", "--rounds", "1")
+    assert "crawler / time order:" in output
+    assert "{'counted': 3000}" in output
+
+
+def test_dedupe_bench_reports_ram_and_disk_per_id() -> None:
+    output = bench("bench.dedupe", "--ids", "20000")
+    assert "| 20,000 | hashed | crawler |" in output

@@ -107,7 +107,9 @@ async def test_an_unwritable_dead_letter_topic_stalls_the_stream_instead_of_losi
     service.dlq_topic = good_dlq
     service.start()
     service.wait_ready()
+    # Nothing was checkpointed while stalled: the partition is replayed from its last
+    # commit, through the bad message, and answers 404 or 503 until then.
     await wait_for(lambda: get_json(
-        f"{service.url}/accounts/stall-1/score")[1]["counts"]["likes"] == 5)
+        f"{service.url}/accounts/stall-1/score")[1].get("counts", {}).get("likes") == 5)
     dead = await read_topic(good_dlq, expected=1)
     assert [record.value for record in dead] == [b"{broken"]

@@ -4,7 +4,6 @@ a damaged snapshot falls back to the previous one; SIGTERM ends with a final sna
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections import Counter
@@ -76,7 +75,7 @@ def kill_during_snapshot_write(service: ServiceProcess, timeout_s: float = 10.0)
     """Waits for a snapshot's temporary file to appear and kills the service at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(name.endswith(".tmp") for name in os.listdir(service.snapshot_dir)):
+        if any(path.suffix == ".tmp" for path in service.snapshot_dir.glob("partition-*/*")):
             service.kill()
             return True
         time.sleep(0.0005)
@@ -90,6 +89,9 @@ async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(
     events = known_stream(accounts=300, seed=42)
     truth = ground_truth(events)
     service.extra_env["ENGAGEMENT_SNAPSHOT_INTERVAL_S"] = "0.3"
+    # Static membership: each restart takes the killed member's place at once, as a
+    # restarted pod of the StatefulSet does.
+    service.extra_env["ENGAGEMENT_GROUP_INSTANCE_ID"] = "durability-0"
     service.snapshot_dir.mkdir(parents=True)
     rng = random.Random(7)
     chunks = 12
@@ -136,11 +138,12 @@ async def test_a_corrupted_newest_snapshot_falls_back_to_the_previous_one(
                timeout=30).raise_for_status()
     await produce(producer, service.topic, events[half:])
     await wait_for(lambda: not matches(service.url, truth))
-    assert service.terminate() == 0  # writes a final, newest snapshot
-    newest = sorted(service.snapshot_dir.glob("snapshot-*.bin"))[-1]
-    damaged = bytearray(newest.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    newest.write_bytes(bytes(damaged))
+    assert service.terminate() == 0  # writes a final, newest snapshot of each partition
+    for partition in service.snapshot_dir.glob("partition-*"):
+        newest = sorted(partition.glob("snapshot-*.bin"))[-1]
+        damaged = bytearray(newest.read_bytes())
+        damaged[len(damaged) // 2] ^= 0xFF
+        newest.write_bytes(bytes(damaged))
 
     service.start()
     service.wait_ready()
@@ -164,11 +167,13 @@ async def test_sigterm_writes_a_final_snapshot_and_exits_0(
     started = time.monotonic()
     assert service.terminate(timeout_s=25) == 0
     assert time.monotonic() - started < 20
-    assert "stopped cleanly after a final snapshot" in service.logs()
-    assert list(Path(service.snapshot_dir).glob("snapshot-*.bin"))
+    assert "stopped cleanly after a final checkpoint and snapshot" in service.logs()
+    assert list(Path(service.snapshot_dir).glob("partition-*/snapshot-*.bin"))
 
     service.start()
     service.wait_ready()
     assert matches(service.url, truth) == []
+    # Each partition came back from its local snapshot; the changelog had nothing newer.
     metrics = httpx.get(f"{service.url}/metrics").text
-    assert "engagement_restore_replayed_events_total 0.0" in metrics
+    assert "engagement_restore_changelog_records_total 0.0" in metrics
+    assert service.logs().count("partition snapshot loaded") >= 3

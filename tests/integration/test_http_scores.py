@@ -73,7 +73,8 @@ async def test_health_readiness_metrics_and_docs(
     started: ServiceProcess, producer: AIOKafkaProducer
 ) -> None:
     await produce(producer, started.topic, [followers("m-1", 10, 0)])
-    assert httpx.get(f"{started.url}/healthz").json() == {"status": "ok"}
+    health = httpx.get(f"{started.url}/healthz").json()
+    assert (health["status"], health["consumer"]) == ("ok", "running")
     ready = httpx.get(f"{started.url}/readyz").json()
     assert ready["status"] == "ready"
 
@@ -104,7 +105,9 @@ async def test_admin_snapshot_needs_the_configured_token(service: ServiceProcess
     done = httpx.post(f"{service.url}/admin/snapshot",
                       headers={"Authorization": "Bearer s3cret"}, timeout=30)
     assert done.status_code == 200
-    assert done.json()["path"].endswith(".bin")
+    assert done.json()["path"].endswith("snapshots")
+    assert done.json()["accounts"] >= 0
+    assert sorted(done.json()["offsets"]) == ["0", "1", "2"]  # one snapshot per partition
 
 
 async def test_oversized_request_bodies_are_refused(started: ServiceProcess) -> None:

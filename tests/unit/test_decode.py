@@ -40,31 +40,33 @@ def test_a_valid_event_decodes() -> None:
     assert not isinstance(decode(orjson.dumps(VALID)), Rejection)
 
 
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        (b"\xff\xfe\x00", RejectReason.NOT_UTF8),
-        (b"{not json", RejectReason.NOT_JSON),
-        (None, RejectReason.NOT_JSON),
-        (b"[1, 2]", RejectReason.NOT_AN_OBJECT),
-        (with_(type="poke"), RejectReason.UNKNOWN_TYPE),
-        (without("type"), RejectReason.MISSING_FIELD),
-        (without("actor_id"), RejectReason.MISSING_FIELD),
-        (with_(account_id="x" * 129), RejectReason.INVALID_ID),
-        (with_(account_id="has space"), RejectReason.INVALID_ID),
-        (with_(post_id=7), RejectReason.INVALID_ID),
-        (with_(occurred_at="yesterday"), RejectReason.INVALID_TIMESTAMP),
-        (with_(occurred_at="2026-11-24T10:00:00"), RejectReason.INVALID_TIMESTAMP),
-        (with_(occurred_at="2099-01-01T00:00:00Z"), RejectReason.TIMESTAMP_IN_FUTURE),
-        (orjson.dumps({"event_id": "f", "type": "followers", "account_id": "acc-42",
-                       "followers": -1, "occurred_at": "2026-11-01T00:00:00Z"}),
-         RejectReason.INVALID_VALUE),
-        (orjson.dumps({"event_id": "f", "type": "followers", "account_id": "acc-42",
-                       "followers": "12", "occurred_at": "2026-11-01T00:00:00Z"}),
-         RejectReason.INVALID_VALUE),
-        (b" " * 9000, RejectReason.PAYLOAD_TOO_LARGE),
-    ],
-)
+# Every class of bad message, with the reason it is dead-lettered for (the compiled and
+# the reference decoder must agree on each: tests/unit/test_decoders_agree.py).
+BAD_MESSAGES: list[tuple[bytes | None, RejectReason]] = [
+    (b"\xff\xfe\x00", RejectReason.NOT_UTF8),
+    (b"{not json", RejectReason.NOT_JSON),
+    (None, RejectReason.NOT_JSON),
+    (b"[1, 2]", RejectReason.NOT_AN_OBJECT),
+    (with_(type="poke"), RejectReason.UNKNOWN_TYPE),
+    (without("type"), RejectReason.MISSING_FIELD),
+    (without("actor_id"), RejectReason.MISSING_FIELD),
+    (with_(account_id="x" * 129), RejectReason.INVALID_ID),
+    (with_(account_id="has space"), RejectReason.INVALID_ID),
+    (with_(post_id=7), RejectReason.INVALID_ID),
+    (with_(occurred_at="yesterday"), RejectReason.INVALID_TIMESTAMP),
+    (with_(occurred_at="2026-11-24T10:00:00"), RejectReason.INVALID_TIMESTAMP),
+    (with_(occurred_at="2099-01-01T00:00:00Z"), RejectReason.TIMESTAMP_IN_FUTURE),
+    (orjson.dumps({"event_id": "f", "type": "followers", "account_id": "acc-42",
+                   "followers": -1, "occurred_at": "2026-11-01T00:00:00Z"}),
+     RejectReason.INVALID_VALUE),
+    (orjson.dumps({"event_id": "f", "type": "followers", "account_id": "acc-42",
+                   "followers": "12", "occurred_at": "2026-11-01T00:00:00Z"}),
+     RejectReason.INVALID_VALUE),
+    (b" " * 9000, RejectReason.PAYLOAD_TOO_LARGE),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD_MESSAGES)
 def test_bad_messages_are_classified(value: bytes | None, reason: RejectReason) -> None:
     assert rejected(value) == reason
 

@@ -214,3 +214,21 @@ def test_routes_are_in_the_openapi_document(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "get" in paths["/accounts"]
     assert "post" in paths["/accounts/scores"]
+
+
+def test_a_partition_that_cannot_answer_makes_the_answers_partial(
+    views: dict[int, PartitionView]
+) -> None:
+    app = FastAPI()
+    some: dict[int, PartitionView | None] = {**views, 1: None}
+    app.include_router(build_discovery_router(LocalReader(lambda: some)))
+    with TestClient(app) as partial:
+        body = partial.get("/accounts", params={"limit": 200}).json()
+        assert body["partial"] is True
+        assert body["missing_partitions"] == [1]
+        # Partition 1 holds the 2nd and 5th accounts: they are absent, the rest are there.
+        assert {item["account_id"] for item in body["items"]} == {
+            account for position, (account, *_) in enumerate(ACCOUNTS) if position % 3 != 1}
+        body = partial.post("/accounts/scores", json={"account_ids": ["vegan-micro"]}).json()
+        assert body["missing"] == ["vegan-micro"]
+        assert body["missing_partitions"] == [1]

@@ -1,5 +1,6 @@
-"""The discovery indexes follow the engine: noted accounts are re-indexed once, a slice at
-a time, into the index of their partition."""
+"""The discovery indexes follow the partitions' engines: a partition is indexed in full
+when it arrives, noted accounts are re-indexed once, a slice at a time, and a partition
+that cannot answer is named."""
 
 from __future__ import annotations
 
@@ -7,54 +8,87 @@ import asyncio
 
 import pytest
 
-from service.discovery_state import DiscoveryIndexes, follow_engine
+from service.discovery_state import DiscoveryIndexes, follow_engines
 from service.engine import Engine
 from service.engine.discovery import DiscoveryQuery
 from tests.events import decoded, followers, post
 
 
-def test_noted_accounts_are_indexed_per_partition_in_slices() -> None:
+def engine_with(*accounts: str, partition: int = 0) -> Engine:
     engine = Engine()
-    for number in range(5):
-        for event in (followers(f"acc-{number}", 2_000 + number, 0),
-                      post(f"acc-{number}", "p1", 10)):
-            engine.apply(decoded(event), number % 2)
+    for account in accounts:
+        for event in (followers(account, 2_000, 0), post(account, "p1", 10)):
+            engine.apply(decoded(event), partition)
+    return engine
+
+
+def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
+    first, second = engine_with("a", "b", "c"), engine_with("d", partition=1)
     indexes = DiscoveryIndexes()
-    indexes.note([(number % 2, f"acc-{number}") for number in range(5)])
-    indexes.note([(0, "acc-0")])  # noted twice, indexed once
-    assert indexes.refresh(engine, most=3) == 3
-    assert indexes.refresh(engine, most=3) == 2
-    assert indexes.refresh(engine, most=3) == 0
-    assert {partition: len(index) for partition, index in indexes.indexes.items()} == {
-        0: 3, 1: 2}
-    views = indexes.views(engine)
-    assert all(view.engine is engine for view in views.values())
-    found = views[1].index.query(DiscoveryQuery(tiers=frozenset({"micro"}))).hits
-    assert sorted(hit.account_id for hit in found) == ["acc-1", "acc-3"]
+    indexes.follow({0: first, 1: second, 2: None})
+    assert indexes.views() == {0: None, 1: None, 2: None}
+    assert indexes.refresh(most=2) == 2
+    assert indexes.refresh(most=2) == 2
+    assert indexes.refresh(most=2) == 0
+    indexes.follow({0: first, 1: second, 2: None})
+    views = indexes.views()
+    assert views[2] is None
+    view = views[0]
+    assert view is not None
+    assert view.engine is first
+    assert sorted(hit.account_id for hit in view.index.query(DiscoveryQuery()).hits) == [
+        "a", "b", "c"]
 
 
-def test_an_account_the_engine_no_longer_holds_leaves_the_index() -> None:
-    engine = Engine()
-    engine.apply(decoded(followers("acc", 2_000, 0)))
+def test_noted_accounts_are_reindexed_once_and_gone_ones_removed() -> None:
+    engine = engine_with("a", "b")
     indexes = DiscoveryIndexes()
-    indexes.note([(0, "acc"), (0, "gone")])
-    indexes.refresh(engine)
-    assert "acc" in indexes.indexes[0]
-    assert "gone" not in indexes.indexes[0]
+    indexes.follow({0: engine})
+    indexes.refresh()
+    for event in (followers("e", 50_000, 20), post("e", "p1", 30)):
+        engine.apply(decoded(event), 0)
+    indexes.note(0, {"e", "gone"})
+    indexes.note(0, {"e"})
+    indexes.note(7, {"not-followed"})  # a partition not owned: ignored
+    assert indexes.refresh() == 2
+    index = indexes.indexes[0]
+    assert "e" in index
+    assert "gone" not in index
+    assert len(index) == 3
 
 
-async def test_following_the_engine_indexes_what_was_noted_until_cancelled() -> None:
-    engine = Engine()
-    engine.apply(decoded(followers("acc", 2_000, 0)))
+def test_a_partition_restored_anew_or_given_up_starts_over() -> None:
     indexes = DiscoveryIndexes()
-    follower = asyncio.create_task(follow_engine(indexes, lambda: engine, interval_s=0.01))
+    old = engine_with("a")
+    indexes.follow({0: old})
+    indexes.refresh()
+    indexes.follow({0: None})  # restoring: keeps its index, does not answer
+    assert indexes.views() == {0: None}
+    fresh = engine_with("b")
+    indexes.follow({0: fresh})
+    indexes.refresh()
+    indexes.follow({0: fresh})
+    view = indexes.views()[0]
+    assert view is not None
+    assert [hit.account_id for hit in view.index.query(DiscoveryQuery()).hits] == ["b"]
+    indexes.follow({})
+    assert indexes.views() == {}
+    assert indexes.indexes == {}
+
+
+async def test_following_indexes_until_cancelled() -> None:
+    engine = engine_with("acc")
+    indexes = DiscoveryIndexes()
+    follower = asyncio.create_task(follow_engines(indexes, lambda: {0: engine},
+                                                  interval_s=0.01))
     try:
-        indexes.note([(0, "acc")])
-        for _ in range(200):
+        for _ in range(300):
             await asyncio.sleep(0.01)
-            if indexes.indexes and "acc" in indexes.indexes[0]:
+            if indexes.views().get(0) is not None:
                 break
-        assert "acc" in indexes.indexes[0]
+        view = indexes.views()[0]
+        assert view is not None
+        assert "acc" in view.index
     finally:
         follower.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -36,11 +36,11 @@ def test_resent_event_counts_once() -> None:
     assert score.counts.likes == 1
 
 
-def test_event_beyond_allowed_lateness_is_dropped_and_reported_late() -> None:
-    engine = Engine(EngineConfig(allowed_lateness_s=3_600))
-    feed(engine, post("acc", "p1", 10 * 3_600))
-    outcomes = feed(engine, interaction("like", "acc", "p1", "u1", 8 * 3_600),
-                    interaction("like", "acc", "p1", "u2", 9.5 * 3_600))
+def test_event_older_than_the_window_and_its_grace_is_dropped_and_reported_late() -> None:
+    engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=3_600))
+    feed(engine, post("acc", "p1", 30 * 3_600))
+    outcomes = feed(engine, interaction("like", "acc", "p1", "u1", 4 * 3_600),
+                    interaction("like", "acc", "p1", "u2", 5.5 * 3_600))
     assert outcomes == [Outcome.LATE, Outcome.COUNTED]
 
 
@@ -99,8 +99,8 @@ def test_expiry_drops_accounts_whose_state_left_the_window() -> None:
 
 
 def test_each_partition_keeps_its_own_stream_time() -> None:
-    engine = Engine(EngineConfig(allowed_lateness_s=60))
-    feed(engine, followers("a", 1, 10_000), partition=0)
+    engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=60))
+    feed(engine, followers("a", 1, 3 * DAY), partition=0)
     assert feed(engine, followers("b", 1, 10), partition=1) == [Outcome.COUNTED]
     assert feed(engine, followers("c", 1, 10), partition=0) == [Outcome.LATE]
 
@@ -141,12 +141,14 @@ def test_dedupe_memory_is_capped_by_forgetting_the_oldest_hour_first() -> None:
     events = [followers(f"a{i}", 1, i * 10.0) for i in range(3_000)]  # 8+ hours of ids
     for index, event in enumerate(events):  # three partitions with the same hours
         engine.apply(decoded(event), partition=index % 3)
-    remembered = sum(len(ids) for clock in engine.partitions.values()
-                     for ids in clock.seen_ids.values())
+    remembered = sum(len(clock.event_ids) for clock in engine.partitions.values())
     assert remembered <= 1_000
     assert engine.stats.forgotten_event_ids == 3_000 - remembered
     newest = len(events) - 1  # the newest are still known, on their own partition
     assert engine.apply(decoded(events[newest]), newest % 3) == Outcome.DUPLICATE
+    # A re-send of a forgotten id is late, never counted twice.
+    assert engine.apply(decoded(events[0]), 0) == Outcome.LATE
+    assert engine.stats.late_after_forgetting == 1
 
 
 def test_expiry_in_slices_drops_what_a_whole_sweep_drops() -> None:
@@ -182,16 +184,12 @@ def test_shared_topic_tuples_stay_bounded() -> None:
         account.SHARED_TOPIC_TUPLES = original
 
 
-def test_a_large_hour_of_event_ids_is_released_over_several_steps(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from service.engine import engine as engine_module
-
-    monkeypatch.setattr(engine_module, "IDS_RELEASED_PER_SLICE", 10)
+def test_expiry_lets_go_the_event_ids_of_hours_beyond_the_horizon() -> None:
     engine = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0))
     feed(engine, *[followers("acc", n, 60 + n) for n in range(35)])
-    feed(engine, followers("acc", 99, 2 * 3_600))  # the first hour leaves the lateness
-    steps = list(engine.expire_in_slices())
-    assert steps.count(0) >= 3  # 35 ids, at most 10 per step before the accounts' slice
-    assert [len(ids) for ids in engine.clock(0).seen_ids.values()] == [1]
-    assert engine._event_ids == 1  # counted down as the hour was retired
+    feed(engine, followers("acc", 99, DAY + 2 * 3_600))  # the first hour leaves the horizon
+    event_ids = engine.clock(0).event_ids
+    hours = event_ids.hours
+    list(engine.expire_in_slices())
+    assert event_ids.hours == hours[-1:]
+    assert engine.remembered_event_ids == 1  # counted down as the hour was retired

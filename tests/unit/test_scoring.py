@@ -31,11 +31,18 @@ def scored(profile: Profile, seed: int = 1) -> AccountScore:
     return score
 
 
-def test_weights_sum_to_one_so_points_add_up_to_the_score() -> None:
-    assert sum(spec.weight for spec in COMPONENTS.values()) == pytest.approx(1.0)
-    score = scored(AUTHENTIC_MICRO)
-    points = sum(c.points for c in score.credibility.components.values())
-    assert points == pytest.approx(score.credibility.score, abs=0.05)
+def test_quality_weights_sum_to_one_and_all_points_add_up_to_the_score() -> None:
+    quality = [spec.weight for spec in COMPONENTS.values() if spec.role == "quality"]
+    assert sum(quality) == pytest.approx(1.0)
+    for profile in (AUTHENTIC_MICRO, POD_PUMPED, MEGA_LOW):
+        credibility = scored(profile).credibility
+        points = sum(c.points for c in credibility.components.values())
+        assert points == pytest.approx(credibility.score, abs=0.1)
+        deductions = [c.points for c in credibility.components.values()
+                      if c.role == "authenticity"]
+        assert all(points <= 0 for points in deductions)
+        assert credibility.quality + sum(deductions) == pytest.approx(credibility.score,
+                                                                       abs=0.1)
 
 
 @pytest.mark.parametrize("rival", [POD_PUMPED, PAID_FEED, SCATTERED, LIKES_ONLY, MEGA_LOW],
@@ -48,13 +55,40 @@ def test_authentic_loyal_niche_micro_account_outranks(rival: Profile) -> None:
 
 def test_each_pattern_is_blamed_on_the_component_that_sees_it() -> None:
     authentic = scored(AUTHENTIC_MICRO).credibility.components
-    assert scored(POD_PUMPED).credibility.components["engagement_concentration"].value < 0.2
-    assert scored(POD_PUMPED).credibility.components["timing_authenticity"].value < 0.5
+    pod = scored(POD_PUMPED).credibility.components
+    assert pod["engagement_concentration"].value < 0.2
+    assert pod["timing_authenticity"].value < 0.5
+    assert pod["timing_authenticity"].points < -10
     assert scored(PAID_FEED).credibility.components["sponsored_share"].value < 0.5
     assert scored(SCATTERED).credibility.components["niche_focus"].value < 0.6
     assert scored(LIKES_ONLY).credibility.components["conversation_depth"].value == 0
-    assert scored(MEGA_LOW).credibility.components["engagement_fit"].value < 0.3
+    mega = scored(MEGA_LOW).credibility.components
+    assert mega["engagement_fit"].value < 0.3
+    assert mega["engagement_evidence"].factor < 0.5
     assert all(authentic[name].value > 0.6 for name in authentic)
+
+
+def test_dead_engagement_cannot_reach_the_middle_of_the_scale() -> None:
+    """A mega account with almost no engagement (0.004 % of its followers) and a
+    'diverse' audience of almost nobody (the issue's example scored about 50)."""
+    engine = Engine()
+    engine.apply(decoded(followers("mega", 3_000_000, 0)))
+    for index in range(6):
+        engine.apply(decoded(post("mega", f"p{index}", 10 + index * DAY)))
+        for n in range(120):
+            kind = "comment" if n % 4 == 0 else "like"
+            engine.apply(decoded(interaction(kind, "mega", f"p{index}", f"u{index}-{n}",
+                                             3_600 + index * DAY + n * 97)))
+    score = engine.score("mega")
+    assert score is not None
+    assert score.engagement.rate is not None
+    assert score.engagement.rate < 0.0001
+    assert score.credibility.score < 25
+
+
+def test_bought_engagement_far_above_normal_earns_less_fit_than_real_engagement() -> None:
+    assert engagement_fit_value(5.6) < engagement_fit_value(1.4)
+    assert engagement_fit_value(2.8) < engagement_fit_value(1.6)
 
 
 def test_a_new_account_with_two_events_gets_no_extreme_score() -> None:
@@ -77,8 +111,36 @@ def test_every_component_explains_itself() -> None:
 
 
 @pytest.mark.parametrize(("ratio", "expected"),
-                         [(0, 0), (1, 0.5), (2, 0.75), (3, 1), (6.5, 0.5), (10, 0), (40, 0)])
+                         [(0, 0), (1, 0.5), (1.25, 0.75), (1.5, 1), (2, 1), (3.5, 0.5),
+                          (5, 0), (40, 0)])
 def test_engagement_fit_rewards_above_normal_and_distrusts_implausible(
     ratio: float, expected: float
 ) -> None:
     assert engagement_fit_value(ratio) == pytest.approx(expected)
+
+
+def test_a_cached_score_follows_the_follower_count_at_the_window_start() -> None:
+    """The fit and the follower check read the count at the window's start, so a score
+    cached before the window start passes a follower observation is stale after it,
+    even within one actor bucket."""
+    bucket_s = Engine().config.actor_bucket_s
+    # A follower observation in the middle of an actor bucket, a day or more after T0.
+    jump = (T0.timestamp() // bucket_s + 1.5) * bucket_s - T0.timestamp()
+    events = [followers("acc", 1_000, 0), followers("acc", 3_000, jump),
+              post("acc", "p", jump + DAY)]
+    events += [interaction("like", "acc", "p", f"u{n}", jump + DAY + 60 + n)
+               for n in range(60)]
+    cached, fresh = Engine(), Engine()
+    for event in [*events, followers("other", 10, jump + 30 * DAY - 3_600)]:
+        cached.apply(decoded(event))
+        fresh.apply(decoded(event))
+    before = cached.score("acc")
+    assert before is not None
+    assert before.credibility.components["follower_consistency"].value < 1
+    later = followers("other", 10, jump + 30 * DAY + 3_600)  # the window start passes it
+    cached.apply(decoded(later))
+    fresh.apply(decoded(later))
+    after = cached.score("acc")
+    assert after is not None
+    assert after.credibility.components["follower_consistency"].value == 1
+    assert after == fresh.score("acc")

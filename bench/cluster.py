@@ -1,0 +1,267 @@
+"""Scale-out: ingest with one and two instances, the changelog's cost, failover after
+`kill -9`, changelog restore speed, and forwarded against local queries. Real Kafka, real
+service processes, all in one run.
+
+    python -m bench.cluster [--events 1000000] [--accounts 200000]
+
+* ingest: the same events (bench.ingest's realistic mix, 6 partitions) consumed by one
+  instance, then by two in one group, each a `StreamProcessor` in its own process; the
+  time from start to the last event consumed (both include joining the group). Also one
+  instance with checkpoints every hour (no changelog writes during the run) against the
+  default commit interval: the changelog's cost on ingest.
+* failover: two service processes own `--accounts` accounts (one event each); one is
+  killed with SIGKILL; the time until every sampled account of its partitions answers
+  through the other, and that instance's restore rate from the changelog.
+* queries: p50/p99 of the same score asked from its owner and from the other instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.ingest import BOOTSTRAP, REPO, ensure_broker, realistic_events
+from service.routing import partition_for
+
+PARTITIONS = 6
+
+
+async def create_topic(topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1),
+                                   NewTopic(f"{topic}.dlq", 1, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=50, acks=1,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        for value in values:
+            key = orjson.loads(value)["account_id"].encode()
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume_child(topic: str, group: str, progress: Path, commit_s: float) -> None:
+    """One instance: a StreamProcessor writing how many events it consumed to a file."""
+    from service.consumer import StreamProcessor
+    from service.metrics import Metrics
+    from service.settings import Settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=topic,
+                            dlq_topic=f"{topic}.dlq", consumer_group=group,
+                            snapshot_dir=Path(folder), snapshot_interval_s=3600,
+                            expiry_interval_s=3600, commit_interval_s=commit_s,
+                            advertised_url=f"http://bench-{os.getpid()}")
+        processor = StreamProcessor(settings, Metrics())
+        task = asyncio.create_task(processor.run())
+        while not task.done():
+            consumed = sum(s.position or 0 for s in processor.states.values())
+            progress.write_text(str(consumed))
+            await asyncio.sleep(0.02)
+        task.result()
+
+
+def ingest(topic: str, count: int, instances: int, commit_s: float) -> float:
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as folder:
+        files = [Path(folder) / f"progress-{n}" for n in range(instances)]
+        started = time.perf_counter()
+        children = [subprocess.Popen(
+            [sys.executable, "-m", "bench.cluster", "--child", topic, "--group", group,
+             "--progress", str(path), "--commit-s", str(commit_s)], cwd=REPO,
+            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"}) for path in files]
+        try:
+            while True:
+                done = sum(int(p.read_text() or 0) for p in files if p.exists())
+                if done >= count:
+                    return time.perf_counter() - started
+                if any(child.poll() is not None for child in children):
+                    raise RuntimeError("an instance exited")
+                time.sleep(0.01)
+        finally:
+            for child in children:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_service(topic: str, folder: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+           "ENGAGEMENT_EVENTS_TOPIC": topic, "ENGAGEMENT_DLQ_TOPIC": f"{topic}.dlq",
+           "ENGAGEMENT_CONSUMER_GROUP": f"group-{topic}", "ENGAGEMENT_HTTP_PORT": str(port),
+           "ENGAGEMENT_HTTP_HOST": "127.0.0.1", "ENGAGEMENT_ADVERTISED_URL": url,
+           "ENGAGEMENT_SNAPSHOT_DIR": str(folder / name), "ENGAGEMENT_LOG_FORMAT": "json",
+           "ENGAGEMENT_HOT_ACCOUNTS": "2000", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600"}
+    log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=log,
+                               stderr=log, cwd=REPO)
+    return process, url
+
+
+def wait_ready(url: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready")
+
+
+def cluster_owners(url: str) -> dict[int, str]:
+    body = httpx.get(f"{url}/cluster", timeout=10).json()
+    return {p["partition"]: p["owner"] for p in body["partitions"]}
+
+
+def failover_and_queries(accounts: int) -> dict[str, float]:
+    topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(topic))
+    start = time.time() - 3600
+    values = [orjson.dumps({
+        "event_id": f"f-{n}", "type": "followers", "account_id": f"acct-{n}",
+        "followers": 1000 + n % 5000,
+        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + n % 3000))})
+        for n in range(accounts)]
+    asyncio.run(produce(topic, values))
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        a, a_url = start_service(topic, folder, "a")
+        b, b_url = start_service(topic, folder, "b")
+        try:
+            wait_ready(a_url)
+            wait_ready(b_url)
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:  # every account consumed and committed
+                lag = sum(p["lag_messages"] or 0 for p in
+                          httpx.get(f"{a_url}/cluster", timeout=10).json()["partitions"])
+                if lag == 0:
+                    break
+                time.sleep(1)
+            time.sleep(3)  # a few checkpoints: everything is in the changelog
+            owners = cluster_owners(a_url)
+            rng = random.Random(1)
+            sample = rng.sample(range(accounts), min(accounts, 4000))
+            of_a = [f"acct-{n}" for n in sample
+                    if owners[partition_for(f"acct-{n}", PARTITIONS)] == a_url][:1000]
+            of_b = [f"acct-{n}" for n in sample
+                    if owners[partition_for(f"acct-{n}", PARTITIONS)] == b_url]
+            result.update(query_latencies(a_url, b_url, of_a))
+            moved = sum(1 for n in range(accounts)
+                        if owners[partition_for(f"acct-{n}", PARTITIONS)] == b_url)
+            b.send_signal(signal.SIGKILL)
+            b.wait()
+            killed = time.perf_counter()
+            pending = list(of_b)
+            with httpx.Client(timeout=5) as client:
+                while pending and time.perf_counter() - killed < 600:
+                    pending = [acct for acct in pending
+                               if client.get(f"{a_url}/accounts/{acct}/score").status_code
+                               != 200]
+                    time.sleep(0.05)
+            result["failover_s"] = time.perf_counter() - killed
+            result["moved_accounts"] = moved
+            restored = [orjson.loads(line) for line in (folder / "a.log").read_bytes()
+                        .splitlines() if b'"partition restored"' in line]
+            late = [r for r in restored if r["changelog_records"] > 0]
+            if late:
+                records = sum(r["accounts"] for r in late)
+                seconds = max(r["seconds"] for r in late)
+                result["restore_accounts_per_s"] = records / seconds
+                result["restore_s"] = seconds
+        finally:
+            for process in (a, b):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+    return result
+
+
+def query_latencies(owner: str, other: str, accounts: list[str]) -> dict[str, float]:
+    timings: dict[str, list[float]] = {"local": [], "forwarded": []}
+    with httpx.Client(timeout=5) as client:
+        for _ in range(3):
+            for account in accounts:
+                for kind, url in (("local", owner), ("forwarded", other)):
+                    started = time.perf_counter()
+                    response = client.get(f"{url}/accounts/{account}/score")
+                    timings[kind].append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.text
+    out = {}
+    for kind, values in timings.items():
+        values.sort()
+        out[f"{kind}_p50_ms"] = statistics.median(values) * 1000
+        out[f"{kind}_p99_ms"] = values[int(len(values) * 0.99)] * 1000
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=200_000)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--progress", help=argparse.SUPPRESS)
+    parser.add_argument("--commit-s", type=float, default=1.0, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        asyncio.run(consume_child(arguments.child, arguments.group,
+                                  Path(arguments.progress), arguments.commit_s))
+        return
+    ensure_broker()
+    topic = f"bench-cluster-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(topic))
+    asyncio.run(produce(topic, realistic_events(arguments.events)))
+    count = arguments.events
+    one = ingest(topic, count, 1, 1.0)
+    two = ingest(topic, count, 2, 1.0)
+    no_changelog = ingest(topic, count, 1, 3600.0)
+    figures = {
+        "events": count, "one_instance_events_per_s": count / one,
+        "two_instances_events_per_s": count / two, "two_over_one": one / two,
+        "one_instance_without_checkpoints_events_per_s": count / no_changelog,
+        "changelog_overhead": one / no_changelog - 1,
+    }
+    figures.update(failover_and_queries(arguments.accounts))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,697 @@
+"""How well credibility separates authentic accounts from bought ones: a labelled,
+randomised population fed straight into `Engine`, with the actor side
+(`ActorActivity`) in the same process for the cross-account signal.
+
+    python -m bench.scoring [--seed 1] [--quick]
+
+Prints, for every kind of fraud: the AUC of credibility (authentic against that kind;
+1.0 = every authentic account above every fraud), the AUC with each component removed
+(ablation), the AUC of candidate signals on their own, the share of fraud per score
+band (calibration), and the seed's orderings (principle pairs with equal followers).
+
+The world: `--authentic` real accounts (nano, micro, mid) whose audiences are people
+drawn from one shared pool, each person engaging with a stable handful of accounts
+(a few power users with dozens); posts at daytime in the account's time zone,
+interactions decaying over hours with a night trough, per-post counts that vary,
+organic follower growth. Farms: bot pools shared by all their customers, each bot also
+serving accounts outside the labelled set (their interactions reach the actor side
+only). The kinds of fraud are in `FRAUD_KINDS`; every account's size, posts and rates
+are drawn at random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import itertools
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from service.engine import Engine, EngineConfig
+from service.engine.audience import ActorActivity, ActorInteraction
+from service.engine.scoring import COMPONENTS, Credibility
+from service.engine.sketches import actor_hash
+from service.engine.tiers import expected_engagement_rate
+from service.events import CommentEvent, Event, FollowersEvent, LikeEvent, PostEvent, ShareEvent
+from service.simulation import (
+    AUTHENTIC_MICRO,
+    LIKES_ONLY,
+    MEGA_LOW,
+    PAID_FEED,
+    POD_PUMPED,
+    SCATTERED,
+    Profile,
+    account_events,
+)
+
+DAY = 86_400.0
+HOUR = 3_600.0
+START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
+SPAN_DAYS = 26  # posts go up over this many days; the score is taken at the end
+TOPICS = ("veganism", "motherhood", "running", "chronic-illness", "climate", "gardening",
+          "gaming", "fashion", "travel", "finance", "cooking", "photography")
+BRANDS = ("fashion", "finance", "travel", "cosmetics", "energy-drinks", "crypto")
+FRAUD_KINDS = ("engagement_pod", "burst_farm", "drip_bought_likes", "bought_comments",
+               "mixed_real_and_bought", "fake_followers", "tuned_rate", "unflagged_sponsoring",
+               "issue_adversary", "docs_reader")
+
+# One raw event: (time, kind, account, post_id, actor_id, payload)
+Raw = tuple[float, str, str, str, str, object]
+
+
+@dataclass
+class World:
+    rng: random.Random
+    raw: list[Raw] = field(default_factory=list)
+    actor_only: list[tuple[float, str, str]] = field(default_factory=list)  # (t, actor, acct)
+    labels: dict[str, str] = field(default_factory=dict)  # account -> kind
+    # Candidate signals measured from the raw events, before deciding to keep state.
+    interaction_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    time_zone: dict[str, float] = field(default_factory=dict)
+    ids: Iterable[int] = field(default_factory=itertools.count)
+
+    def emit(self, moment: float, kind: str, account: str, post_id: str = "",
+             actor: str = "", payload: object = None) -> None:
+        self.raw.append((moment, kind, account, post_id, actor, payload))
+        if actor:
+            self.interaction_times[account].append(moment)
+
+
+# -- people and their audiences ------------------------------------------------------------
+
+def human_breadth(rng: random.Random) -> int:
+    """How many of the tracked accounts a real person engages with."""
+    draw = rng.random()
+    if draw < 0.70:
+        return rng.randint(1, 3)
+    if draw < 0.95:
+        return rng.randint(4, 8)
+    if draw < 0.99:
+        return rng.randint(9, 20)
+    return rng.randint(20, 45)  # power users
+
+
+def deal_audiences(sizes: dict[str, int], rng: random.Random) -> dict[str, list[str]]:
+    """Audiences from one pool of people: each person holds `human_breadth` places, the
+    places are shuffled and dealt out, so people overlap across accounts naturally."""
+    places: list[str] = []
+    person = 0
+    while len(places) < sum(sizes.values()):
+        places += [f"h{person}"] * human_breadth(rng)
+        person += 1
+    rng.shuffle(places)
+    audiences: dict[str, list[str]] = {}
+    start = 0
+    for account, size in sizes.items():
+        audiences[account] = list(dict.fromkeys(places[start : start + size]))
+        start += size
+    return audiences
+
+
+def activity_weights(count: int, rng: random.Random) -> list[float]:
+    """Cumulative weights: a few people interact on most posts, most now and then."""
+    weights = [rng.paretovariate(1.3) for _ in range(count)]
+    return list(itertools.accumulate(weights))
+
+
+def pick(audience: list[str], cumulative: list[float], rng: random.Random) -> str:
+    return audience[bisect.bisect_left(cumulative, rng.random() * cumulative[-1])]
+
+
+# -- time --------------------------------------------------------------------------------
+
+def human_delay(rng: random.Random, posted_at: float, zone_h: float) -> float:
+    """Seconds after posting at which a person interacts: mostly within hours, fewer at
+    night in the account's time zone, a few with notifications on within seconds."""
+    if rng.random() < 0.01:
+        return rng.uniform(2, 25)
+    # A sixth of an audience lives in another time zone.
+    if rng.random() < 0.15:
+        zone_h += rng.choice((-9, -6, 6, 9))
+    while True:
+        delay = 30 + rng.expovariate(1 / (3 * HOUR))
+        local_hour = ((posted_at + delay) / HOUR + zone_h) % 24
+        if 1 <= local_hour < 7 and rng.random() < 0.7:
+            continue
+        return min(delay, 3 * DAY)
+
+
+def daytime_post(rng: random.Random, day: int, zone_h: float) -> float:
+    local = rng.uniform(8, 22)
+    return START + day * DAY + (local - zone_h) * HOUR
+
+
+# -- farms -------------------------------------------------------------------------------
+
+@dataclass
+class Farm:
+    name: str
+    bots: list[str]
+    # How many accounts outside the labelled set each bot serves per day: their
+    # interactions reach the actor side only.
+    outside_per_day: float
+
+    def background(self, world: World, rng: random.Random) -> None:
+        # From a period before the first post (the actor side's memory) to the end.
+        for bot in self.bots:
+            for day in range(-8, SPAN_DAYS + 1):
+                for _ in range(_poisson(rng, self.outside_per_day)):
+                    moment = START + (day + rng.random()) * DAY
+                    world.actor_only.append(
+                        (moment, bot, f"outside-{self.name}-{rng.randrange(50_000)}"))
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    limit, product, count = math.exp(-mean), rng.random(), 0
+    while product > limit:
+        product *= rng.random()
+        count += 1
+    return count
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+@dataclass
+class Shape:
+    followers: int
+    posts: int
+    ratio: float  # real engagement, in multiples of normal for the size
+    deep_share: float
+    sponsored_share: float
+    main_topic: str
+    off_topic_share: float
+    growth: float  # organic follower growth over the span
+    zone_h: float
+
+
+def authentic_shape(rng: random.Random) -> Shape:
+    draw = rng.random()
+    if draw < 0.15:
+        followers = int(math.exp(rng.uniform(math.log(300), math.log(1_000))))
+    elif draw < 0.85:
+        followers = int(math.exp(rng.uniform(math.log(1_000), math.log(10_000))))
+    else:
+        followers = int(math.exp(rng.uniform(math.log(10_000), math.log(25_000))))
+    return Shape(
+        followers=followers,
+        posts=rng.randint(3, 8),
+        ratio=math.exp(rng.gauss(math.log(1.2), 0.35)),
+        deep_share=rng.uniform(0.10, 0.35),
+        sponsored_share=rng.choice((0.0, 0.0, 0.1, 0.2, 0.3)),
+        main_topic=rng.choice(TOPICS),
+        off_topic_share=rng.choice((0.0, 0.0, 0.1, 0.2, 0.35)),
+        growth=rng.uniform(-0.02, 0.15),
+        zone_h=rng.choice((-8, -5, 0, 1, 2, 5.5, 8, 9)),
+    )
+
+
+def posts_of(world: World, account: str, shape: Shape, rng: random.Random,
+             ad_share: float = 0.0) -> list[tuple[str, float, bool]]:
+    """Emits the account's posts and follower counts; returns (post_id, time, is_ad)."""
+    days = sorted(rng.sample(range(SPAN_DAYS), shape.posts))
+    posts = []
+    for index, day in enumerate(days):
+        posted_at = daytime_post(rng, day, shape.zone_h)
+        post_id = f"{account}-p{index}"
+        is_ad = rng.random() < ad_share
+        if is_ad:
+            topics = [rng.choice(BRANDS)]
+        elif rng.random() < shape.off_topic_share:
+            topics = [rng.choice(TOPICS)]
+        else:
+            topics = [shape.main_topic]
+        sponsored = (not is_ad) and rng.random() < shape.sponsored_share
+        world.emit(posted_at, "post", account, post_id, "", (sponsored, topics))
+        posts.append((post_id, posted_at, is_ad))
+    for day in range(-3, SPAN_DAYS + 1, 2):
+        count = int(shape.followers * (1 + shape.growth * max(day, 0) / SPAN_DAYS))
+        world.emit(START + day * DAY + 1, "followers", account, "", "", count)
+    world.time_zone[account] = shape.zone_h
+    return posts
+
+
+def real_engagement(world: World, account: str, shape: Shape,
+                    posts: list[tuple[str, float, bool]], audience: list[str],
+                    rng: random.Random, scale: float = 1.0, ad_scale: float = 1.0) -> None:
+    cumulative = activity_weights(len(audience), rng)
+    per_post = shape.ratio * expected_engagement_rate(shape.followers) * shape.followers * scale
+    for post_id, posted_at, is_ad in posts:
+        count = int(per_post * math.exp(rng.gauss(0, 0.45)) * (ad_scale if is_ad else 1.0))
+        deep = shape.deep_share * (0.5 if is_ad else 1.0)
+        for _ in range(count):
+            actor = pick(audience, cumulative, rng)
+            kind = _kind(rng, deep)
+            world.emit(posted_at + human_delay(rng, posted_at, shape.zone_h), kind, account,
+                       post_id, actor)
+
+
+def _kind(rng: random.Random, deep_share: float) -> str:
+    if rng.random() < deep_share:
+        return "comment" if rng.random() < 0.7 else "share"
+    return "like"
+
+
+def bought(world: World, account: str, posts: list[tuple[str, float, bool]], farm: Farm,
+           per_post: float, rng: random.Random, *, deep_share: float, spread_s: float,
+           burst: bool = False, jitter: float = 0.02, diurnal_zone: float | None = None,
+           returning_pool: list[str] | None = None) -> None:
+    """Interactions delivered by a farm: `per_post` each (+- jitter), from bots drawn
+    from the farm (or from a per-customer pool of returning bots), in a burst after
+    posting or spread evenly over `spread_s` (optionally following the day)."""
+    for post_id, posted_at, _ in posts:
+        count = int(per_post * math.exp(rng.gauss(0, jitter)))
+        pool = returning_pool or farm.bots
+        for _ in range(count):
+            actor = rng.choice(pool)
+            if burst:
+                moment = posted_at + rng.uniform(1, 28)
+            elif diurnal_zone is not None:
+                moment = posted_at + human_delay(rng, posted_at, diurnal_zone)
+            else:
+                moment = posted_at + 30 + rng.uniform(0, spread_s)
+            world.emit(moment, _kind(rng, deep_share), account, post_id, actor)
+
+
+def expected_per_post(shape: Shape) -> float:
+    return expected_engagement_rate(shape.followers) * shape.followers
+
+
+@dataclass
+class Population:
+    authentic: int
+    per_kind: int
+    docs_breadth: int  # accounts a docs-reader's bot serves per day, outside included
+
+
+def build(population: Population, seed: int) -> World:
+    rng = random.Random(seed)
+    world = World(rng)
+    shapes: dict[str, Shape] = {}
+    kinds: dict[str, str] = {}
+    for index in range(population.authentic):
+        shapes[f"authentic-{index:04d}"] = authentic_shape(rng)
+        kinds[f"authentic-{index:04d}"] = "authentic"
+    for kind in FRAUD_KINDS:
+        for index in range(population.per_kind):
+            account = f"{kind}-{index:04d}"
+            shapes[account] = authentic_shape(rng)
+            kinds[account] = kind
+    world.labels = kinds
+    # Real people's audiences: about a fifth of the followers ever interact.
+    sizes = {account: max(20, int(shape.followers * rng.uniform(0.1, 0.3)))
+             for account, shape in shapes.items()}
+    audiences = deal_audiences(sizes, rng)
+
+    # Pools scale with the number of customers in the labelled set, so a bot serves
+    # about as many of them in --quick as in a full run.
+    scale = population.per_kind / 30
+    big_farm = Farm("farm", [f"bot{n}" for n in range(int(4_000 * scale))],
+                    outside_per_day=2.0)
+    cheap_farm = Farm("cheap", [f"cheap{n}" for n in range(int(1_500 * scale))],
+                      outside_per_day=8.0)
+    docs_farm = Farm("docs", [], outside_per_day=population.docs_breadth / 8.0)
+    docs_bots = [f"quiet{n}" for n in range(int(40_000 * scale))]
+    farms = (big_farm, cheap_farm, docs_farm)
+    pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
+    pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
+            for start in range(2)]
+
+    for account, shape in shapes.items():
+        kind = kinds[account]
+        audience = audiences[account]
+        normal = expected_per_post(shape)
+        if kind == "authentic":
+            real_engagement(world, account, shape, posts_of(world, account, shape, rng),
+                            audience, rng)
+        elif kind == "engagement_pod":
+            posts = pod_posts[account] = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng,
+                            scale=rng.uniform(0.4, 0.9))
+        elif kind == "burst_farm":
+            shape.ratio *= rng.uniform(0.3, 0.7)
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            bought(world, account, posts, cheap_farm, normal * rng.uniform(1.5, 4.0), rng,
+                   deep_share=0.02, spread_s=0, burst=True)
+        elif kind == "drip_bought_likes":
+            shape.ratio *= rng.uniform(0.3, 0.7)
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            bought(world, account, posts, big_farm, normal * rng.uniform(1.5, 4.0), rng,
+                   deep_share=0.0, spread_s=rng.uniform(6, 24) * HOUR)
+        elif kind == "bought_comments":
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng,
+                            scale=rng.uniform(0.5, 0.9))
+            bought(world, account, posts, big_farm, normal * rng.uniform(0.3, 0.8), rng,
+                   deep_share=0.9, spread_s=rng.uniform(3, 12) * HOUR)
+        elif kind == "mixed_real_and_bought":
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            bought(world, account, posts, big_farm, normal * rng.uniform(0.8, 1.6), rng,
+                   deep_share=0.15, spread_s=rng.uniform(6, 24) * HOUR, jitter=0.3)
+        elif kind == "fake_followers":
+            first = len(world.raw)
+            posts = posts_of(world, account, shape, rng)
+            # Bought after most posts went up: every count from a late day on is raised.
+            jump_at = START + rng.randint(SPAN_DAYS - 10, SPAN_DAYS - 1) * DAY
+            extra = int(shape.followers * rng.uniform(0.5, 3.0))
+            for index in range(first, len(world.raw)):
+                moment, event_kind, owner, post_id, actor, payload = world.raw[index]
+                if event_kind == "followers" and moment >= jump_at:
+                    assert isinstance(payload, int)
+                    world.raw[index] = (moment, event_kind, owner, post_id, actor,
+                                        payload + extra)
+            real_engagement(world, account, shape, posts, audience, rng)
+        elif kind == "tuned_rate":
+            shape.ratio *= rng.uniform(0.4, 0.8)
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            target = rng.uniform(2.5, 3.0) - shape.ratio
+            bought(world, account, posts, big_farm, normal * max(target, 0.5), rng,
+                   deep_share=0.2, spread_s=rng.uniform(6, 24) * HOUR, jitter=0.25)
+        elif kind == "unflagged_sponsoring":
+            shape.sponsored_share = 0.0
+            posts = posts_of(world, account, shape, rng, ad_share=rng.uniform(0.5, 0.8))
+            real_engagement(world, account, shape, posts, audience, rng,
+                            ad_scale=rng.uniform(0.3, 0.6))
+        elif kind == "issue_adversary":
+            # The issue's case: 2,000+ actors, dripped over hours, comments mixed in,
+            # 2.5-3x normal, one topic, nothing flagged.
+            shape.ratio *= rng.uniform(0.3, 0.6)
+            shape.sponsored_share = 0.0
+            shape.off_topic_share = 0.0
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            target = rng.uniform(2.5, 3.0) - shape.ratio
+            bought(world, account, posts, big_farm, normal * max(target, 0.5), rng,
+                   deep_share=0.2, spread_s=rng.uniform(4, 20) * HOUR, jitter=0.1)
+        else:  # docs_reader: every per-account signal in the authentic range
+            shape.ratio *= rng.uniform(0.4, 0.6)
+            shape.sponsored_share = 0.0
+            shape.off_topic_share = 0.0
+            posts = posts_of(world, account, shape, rng)
+            real_engagement(world, account, shape, posts, audience, rng)
+            target = rng.uniform(2.0, 2.8) - shape.ratio
+            per_post = normal * max(target, 0.5)
+            # Returning bots: a pool per customer about as large as a real audience,
+            # each bot serving `docs_breadth` accounts per 8 days (outside included).
+            pool = rng.sample(docs_bots, k=min(len(docs_bots), max(30, int(per_post * 1.5))))
+            docs_farm.bots += pool
+            bought(world, account, posts, docs_farm, per_post, rng, deep_share=0.22,
+                   spread_s=0, jitter=0.45, diurnal_zone=shape.zone_h, returning_pool=pool)
+    for pod in pods:
+        # Pod members are the pod's own owners and a few helpers; each engages with
+        # (almost) every post of every other member, many within seconds.
+        members = [f"{account}-owner" for account in pod]
+        members += [f"pod-helper-{len(pod)}-{n}" for n in range(rng.randint(5, 20))]
+        for account in pod:
+            for post_id, posted_at, _ in pod_posts[account]:
+                for member in members:
+                    if member == f"{account}-owner" or rng.random() > 0.8:
+                        continue
+                    delay = (rng.uniform(5, 25) if rng.random() < 0.4
+                             else rng.uniform(30, 2 * HOUR))
+                    world.emit(posted_at + delay,
+                               "comment" if rng.random() < 0.6 else "like",
+                               account, post_id, member)
+    docs_farm.bots = list(dict.fromkeys(docs_farm.bots))
+    for farm in farms:
+        farm.background(world, rng)
+    world.raw.sort(key=lambda event: event[0])
+    return world
+
+
+# -- running it --------------------------------------------------------------------------
+
+def to_event(event: Raw, number: int) -> Event:
+    moment, kind, account, post_id, actor, payload = event
+    occurred_at = datetime.fromtimestamp(moment, UTC)
+    event_id = f"e{number}"
+    if kind == "post":
+        assert isinstance(payload, tuple)
+        sponsored, topics = payload
+        return PostEvent(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                         occurred_at_s=moment, post_id=post_id, sponsored=sponsored,
+                         topics=tuple(topics))
+    if kind == "followers":
+        assert isinstance(payload, int)
+        return FollowersEvent(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                              occurred_at_s=moment, followers=payload)
+    model = {"like": LikeEvent, "comment": CommentEvent, "share": ShareEvent}[kind]
+    return model(event_id=event_id, account_id=account, occurred_at=occurred_at,
+                 occurred_at_s=moment, post_id=post_id, actor_id=actor)
+
+
+SIGNAL_BATCH = 2_000
+
+
+def run(world: World, with_audience: bool = True) -> dict[str, Credibility]:
+    engine = Engine(EngineConfig(max_accounts=100_000, hot_accounts=100_000))
+    activity = ActorActivity()
+    hashes: dict[str, int] = {}
+
+    def hashed(actor: str) -> int:
+        known = hashes.get(actor)
+        if known is None:
+            known = hashes[actor] = actor_hash(actor)
+        return known
+
+    outside = sorted(world.actor_only)
+    outside_index = 0
+    batch: list[ActorInteraction] = []
+    for number, event in enumerate(world.raw):
+        moment = event[0]
+        engine.apply(to_event(event, number))
+        if not with_audience:
+            continue
+        # The outside world reaches the actor side in time order with the rest.
+        while outside_index < len(outside) and outside[outside_index][0] <= moment:
+            seen_at, actor, account = outside[outside_index]
+            batch.append(ActorInteraction(hashed(actor), account, seen_at))
+            outside_index += 1
+        if event[4]:
+            batch.append(ActorInteraction(hashed(event[4]), event[2], moment))
+        if len(batch) >= SIGNAL_BATCH:
+            for signal in activity.observe_batch(batch):
+                engine.apply_audience(signal)
+            batch = []
+    for signal in activity.observe_batch(batch):
+        engine.apply_audience(signal)
+    scores = {}
+    for account in world.labels:
+        score = engine.score(account)
+        assert score is not None, account
+        scores[account] = score.credibility
+    return scores
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+def auc(authentic: list[float], fraud: list[float]) -> float:
+    """P(authentic > fraud), ties half: the Mann-Whitney statistic."""
+    ranked = sorted([(value, 1) for value in authentic] + [(value, 0) for value in fraud])
+    rank_sum = 0.0
+    index = 0
+    while index < len(ranked):
+        end = index
+        while end < len(ranked) and ranked[end][0] == ranked[index][0]:
+            end += 1
+        mean_rank = (index + 1 + end) / 2
+        rank_sum += mean_rank * sum(label for _, label in ranked[index:end])
+        index = end
+    n_a, n_f = len(authentic), len(fraud)
+    return (rank_sum - n_a * (n_a + 1) / 2) / (n_a * n_f)
+
+
+def without(credibility: Credibility, removed: str) -> float:
+    """The score recomputed without one component: its quality points or its factor."""
+    quality = sum(c.points for name, c in credibility.components.items()
+                  if c.role == "quality" and name != removed)
+    multiplier = math.prod(c.factor for name, c in credibility.components.items()
+                           if c.role == "authenticity" and name != removed)
+    return quality * multiplier
+
+
+def quiet_share(times: list[float], zone_h: float = 0.0) -> float:
+    """Share of interactions in the quietest 6 hours of the day (circular, in UTC, so
+    it needs no time zone): people sleep, drip-feeding bots do not."""
+    del zone_h
+    hours = Counter(int(moment // HOUR) % 24 for moment in times)
+    total = len(times) or 1
+    return min(sum(hours[(start + offset) % 24] for offset in range(6))
+               for start in range(24)) / total
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                        strict=True)) + " |"
+             for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def report(world: World, scores: dict[str, Credibility]) -> None:
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    authentic = by_kind["authentic"]
+    names = list(COMPONENTS)
+    header = ["kind", "n", "mean", "AUC", "min AUC w/o one", "weakest w/o"]
+    rows = [header]
+    ablation_rows = [["kind", *[name.replace("_", " ") for name in names]]]
+    kinds = ["all fraud", *FRAUD_KINDS]
+    for kind in kinds:
+        fraud = [a for a in world.labels if world.labels[a] != "authentic"] \
+            if kind == "all fraud" else by_kind[kind]
+        full = auc([scores[a].score for a in authentic], [scores[a].score for a in fraud])
+        ablated = {name: auc([without(scores[a], name) for a in authentic],
+                             [without(scores[a], name) for a in fraud]) for name in names}
+        weakest = min(ablated, key=lambda name: ablated[name])
+        mean = sum(scores[a].score for a in fraud) / len(fraud)
+        rows.append([kind, str(len(fraud)), f"{mean:.1f}", f"{full:.3f}",
+                     f"{ablated[weakest]:.3f}", weakest])
+        ablation_rows.append([kind, *[f"{ablated[name]:.2f}" for name in names]])
+    mean_authentic = sum(scores[a].score for a in authentic) / len(authentic)
+    print(f"authentic: n={len(authentic)}, mean credibility {mean_authentic:.1f}\n")
+    print("AUC of credibility, authentic against each kind (and the lowest AUC with any one "
+          "component removed):\n")
+    print(table(rows))
+    print("\nAUC with each component removed (columns):\n")
+    print(table(ablation_rows))
+
+    print("\nAUC of single signals on their own (each component's effective value; the "
+          "last column is the candidate daily_rhythm was chosen from, measured on the raw "
+          "events: the quietest 6 hours of the day, UTC):\n")
+    single_rows = [["kind", *[name.replace("_", " ") for name in names], "quiet hours"]]
+    for kind in FRAUD_KINDS:
+        fraud = by_kind[kind]
+        cells = []
+        for name in names:
+            values = {a: scores[a].components[name].effective_value
+                      for a in (*authentic, *fraud)}
+            cells.append(f"{auc([values[a] for a in authentic], [values[a] for a in fraud]):.2f}")
+        quiet = auc([quiet_share(world.interaction_times[a]) for a in authentic],
+                    [quiet_share(world.interaction_times[a]) for a in fraud])
+        single_rows.append([kind, *cells, f"{1 - quiet:.2f}"])
+    print(table(single_rows))
+
+    print("\nWhat the components saw (median per kind, 10th-90th percentile):\n")
+    seen = [("engagement_fit", "ratio"), ("timing_authenticity", "early_share"),
+            ("daily_rhythm", "quiet_share"), ("audience_authenticity", "suspect_share"),
+            ("audience_loyalty", "returning_share"),
+            ("engagement_concentration", "top_actors_share"),
+            ("post_variation", "coefficient_of_variation"),
+            ("follower_consistency", "unexplained_growth")]
+    seen_rows = [["kind", *[inp.replace("_", " ") for _, inp in seen]]]
+    for kind in ("authentic", *FRAUD_KINDS):
+        cells = []
+        for name, inp in seen:
+            values = sorted(float(v) for a in by_kind[kind]
+                            if isinstance(v := scores[a].components[name].inputs.get(inp),
+                                          (int, float)))
+            cells.append(f"{values[len(values) // 2]:.3f} ({values[len(values) // 10]:.3f}"
+                         f"-{values[len(values) * 9 // 10]:.3f})" if values else "-")
+        seen_rows.append([kind, *cells])
+    print(table(seen_rows))
+
+    print("\nCalibration: share of fraud per credibility band (labelled set: "
+          f"{len(world.labels) - len(authentic)} fraud of {len(world.labels)} accounts):\n")
+    bands = [(85, 101), (70, 85), (50, 70), (30, 50), (0, 30)]
+    band_rows = [["credibility", "accounts", "fraud", "share fraud"]]
+    for low, high in bands:
+        inside = [a for a in world.labels if low <= scores[a].score < high]
+        fraud = [a for a in inside if world.labels[a] != "authentic"]
+        share = f"{len(fraud) / len(inside):.1%}" if inside else "-"
+        band_rows.append([f"{low}-{min(high, 100)}", str(len(inside)), str(len(fraud)), share])
+    print(table(band_rows))
+
+
+def seed_orderings(pairs: int, seed: int) -> None:
+    """The article's principles as pairs with equal followers: the authentic niche
+    account against each rival of service/simulation.py, each pair with its own seed."""
+    rng = random.Random(seed)
+    rivals: tuple[Profile, ...] = (POD_PUMPED, PAID_FEED, SCATTERED, LIKES_ONLY)
+    rows = [["rival", "pairs", "authentic ahead", "ahead by < 3 points", "mean margin"]]
+    for rival in (*rivals, MEGA_LOW):
+        margins = []
+        for _ in range(pairs):
+            followers = rng.randint(1_500, 9_000)
+            pair_seed = rng.randrange(1 << 30)
+            authentic = _simulated(AUTHENTIC_MICRO, followers, pair_seed)
+            other_followers = rival.followers if rival is MEGA_LOW else followers
+            other = _simulated(rival, other_followers, pair_seed + 1)
+            margins.append(authentic - other)
+        rows.append([rival.kind, str(pairs), str(sum(m > 0 for m in margins)),
+                     str(sum(0 < m < 3 for m in margins) + sum(m <= 0 for m in margins)),
+                     f"{sum(margins) / len(margins):.1f}"])
+    print("\nThe seed's orderings: authentic-micro against each rival, equal followers "
+          "(the mega account keeps its 2 M):\n")
+    print(table(rows))
+
+
+def _simulated(profile: Profile, followers: int, seed: int) -> float:
+    from dataclasses import replace
+
+    rng = random.Random(seed)
+    scale = followers / profile.followers if profile is not MEGA_LOW else 1.0
+    shaped = replace(profile, followers=followers,
+                     interactions_per_post=max(1, int(profile.interactions_per_post * scale)),
+                     audience=max(2, int(profile.audience * scale)))
+    engine = Engine()
+    for event_dict in account_events("acc", shaped, START, DAY, rng):
+        engine.apply(_from_dict(event_dict))
+    score = engine.score("acc")
+    assert score is not None
+    return score.credibility.score
+
+
+def _from_dict(event: dict[str, object]) -> Event:
+    moment = datetime.fromisoformat(str(event["occurred_at"]).replace("Z", "+00:00"))
+    kind = str(event["type"])
+    fields = {key: value for key, value in event.items() if key != "type"}
+    fields.update(occurred_at=moment, occurred_at_s=moment.timestamp())
+    if "topics" in fields:
+        fields["topics"] = tuple(fields["topics"])  # type: ignore[arg-type]
+    model: Callable[..., Event] = {
+        "like": LikeEvent, "comment": CommentEvent, "share": ShareEvent, "post": PostEvent,
+        "followers": FollowersEvent}[kind]
+    return model(**fields)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a small population (smoke test)")
+    parser.add_argument("--authentic", type=int, default=None)
+    parser.add_argument("--per-kind", type=int, default=None)
+    parser.add_argument("--docs-breadth", type=int, default=10,
+                        help="accounts a docs-reader's bot serves per 8 days, outside it too")
+    args = parser.parse_args()
+    population = Population(
+        authentic=args.authentic or (40 if args.quick else 300),
+        per_kind=args.per_kind or (6 if args.quick else 30),
+        docs_breadth=args.docs_breadth,
+    )
+    began = time.perf_counter()
+    world = build(population, args.seed)
+    built = time.perf_counter()
+    scores = run(world)
+    ran = time.perf_counter()
+    print(f"# bench.scoring seed={args.seed} authentic={population.authentic} "
+          f"per_kind={population.per_kind} docs_breadth={population.docs_breadth}: "
+          f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
+          f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
+    report(world, scores)
+    seed_orderings(5 if args.quick else 30, args.seed)
+    print(f"\n(total {time.perf_counter() - began:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

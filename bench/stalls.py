@@ -1,0 +1,229 @@
+"""The longest event-loop block during ingest plus queries, with the garbage collector as
+Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
+
+    python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
+    python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
+
+Each configuration runs in its own process, one after the other, on the same state and
+the same stream. The state: `accounts` accounts, each with a follower count and a post,
+packed as after a restore, the collector frozen as the restore freezes it (default
+settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the service
+(no Kafka, no HTTP: what the engine does to the loop):
+  * ingest: likes on the posts of random accounts (the working set is every account,
+    far past the hot set: each event unpacks one account and packs another) by actors of
+    a 1 M-actor audience, in batches of 2,000 with a yield every 256 (as StreamConsumer);
+  * queries: a cold score of a random account, as often as the loop allows;
+  * expiry: one slice of a sweep per batch, a sweep every 10 s (as StreamConsumer);
+  * the event-loop monitor (service/loop_monitor.py), every 10 ms.
+It reports the longest block, the slowest apply and score, the collector's pauses by
+generation (gc.callbacks), and at the end one full collection of the whole heap: what it
+finds (the engine makes no reference cycles) and how long it holds the loop.
+
+`--structures` times, with the collector off, the pauses that the engine's containers
+cause by themselves at these sizes: the dict of all accounts, which every event moves
+to its end (pop and insert: the dict compacts all of it now and then), one dedupe set
+growing to the cap (each resize copies all of it), and that set freed at once (as the
+cap forgets its oldest hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.engine import Engine, EngineConfig
+from service.engine.persistence import export_accounts, export_partitions, import_state
+from service.events import FollowersEvent, LikeEvent, PostEvent
+from service.loop_monitor import LoopBlockMonitor
+from service.runtime_tuning import CollectorPacer
+
+REPO = Path(__file__).resolve().parent.parent
+BATCH = 2_000
+YIELD_EVERY = 256
+AUDIENCE = 1_000_000
+EVENTS_PER_EVENT_SECOND = 300.0  # event time moves 1 s per 300 events
+EXPIRY_EVERY_S = 10.0
+START = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+
+
+class GcPauses:
+    def __init__(self) -> None:
+        self.by_generation: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.by_generation[info["generation"]].append(time.perf_counter() - self._started)
+
+    def summary(self) -> dict[str, Any]:
+        return {str(generation): {"count": len(pauses), "total_s": round(sum(pauses), 3),
+                                  "longest_ms": round(max(pauses, default=0.0) * 1e3, 1)}
+                for generation, pauses in self.by_generation.items()}
+
+
+def build(accounts: int, max_event_ids: int) -> Engine:
+    engine = Engine(EngineConfig(max_event_ids=max_event_ids))
+    moment = datetime.fromtimestamp(START, UTC)
+    for index in range(accounts):
+        account = f"acct-{index}"
+        engine.apply(FollowersEvent(f"{account}-f", account, moment, START, 1_000 + index % 9_000),
+                     index % 3)
+        engine.apply(PostEvent(f"{account}-p", account, moment, START, f"{account}-p",
+                               index % 5 == 0, ("veganism",)), index % 3)
+    # As after a restore: every account packed, the collector frozen.
+    restored = import_state(engine.config, export_partitions(engine),
+                            list(export_accounts(engine)), engine.changes)
+    del engine
+    gc.collect()
+    gc.freeze()
+    return restored
+
+
+async def run(engine: Engine, accounts: int, seconds: float, paced: bool) -> dict[str, Any]:
+    rng = random.Random(7)
+    monitor = LoopBlockMonitor()
+    tasks = [asyncio.create_task(monitor.run())]
+    pacer = CollectorPacer()
+    if paced:
+        tasks.append(asyncio.create_task(pacer.run()))
+    stop = time.perf_counter() + seconds
+    slowest = {"apply": 0.0, "score": 0.0, "chunk": 0.0, "expiry_slice": 0.0}
+    counts = {"events": 0, "scores": 0}
+    stream_time = START + 60.0
+
+    async def ingest() -> None:
+        nonlocal stream_time
+        next_expiry = time.perf_counter() + EXPIRY_EVERY_S
+        sweep = None
+        number = 0
+        while time.perf_counter() < stop:
+            chunk_started = time.perf_counter()
+            for index in range(BATCH):
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    slowest["chunk"] = max(slowest["chunk"], time.perf_counter() - chunk_started)
+                    await asyncio.sleep(0)
+                    chunk_started = time.perf_counter()
+                which = rng.randrange(accounts)
+                account = f"acct-{which}"
+                stream_time += 1.0 / EVENTS_PER_EVENT_SECOND
+                event = LikeEvent(f"e{number}", account, datetime.fromtimestamp(stream_time, UTC),
+                                  stream_time, f"{account}-p", f"fan-{rng.randrange(AUDIENCE)}")
+                number += 1
+                started = time.perf_counter()
+                engine.apply(event, which % 3)
+                slowest["apply"] = max(slowest["apply"], time.perf_counter() - started)
+            counts["events"] += BATCH
+            if sweep is None and time.perf_counter() >= next_expiry:
+                sweep = engine.expire_in_slices()
+                next_expiry = time.perf_counter() + EXPIRY_EVERY_S
+            started = time.perf_counter()
+            if sweep is not None and next(sweep, None) is None:
+                sweep = None
+            slowest["expiry_slice"] = max(slowest["expiry_slice"], time.perf_counter() - started)
+            await asyncio.sleep(0)
+
+    async def query() -> None:
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            engine.score(f"acct-{rng.randrange(accounts)}")
+            slowest["score"] = max(slowest["score"], time.perf_counter() - started)
+            counts["scores"] += 1
+            await asyncio.sleep(0.001)
+
+    began = time.perf_counter()
+    await asyncio.gather(ingest(), query())
+    elapsed = time.perf_counter() - began
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
+            "slowest_apply_ms": round(slowest["apply"] * 1e3, 1),
+            "slowest_score_ms": round(slowest["score"] * 1e3, 1),
+            "slowest_256_events_ms": round(slowest["chunk"] * 1e3, 1),
+            "slowest_expiry_slice_ms": round(slowest["expiry_slice"] * 1e3, 1),
+            "events_per_s": round(counts["events"] / elapsed),
+            "scores_per_s": round(counts["scores"] / elapsed),
+            "unpacks": engine.accounts.stats.unpacks,
+            "pacer_longest_step_ms": round(pacer.stats.longest_step_s * 1e3, 1)}
+
+
+def child(configuration: str, accounts: int, seconds: float, max_event_ids: int) -> None:
+    started = time.perf_counter()
+    engine = build(accounts, max_event_ids)
+    built_s = time.perf_counter() - started
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
+    result = asyncio.run(run(engine, accounts, seconds, paced=configuration == "paced"))
+    gc.callbacks.remove(pauses)
+    gc.unfreeze()
+    started = time.perf_counter()
+    found = gc.collect()
+    full_s = time.perf_counter() - started
+    print(json.dumps({**result, "gc_pauses": pauses.summary(), "build_s": round(built_s, 1),
+                      "whole_heap_collection_ms": round(full_s * 1e3, 1),
+                      "whole_heap_garbage_found": found, "tracked_objects": len(gc.get_objects())}))
+
+
+def structures(accounts: int, event_ids: int) -> None:
+    gc.disable()
+    rng = random.Random(3)
+    by_account: dict[str, bytes] = {f"acct-{index}": b"packed" for index in range(accounts)}
+    longest = 0.0
+    for _ in range(2 * accounts):
+        account = f"acct-{rng.randrange(accounts)}"
+        started = time.perf_counter()
+        held = by_account.pop(account)
+        by_account[account] = held
+        longest = max(longest, time.perf_counter() - started)
+    print(f"dict of {accounts:,} accounts, most recently active last: longest move "
+          f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
+    seen: set[str] = set()
+    longest = 0.0
+    for number in range(event_ids):
+        event_id = f"event-{number}"
+        started = time.perf_counter()
+        seen.add(event_id)
+        longest = max(longest, time.perf_counter() - started)
+    print(f"one dedupe set growing to {event_ids:,} ids: longest add {longest * 1e3:.1f} ms")
+    started = time.perf_counter()
+    del seen
+    print(f"that set freed at once: {(time.perf_counter() - started) * 1e3:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--max-event-ids", type=int, default=5_000_000)
+    parser.add_argument("--structures", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.structures:
+        structures(arguments.accounts, arguments.max_event_ids)
+        return
+    if arguments.child:
+        child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids)
+        return
+    for configuration in ("default", "paced"):
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.stalls", "--child", configuration,
+             "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
+             "--max-event-ids", str(arguments.max_event_ids)],
+            capture_output=True, text=True, check=True, cwd=REPO, env=dict(os.environ))
+        print(f"{configuration:>8}: {result.stdout.strip()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Kafka clients, made in one place and handed to the processor (so its loop can be driven
+by other clients in tests), and the start-up checks of topics and their settings.
+
+Internal topics follow Kafka Streams' naming: `<consumer group>-accounts-changelog`,
+compacted, with the events topic's partition count (co-partitioned: changelog partition
+n holds the state of events partition n).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+
+
+class FatalConfigError(Exception):
+    """A setting or a topic that no retry can fix; the message says what to change."""
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Capped exponential back-off with full jitter (AWS architecture blog's variant)."""
+
+    initial_s: float
+    max_s: float
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * 2 ** self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class KafkaClients:
+    """Factories of the processor's clients, configured from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def group_consumer(self, assignor: Any) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            partition_assignment_strategy=(assignor,),
+            # A restarted pod with the same id takes its place in the group at once,
+            # without a rebalance (Kafka's static membership).
+            group_instance_id=s.group_instance_id or None,
+            # Partitions added to the topic break co-partitioning: notice within 30 s.
+            metadata_max_age_ms=30_000,
+        )
+
+    def changelog_reader(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+
+    def transactional_producer(self, partition: int) -> AIOKafkaProducer:
+        """One producer per input partition, its transactional id derived from the
+        partition: the next owner's producer fences this one (Kafka Streams' EOS with a
+        producer per task)."""
+        s = self.settings
+        return AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            transactional_id=f"{s.consumer_group}-{s.events_topic}-{partition}",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            request_timeout_ms=int(max(s.commit_interval_s * 10, 10) * 1000),
+        )
+
+    def producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+
+    def admin(self) -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                   request_timeout_ms=10_000)
+
+
+async def with_retries(what: str, attempt: Callable[[], Awaitable[T]], backoff: Backoff,
+                       on_attempt: Callable[[bool], None],
+                       stopping: asyncio.Event) -> T | None:
+    """Runs `attempt` until it succeeds, sleeping with back-off between failures; each
+    failure is logged with its reason. Returns None if stopped first; a FatalConfigError
+    passes through."""
+    while not stopping.is_set():
+        try:
+            result = await attempt()
+        except FatalConfigError:
+            raise
+        except (KafkaError, OSError, TimeoutError) as error:
+            on_attempt(False)
+            delay = backoff.next_delay()
+            log.warning("kafka not reachable; retrying", extra={
+                "step": what, "attempt": backoff.attempt, "retry_in_s": round(delay, 2),
+                "reason": f"{type(error).__name__}: {error}"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            continue
+        on_attempt(True)
+        backoff.reset()
+        return result
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    partitions: int  # of the events topic, and so of the changelog
+
+
+async def check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> Topology:
+    """The events topic must exist (FatalConfigError when it does not); the changelog is
+    created when missing and checked when present (compaction, partition count)."""
+    metadata = await admin.describe_topics([settings.events_topic])
+    events = metadata[0]
+    if events.get("error_code", 0) != 0 or not events.get("partitions"):
+        raise _MissingTopic(settings.events_topic)
+    partitions = len(events["partitions"])
+    changelog = settings.changelog
+    existing = await admin.list_topics()
+    if changelog not in existing:
+        replication = settings.internal_topic_replication_factor
+        if replication == 0:
+            brokers = (await admin.describe_cluster()).get("brokers") or [None]
+            replication = min(3, len(brokers))
+        log.info("creating the changelog topic", extra={
+            "topic": changelog, "partitions": partitions, "replication_factor": replication})
+        try:
+            await admin.create_topics([NewTopic(changelog, partitions, replication,
+                                                topic_configs=CHANGELOG_CONFIG)])
+        except KafkaError as error:
+            if "TopicAlreadyExists" not in type(error).__name__:
+                raise
+    found = 0
+    for _ in range(50):  # a topic just created shows its partitions a moment later
+        described = (await admin.describe_topics([changelog]))[0]
+        found = len(described.get("partitions") or [])
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    if found != partitions:
+        raise FatalConfigError(
+            f"changelog topic {changelog!r} has {found} partitions but {settings.events_topic!r}"
+            f" has {partitions}; they must be co-partitioned. Recreate the changelog (its "
+            f"state is rebuilt from the events) or restore the events topic's partitions.")
+    configs = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, changelog)])
+    policy = _config_value(configs, "cleanup.policy")
+    if policy is not None and "compact" not in policy:
+        raise FatalConfigError(
+            f"changelog topic {changelog!r} has cleanup.policy={policy}; it must be compact "
+            f"(kafka-configs --alter --add-config cleanup.policy=compact)")
+    return Topology(partitions)
+
+
+class _MissingTopic(KafkaError):  # type: ignore[misc]
+    """Retried for `topic_wait_s` (it may be created right after the broker starts)."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+
+
+def _config_value(responses: Any, name: str) -> str | None:
+    for response in responses:
+        for resource in getattr(response, "resources", []):
+            for entry in resource[4]:
+                if entry[0] == name:
+                    return str(entry[1])
+    return None
+
+
+async def wait_for_topics(admin: AIOKafkaAdminClient, settings: Settings,
+                          stopping: asyncio.Event) -> Topology | None:
+    """check_topics, retried while the events topic is missing, for `topic_wait_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.topic_wait_s
+    backoff = Backoff(settings.connect_retry_initial_s, settings.connect_retry_max_s)
+    while not stopping.is_set():
+        try:
+            return await check_topics(admin, settings)
+        except _MissingTopic as missing:
+            if loop.time() >= deadline:
+                raise FatalConfigError(
+                    f"topic {missing.topic!r} does not exist and the broker did not create "
+                    f"it (waited {settings.topic_wait_s:.0f} s). Create it (make run does: "
+                    f"scripts/create_topics.py) or set ENGAGEMENT_EVENTS_TOPIC.") from None
+            delay = backoff.next_delay()
+            log.warning("events topic missing; waiting for it",
+                        extra={"topic": missing.topic, "retry_in_s": round(delay, 2)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+    return None

@@ -1,0 +1,138 @@
+"""Who owns which partition: the consumer group's assignment, shared with every member.
+
+Kafka's group protocol already elects a leader that assigns partitions; the assignor
+below rides on it, as Faust's `PartitionAssignor` does on aiokafka. Each member puts its
+advertised URL and the partitions it holds into its join metadata; the leader assigns
+partitions stickily (a member keeps what it holds, up to its fair share, so a rebalance
+moves as little state as it can) and writes the whole map, partition -> owner URL, into
+every member's assignment. So every instance learns every owner at each rebalance,
+with no coordination service but Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+
+log = logging.getLogger(__name__)
+PROTOCOL_VERSION = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMap:
+    """One generation of the group: each partition's owner and every member's URL."""
+
+    generation: int = 0
+    owners: dict[int, str] = field(default_factory=dict)  # partition -> owner URL
+    members: tuple[str, ...] = ()
+
+    def owner_of(self, partition: int) -> str | None:
+        return self.owners.get(partition)
+
+
+def sticky_assignment(partitions: list[int], held: Mapping[str, Iterable[int]]
+                      ) -> dict[str, list[int]]:
+    """Balanced (shares differ by at most one) and sticky: a member keeps the partitions
+    it holds up to its share; the rest go to whoever has room, in a stable order."""
+    members = sorted(held)
+    if not members:
+        return {}
+    base, extra = divmod(len(partitions), len(members))
+    # The larger shares go to the members that hold the most already: fewer moves.
+    by_holdings = sorted(members, key=lambda m: (-len(list(held[m])), m))
+    share = {member: base + (1 if rank < extra else 0)
+             for rank, member in enumerate(by_holdings)}
+    assigned: dict[str, list[int]] = {member: [] for member in members}
+    taken: set[int] = set()
+    valid = set(partitions)
+    for member in members:
+        for partition in sorted(set(held[member])):
+            if partition in valid and partition not in taken \
+                    and len(assigned[member]) < share[member]:
+                assigned[member].append(partition)
+                taken.add(partition)
+    free = iter(p for p in sorted(partitions) if p not in taken)
+    for member in members:
+        while len(assigned[member]) < share[member]:
+            assigned[member].append(next(free))
+    return assigned
+
+
+class MembershipAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+    """The group's assignor; one instance per consumer, holding this member's view."""
+
+    name = "engagement-sticky"
+    version = PROTOCOL_VERSION
+
+    def __init__(self, own_url: str, held: Callable[[], Iterable[int]],
+                 on_change: Callable[[ClusterMap], None]) -> None:
+        self.own_url = own_url
+        self._held = held
+        self._on_change = on_change
+        self.cluster = ClusterMap()
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        user_data = orjson.dumps({"url": self.own_url, "held": sorted(self._held())})
+        return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user_data)
+
+    def assign(self, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]
+               ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        topics = sorted({topic for meta in members.values() for topic in meta.subscription})
+        urls: dict[str, str] = {}
+        held: dict[str, list[int]] = {}
+        for member_id, meta in members.items():
+            data = _member_data(meta.user_data)
+            urls[member_id] = str(data.get("url", ""))
+            held[member_id] = [int(p) for p in data.get("held", [])]
+        per_topic: dict[str, dict[str, list[int]]] = {}
+        for topic in topics:
+            partitions = sorted(cluster.partitions_for_topic(topic) or [])
+            per_topic[topic] = sticky_assignment(partitions, held)
+        owners = {partition: urls[member]
+                  for assigned in per_topic.values()
+                  for member, partitions in assigned.items() for partition in partitions}
+        shared = orjson.dumps({"owners": {str(p): url for p, url in owners.items()},
+                               "members": sorted(set(urls.values()))})
+        return {
+            member_id: ConsumerProtocolMemberAssignment(
+                self.version,
+                [(topic, sorted(per_topic[topic].get(member_id, []))) for topic in topics],
+                shared,
+            )
+            for member_id in members
+        }
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
+        data = _member_data(assignment.user_data)
+        owners = {int(p): str(url) for p, url in data.get("owners", {}).items()}
+        self.cluster = ClusterMap(self.cluster.generation + 1, owners,
+                                  tuple(data.get("members", ())))
+        log.info("group membership", extra={"generation": self.cluster.generation,
+                                            "members": list(self.cluster.members),
+                                            "owners": {str(p): u for p, u in owners.items()}})
+        self._on_change(self.cluster)
+
+    def forget(self) -> None:
+        """This member left the group (or lost it): it knows no owner any more."""
+        self.cluster = ClusterMap(self.cluster.generation + 1)
+        self._on_change(self.cluster)
+
+
+def _member_data(raw: bytes | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        log.warning("unreadable member data in the group; ignored")
+        return {}
+    return data if isinstance(data, dict) else {}

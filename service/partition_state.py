@@ -1,0 +1,244 @@
+"""One Kafka partition's state and the offsets it reflects: the unit of ownership,
+checkpoint, changelog and restore (compare Quix Streams' `StorePartition`).
+
+A `PartitionState` owns the partition's `Engine` (pure), the next input offset its state
+reflects, and what the changelog needs: which accounts changed since the last checkpoint,
+the event ids remembered since then, and which id segments have left the window.
+
+Changelog records (key -> value), all in the partition of the same number:
+    <account id>           -> the packed account (service/engine/packing.py); None when
+                              the account left the window or was evicted (a tombstone)
+    !ids/<sequence>        -> msgpack {"max_hour", "hours": {hour: hashes}}: the event
+                              ids (8-byte hashes, service/engine/dedupe.py) remembered
+                              since the last checkpoint; written once, tombstoned when
+                              every hour in it has left the horizon
+    !clock                 -> msgpack {"position", "stream_time", "changes", "sequence"}:
+                              the input offset the state reflects, written last in every
+                              checkpoint
+Account ids cannot contain "!" (service/events.py), so the keys never collide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from service.engine import Engine, EngineConfig
+from service.engine.engine import DEDUPE_BUCKET_S, PartitionClock
+from service.engine.persistence import export_partitions, import_state
+
+CLOCK_KEY = b"!clock"
+IDS_PREFIX = b"!ids/"
+# Kafka refuses records over max.message.bytes (1 MB by default); id segments stay well
+# below it, compressed or not.
+MAX_SEGMENT_BYTES = 256 * 1024
+
+Record = tuple[bytes, bytes | None]
+
+
+class Status(enum.StrEnum):
+    RESTORING = "restoring"
+    ACTIVE = "active"
+
+
+@dataclass(slots=True)
+class Freshness:
+    """How current a partition's answers are, for callers and /readyz."""
+
+    partition: int
+    lag_messages: int | None
+    seconds_since_progress: float | None
+
+
+class PartitionState:
+    def __init__(self, partition: int, config: EngineConfig) -> None:
+        self.partition = partition
+        # The changelog carries the dedupe ids added between checkpoints.
+        config = dataclasses.replace(config, track_dedupe_changes=True)
+        self.engine = Engine(config)
+        self.engine.clock(partition)
+        self.status = Status.RESTORING
+        self.position: int | None = None  # next input offset; None: from the beginning
+        self.changelog_next = 0  # next changelog offset after what the state reflects
+        self.sequence = 0  # of id segments written
+        self.segments: dict[bytes, int] = {}  # id segment key -> newest hour in it
+        self.lag: int | None = None
+        self.last_progress_at: float | None = None
+        self.restored_records = 0
+        self._pending_segments: list[Record] = []  # written in a checkpoint that failed
+        self._checkpointed_position: int | None = None  # of the last checkpoint made
+
+    @property
+    def clock(self) -> PartitionClock:
+        return self.engine.clock(self.partition)
+
+    def freshness(self) -> Freshness:
+        since = (None if self.last_progress_at is None
+                 else round(time.monotonic() - self.last_progress_at, 3))
+        return Freshness(self.partition, self.lag, since)
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether the state holds changes that no checkpoint has committed yet."""
+        return bool(self.engine.accounts.changed or self._pending_segments)
+
+    def progressed(self) -> None:
+        self.last_progress_at = time.monotonic()
+
+    # --- checkpoint: what the changelog gets ---------------------------------------
+
+    def checkpoint_records(self) -> list[Record]:
+        """The records that bring the changelog up to this state: one per account changed
+        since the last checkpoint, new id segments, tombstones of expired segments, and
+        the clock last. Draining marks them written; a checkpoint whose transaction
+        fails calls `checkpoint_records` again later and rewrites every account still
+        marked, so the caller must `requeue` what it drained if the write fails."""
+        accounts = self.engine.accounts
+        if (not accounts.changed and not self._pending_segments
+                and self.position == self._checkpointed_position
+                and not self.clock.event_ids.has_added):
+            return []  # nothing happened since the last checkpoint: no transaction
+        self._checkpointed_position = self.position
+        records: list[Record] = [
+            (account_id.encode(), accounts.packed_one(account_id))
+            for account_id in accounts.drain_changed()
+        ]
+        records.extend(self._new_segments())
+        records.extend(self._expired_segments())
+        records.append((CLOCK_KEY, self._clock_value()))
+        return records
+
+    def requeue(self, records: Iterable[Record]) -> None:
+        """A checkpoint that did not commit: its accounts are written next time (their
+        newest state then); id segments are kept under their keys and rewritten."""
+        changed = self.engine.accounts.changed
+        self._checkpointed_position = -1  # the clock must be written again
+        for key, value in records:
+            if key == CLOCK_KEY:
+                continue
+            if key.startswith(IDS_PREFIX):
+                if value is not None:
+                    self._pending_segments.append((key, value))
+                continue
+            changed.add(key.decode())
+
+    def _new_segments(self) -> Iterator[Record]:
+        pending, self._pending_segments = self._pending_segments, []
+        yield from pending
+        event_ids = self.clock.event_ids
+        event_ids.drain_retired()  # their segments go by their newest hour, below
+        added = event_ids.drain_added()
+        if not added:
+            return
+        chunk: dict[int, bytes] = {}
+        size = 0
+        for hour, payload in added.items():
+            for piece in _split(payload, MAX_SEGMENT_BYTES):
+                if size + len(piece) > MAX_SEGMENT_BYTES and chunk:
+                    yield self._segment(chunk)
+                    chunk, size = {}, 0
+                chunk[hour] = chunk.get(hour, b"") + piece
+                size += len(piece)
+        if chunk:
+            yield self._segment(chunk)
+
+    def _segment(self, hours: dict[int, bytes]) -> Record:
+        self.sequence += 1
+        key = IDS_PREFIX + b"%012d" % self.sequence
+        newest = max(hours)
+        self.segments[key] = newest
+        return key, msgpack.packb({"max_hour": newest, "hours": hours})
+
+    def _expired_segments(self) -> Iterator[Record]:
+        first_live = self._first_live_hour()
+        for key in [k for k, newest in self.segments.items() if newest < first_live]:
+            del self.segments[key]
+            yield key, None
+
+    def _first_live_hour(self) -> float:
+        stream_time = self.clock.stream_time
+        if stream_time == -math.inf:
+            return -math.inf
+        return (stream_time - self.engine.config.horizon_s) // DEDUPE_BUCKET_S
+
+    def _clock_value(self) -> bytes:
+        value: bytes = msgpack.packb({
+            "position": self.position, "stream_time": self.clock.stream_time,
+            "changes": self.engine.changes, "sequence": self.sequence,
+        })
+        return value
+
+    # --- restore: the changelog back into state --------------------------------------
+
+    def apply_changelog(self, key: bytes, value: bytes | None) -> None:
+        """One changelog record, read in offset order; the newest record of a key wins."""
+        self.restored_records += 1
+        if key == CLOCK_KEY:
+            if value is not None:
+                clock = msgpack.unpackb(value)
+                self.position = clock["position"]
+                self.clock.stream_time = float(clock["stream_time"])
+                self.engine.changes = max(self.engine.changes, int(clock["changes"]))
+                self.sequence = max(self.sequence, int(clock["sequence"]))
+        elif key.startswith(IDS_PREFIX):
+            if value is None:
+                self.segments.pop(key, None)
+                return
+            segment = msgpack.unpackb(value, strict_map_key=False)
+            self.segments[key] = int(segment["max_hour"])
+            event_ids = self.clock.event_ids
+            for hour, payload in segment["hours"].items():
+                event_ids.merge(int(hour), payload)
+        else:
+            self.engine.accounts.put_packed(key.decode(), value)
+
+    def finish_restore(self) -> None:
+        """After the changelog: ids counted again, nothing marked as changed (the
+        changelog already holds all of it), and answers may be served."""
+        self.engine.recount_event_ids()
+        self.engine.accounts.drain_changed()
+        self.clock.event_ids.drain_added()
+        self.clock.event_ids.drain_retired()
+        self._checkpointed_position = self.position
+        self.status = Status.ACTIVE
+        self.progressed()
+
+    # --- the local snapshot: the same state as plain values --------------------------
+
+    def snapshot_header(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "position": self.position,
+            "changelog_next": self.changelog_next,
+            "sequence": self.sequence,
+            "segments": {key.decode(): hour for key, hour in self.segments.items()},
+            "changes": self.engine.changes,
+            "clock": export_partitions(self.engine).get(self.partition),
+        }
+
+    def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
+        return self.engine.accounts.packed()
+
+    def load_snapshot(self, header: dict[str, Any],
+                      accounts: Iterable[tuple[str, bytes]]) -> None:
+        self.position = header["position"]
+        self.changelog_next = int(header["changelog_next"])
+        self.sequence = int(header["sequence"])
+        self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}
+        clocks = {} if header["clock"] is None else {self.partition: header["clock"]}
+        self.engine = import_state(self.engine.config, clocks, accounts,
+                                   int(header["changes"]))
+
+
+def _split(payload: bytes, limit: int) -> Iterator[bytes]:
+    """8-byte hashes in pieces of at most `limit` bytes, cut between hashes."""
+    step = limit - limit % 8
+    for start in range(0, len(payload), step):
+        yield payload[start:start + step]

@@ -1,0 +1,261 @@
+"""Kafka in memory, for unit tests of the processor's own logic (restore, checkpoints,
+fencing) without a broker. Only what `StreamProcessor` calls exists here; the
+integration tests run the same code against the real broker.
+
+Records written in a transaction become visible to `read_committed` readers when it
+commits; a producer started with a transactional id that another one holds fences that
+one (its next transaction raises ProducerFenced), as the broker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from service.settings import Settings
+
+
+@dataclass
+class Record:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    committed: bool = True
+    aborted: bool = False
+    topic: str = ""
+    partition: int = 0
+    timestamp: int = 0
+    headers: tuple[Any, ...] = ()
+
+
+@dataclass
+class InMemoryBroker:
+    logs: dict[str, list[list[Record]]] = field(default_factory=dict)
+    committed_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)  # transactional id -> epoch
+    fail_commits: int = 0  # the next n transactions fail to commit
+
+    def create(self, topic: str, partitions: int) -> None:
+        self.logs.setdefault(topic, [[] for _ in range(partitions)])
+
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+               committed: bool = True) -> Record:
+        log = self.logs[topic][partition]
+        record = Record(len(log), key, value, committed=committed, topic=topic,
+                        partition=partition)
+        log.append(record)
+        return record
+
+
+class _Admin:
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self.broker = broker
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
+        return [{"topic": t, "error_code": 0 if t in self.broker.logs else 3,
+                 "partitions": [{"partition": p} for p in
+                                range(len(self.broker.logs.get(t, [])))]} for t in topics]
+
+    async def list_topics(self) -> list[str]:
+        return list(self.broker.logs)
+
+    async def create_topics(self, topics: Iterable[Any]) -> None:
+        for topic in topics:
+            self.broker.create(topic.name, topic.num_partitions)
+
+    async def describe_cluster(self) -> dict[str, Any]:
+        return {"brokers": [{"node_id": 1}]}
+
+    async def describe_configs(self, resources: Any) -> list[Any]:
+        return [SimpleNamespace(resources=[(0, "", 2, "t", [("cleanup.policy", "compact")])])]
+
+
+class _Consumer:
+    """A group of one: it is assigned every partition of its topic."""
+
+    def __init__(self, broker: InMemoryBroker, assignor: Any = None,
+                 read_committed: bool = False) -> None:
+        self.broker = broker
+        self.assignor = assignor
+        self.read_committed = read_committed
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+        self.listener: Any = None
+        self.topic = ""
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.topic, self.listener = topics[0], listener
+
+    async def start(self) -> None:
+        if self.assignor is None:
+            return
+        from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+
+        meta = self.assignor.metadata([self.topic])
+        cluster = SimpleNamespace(partitions_for_topic=lambda t: set(
+            range(len(self.broker.logs[t]))))
+        member = ConsumerProtocolMemberMetadata(meta.version, meta.subscription,
+                                                meta.user_data)
+        assignment = self.assignor.assign(cluster, {"me": member})["me"]
+        self.assignor.on_assignment(assignment)
+        tps = assignment.partitions()
+        for tp in tps:
+            self.positions[tp] = self.broker.committed_offsets.get(tp, 0)
+        await self.listener.on_partitions_assigned(set(tps))
+
+    async def stop(self) -> None: ...
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.positions.setdefault(tp, 0)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def pause(self, tp: TopicPartition) -> None:
+        self.paused.add(tp)
+
+    def resume(self, tp: TopicPartition) -> None:
+        self.paused.discard(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.positions[tp] = 0
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 0 for tp in tps}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._end(tp) for tp in tps}
+
+    def _end(self, tp: TopicPartition) -> int:
+        log = self.broker.logs[tp.topic][tp.partition]
+        if not self.read_committed:
+            return len(log)
+        end = 0
+        for record in log:
+            if not (record.committed or record.aborted):
+                break  # an open transaction: the last stable offset stops here
+            end = record.offset + 1
+        return end
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(len(self.broker.logs[topic])))
+
+    async def topics(self) -> set[str]:
+        return set(self.broker.logs)
+
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
+        await asyncio.sleep(0)
+        batch = {}
+        for tp in tps or list(self.positions):
+            if tp in self.paused:
+                continue
+            log = self.broker.logs[tp.topic][tp.partition]
+            start, end = self.positions[tp], self._end(tp)
+            records = [r for r in log[start:end]
+                       if not self.read_committed or (r.committed and not r.aborted)]
+            records = records[:max_records] if max_records else records
+            if records:
+                batch[tp] = records
+                self.positions[tp] = records[-1].offset + 1
+            elif end > start:
+                self.positions[tp] = end  # aborted records and markers are skipped
+        if not batch:
+            await asyncio.sleep(timeout_ms / 1000 / 10)
+        return batch
+
+
+class _Producer:
+    def __init__(self, broker: InMemoryBroker, transactional_id: str | None = None) -> None:
+        self.broker = broker
+        self.transactional_id = transactional_id
+        self.epoch = 0
+        self.pending: list[Record] = []
+        self.offsets: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        if self.transactional_id is not None:
+            epochs = self.broker.epochs
+            self.epoch = epochs[self.transactional_id] = epochs.get(self.transactional_id,
+                                                                     0) + 1
+
+    async def stop(self) -> None: ...
+
+    def _check_fenced(self) -> None:
+        if self.broker.epochs.get(self.transactional_id or "", 0) != self.epoch:
+            raise ProducerFenced()
+
+    async def begin_transaction(self) -> None:
+        self._check_fenced()
+        self.pending, self.offsets = [], {}
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   partition: int | None = None, **_: Any) -> asyncio.Future[Any]:
+        in_transaction = self.transactional_id is not None
+        record = self.broker.append(topic, partition or 0, key, value,
+                                    committed=not in_transaction)
+        if in_transaction:
+            self.pending.append(record)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(SimpleNamespace(offset=record.offset, partition=record.partition))
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int],
+                                          group_id: str) -> None:
+        self.offsets.update(offsets)
+
+    async def commit_transaction(self) -> None:
+        self._check_fenced()
+        if self.broker.fail_commits:
+            self.broker.fail_commits -= 1
+            raise OSError("the broker went away")
+        for record in self.pending:
+            record.committed = True
+        self.broker.committed_offsets.update(self.offsets)
+        self.pending = []
+
+    async def abort_transaction(self) -> None:
+        for record in self.pending:
+            record.aborted = True  # never visible to read_committed readers
+        self.pending = []
+
+
+class InMemoryClients:
+    """`KafkaClients` over an `InMemoryBroker`."""
+
+    def __init__(self, settings: Settings, broker: InMemoryBroker) -> None:
+        self.settings = settings
+        self.broker = broker
+
+    def group_consumer(self, assignor: Any) -> Any:
+        return _Consumer(self.broker, assignor)
+
+    def changelog_reader(self) -> Any:
+        return _Consumer(self.broker, read_committed=True)
+
+    def transactional_producer(self, partition: int) -> Any:
+        s = self.settings
+        return _Producer(self.broker, f"{s.consumer_group}-{s.events_topic}-{partition}")
+
+    def producer(self) -> Any:
+        return _Producer(self.broker)
+
+    def admin(self) -> Any:
+        return _Admin(self.broker)

@@ -1,0 +1,208 @@
+"""The actor side of the audience signal: per-actor breadth with bounded memory, the
+records that cross Kafka, and how the account side folds them in."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+
+import msgpack
+import pytest
+
+from service.engine import Engine, packing
+from service.engine.audience import (
+    ACTIVITY_BUCKET_S,
+    ActorActivity,
+    ActorInteraction,
+    AudienceSignal,
+    estimate_distinct,
+)
+from service.engine.sketches import actor_hash
+from tests.events import T0, decoded, followers, interaction, post
+
+DAY = 86_400.0
+NOW = T0.timestamp()
+
+
+def test_signal_and_interaction_records_round_trip_through_bytes() -> None:
+    signal = AudienceSignal("acc-42", 1_764_000_000.0, 1_200, 90, 41)
+    data = signal.to_bytes()
+    assert AudienceSignal.from_bytes(data) == signal
+    assert len(data) == 21 + len("acc-42")
+    record = ActorInteraction.of("u7", "acc-42", NOW + 0.25)
+    assert ActorInteraction.from_bytes(record.to_bytes()) == record
+    assert record.actor == actor_hash("u7")
+
+
+def test_records_of_an_unknown_version_are_refused() -> None:
+    data = bytearray(AudienceSignal("a", 0.0, 1, 0, 0).to_bytes())
+    data[0] = 9
+    with pytest.raises(ValueError, match="version"):
+        AudienceSignal.from_bytes(bytes(data))
+    record = bytearray(ActorInteraction.of("u", "a", 0.0).to_bytes())
+    record[0] = 9
+    with pytest.raises(ValueError, match="version"):
+        ActorInteraction.from_bytes(bytes(record))
+
+
+def test_a_fan_of_a_few_accounts_stays_ordinary_and_a_bot_of_many_turns_farm_like() -> None:
+    activity = ActorActivity()
+    fan, bot = actor_hash("fan"), actor_hash("bot")
+    verdicts = [activity.observe(fan, f"acc-{n % 4}", NOW + n * 600) for n in range(200)]
+    assert set(verdicts) == {0}
+    verdicts = [activity.observe(bot, f"acc-{n}", NOW + n * 600) for n in range(200)]
+    assert verdicts[0] == 0
+    assert 1 in verdicts
+    assert verdicts[-1] == 2
+    first_farm_like = verdicts.index(2)
+    assert 30 <= first_farm_like <= 55  # FARM_ACCOUNTS = 40, within the estimate's error
+
+
+def test_breadth_slides_an_actor_forgets_accounts_of_buckets_that_left_the_period() -> None:
+    activity = ActorActivity()
+    bot = actor_hash("bot")
+    for n in range(100):
+        activity.observe(bot, f"acc-{n}", NOW + n)
+    assert activity.distinct_accounts(bot) > 60
+    # Two buckets on: still inside the period of four.
+    activity.observe(bot, "acc-0", NOW + 2 * ACTIVITY_BUCKET_S)
+    assert activity.distinct_accounts(bot) > 60
+    # Past the period: only the newest interaction is left.
+    assert activity.observe(bot, "acc-0", NOW + 6 * ACTIVITY_BUCKET_S) == 0
+    assert activity.distinct_accounts(bot) == pytest.approx(1, abs=0.1)
+
+
+def test_an_interaction_older_than_the_actors_period_is_judged_but_not_kept() -> None:
+    activity = ActorActivity()
+    bot = actor_hash("bot")
+    activity.observe(bot, "new", NOW + 10 * ACTIVITY_BUCKET_S)
+    activity.observe(bot, "old", NOW)
+    assert activity.stats.too_old == 1
+    assert activity.distinct_accounts(bot) == pytest.approx(1, abs=0.1)
+
+
+@pytest.mark.parametrize("accounts", [5, 12, 25, 40, 80])
+def test_linear_counting_estimates_distinct_accounts_within_a_fifth(accounts: int) -> None:
+    errors = []
+    for trial in range(200):
+        activity = ActorActivity()
+        actor = actor_hash(f"a{trial}")
+        for n in range(accounts):
+            activity.observe(actor, f"acc-{trial}-{n}", NOW)
+        errors.append(activity.distinct_accounts(actor) / accounts - 1)
+    mean_error = sum(errors) / len(errors)
+    spread = (sum(error * error for error in errors) / len(errors)) ** 0.5
+    assert abs(mean_error) < 0.05
+    assert spread < 0.2
+
+
+def test_a_full_bitmap_reads_as_at_least_a_few_hundred() -> None:
+    assert estimate_distinct((1 << 64) - 1) > 250
+    assert estimate_distinct(0) == 0
+
+
+def test_batch_yields_one_signal_per_account_and_bucket_with_its_farm_share() -> None:
+    activity = ActorActivity()
+    batch = [ActorInteraction(actor_hash("bot"), f"acc-{n}", NOW) for n in range(60)]
+    batch += [ActorInteraction(actor_hash(f"fan{n}"), "acc-0", NOW) for n in range(10)]
+    batch.append(ActorInteraction(actor_hash("bot"), "acc-0", NOW + ACTIVITY_BUCKET_S))
+    signals = {(s.account_id, s.bucket_start): s for s in activity.observe_batch(batch)}
+    assert len(signals) == 61
+    bucket = (NOW // ACTIVITY_BUCKET_S) * ACTIVITY_BUCKET_S
+    first = signals[("acc-0", bucket)]
+    assert (first.interactions, first.busy, first.farm_like) == (11, 0, 0)
+    later = signals[("acc-0", bucket + ACTIVITY_BUCKET_S)]
+    assert (later.interactions, later.busy, later.farm_like) == (1, 1, 1)
+    assert sum(s.interactions for s in signals.values()) == len(batch)
+
+
+def test_actors_are_bounded_by_the_cap_and_forgotten_after_the_period() -> None:
+    activity = ActorActivity(max_actors=100)
+    for n in range(250):
+        activity.observe(n, "acc", NOW)
+    assert len(activity) == 100
+    assert activity.stats.evicted_actors == 150
+    assert activity.expire(NOW + 10 * ACTIVITY_BUCKET_S) == 100
+    assert len(activity) == 0
+
+
+def test_memory_per_actor_stays_under_200_bytes() -> None:
+    rng = random.Random(3)
+    actors = 20_000
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    activity = ActorActivity()
+    for _n in range(actors):
+        actor = rng.getrandbits(64)
+        for bucket in range(4):
+            activity.observe(actor, f"acc-{rng.randrange(1000)}",
+                             NOW + bucket * ACTIVITY_BUCKET_S)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(activity) == actors
+    assert used / actors < 200, used / actors
+
+
+def engine_with_account() -> Engine:
+    engine = Engine()
+    engine.apply(decoded(followers("acc", 2_000, 0)))
+    engine.apply(decoded(post("acc", "p", 10)))
+    for n in range(120):
+        engine.apply(decoded(interaction("like", "acc", "p", f"u{n}", 3_600 + n * 60)))
+    return engine
+
+
+def test_farm_like_audience_costs_credibility_and_is_explained() -> None:
+    clean, farmed = engine_with_account(), engine_with_account()
+    for engine, farm_like in ((clean, 0), (farmed, 90)):
+        assert engine.apply_audience(AudienceSignal("acc", NOW, 120, farm_like, farm_like))
+    clean_score, farmed_score = clean.score("acc"), farmed.score("acc")
+    assert clean_score is not None
+    assert farmed_score is not None
+    component = farmed_score.credibility.components["audience_authenticity"]
+    assert component.value == 0
+    assert component.points < 0
+    assert component.inputs["from_farm_like_actors"] == 90
+    assert farmed_score.credibility.score < clean_score.credibility.score - 10
+
+
+def test_signals_for_untracked_accounts_are_counted_and_dropped() -> None:
+    engine = Engine()
+    assert not engine.apply_audience(AudienceSignal("nobody", NOW, 5, 5, 5))
+    assert engine.stats.audience_signals_unmatched == 1
+    assert engine.score("nobody") is None
+
+
+def test_signals_sum_per_bucket_survive_packing_and_expire_with_the_window() -> None:
+    engine = engine_with_account()
+    for day in (0, 1, 7, 7, 3):
+        engine.apply_audience(AudienceSignal("acc", NOW + day * DAY, 10, 2, 1))
+    account = engine.accounts.get("acc")
+    assert account is not None
+    assert account.audience is not None
+    buckets = account.audience[::4]
+    assert buckets == sorted(buckets)
+    assert account.audience_in(0) == (50, 10, 5)
+    again = packing.unpack("acc", packing.pack(account))
+    assert again.audience == account.audience
+    assert packing.pack(again) == packing.pack(account)
+    first_live = int((NOW + 7 * DAY) // engine.config.actor_bucket_s)
+    kept = sum(1 for day in (0, 1, 7, 7, 3)
+               if (NOW + day * DAY) // engine.config.actor_bucket_s >= first_live)
+    assert 2 <= kept < 5
+    account.expire(horizon=-1e18, first_live_bucket=first_live)
+    assert account.audience_in(0) == (10 * kept, 2 * kept, kept)
+
+
+def test_an_account_packed_before_signals_and_day_profiles_unpacks_without_them() -> None:
+    engine = engine_with_account()
+    account = engine.accounts.get("acc")
+    assert account is not None
+    packed = packing.pack(account)
+    header = packed[: packing._HEADER.size]
+    posts, history, actors = msgpack.unpackb(packed[packing._HEADER.size :])
+    old_actors = [sketch[:5] for sketch in actors]  # no time-of-day counters yet
+    old = packing.unpack("acc", header + msgpack.packb((posts, history, old_actors)))
+    assert old.audience is None
+    assert [sketch.rhythm for sketch in old.actors] == [[0] * 8 for _ in old.actors]
+    assert [sketch.counts for sketch in old.actors] == [s.counts for s in account.actors]

@@ -1,0 +1,133 @@
+"""Ownership without a broker: the sticky assignment, the map every member learns from the
+group's assignment, the partition of an account, and the consumer's supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.kafka_clients import FatalConfigError
+from service.membership import ClusterMap, MembershipAssignor, sticky_assignment
+from service.metrics import Metrics
+from service.routing import partition_for
+from service.settings import Settings
+from service.supervisor import ConsumerSupervisor
+
+
+@given(partitions=st.integers(1, 24), members=st.integers(1, 8), seed=st.integers(0, 999))
+def test_assignment_is_balanced_complete_and_keeps_what_members_hold(
+    partitions: int, members: int, seed: int
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    share = partitions // members
+    pool = list(range(partitions))
+    rng.shuffle(pool)
+    # Disjoint holdings, none above the smallest share: all of them must be kept.
+    held = {f"m{n}": sorted(pool[n * share: n * share + rng.randint(0, share)])
+            for n in range(members)}
+    assigned = sticky_assignment(list(range(partitions)), held)
+    every = sorted(p for ps in assigned.values() for p in ps)
+    assert every == list(range(partitions))  # each partition exactly once
+    sizes = [len(ps) for ps in assigned.values()]
+    assert max(sizes) - min(sizes) <= 1
+    for member, kept in held.items():
+        assert set(kept) <= set(assigned[member])
+
+
+def test_a_member_that_leaves_moves_only_its_own_partitions() -> None:
+    before = sticky_assignment(list(range(6)), {"a": [], "b": [], "c": []})
+    after = sticky_assignment(list(range(6)), {"a": before["a"], "c": before["c"]})
+    assert set(before["a"]) <= set(after["a"])
+    assert set(before["c"]) <= set(after["c"])
+
+
+class _Cluster:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+
+def test_every_member_learns_the_owner_of_every_partition() -> None:
+    learned: list[ClusterMap] = []
+    assignors = {url: MembershipAssignor(url, list, learned.append)
+                 for url in ("http://a:8080", "http://b:8080")}
+    members = {f"id-{n}": assignor.metadata(["events"])
+               for n, assignor in enumerate(assignors.values())}
+    decoded = {member: ConsumerProtocolMemberMetadata(meta.version, meta.subscription,
+                                                      meta.user_data)
+               for member, meta in members.items()}
+    leader = assignors["http://a:8080"]
+    assignments = leader.assign(_Cluster(6), decoded)
+    for n, assignor in enumerate(assignors.values()):
+        assignor.on_assignment(assignments[f"id-{n}"])
+    first, second = learned
+    assert first.owners == second.owners
+    assert sorted(first.owners) == list(range(6))
+    assert set(first.owners.values()) == set(assignors)
+    for n, url in enumerate(assignors):
+        own = {tp.partition for tp in assignments[f"id-{n}"].partitions()}
+        assert own == {p for p, owner in first.owners.items() if owner == url}
+    assert orjson.loads(members["id-0"].user_data)["url"] == "http://a:8080"
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:@", min_size=1,
+               max_size=40), st.integers(1, 64))
+def test_the_partition_of_an_account_is_the_producers(account_id: str, partitions: int
+                                                      ) -> None:
+    expected = DefaultPartitioner()(account_id.encode(), list(range(partitions)), [])
+    assert partition_for(account_id, partitions) == expected
+
+
+class _FailingProcessor:
+    """Stands for the processor: fails each run, as a consumer that cannot go on."""
+
+    def __init__(self, error: Exception, joined: bool) -> None:
+        self.error = error
+        self.last_joined_at: float | None = 1.0 if joined else None
+        self.runs = 0
+
+    async def run(self) -> None:
+        self.runs += 1
+        raise self.error
+
+    def stop(self) -> None:
+        pass
+
+
+async def test_a_failing_consumer_is_restarted_then_reported_unhealthy() -> None:
+    settings = Settings(connect_retry_initial_s=0.01, connect_retry_max_s=0.02,
+                        consumer_unhealthy_after_s=0.3)
+    processor = _FailingProcessor(RuntimeError("boom"), joined=True)
+    fatal: list[str] = []
+    supervisor = ConsumerSupervisor(processor, settings, Metrics(), fatal.append)  # type: ignore[arg-type]
+    supervisor.start()
+    await asyncio.sleep(0.1)
+    assert processor.runs >= 2  # restarted with back-off
+    assert supervisor.health().healthy
+    await asyncio.sleep(0.4)
+    health = supervisor.health()
+    assert not health.healthy
+    assert health.reason == "RuntimeError: boom"
+    assert not fatal
+    supervisor.stop()
+
+
+async def test_a_bad_setting_before_the_first_assignment_ends_the_process() -> None:
+    settings = Settings(connect_retry_initial_s=0.01)
+    processor = _FailingProcessor(FatalConfigError("topic missing"), joined=False)
+    fatal: list[Any] = []
+    supervisor = ConsumerSupervisor(processor, settings, Metrics(), fatal.append)  # type: ignore[arg-type]
+    await supervisor.start()
+    assert fatal == ["topic missing"]
+    assert processor.runs == 1
+    assert not supervisor.health().healthy

@@ -1,0 +1,125 @@
+"""The processor's own logic over Kafka in memory (tests/unit/kafka_in_memory.py): a
+partition's state goes to its changelog and comes back whole on another instance, a
+failed checkpoint is written by the next, and a fenced instance lets its partition go.
+The same paths run against the real broker in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from service.consumer import Owned, StreamProcessor, Unavailable
+from service.metrics import Metrics
+from service.settings import Settings
+from tests.events import interaction, post
+from tests.unit.kafka_in_memory import InMemoryBroker, InMemoryClients
+
+TOPIC = "events"
+
+
+def settings_for(tmp_path: Path, name: str) -> Settings:
+    return Settings(kafka_bootstrap_servers="memory:9092", events_topic=TOPIC,
+                    consumer_group="g", snapshot_dir=tmp_path / name,
+                    commit_interval_s=0.05, snapshot_interval_s=3600,
+                    fetch_timeout_ms=10, advertised_url=f"http://{name}")
+
+
+def broker_with_events(partitions: int = 2) -> InMemoryBroker:
+    broker = InMemoryBroker()
+    broker.create(TOPIC, partitions)
+    broker.create(f"{TOPIC}.dlq", 1)
+    return broker
+
+
+def produce(broker: InMemoryBroker, events: list[dict[str, Any]]) -> None:
+    from service.routing import partition_for
+
+    partitions = len(broker.logs[TOPIC])
+    for event in events:
+        key = event["account_id"]
+        broker.append(TOPIC, partition_for(key, partitions), key.encode(), orjson.dumps(event))
+
+
+def likes_of(processor: StreamProcessor, account: str) -> int | None:
+    _, where = processor.locate(account)
+    if not isinstance(where, Owned):
+        return None
+    score = where.state.engine.score(account)
+    return None if score is None else score.counts.likes
+
+
+async def run_until(processor: StreamProcessor, done: Any, timeout_s: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def events(account: str, likes: int, tag: str) -> list[dict[str, Any]]:
+    return ([post(account, "p1", 0.0)] if tag == "a" else []) + [
+        interaction("like", account, "p1", f"{tag}{n}", 60.0 + n) for n in range(likes)]
+
+
+async def test_a_partition_restored_from_its_changelog_answers_as_its_last_owner(
+    tmp_path: Path,
+) -> None:
+    broker = broker_with_events()
+    produce(broker, events("x", 7, "a") + events("y", 3, "a"))
+    first = StreamProcessor(settings_for(tmp_path, "first"), Metrics(),
+                            InMemoryClients(settings_for(tmp_path, "first"), broker))
+    task = asyncio.create_task(first.run())
+    await run_until(first, lambda: likes_of(first, "x") == 7 and likes_of(first, "y") == 3)
+    await asyncio.sleep(0.2)  # a few checkpoints
+    first.stop()
+    await task
+    # What the changelog holds, read_committed: both accounts, and the clocks.
+    keys = {r.key for log in broker.logs["g-accounts-changelog"] for r in log if r.committed}
+    assert {b"x", b"y", b"!clock"} <= keys
+
+    produce(broker, events("x", 2, "b"))
+    # Another instance, with no local snapshot: changelog, then the events after it.
+    second = StreamProcessor(settings_for(tmp_path, "second"), Metrics(),
+                             InMemoryClients(settings_for(tmp_path, "second"), broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, "x") == 9)
+    assert likes_of(second, "y") == 3
+    restored = [s.restored_records for s in second.states.values()]
+    assert sum(restored) > 0
+    second.stop()
+    await task
+
+
+async def test_a_checkpoint_that_fails_is_written_by_the_next_one(tmp_path: Path) -> None:
+    broker = broker_with_events(partitions=1)
+    broker.fail_commits = 3
+    produce(broker, events("x", 5, "a"))
+    settings = settings_for(tmp_path, "one")
+    processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(processor.run())
+    await run_until(processor, lambda: likes_of(processor, "x") == 5)
+    await run_until(processor, lambda: broker.committed_offsets)
+    processor.stop()
+    await task
+    changelog = broker.logs["g-accounts-changelog"][0]
+    assert any(r.key == b"x" and r.committed and not r.aborted for r in changelog)
+    assert any(r.aborted for r in changelog)  # the failed ones never count
+
+
+async def test_a_fenced_instance_lets_its_partition_go_at_once(tmp_path: Path) -> None:
+    broker = broker_with_events(partitions=1)
+    produce(broker, events("x", 4, "a"))
+    settings = settings_for(tmp_path, "zombie")
+    zombie = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(zombie.run())
+    await run_until(zombie, lambda: likes_of(zombie, "x") == 4)
+    # A new owner's producer takes the partition's transactional id: the broker fences.
+    broker.epochs["g-events-0"] += 1
+    produce(broker, events("x", 1, "b"))
+    await run_until(zombie, lambda: 0 not in zombie.states)
+    _, where = zombie.locate("x")
+    assert isinstance(where, Unavailable)  # never its stale state again
+    zombie.stop()
+    await task
