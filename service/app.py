@@ -17,10 +17,9 @@ from service.api import build_router
 from service.consumer import StreamProcessor
 from service.discovery_api import LocalReader, build_discovery_router
 from service.discovery_state import DiscoveryIndexes, follow_engines
-from service.engine import Engine
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
-from service.partition_state import Status
+from service.partition_state import PartitionState, Status
 from service.routing import Forwarder
 from service.settings import Settings
 from service.supervisor import ConsumerSupervisor
@@ -44,8 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     discovery = DiscoveryIndexes()
     processor.on_checkpoint = discovery.note
 
-    def engines() -> dict[int, Engine | None]:
-        return {partition: state.engine if state.status is Status.ACTIVE else None
+    def partitions() -> dict[int, PartitionState | None]:
+        return {partition: state if state.status is Status.ACTIVE else None
                 for partition, state in processor.states.items()}
 
     @contextlib.asynccontextmanager
@@ -53,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.forwarder = Forwarder(settings.own_url, settings.forward_timeout_s)
         task = supervisor.start()
         task.add_done_callback(_report_exit)
-        follower = asyncio.create_task(follow_engines(discovery, engines), name="discovery")
+        follower = asyncio.create_task(follow_engines(discovery, partitions), name="discovery")
         yield
         follower.cancel()
         supervisor.stop()

@@ -33,6 +33,7 @@ from service.engine.discovery import (
 )
 from service.engine.tiers import TIER_SCHEMES, UNKNOWN_TIER
 from service.event_contract import ACCOUNT_ID_PATTERN, MAX_ID_CHARS, MAX_TOPIC_CHARS
+from service.partition_state import Freshness
 from service.problems import problem
 from service.responses import ProblemBody, ScoreBody, score_json
 
@@ -72,12 +73,23 @@ class DiscoveryReader(Protocol):
     async def scores(self, account_ids: Sequence[str]) -> Scores: ...
 
 
+class PartitionSource(Protocol):
+    """A partition as its owner holds it (service/partition_state.py's PartitionState)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def freshness(self) -> Freshness: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionView:
-    """One partition as the reader needs it: its engine and its discovery index."""
+    """One partition as the reader needs it: its engine, its discovery index, and how
+    current its answers are (rendered into every body, as the score route does)."""
 
     engine: Engine
     index: DiscoveryIndex
+    freshness: Freshness | None = None
 
 
 class LocalReader:
@@ -102,20 +114,19 @@ class LocalReader:
             # Rendered from the engine, not the index: the body is the score as of now.
             score = view.engine.score(hit.account_id)
             if score is not None:
-                bodies.append(score_json(score))
+                bodies.append(score_json(score, view.freshness))
         return Found(bodies, merged.next_cursor, merged.missing_partitions)
 
     def scores_now(self, account_ids: Sequence[str]) -> Scores:
         views = self.partitions()
-        engines = list({id(view.engine): view.engine
-                        for view in views.values() if view is not None}.values())
+        answering = [view for view in views.values() if view is not None]
         bodies: dict[str, bytes] = {}
         missing = []
         for account_id in account_ids:
-            for engine in engines:
-                score = engine.score(account_id)
+            for view in answering:
+                score = view.engine.score(account_id)
                 if score is not None:
-                    bodies[account_id] = score_json(score)
+                    bodies[account_id] = score_json(score, view.freshness)
                     break
             else:
                 missing.append(account_id)

@@ -17,8 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from service.discovery_api import PartitionView
-from service.engine import Engine
+from service.discovery_api import PartitionSource, PartitionView
 from service.engine.discovery import DiscoveryIndex, reindex
 
 REFRESH_INTERVAL_S = 1.0
@@ -28,7 +27,7 @@ MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 
 class DiscoveryIndexes:
     def __init__(self) -> None:
-        self._held: dict[int, tuple[Engine, DiscoveryIndex]] = {}
+        self._held: dict[int, tuple[PartitionSource, DiscoveryIndex]] = {}
         self._changed: dict[int, set[str]] = {}
         self._building: set[int] = set()  # partitions whose first full build is not done
         self._answering: set[int] = set()  # partitions that answer queries now
@@ -38,24 +37,26 @@ class DiscoveryIndexes:
     def indexes(self) -> dict[int, DiscoveryIndex]:
         return {partition: index for partition, (_, index) in self._held.items()}
 
-    def follow(self, engines: Mapping[int, Engine | None]) -> None:
-        """The partitions owned now, each with its engine, or None while it restores. A
-        partition seen for the first time, or with a new engine (restored again), is
-        indexed anew from all its accounts; one no longer owned is forgotten."""
+    def follow(self, sources: Mapping[int, PartitionSource | None]) -> None:
+        """The partitions owned now, or None for one that is restoring. A partition seen
+        for the first time, or with a new engine (restored again), is indexed anew from
+        all its accounts; one no longer owned is forgotten."""
         for partition in list(self._held):
-            if partition not in engines or (
-                    engines[partition] not in (None, self._held[partition][0])):
+            source = sources.get(partition)
+            if partition not in sources or (
+                    source is not None
+                    and source.engine is not self._held[partition][0].engine):
                 del self._held[partition]
                 self._changed.pop(partition, None)
                 self._building.discard(partition)
         self._answering = set()
-        self._owned = set(engines)
-        for partition, engine in engines.items():
-            if engine is None:
+        self._owned = set(sources)
+        for partition, source in sources.items():
+            if source is None:
                 continue
             if partition not in self._held:
-                self._held[partition] = (engine, DiscoveryIndex(partition))
-                self._changed[partition] = set(engine.accounts)
+                self._held[partition] = (source, DiscoveryIndex(partition))
+                self._changed[partition] = set(source.engine.accounts)
                 self._building.add(partition)
             if partition not in self._building:
                 self._answering.add(partition)
@@ -75,9 +76,9 @@ class DiscoveryIndexes:
         account, too long to do thousands without letting queries in between."""
         done = 0
         for partition, accounts in list(self._changed.items()):
-            engine, index = self._held[partition]
+            source, index = self._held[partition]
             take = [accounts.pop() for _ in range(min(most - done, len(accounts)))]
-            reindex(index, engine, take)
+            reindex(index, source.engine, take)
             done += len(take)
             if not accounts:
                 del self._changed[partition]
@@ -89,23 +90,28 @@ class DiscoveryIndexes:
     def views(self) -> dict[int, PartitionView | None]:
         """Every partition owned: its engine and index, or None when it cannot answer
         (restoring, or its index not built yet)."""
-        return {partition: PartitionView(*self._held[partition])
-                if partition in self._answering else None
-                for partition in self._owned}
+        views: dict[int, PartitionView | None] = {}
+        for partition in self._owned:
+            if partition in self._answering:
+                source, index = self._held[partition]
+                views[partition] = PartitionView(source.engine, index, source.freshness())
+            else:
+                views[partition] = None
+        return views
 
 
 async def follow_engines(indexes: DiscoveryIndexes,
-                         engines_of: Callable[[], Mapping[int, Engine | None]],
+                         sources_of: Callable[[], Mapping[int, PartitionSource | None]],
                          interval_s: float = REFRESH_INTERVAL_S) -> None:
     """Keeps `indexes` up to date with the partitions' engines until cancelled."""
     rest_per_busy_s = 1.0 / MAINTENANCE_SHARE - 1.0
     while True:
         await asyncio.sleep(interval_s)
-        indexes.follow(engines_of())
+        indexes.follow(sources_of())
         while True:
             started = time.perf_counter()
             if not indexes.refresh():
                 break
             # Queries and ingestion go on between slices, for 9x as long as a slice took.
             await asyncio.sleep((time.perf_counter() - started) * rest_per_busy_s)
-            indexes.follow(engines_of())
+            indexes.follow(sources_of())

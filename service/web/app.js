@@ -109,9 +109,13 @@ function definitions(list, pairs) {
   }
 }
 
+function signedPoints(value) {
+  return value < 0 ? `-${points(-value)}` : `+${points(value)}`;
+}
+
 function drawWaterfall(score) {
-  // Largest contributions first; each bar starts where the one before it ended, so the
-  // last bar ends at the credibility.
+  // Points that add first, largest first, then those that take away: each bar starts
+  // where the one before it ended, so the last one ends at the credibility.
   const components = Object.entries(score.components)
     .sort((a, b) => b[1].points - a[1].points);
   const list = $("#waterfall");
@@ -122,21 +126,23 @@ function drawWaterfall(score) {
     const head = element("div", { class: "component-head" });
     head.append(
       element("span", { class: "component-name" }, name.replaceAll("_", " ")),
-      element("span", { class: "component-points" }, `+${points(component.points)}`),
+      element("span", { class: "component-points" }, signedPoints(component.points)),
     );
     const track = element("div", { class: "track", "aria-hidden": "true" });
     const bar = element("div", { class: "bar" });
-    bar.style.marginLeft = `${running}%`;
-    bar.style.width = `${Math.max(component.points, 0.3)}%`;
-    bar.classList.add(component.effective_value >= 0.5 ? "helps" : "hurts");
+    const from = Math.min(running, running + component.points);
+    bar.style.marginLeft = `${Math.max(0, Math.min(100, from))}%`;
+    bar.style.width = `${Math.max(Math.abs(component.points), 0.3)}%`;
+    bar.classList.add(component.points < 0 ? "hurts" : "helps");
     track.append(bar);
     const evidence = element("p", { class: "evidence" }, component.evidence);
-    const detail = element(
-      "p",
-      { class: "component-detail" },
-      `weight ${component.weight}, value ${component.value}, ` +
-        `confidence ${component.confidence}`,
-    );
+    const facts = [`weight ${component.weight}`, `value ${component.value}`,
+      `confidence ${component.confidence}`];
+    if (component.role) facts.unshift(component.role);
+    if (component.factor !== undefined && component.factor !== null) {
+      facts.push(`factor ${component.factor}`);
+    }
+    const detail = element("p", { class: "component-detail" }, facts.join(", "));
     item.append(head, track, evidence, detail);
     list.append(item);
     running += component.points;

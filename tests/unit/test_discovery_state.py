@@ -11,15 +11,27 @@ import pytest
 from service.discovery_state import DiscoveryIndexes, follow_engines
 from service.engine import Engine
 from service.engine.discovery import DiscoveryQuery
+from service.partition_state import Freshness
 from tests.events import decoded, followers, post
 
 
-def engine_with(*accounts: str, partition: int = 0) -> Engine:
+class Held:
+    """A partition as its owner holds it: an engine and how current it is."""
+
+    def __init__(self, engine: Engine, partition: int) -> None:
+        self.engine = engine
+        self.partition = partition
+
+    def freshness(self) -> Freshness:
+        return Freshness(self.partition, 0, 0.5)
+
+
+def engine_with(*accounts: str, partition: int = 0) -> Held:
     engine = Engine()
     for account in accounts:
         for event in (followers(account, 2_000, 0), post(account, "p1", 10)):
             engine.apply(decoded(event), partition)
-    return engine
+    return Held(engine, partition)
 
 
 def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
@@ -35,7 +47,8 @@ def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
     assert views[2] is None
     view = views[0]
     assert view is not None
-    assert view.engine is first
+    assert view.engine is first.engine
+    assert view.freshness == Freshness(0, 0, 0.5)
     assert sorted(hit.account_id for hit in view.index.query(DiscoveryQuery()).hits) == [
         "a", "b", "c"]
 
@@ -46,7 +59,7 @@ def test_noted_accounts_are_reindexed_once_and_gone_ones_removed() -> None:
     indexes.follow({0: engine})
     indexes.refresh()
     for event in (followers("e", 50_000, 20), post("e", "p1", 30)):
-        engine.apply(decoded(event), 0)
+        engine.engine.apply(decoded(event), 0)
     indexes.note(0, {"e", "gone"})
     indexes.note(0, {"e"})
     indexes.note(7, {"not-followed"})  # a partition not owned: ignored
