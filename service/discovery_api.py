@@ -10,7 +10,7 @@ and merges with `merge_pages`, naming the partitions that did not answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
@@ -26,6 +26,7 @@ from service.engine.discovery import (
     Cursor,
     DiscoveryIndex,
     DiscoveryQuery,
+    Page,
     Sort,
     decode_cursor,
     encode_cursor,
@@ -100,12 +101,22 @@ class LocalReader:
     def __init__(self, partitions: Callable[[], Mapping[int, PartitionView | None]]) -> None:
         self.partitions = partitions
 
+    def pages(self, query: DiscoveryQuery, partitions: Iterable[int] | None = None,
+              views: Mapping[int, PartitionView | None] | None = None,
+              ) -> dict[int, Page | None]:
+        """Each local partition's page (None: it cannot answer), all of them or those
+        named: what an owner sends to the instance that merges (`encode_pages`)."""
+        views = self.partitions() if views is None else views
+        chosen = views if partitions is None else {
+            partition: views.get(partition) for partition in partitions}
+        # One request examines about SCAN_BUDGET accounts however many partitions it spans.
+        budget = max(MIN_BUDGET_PER_PARTITION, SCAN_BUDGET // max(1, len(chosen)))
+        return {partition: None if view is None else view.index.query(query, budget)
+                for partition, view in chosen.items()}
+
     def discover_now(self, query: DiscoveryQuery) -> Found:
         views = self.partitions()
-        # One request examines about SCAN_BUDGET accounts however many partitions it spans.
-        budget = max(MIN_BUDGET_PER_PARTITION, SCAN_BUDGET // max(1, len(views)))
-        pages = {partition: None if view is None else view.index.query(query, budget)
-                 for partition, view in views.items()}
+        pages = self.pages(query, views=views)
         merged = merge_pages(pages, query.sort, query.limit)
         bodies = []
         for hit in merged.hits:

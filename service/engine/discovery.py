@@ -508,3 +508,41 @@ def decode_cursor(sort: Sort, token: str) -> Cursor:
             value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
         raise ValueError("cursor is not one this service made")
     return Cursor(value, account_id)
+
+
+def encode_pages(pages: Mapping[int, Page | None]) -> bytes:
+    """Pages of several partitions as one owner answers them to the instance that
+    merges: {"<partition>": {"hits": [[account_id, value], ...], "resume_after":
+    [value, account_id] | null, "examined": n} | null}."""
+    body = {
+        str(partition): None if page is None else {
+            "hits": [[hit.account_id, hit.value] for hit in page.hits],
+            "resume_after": None if page.resume_after is None
+            else [page.resume_after.value, page.resume_after.account_id],
+            "examined": page.examined,
+        }
+        for partition, page in pages.items()
+    }
+    return orjson.dumps(body)
+
+
+def decode_pages(raw: bytes) -> dict[int, Page | None]:
+    """What `encode_pages` wrote; ValueError if it is not that."""
+    try:
+        body = orjson.loads(raw)
+        pages: dict[int, Page | None] = {}
+        for key, page in body.items():
+            partition = int(key)
+            if page is None:
+                pages[partition] = None
+                continue
+            resume = page["resume_after"]
+            pages[partition] = Page(
+                tuple(Hit(str(account_id), value, partition)
+                      for account_id, value in page["hits"]),
+                None if resume is None else Cursor(resume[0], str(resume[1])),
+                int(page["examined"]),
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as broken:
+        raise ValueError("not a discovery pages answer") from broken
+    return pages

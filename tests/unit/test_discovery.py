@@ -21,7 +21,9 @@ from service.engine.discovery import (
     Page,
     Sort,
     decode_cursor,
+    decode_pages,
     encode_cursor,
+    encode_pages,
     index_topics,
     merge_pages,
     order_key,
@@ -369,3 +371,16 @@ def test_an_index_after_many_updates_answers_as_one_built_afresh(
     index_rows(fresh, rows.values())
     assert len(churned) == len(fresh) == len(rows)
     assert page_through(ask_index(churned, 7), query) == page_through(ask_index(fresh), query)
+
+
+def test_pages_travel_between_instances_unchanged() -> None:
+    first, second = DiscoveryIndex(0), DiscoveryIndex(4)
+    first.update(make_score("a", 80.0), ())
+    first.update(make_score("b", 70.0, followers=None), ())
+    second.update(make_score("c", 75.0, partition=4), ())
+    query = DiscoveryQuery(sort=Sort("followers", True), limit=1)
+    pages: dict[int, Page | None] = {0: first.query(query), 4: second.query(query), 9: None}
+    assert decode_pages(encode_pages(pages)) == pages
+    for garbage in (b"[]", b'{"x": null}', b'{"1": {"hits": 3}}', b"not json"):
+        with pytest.raises(ValueError, match="discovery pages"):
+            decode_pages(garbage)

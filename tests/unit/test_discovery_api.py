@@ -232,3 +232,17 @@ def test_a_partition_that_cannot_answer_makes_the_answers_partial(
         body = partial.post("/accounts/scores", json={"account_ids": ["vegan-micro"]}).json()
         assert body["missing"] == ["vegan-micro"]
         assert body["missing_partitions"] == [1]
+
+
+def test_an_owner_answers_the_pages_of_the_partitions_asked_for(
+    views: dict[int, PartitionView]
+) -> None:
+    reader = LocalReader(lambda: views)
+    query = DiscoveryQuery(limit=200)
+    pages = reader.pages(query, [0, 2, 5])
+    assert set(pages) == {0, 2, 5}
+    assert pages[5] is None  # not held here
+    page = pages[0]
+    assert page is not None
+    assert [hit.account_id for hit in page.hits] == [
+        hit.account_id for hit in views[0].index.query(query).hits]
