@@ -1,7 +1,10 @@
 """Discovery over many accounts: index maintenance, queries in-process and over HTTP.
 
     python -m bench.discovery [--accounts 1000000] [--repeats 200] [--http-seconds 6]
-                              [--ingest-accounts 600]
+                              [--ingest-accounts 600] [--batch-seconds 6]
+
+0. Batch: POST /accounts/scores with 100 known ids a request over 100,000 synthetic
+   scores, alternating with the bare FastAPI endpoint as in 3.
 
 1. Builds one `DiscoveryIndex` of `--accounts` synthetic scores (tiers, credibility,
    engagement, confidence and topics spread like the demo's), timing each `update`; then
@@ -272,6 +275,84 @@ def over_http(index: DiscoveryIndex, accounts: int, seconds: float,
     print(f"discovery / bare throughput: {found['rps'] / baseline['rps']:.2f}x")
 
 
+async def post_connection(port: int, bodies: list[bytes], until: float,
+                          latencies: list[float]) -> int:
+    """Like bench.queries.one_connection, for POST /accounts/scores."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    failures = 0
+    rng = random.Random()
+    try:
+        while time.perf_counter() < until:
+            body = rng.choice(bodies)
+            started = time.perf_counter()
+            writer.write(b"POST /accounts/scores HTTP/1.1\r\nHost: bench\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200"):
+                failures += 1
+    finally:
+        writer.close()
+    return failures
+
+
+async def drive_posts(port: int, bodies: list[bytes], seconds: float, connections: int,
+                      latencies: list[float]) -> int:
+    until = time.perf_counter() + seconds
+    failures = await asyncio.gather(*(post_connection(port, bodies, until, latencies)
+                                      for _ in range(connections)))
+    return sum(failures)
+
+
+def batch_over_http(accounts: int, seconds: float, connections: int, ids: int = 100) -> None:
+    """POST /accounts/scores with `ids` known ids against the bare endpoint, alternating."""
+    rng = random.Random(8)
+    bodies = [orjson.dumps({"account_ids": [f"acct-{rng.randrange(accounts):07d}"
+                                            for _ in range(ids)]}) for _ in range(50)]
+    app_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "BENCH_DISCOVERY_ACCOUNTS": str(accounts)}
+    served = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.discovery_app:app",
+                               "--host", "127.0.0.1", "--port", str(app_port),
+                               "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env)
+    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app",
+                             "--host", "127.0.0.1", "--port", str(bare_port),
+                             "--no-access-log", "--log-level", "warning"], cwd=REPO)
+    try:
+        wait_http(f"http://127.0.0.1:{bare_port}/accounts/x/score")
+        wait_http(f"http://127.0.0.1:{app_port}/accounts?limit=1", timeout_s=600)
+        timings: dict[int, list[float]] = {app_port: [], bare_port: []}
+        failures = dict.fromkeys(timings, 0)
+        rounds = max(1, round(seconds))
+        for _ in range(rounds):
+            failures[app_port] += asyncio.run(drive_posts(
+                app_port, bodies, seconds / rounds, connections, timings[app_port]))
+            failures[bare_port] += asyncio.run(drive(
+                bare_port, ["/accounts/x/score"], seconds / rounds, connections,
+                timings[bare_port]))
+        batch = summary(timings[app_port], seconds, failures[app_port])
+        baseline = summary(timings[bare_port], seconds, failures[bare_port])
+    finally:
+        served.terminate()
+        bare.terminate()
+        served.wait(30)
+        bare.wait(30)
+    print(f"\nbatch over HTTP: {ids} known ids a request, {accounts:,} accounts, "
+          f"{connections} keep-alive connections, {seconds:g} s each in {rounds} rounds")
+    print("| endpoint | requests/s | p50 | p99 | non-200 |")
+    print("|---|---|---|---|---|")
+    for name, result in ((f"POST /accounts/scores ({ids} ids)", batch),
+                         ("constant JSON (bare FastAPI)", baseline)):
+        print(f"| {name} | {result['rps']:,.0f} | {result['p50_ms']:.2f} ms | "
+              f"{result['p99_ms']:.2f} ms | {result['failures']} |")
+    print(f"batch / bare throughput: {batch['rps'] / baseline['rps']:.2f}x")
+
+
 def demo_stream(account_count: int) -> list[Event]:
     rng = random.Random(6)
     events: list[Event] = []
@@ -346,7 +427,12 @@ def main() -> None:
     parser.add_argument("--http-seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--ingest-accounts", type=int, default=600)
+    parser.add_argument("--batch-seconds", type=float, default=6.0,
+                        help="POST /accounts/scores with 100 ids (over 100 k accounts)")
     arguments = parser.parse_args()
+    if arguments.batch_seconds > 0:
+        batch_over_http(min(arguments.accounts, 100_000), arguments.batch_seconds,
+                        arguments.connections)
     index, scores = build(arguments.accounts)
     maintenance(index, scores)
     del scores

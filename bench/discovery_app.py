@@ -14,6 +14,7 @@ from bench.discovery import synthetic_scores
 from service import problems
 from service.discovery_api import Found, Scores, build_discovery_router
 from service.engine.discovery import DiscoveryIndex, DiscoveryQuery, merge_pages
+from service.engine.engine import AccountScore
 from service.responses import score_json
 
 
@@ -22,19 +23,19 @@ class SyntheticReader:
 
     def __init__(self, count: int) -> None:
         self.index = DiscoveryIndex()
-        self.scores = {}
+        self.by_id: dict[str, AccountScore] = {}
         for score, topics in synthetic_scores(count):
             self.index.update(score, topics)
-            self.scores[score.account_id] = score
+            self.by_id[score.account_id] = score
 
     async def discover(self, query: DiscoveryQuery) -> Found:
         merged = merge_pages({0: self.index.query(query)}, query.sort, query.limit)
-        bodies = [score_json(self.scores[hit.account_id]) for hit in merged.hits]
+        bodies = [score_json(self.by_id[hit.account_id]) for hit in merged.hits]
         return Found(bodies, merged.next_cursor, merged.missing_partitions)
 
     async def scores(self, account_ids: Sequence[str]) -> Scores:
-        known = {account_id: score_json(self.scores[account_id])
-                 for account_id in account_ids if account_id in self.scores}
+        known = {account_id: score_json(self.by_id[account_id])
+                 for account_id in account_ids if account_id in self.by_id}
         return Scores(known, [account_id for account_id in account_ids
                               if account_id not in known])
 
