@@ -15,11 +15,15 @@ from fastapi import FastAPI
 from service import __version__, problems
 from service.api import build_router
 from service.consumer import StreamProcessor
+from service.discovery_api import LocalReader, build_discovery_router
+from service.discovery_state import DiscoveryIndexes, follow_engines
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
+from service.partition_state import PartitionState, Status
 from service.routing import Forwarder
 from service.settings import Settings
 from service.supervisor import ConsumerSupervisor
+from service.web import build_page_router
 
 log = logging.getLogger(__name__)
 CLOSE_AFTER_CANCEL_S = 5.0
@@ -36,13 +40,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         os.kill(os.getpid(), signal.SIGTERM)
 
     supervisor = ConsumerSupervisor(processor, settings, metrics, fatal)
+    discovery = DiscoveryIndexes()
+    processor.on_checkpoint = discovery.note
+
+    def partitions() -> dict[int, PartitionState | None]:
+        return {partition: state if state.status is Status.ACTIVE else None
+                for partition, state in processor.states.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.forwarder = Forwarder(settings.own_url, settings.forward_timeout_s)
         task = supervisor.start()
         task.add_done_callback(_report_exit)
+        follower = asyncio.create_task(follow_engines(discovery, partitions), name="discovery")
         yield
+        follower.cancel()
         supervisor.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=settings.shutdown_timeout_s)
@@ -75,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.supervisor = supervisor
     app.state.fatal = None
     app.include_router(build_router(settings))
+    app.include_router(build_discovery_router(LocalReader(discovery.views)))
+    app.include_router(build_page_router())
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ScoreFastPath, local_score=processor.score, own_url=settings.own_url,

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,8 @@ class StreamProcessor:
                                             self._membership_changed)
         self._membership_event = asyncio.Event()
         self._failure: Exception | None = None  # found in a callback; raised by the loop
+        # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
+        self.on_checkpoint: Callable[[int, set[str]], None] | None = None
         metrics.watch_partitions(lambda: list(self.states.values()),
                                  lambda: self.last_snapshot_at)
         # Events, and the two internal topics of the audience signal, co-partitioned.
@@ -659,6 +661,8 @@ class StreamProcessor:
         producer = self._producers.get(partition)
         if producer is None:
             return False
+        if self.on_checkpoint is not None and state.engine.accounts.changed:
+            self.on_checkpoint(partition, state.engine.accounts.changed)
         settings = self.settings
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals)
         if checkpoint is None:

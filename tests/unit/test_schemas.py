@@ -17,4 +17,5 @@ def test_published_schemas_match_the_models() -> None:
 def test_every_event_type_has_a_schema() -> None:
     names = {path.name for path in SCHEMAS.glob("*.schema.json")}
     assert names == {"event.schema.json", "like.schema.json", "comment.schema.json",
-                     "share.schema.json", "post.schema.json", "followers.schema.json"}
+                     "share.schema.json", "post.schema.json", "followers.schema.json",
+                     "score.schema.json"}

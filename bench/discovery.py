@@ -1,0 +1,450 @@
+"""Discovery over many accounts: index maintenance, queries in-process and over HTTP.
+
+    python -m bench.discovery [--accounts 1000000] [--repeats 200] [--http-seconds 6]
+                              [--ingest-accounts 600] [--batch-seconds 6]
+
+0. Batch: POST /accounts/scores with 100 known ids a request over 100,000 synthetic
+   scores, alternating with the bare FastAPI endpoint as in 3.
+
+1. Builds one `DiscoveryIndex` of `--accounts` synthetic scores (tiers, credibility,
+   engagement, confidence and topics spread like the demo's), timing each `update`; then
+   re-indexes a tenth of them with moved scores (the steady state: an account re-scored
+   after new events).
+2. Runs typical queries against the index in-process, each `--repeats` times from random
+   depths (first pages and pages deep in the order), and reports p50/p99.
+3. Serves `GET /accounts` over the same index (bench/discovery_app.py, uvicorn, the
+   service's router and renderer) and drives it with a mix of those queries over
+   keep-alive connections, alternating one-second rounds with the constant-JSON bare
+   FastAPI endpoint (bench/bare_app.py) under the same load.
+4. Ingest share: folds a demo stream into an engine in batches of 2,000 events (the
+   consumer's fetch size) and brings an index up to date for the accounts changed since
+   the last refresh, after every batch and after every 40 batches (about one second of
+   the pipeline at full speed: the service refreshes once a second); reports the cost
+   against the engine's ingest in the same run, split into re-scoring (which the change
+   stream needs as well), topics and the index update proper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import subprocess
+import sys
+import time
+
+import orjson
+
+from bench.queries import drive, free_port, summary, wait_http
+from service.engine import Engine, EngineConfig
+from service.engine.discovery import (
+    Cursor,
+    DiscoveryIndex,
+    DiscoveryQuery,
+    Sort,
+    encode_cursor,
+    index_topics,
+)
+from service.engine.engine import AccountScore
+from service.engine.scoring import Component, Counts, Credibility, Engagement
+from service.engine.tiers import ARTICLE_TIERS, expected_engagement_rate
+from service.events import Event, decode_event
+from service.simulation import TOPICS, account_events, demo_accounts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RARE_TOPICS = tuple(f"rare-{number}" for number in range(50))
+QUERIES: dict[str, DiscoveryQuery] = {
+    "top 20 by credibility": DiscoveryQuery(limit=20),
+    "micro + topic + min_credibility 70 (the issue's example)": DiscoveryQuery(
+        tiers=frozenset({"micro"}), topic="veganism", min_credibility=70, limit=20),
+    "micro, by engagement rate, 50": DiscoveryQuery(
+        tiers=frozenset({"micro"}), sort=Sort("engagement_rate", True), limit=50),
+    "topic + followers 1k-10k, by followers": DiscoveryQuery(
+        topic="gardening", min_followers=1_000, max_followers=10_000,
+        sort=Sort("followers", True), limit=20),
+    "min_confidence 0.8 + min rate 5 %, 200": DiscoveryQuery(
+        min_confidence=0.8, min_engagement_rate=0.05, limit=200),
+    "nano + mid, ascending credibility": DiscoveryQuery(
+        tiers=frozenset({"nano", "mid"}), sort=Sort("credibility", False), limit=20),
+    "small topic (~0.2 %)": DiscoveryQuery(topic="rare-7", limit=20),
+    "rare mix: mega + topic, by rate": DiscoveryQuery(
+        tiers=frozenset({"mega"}), topic="climate", min_credibility=60,
+        sort=Sort("engagement_rate", True), limit=20),
+}
+
+
+def shared_components() -> dict[str, Component]:
+    """The seven components of a real score, shared by every synthetic one: the bodies
+    render at their real size without a million copies of them."""
+    rng = random.Random(5)
+    engine = Engine()
+    account, profile = demo_accounts(1, rng)[0]
+    for event in account_events(account, profile, 1.8e9, 86_400, rng):
+        result = decode_event(account.encode(), orjson.dumps(event), now=2e9,
+                              max_event_bytes=8192, max_future_skew_s=300)
+        assert isinstance(result, Event.__args__)  # type: ignore[attr-defined]
+        engine.apply(result)
+    score = engine.score(account)
+    assert score is not None
+    return score.credibility.components
+
+
+def synthetic_scores(count: int, seed: int = 1) -> list[tuple[AccountScore, tuple[str, ...]]]:
+    rng = random.Random(seed)
+    components = shared_components()
+    counts = Counts(posts=6, likes=1_075, comments=235, shares=93, sponsored_posts=1,
+                    awaiting_post=0)
+    scores = []
+    for number in range(count):
+        followers = int(10 ** rng.uniform(2.0, 6.7)) if rng.random() < 0.97 else None
+        expected = None if followers is None else expected_engagement_rate(followers)
+        rate = None if expected is None else round(expected * rng.lognormvariate(0, 0.6), 6)
+        credibility = round(min(100.0, max(0.0, rng.gauss(55, 15))), 2)
+        topics = tuple(rng.sample(TOPICS, rng.choice((1, 1, 1, 2, 3))))
+        if rng.random() < 0.1:
+            topics += (rng.choice(RARE_TOPICS),)
+        scores.append((AccountScore(
+            account_id=f"acct-{number:07d}", partition=0,
+            tier=ARTICLE_TIERS.tier_for(followers), tier_scheme="article",
+            followers=followers, counts=counts,
+            engagement=Engagement(rate=rate, weighted_rate=rate, expected_rate=expected,
+                                  posts=6, posts_with_followers=6,
+                                  mean_followers_at_post=followers),
+            credibility=Credibility(credibility, round(rng.uniform(0.3, 0.95), 4),
+                                    components),
+            window_days=30.0, window_start=1.8e9, as_of=1.8e9 + 30 * 86_400,
+        ), topics))
+    return scores
+
+
+def moved(score: AccountScore, rng: random.Random) -> AccountScore:
+    """The same account after new events: credibility and rate moved a little."""
+    rate = score.engagement.rate
+    new_rate = None if rate is None else round(rate * rng.uniform(0.95, 1.05), 6)
+    credibility = round(min(100.0, max(0.0, score.credibility.score + rng.gauss(0, 2))), 2)
+    return AccountScore(
+        score.account_id, score.partition, score.tier, score.tier_scheme, score.followers,
+        score.counts,
+        Engagement(new_rate, new_rate, score.engagement.expected_rate, 6, 6,
+                   score.engagement.mean_followers_at_post),
+        Credibility(credibility, score.credibility.confidence, score.credibility.components),
+        score.window_days, score.window_start, score.as_of)
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[str, ...]]]]:
+    scores = synthetic_scores(count)
+    gc.collect()
+    resident = resident_bytes()
+    index = DiscoveryIndex()
+    gc.disable()  # the collector's passes over a growing heap are not the index's cost
+    started = time.perf_counter()
+    for score, topics in scores:
+        index.update(score, topics)
+    took = time.perf_counter() - started
+    gc.enable()
+    gc.collect()
+    print(f"index memory: {(resident_bytes() - resident) / count:.0f} bytes per account "
+          f"(resident set before and after the build)")
+    # As the service does after a restore: what is already there is not rescanned.
+    gc.freeze()
+    print(f"built: {count:,} accounts in {took:.1f} s ({took / count * 1e6:.1f} µs an insert)")
+    return index, scores
+
+
+def maintenance(index: DiscoveryIndex, scores: list[tuple[AccountScore, tuple[str, ...]]],
+                share: float = 0.1) -> float:
+    rng = random.Random(2)
+    chosen = rng.sample(scores, int(len(scores) * share))
+    changed = [(moved(score, rng), topics) for score, topics in chosen]
+    started = time.perf_counter()
+    for score, topics in changed:
+        index.update(score, topics)
+    took = (time.perf_counter() - started) / len(changed)
+    print(f"re-indexed: {len(changed):,} accounts with moved scores, {took * 1e6:.1f} µs each")
+    return took
+
+
+def random_cursor(index: DiscoveryIndex, query: DiscoveryQuery, rng: random.Random
+                  ) -> Cursor | None:
+    """A cursor as deep as a client paging on would reach: the first page half the time,
+    else up to 50 pages in."""
+    if rng.random() < 0.5:
+        return None
+    after = None
+    for _ in range(rng.randrange(1, 50)):
+        page = index.query(DiscoveryQuery(**{**_fields(query), "after": after}))
+        if page.resume_after is None:
+            break
+        after = page.resume_after
+    return after
+
+
+def _fields(query: DiscoveryQuery) -> dict[str, object]:
+    return {name: getattr(query, name) for name in query.__dataclass_fields__}
+
+
+def in_process(index: DiscoveryIndex, repeats: int) -> None:
+    rng = random.Random(3)
+    print(f"load average before the queries: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          f"cores")
+    print("| query | p50 | p99 | items (median) | accounts examined (max) |")
+    print("|---|---|---|---|---|")
+    for name, query in QUERIES.items():
+        timings, items, examined = [], [], []
+        cursors = [random_cursor(index, query, rng) for _ in range(repeats)]
+        for after in cursors:
+            asked = DiscoveryQuery(**{**_fields(query), "after": after})
+            started = time.perf_counter()
+            page = index.query(asked)
+            timings.append(time.perf_counter() - started)
+            items.append(len(page.hits))
+            examined.append(page.examined)
+        print(f"| {name} | {percentile(timings, 0.5) * 1e3:.2f} ms | "
+              f"{percentile(timings, 0.99) * 1e3:.2f} ms | {sorted(items)[len(items) // 2]} | "
+              f"{max(examined):,} |")
+
+
+def query_string(query: DiscoveryQuery, after: Cursor | None) -> str:
+    parts = [f"sort={query.sort}", f"limit={query.limit}"]
+    parts += [f"tier={tier}" for tier in sorted(query.tiers)]
+    for name in ("topic", "min_credibility", "min_followers", "max_followers",
+                 "min_engagement_rate", "min_confidence"):
+        value = getattr(query, name)
+        if value is not None:
+            parts.append(f"{name}={value}")
+    if after is not None:
+        parts.append(f"cursor={encode_cursor(query.sort, after)}")
+    return "/accounts?" + "&".join(parts)
+
+
+def over_http(index: DiscoveryIndex, accounts: int, seconds: float,
+              connections: int) -> None:
+    rng = random.Random(4)
+    paths = [query_string(query, random_cursor(index, query, rng))
+             for query in QUERIES.values() if query.limit <= 50 for _ in range(20)]
+    app_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "BENCH_DISCOVERY_ACCOUNTS": str(accounts)}
+    served = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.discovery_app:app",
+                               "--host", "127.0.0.1", "--port", str(app_port),
+                               "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env)
+    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app",
+                             "--host", "127.0.0.1", "--port", str(bare_port),
+                             "--no-access-log", "--log-level", "warning"], cwd=REPO)
+    try:
+        wait_http(f"http://127.0.0.1:{bare_port}/accounts/x/score")
+        wait_http(f"http://127.0.0.1:{app_port}/accounts?limit=1", timeout_s=600)
+        timings: dict[int, list[float]] = {app_port: [], bare_port: []}
+        failures = dict.fromkeys(timings, 0)
+        rounds = max(1, round(seconds))
+        bare_paths = ["/accounts/x/score"]
+        for _ in range(rounds):
+            for port, used in ((app_port, paths), (bare_port, bare_paths)):
+                failures[port] += asyncio.run(drive(port, used, seconds / rounds,
+                                                    connections, timings[port]))
+        found = summary(timings[app_port], seconds, failures[app_port])
+        baseline = summary(timings[bare_port], seconds, failures[bare_port])
+    finally:
+        served.terminate()
+        bare.terminate()
+        served.wait(30)
+        bare.wait(30)
+    print(f"\nover HTTP: {connections} keep-alive connections, {seconds:g} s each in "
+          f"{rounds} alternating rounds; {len(paths)} discovery URLs (the queries above "
+          f"with limit <= 50, first and deep pages)")
+    print("| endpoint | requests/s | p50 | p99 | non-200 |")
+    print("|---|---|---|---|---|")
+    for name, result in ((f"GET /accounts over {accounts:,} accounts", found),
+                         ("constant JSON (bare FastAPI)", baseline)):
+        print(f"| {name} | {result['rps']:,.0f} | {result['p50_ms']:.2f} ms | "
+              f"{result['p99_ms']:.2f} ms | {result['failures']} |")
+    print(f"discovery / bare throughput: {found['rps'] / baseline['rps']:.2f}x")
+
+
+async def post_connection(port: int, bodies: list[bytes], until: float,
+                          latencies: list[float]) -> int:
+    """Like bench.queries.one_connection, for POST /accounts/scores."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    failures = 0
+    rng = random.Random()
+    try:
+        while time.perf_counter() < until:
+            body = rng.choice(bodies)
+            started = time.perf_counter()
+            writer.write(b"POST /accounts/scores HTTP/1.1\r\nHost: bench\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200"):
+                failures += 1
+    finally:
+        writer.close()
+    return failures
+
+
+async def drive_posts(port: int, bodies: list[bytes], seconds: float, connections: int,
+                      latencies: list[float]) -> int:
+    until = time.perf_counter() + seconds
+    failures = await asyncio.gather(*(post_connection(port, bodies, until, latencies)
+                                      for _ in range(connections)))
+    return sum(failures)
+
+
+def batch_over_http(accounts: int, seconds: float, connections: int, ids: int = 100) -> None:
+    """POST /accounts/scores with `ids` known ids against the bare endpoint, alternating."""
+    rng = random.Random(8)
+    bodies = [orjson.dumps({"account_ids": [f"acct-{rng.randrange(accounts):07d}"
+                                            for _ in range(ids)]}) for _ in range(50)]
+    app_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "BENCH_DISCOVERY_ACCOUNTS": str(accounts)}
+    served = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.discovery_app:app",
+                               "--host", "127.0.0.1", "--port", str(app_port),
+                               "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env)
+    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app",
+                             "--host", "127.0.0.1", "--port", str(bare_port),
+                             "--no-access-log", "--log-level", "warning"], cwd=REPO)
+    try:
+        wait_http(f"http://127.0.0.1:{bare_port}/accounts/x/score")
+        wait_http(f"http://127.0.0.1:{app_port}/accounts?limit=1", timeout_s=600)
+        timings: dict[int, list[float]] = {app_port: [], bare_port: []}
+        failures = dict.fromkeys(timings, 0)
+        rounds = max(1, round(seconds))
+        for _ in range(rounds):
+            failures[app_port] += asyncio.run(drive_posts(
+                app_port, bodies, seconds / rounds, connections, timings[app_port]))
+            failures[bare_port] += asyncio.run(drive(
+                bare_port, ["/accounts/x/score"], seconds / rounds, connections,
+                timings[bare_port]))
+        batch = summary(timings[app_port], seconds, failures[app_port])
+        baseline = summary(timings[bare_port], seconds, failures[bare_port])
+    finally:
+        served.terminate()
+        bare.terminate()
+        served.wait(30)
+        bare.wait(30)
+    print(f"\nbatch over HTTP: {ids} known ids a request, {accounts:,} accounts, "
+          f"{connections} keep-alive connections, {seconds:g} s each in {rounds} rounds")
+    print("| endpoint | requests/s | p50 | p99 | non-200 |")
+    print("|---|---|---|---|---|")
+    for name, result in ((f"POST /accounts/scores ({ids} ids)", batch),
+                         ("constant JSON (bare FastAPI)", baseline)):
+        print(f"| {name} | {result['rps']:,.0f} | {result['p50_ms']:.2f} ms | "
+              f"{result['p99_ms']:.2f} ms | {result['failures']} |")
+    print(f"batch / bare throughput: {batch['rps'] / baseline['rps']:.2f}x")
+
+
+def demo_stream(account_count: int) -> list[Event]:
+    rng = random.Random(6)
+    events: list[Event] = []
+    start = time.time() - 10 * 86_400
+    for account, profile in demo_accounts(account_count, rng):
+        for event in account_events(account, profile, start, 86_400, rng):
+            result = decode_event(account.encode(), orjson.dumps(event), now=time.time(),
+                                  max_event_bytes=8192, max_future_skew_s=300)
+            assert isinstance(result, Event.__args__)  # type: ignore[attr-defined]
+            events.append(result)
+    events.sort(key=lambda event: event.occurred_at)
+    return events
+
+
+def ingest_share(events: list[Event], account_count: int, refresh_batches: int,
+                 batch: int = 2_000) -> None:
+    """Engine ingest in batches; every `refresh_batches` batches, the accounts changed
+    since the last refresh are re-scored and re-indexed, each once."""
+    engine = Engine(EngineConfig())
+    index = DiscoveryIndex()
+    timed: dict[str, float] = dict.fromkeys(("ingest", "rescore", "topics", "update"), 0.0)
+    refreshed = refreshes = 0
+    clock = time.perf_counter
+    changed: set[str] = set()
+
+    def refresh() -> None:
+        for account_id in changed:
+            started = clock()
+            score = engine.score(account_id)
+            timed["rescore"] += clock() - started
+            assert score is not None
+            account = engine.accounts.get(account_id)
+            assert account is not None
+            started = clock()
+            topics = index_topics(account.window_posts(score.window_start))
+            timed["topics"] += clock() - started
+            started = clock()
+            index.update(score, topics)
+            timed["update"] += clock() - started
+
+    for number, first in enumerate(range(0, len(events), batch), start=1):
+        chunk = events[first : first + batch]
+        started = clock()
+        for event in chunk:
+            engine.apply(event)
+        timed["ingest"] += clock() - started
+        changed.update(event.account_id for event in chunk)
+        if number % refresh_batches == 0 or first + batch >= len(events):
+            refresh()
+            refreshed += len(changed)
+            refreshes += 1
+            changed.clear()
+    ingest = timed["ingest"]
+    print(f"\ningest share: {len(events):,} demo events of {account_count} accounts in "
+          f"batches of {batch:,}, a refresh every {refresh_batches} batch(es): "
+          f"{refreshed / refreshes:.0f} accounts re-indexed per refresh")
+    print("| step | seconds | per event | against the engine's ingest |")
+    print("|---|---|---|---|")
+    for name, label in (("ingest", "engine ingest (`Engine.apply`)"),
+                        ("update", "index update (`DiscoveryIndex.update`)"),
+                        ("topics", "topics of the window's posts (`index_topics`)"),
+                        ("rescore", "re-scoring the changed accounts (`Engine.score`)")):
+        seconds = timed[name]
+        print(f"| {label} | {seconds:.3f} | {seconds / len(events) * 1e6:.2f} µs | "
+              f"{seconds / ingest:.1%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--http-seconds", type=float, default=6.0)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--ingest-accounts", type=int, default=600)
+    parser.add_argument("--batch-seconds", type=float, default=6.0,
+                        help="POST /accounts/scores with 100 ids (over 100 k accounts)")
+    arguments = parser.parse_args()
+    if arguments.batch_seconds > 0:
+        batch_over_http(min(arguments.accounts, 100_000), arguments.batch_seconds,
+                        arguments.connections)
+    index, scores = build(arguments.accounts)
+    maintenance(index, scores)
+    del scores
+    in_process(index, arguments.repeats)
+    if arguments.http_seconds > 0:
+        over_http(index, arguments.accounts, arguments.http_seconds, arguments.connections)
+    del index
+    if arguments.ingest_accounts > 0:
+        events = demo_stream(arguments.ingest_accounts)
+        for refresh_batches in (1, 40):
+            ingest_share(events, arguments.ingest_accounts, refresh_batches)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The discovery indexes follow the partitions' engines: a partition is indexed in full
+when it arrives, noted accounts are re-indexed once, a slice at a time, and a partition
+that cannot answer is named."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.discovery_state import DiscoveryIndexes, follow_engines
+from service.engine import Engine
+from service.engine.discovery import DiscoveryQuery
+from service.partition_state import Freshness
+from tests.events import decoded, followers, post
+
+
+class Held:
+    """A partition as its owner holds it: an engine and how current it is."""
+
+    def __init__(self, engine: Engine, partition: int) -> None:
+        self.engine = engine
+        self.partition = partition
+
+    def freshness(self) -> Freshness:
+        return Freshness(self.partition, 0, 0.5)
+
+
+def engine_with(*accounts: str, partition: int = 0) -> Held:
+    engine = Engine()
+    for account in accounts:
+        for event in (followers(account, 2_000, 0), post(account, "p1", 10)):
+            engine.apply(decoded(event), partition)
+    return Held(engine, partition)
+
+
+def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
+    first, second = engine_with("a", "b", "c"), engine_with("d", partition=1)
+    indexes = DiscoveryIndexes()
+    indexes.follow({0: first, 1: second, 2: None})
+    assert indexes.views() == {0: None, 1: None, 2: None}
+    assert indexes.refresh(most=2) == 2
+    assert indexes.refresh(most=2) == 2
+    assert indexes.refresh(most=2) == 0
+    indexes.follow({0: first, 1: second, 2: None})
+    views = indexes.views()
+    assert views[2] is None
+    view = views[0]
+    assert view is not None
+    assert view.engine is first.engine
+    assert view.freshness == Freshness(0, 0, 0.5)
+    assert sorted(hit.account_id for hit in view.index.query(DiscoveryQuery()).hits) == [
+        "a", "b", "c"]
+
+
+def test_noted_accounts_are_reindexed_once_and_gone_ones_removed() -> None:
+    engine = engine_with("a", "b")
+    indexes = DiscoveryIndexes()
+    indexes.follow({0: engine})
+    indexes.refresh()
+    for event in (followers("e", 50_000, 20), post("e", "p1", 30)):
+        engine.engine.apply(decoded(event), 0)
+    indexes.note(0, {"e", "gone"})
+    indexes.note(0, {"e"})
+    indexes.note(7, {"not-followed"})  # a partition not owned: ignored
+    assert indexes.refresh() == 2
+    index = indexes.indexes[0]
+    assert "e" in index
+    assert "gone" not in index
+    assert len(index) == 3
+
+
+def test_a_partition_restored_anew_or_given_up_starts_over() -> None:
+    indexes = DiscoveryIndexes()
+    old = engine_with("a")
+    indexes.follow({0: old})
+    indexes.refresh()
+    indexes.follow({0: None})  # restoring: keeps its index, does not answer
+    assert indexes.views() == {0: None}
+    fresh = engine_with("b")
+    indexes.follow({0: fresh})
+    indexes.refresh()
+    indexes.follow({0: fresh})
+    view = indexes.views()[0]
+    assert view is not None
+    assert [hit.account_id for hit in view.index.query(DiscoveryQuery()).hits] == ["b"]
+    indexes.follow({})
+    assert indexes.views() == {}
+    assert indexes.indexes == {}
+
+
+async def test_following_indexes_until_cancelled() -> None:
+    engine = engine_with("acc")
+    indexes = DiscoveryIndexes()
+    follower = asyncio.create_task(follow_engines(indexes, lambda: {0: engine},
+                                                  interval_s=0.01))
+    try:
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if indexes.views().get(0) is not None:
+                break
+        view = indexes.views()[0]
+        assert view is not None
+        assert "acc" in view.index
+    finally:
+        follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
