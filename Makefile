@@ -66,6 +66,7 @@ cluster: runtime broker
 
 ## make test: everything, from a fresh clone: lint, types, unit, integration, chart.
 test: install broker lint typecheck
+	scripts/install_browser.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory chart
 
@@ -96,6 +97,11 @@ bench: install broker
 	$(BIN)/python -m bench.expiry
 	$(BIN)/python -m bench.backfill --events 1000000
 	$(BIN)/python -m bench.dedupe
+	$(BIN)/python -m bench.decode
+	$(BIN)/python -m bench.stalls
+	$(BIN)/python -m bench.discovery
+	$(BIN)/python -m bench.scoring
+	$(BIN)/python -m bench.cluster
 
 clean:
 	rm -rf $(VENV) .snapshots .tools

@@ -14,13 +14,15 @@ from fastapi import FastAPI
 
 from service import __version__, problems
 from service.api import build_router
+from service.cluster_reader import ClusterReader
 from service.consumer import StreamProcessor
-from service.discovery_api import LocalReader, build_discovery_router
+from service.discovery_api import MAX_BATCH_BODY_BYTES, LocalReader, build_discovery_router
 from service.discovery_state import DiscoveryIndexes, follow_engines
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics, ScoreFastPath
 from service.partition_state import PartitionState, Status
 from service.routing import Forwarder
+from service.runtime_tuning import CollectorPacer
 from service.settings import Settings
 from service.supervisor import ConsumerSupervisor
 from service.web import build_page_router
@@ -53,8 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = supervisor.start()
         task.add_done_callback(_report_exit)
         follower = asyncio.create_task(follow_engines(discovery, partitions), name="discovery")
+        # How long the loop is held (a metric), and the collector paced so that it never
+        # holds it for long (service/runtime_tuning.py).
+        monitor = asyncio.create_task(metrics.loop_monitor().run(), name="loop-monitor")
+        pacer = asyncio.create_task(CollectorPacer().run(), name="collector-pacer")
         yield
-        follower.cancel()
+        for background in (follower, monitor, pacer):
+            background.cancel()
         supervisor.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=settings.shutdown_timeout_s)
@@ -87,10 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.supervisor = supervisor
     app.state.fatal = None
     app.include_router(build_router(settings))
-    app.include_router(build_discovery_router(LocalReader(discovery.views)))
+    local = LocalReader(discovery.views)
+    cluster = ClusterReader(local, processor, lambda: app.state.forwarder, settings.own_url)
+    app.include_router(build_discovery_router(cluster, local))
     app.include_router(build_page_router())
     problems.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes,
+                       per_path={"/accounts/scores": max(settings.max_request_body_bytes,
+                                                         MAX_BATCH_BODY_BYTES)})
     app.add_middleware(ScoreFastPath, local_score=processor.score, own_url=settings.own_url,
                        enabled=not settings.protect_reads)
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -30,6 +30,7 @@ from service.engine.discovery import (
     Sort,
     decode_cursor,
     encode_cursor,
+    encode_pages,
     merge_pages,
 )
 from service.engine.tiers import TIER_SCHEMES, UNKNOWN_TIER
@@ -37,6 +38,7 @@ from service.event_contract import ACCOUNT_ID_PATTERN, MAX_ID_CHARS, MAX_TOPIC_C
 from service.partition_state import Freshness
 from service.problems import problem
 from service.responses import ProblemBody, ScoreBody, score_json
+from service.routing import FORWARDED_HEADER
 
 MAX_BATCH_IDS = 1_000
 MIN_BUDGET_PER_PARTITION = 1_000
@@ -187,8 +189,17 @@ class InvalidParameter(ValueError):
 Bound = Annotated[float | None, Query(ge=0)]
 
 
-def build_discovery_router(reader: DiscoveryReader) -> APIRouter:
+def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = None
+                           ) -> APIRouter:
+    """The routes over `reader` (the cluster's); with `local`, also the internal route an
+    owner answers the merging instance with, and requests forwarded by another instance
+    (they carry FORWARDED_HEADER) are answered from `local` alone: one hop, no loop."""
     router = APIRouter()
+
+    def reader_for(request: Request) -> DiscoveryReader:
+        if local is not None and request.headers.get(FORWARDED_HEADER):
+            return local
+        return reader
 
     async def find_accounts(
         request: Request,
@@ -211,7 +222,7 @@ def build_discovery_router(reader: DiscoveryReader) -> APIRouter:
                            min_engagement_rate, min_confidence, sort, limit, cursor)
         except InvalidParameter as invalid:
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
-        found = await reader.discover(query)
+        found = await reader_for(request).discover(query)
         token = None if found.next_cursor is None else encode_cursor(query.sort,
                                                                       found.next_cursor)
         missing = sorted(found.missing_partitions)
@@ -232,7 +243,7 @@ def build_discovery_router(reader: DiscoveryReader) -> APIRouter:
             account_ids = _batch_ids(raw)
         except InvalidParameter as invalid:
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
-        answer = await reader.scores(account_ids)
+        answer = await reader_for(request).scores(account_ids)
         missing = sorted(answer.missing_partitions)
         body = b"".join((
             b'{"scores":{',
@@ -244,6 +255,35 @@ def build_discovery_router(reader: DiscoveryReader) -> APIRouter:
         ))
         return Response(body, media_type="application/json")
 
+    async def partition_pages(
+        request: Request,
+        partitions: Annotated[str, Query(pattern=r"^[0-9]+(,[0-9]+)*$")],
+        tier: Annotated[list[str] | None, Query()] = None,
+        topic: Annotated[str | None, Query(min_length=1, max_length=MAX_TOPIC_CHARS)] = None,
+        min_credibility: Annotated[float | None, Query(ge=0, le=100)] = None,
+        min_followers: Annotated[int | None, Query(ge=0)] = None,
+        max_followers: Annotated[int | None, Query(ge=0)] = None,
+        min_engagement_rate: Bound = None,
+        min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+        sort: str = "-credibility",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    ) -> Response:
+        """Internal: this owner's pages of the named partitions, for the instance that
+        merges a discovery request (`encode_pages`)."""
+        assert local is not None
+        try:
+            query = _query(tier, topic, min_credibility, min_followers, max_followers,
+                           min_engagement_rate, min_confidence, sort, limit, cursor)
+        except InvalidParameter as invalid:
+            return problem(invalid.status, invalid.title, str(invalid), request.url.path)
+        wanted = [int(part) for part in partitions.split(",")]
+        return Response(encode_pages(local.pages(query, wanted)),
+                        media_type="application/json")
+
+    if local is not None:
+        router.add_api_route("/accounts/pages", partition_pages, methods=["GET"],
+                             include_in_schema=False)
     router.add_api_route(
         "/accounts", find_accounts, methods=["GET"], response_model=FoundBody,
         responses={422: _PROBLEM},

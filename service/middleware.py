@@ -23,22 +23,25 @@ _ACCOUNT_ID = re.compile(ACCOUNT_ID_PATTERN)
 
 
 class BodyLimit:
-    """Refuses bodies over the limit, whether announced by Content-Length or streamed."""
+    """Refuses bodies over the limit, whether announced by Content-Length or streamed;
+    `per_path` raises it for routes whose valid bodies are larger (a batch of ids)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.default_max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(scope, send, limit)
                 return
         received = 0
-        limit = self.max_bytes
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -52,13 +55,13 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, limit)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         body = orjson.dumps({
             "type": "https://engagement-scoring.invalid/problems/content-too-large",
             "title": "Content Too Large", "status": 413,
-            "detail": f"request bodies are limited to {self.max_bytes} bytes",
+            "detail": f"request bodies are limited to {limit} bytes",
             "instance": scope.get("path"),
         })
         await send({"type": "http.response.start", "status": 413,

@@ -176,7 +176,7 @@ class Engine:
 
     def apply(self, event: Event, partition: int = 0) -> Outcome:
         config = self.config
-        occurred_at = event.occurred_at.timestamp()
+        occurred_at = event.occurred_at_s
         clock = self.clock(partition)
         stream_time = clock.stream_time
         if occurred_at < stream_time - self._horizon_s:

@@ -182,6 +182,29 @@ async def test_partitions_move_under_load_and_every_instance_answers_the_ground_
         for url, found in results.items():
             wrong = {k: (v, expected[k]) for k, v in found.items() if v != expected[k]}
             assert not wrong, f"through {url}: {wrong}"
+        # Discovery and batch scores cover the whole cluster through any instance.
+        for member in (a, d):
+            def discovered(member: ServiceProcess = member) -> dict[str, Any] | None:
+                page = httpx.get(f"{member.url}/accounts",
+                                 params={"limit": 200, "sort": "-credibility"}, timeout=10)
+                body: dict[str, Any] = page.json()
+                return body if len(body["items"]) == ACCOUNTS and not body["partial"] \
+                    else None
+            deadline = time.monotonic() + 60
+            body = discovered()
+            while body is None and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+                body = discovered()
+            assert body is not None, f"discovery through {member.url} never covered all"
+            credibility = [item["credibility"] for item in body["items"]]
+            assert credibility == sorted(credibility, reverse=True)
+            assert {item["counts"]["likes"] for item in body["items"]} <= set(
+                expected.values())
+            batch = httpx.post(f"{member.url}/accounts/scores", timeout=10, json={
+                "account_ids": [*expected, "nobody-at-all"]}).json()
+            assert {k: v["counts"]["likes"] for k, v in batch["scores"].items()} == expected
+            assert batch["missing"] == ["nobody-at-all"]
+            assert batch["partial"] is False
     finally:
         reader.stopping.set()
         await producer.stop()
