@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import AccountScore, EngineConfig, Outcome
+from service.engine.score_changes import ChangePolicy
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
 from service.kafka_clients import (
     Backoff,
@@ -47,6 +48,7 @@ from service.kafka_clients import (
 from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
 from service.partition_state import Checkpoint, Freshness, PartitionState, Status
+from service.responses import score_json
 from service.routing import partition_for
 from service.settings import Settings
 
@@ -164,6 +166,8 @@ class StreamProcessor:
                                             self._membership_changed)
         self._membership_event = asyncio.Event()
         self._failure: Exception | None = None  # found in a callback; raised by the loop
+        self._change_policy = ChangePolicy(settings.score_change_step,
+                                           settings.score_change_interval_s)
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
         self.on_checkpoint: Callable[[int, set[str]], None] | None = None
         metrics.watch_partitions(lambda: list(self.states.values()),
@@ -417,7 +421,8 @@ class StreamProcessor:
 
     def _start_restore(self, partition: int) -> None:
         assert self.partition_count is not None
-        state = PartitionState(partition, engine_config(self.settings, self.partition_count))
+        state = PartitionState(partition, engine_config(self.settings, self.partition_count),
+                               self._change_policy)
         self.states[partition] = state
         consumer = self._consumer
         if consumer is not None:
@@ -440,6 +445,7 @@ class StreamProcessor:
                 await self._load_local_snapshot(state)
                 state = await self._read_changelog(state)
                 await self._warm_actors(state)
+                await self._read_score_stream(state)
                 break
             except asyncio.CancelledError:
                 raise
@@ -454,7 +460,7 @@ class StreamProcessor:
                     error, KafkaError | OSError | TimeoutError), extra={
                     "partition": partition, "retry_in_s": round(delay, 2),
                     "reason": f"{type(error).__name__}: {error}"})
-                fresh = PartitionState(partition, state.engine.config)
+                fresh = PartitionState(partition, state.engine.config, self._change_policy)
                 self.states[partition] = state = fresh
                 await asyncio.sleep(delay)
         state.finish_restore()
@@ -508,7 +514,8 @@ class StreamProcessor:
                             extra={"partition": state.partition,
                                    "snapshot_changelog_next": state.changelog_next,
                                    "changelog_begin": begin, "changelog_end": end})
-                state = PartitionState(state.partition, state.engine.config)
+                state = PartitionState(state.partition, state.engine.config,
+                                       self._change_policy)
                 self.states[state.partition] = state
             reader.seek(tp, max(begin, state.changelog_next))
             with snapshots.collector_paused():
@@ -546,6 +553,24 @@ class StreamProcessor:
                 await asyncio.sleep(0)
         finally:
             await _close(reader, f"actors-reader-{state.partition}")
+
+    async def _read_score_stream(self, state: PartitionState) -> None:
+        """The gate of the score-change stream, from what the stream itself holds (its
+        compacted partition of the same number, read_committed)."""
+        tp = TopicPartition(self.settings.scores_topic, state.partition)
+        reader = self.clients.changelog_reader()
+        await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
+        try:
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            reader.seek(tp, (await reader.beginning_offsets([tp]))[tp])
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
+                for record in batch.get(tp, ()):
+                    state.restore_gate(record.key, record.value)
+                await asyncio.sleep(0)
+        finally:
+            await _close(reader, f"scores-reader-{state.partition}")
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -667,6 +692,11 @@ class StreamProcessor:
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals)
         if checkpoint is None:
             return True  # nothing new: the committed state is the current one
+        # The score-change stream, in the same transaction as the state it describes.
+        checkpoint.produced += [
+            (settings.scores_topic, state.partition, account_id.encode(),
+             None if score is None else score_json(score))
+            for account_id, score in state.score_changes()]
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, checkpoint),
@@ -697,8 +727,8 @@ class StreamProcessor:
         try:
             sent = [await producer.send(topic, value, key=key, partition=partition)
                     for key, value in checkpoint.changelog]
-            for output, target, value in checkpoint.produced:
-                await producer.send(output, value, partition=target)
+            for output, target, key, value in checkpoint.produced:
+                await producer.send(output, value, key=key, partition=target)
             if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(input_topic, partition): offset

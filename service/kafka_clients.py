@@ -29,6 +29,7 @@ CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 # The actors' activity spans 8 days and is rebuilt from this topic after a move.
 ACTORS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(9 * 86_400_000)}
 SIGNALS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(86_400_000)}
+SCORES_CONFIG = {"cleanup.policy": "compact"}  # the latest score of every account
 
 
 class FatalConfigError(Exception):
@@ -154,7 +155,8 @@ async def check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> Topolo
     existing = await admin.list_topics()
     for name, config in ((settings.changelog, CHANGELOG_CONFIG),
                          (settings.actors, ACTORS_CONFIG),
-                         (settings.signals, SIGNALS_CONFIG)):
+                         (settings.signals, SIGNALS_CONFIG),
+                         (settings.scores_topic, SCORES_CONFIG)):
         await _ensure_internal_topic(admin, settings, name, config, partitions, existing)
     changelog = settings.changelog
     configs = await admin.describe_configs(

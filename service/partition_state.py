@@ -35,9 +35,11 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgpack
+import orjson
 
 from service.engine import Engine, EngineConfig
 from service.engine.audience import (
@@ -50,8 +52,9 @@ from service.engine.audience import (
     unpack_interactions,
     unpack_signals,
 )
-from service.engine.engine import DEDUPE_BUCKET_S, PartitionClock
+from service.engine.engine import DEDUPE_BUCKET_S, AccountScore, PartitionClock
 from service.engine.persistence import export_partitions, import_state
+from service.engine.score_changes import ChangeGate, ChangePolicy
 from service.engine.sketches import actor_hash
 from service.routing import partition_for
 
@@ -62,7 +65,10 @@ IDS_PREFIX = b"!ids/"
 MAX_SEGMENT_BYTES = 256 * 1024
 
 Record = tuple[bytes, bytes | None]
-Produced = tuple[str, int, bytes]  # topic, partition, value
+Produced = tuple[str, int, bytes | None, bytes | None]  # topic, partition, key, value
+# Accounts offered to the score-change gate per checkpoint at most (re-scoring costs
+# tens of microseconds each); the rest wait for the next checkpoint.
+OFFERS_PER_CHECKPOINT = 2_000
 
 
 @dataclass(slots=True)
@@ -89,8 +95,12 @@ class Freshness:
 
 
 class PartitionState:
-    def __init__(self, partition: int, config: EngineConfig) -> None:
+    def __init__(self, partition: int, config: EngineConfig,
+                 change_policy: ChangePolicy | None = None) -> None:
         self.partition = partition
+        # What the score-change stream last said per account, and who may have moved.
+        self.gate = ChangeGate(change_policy)
+        self._to_offer: set[str] = set()
         # The changelog carries the dedupe ids added between checkpoints.
         config = dataclasses.replace(config, track_dedupe_changes=True)
         self.engine = Engine(config)
@@ -182,12 +192,46 @@ class PartitionState:
                      ((events, self.position), (actors, self.actors_position),
                       (signals, self.signals_position)) if offset is not None}
         produced, self._pending_produced = self._pending_produced, []
-        produced += [(actors, target, pack_interactions(batch))
+        produced += [(actors, target, None, pack_interactions(batch))
                      for target, batch in self.interactions_out.items()]
-        produced += [(signals, target, pack_signals(batch))
+        produced += [(signals, target, None, pack_signals(batch))
                      for target, batch in self.signals_out.items()]
         self.interactions_out, self.signals_out = {}, {}
-        return Checkpoint(self.checkpoint_records(), produced, positions)
+        changelog = self.checkpoint_records()
+        self._to_offer.update(key.decode() for key, _ in changelog if key[:1] != b"!")
+        return Checkpoint(changelog, produced, positions)
+
+    def score_changes(self) -> list[tuple[str, AccountScore | None]]:
+        """Accounts whose record in the score-change stream is due: (id, its score), or
+        (id, None) for a tombstone (it left the window). The gate records them as
+        emitted: the caller puts them into this checkpoint's transaction."""
+        stream_time = self.clock.stream_time
+        due = self.gate.due(stream_time)
+        offered = due + [self._to_offer.pop() for _ in
+                         range(min(OFFERS_PER_CHECKPOINT, len(self._to_offer)))]
+        emit: list[tuple[str, AccountScore | None]] = []
+        for account_id in offered:
+            score = self.engine.score(account_id)
+            if score is None:
+                if self.gate.leave(account_id):
+                    emit.append((account_id, None))
+            elif self.gate.offer(account_id, score.tier, score.credibility.score,
+                                 score.as_of):
+                emit.append((account_id, score))
+        return emit
+
+    def restore_gate(self, key: bytes, value: bytes | None) -> None:
+        """One record of this partition of the score-change stream, in offset order:
+        after a move, the gate says what the stream says."""
+        account_id = key.decode()
+        if value is None:
+            self.gate.leave(account_id)
+            return
+        body = orjson.loads(value)
+        as_of = body.get("as_of")
+        emitted_at = (datetime.fromisoformat(as_of.replace("Z", "+00:00")).timestamp()
+                      if as_of else -math.inf)
+        self.gate.record(account_id, body["tier"], float(body["credibility"]), emitted_at)
 
     def requeue_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.requeue(checkpoint.changelog)

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     changelog_topic: str = ""  # empty: "<consumer_group>-accounts-changelog"
     actors_topic: str = ""  # empty: "<consumer_group>-actors-repartition"
     signals_topic: str = ""  # empty: "<consumer_group>-audience-signals"
+    scores_topic: str = "engagement-scores"
+    score_change_step: float = Field(default=5.0, gt=0)
+    score_change_interval_s: float = Field(default=60.0, ge=0)
     internal_topic_replication_factor: int = Field(default=0, ge=0)  # 0: min(3, brokers)
     topic_wait_s: float = Field(default=60.0, ge=0)
     commit_interval_s: float = Field(default=1.0, gt=0)

@@ -93,6 +93,12 @@ class ChangeGate:
             self._held.pop(account_id, None)
         return False
 
+    def record(self, account_id: str, tier: str, credibility: float, emitted_at: float
+               ) -> None:
+        """What the stream holds for an account (a restore reads it back)."""
+        self._emitted[account_id] = Emitted(tier, credibility, emitted_at)
+        self._held.pop(account_id, None)
+
     def due(self, now: float) -> list[str]:
         """Held accounts whose interval is over: re-score them and `offer` again."""
         ready = []

@@ -183,3 +183,36 @@ async def test_the_audience_signal_goes_round_through_kafka_and_survives_a_move(
     assert again["from_farm_like_actors"] == before + 1
     second.stop()
     await task
+
+
+def stream_records(broker: InMemoryBroker) -> list[tuple[bytes | None, bytes | None]]:
+    return [(r.key, r.value) for log in broker.logs.get("engagement-scores", []) for r in log
+            if r.committed and not r.aborted]
+
+
+async def test_the_score_change_stream_is_written_with_the_state_and_not_repeated_after_a_move(
+    tmp_path: Path,
+) -> None:
+    broker = broker_with_events(partitions=2)
+    produce(broker, events("x", 6, "a") + events("y", 2, "a"))
+    settings = settings_for(tmp_path, "first")
+    first = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(first.run())
+    await run_until(first, lambda: {k for k, _ in stream_records(broker)} == {b"x", b"y"})
+    records = dict(stream_records(broker))
+    assert records[b"x"] is not None
+    assert orjson.loads(records[b"x"])["counts"]["likes"] == 6  # the HTTP body's schema
+    first.stop()
+    await task
+    written = len(stream_records(broker))
+
+    # Another instance takes over: the stream already holds these scores, so nothing is
+    # emitted again for accounts that did not change.
+    settings = settings_for(tmp_path, "second")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, "x") == 6)
+    await asyncio.sleep(0.3)  # several checkpoints
+    assert len(stream_records(broker)) == written
+    second.stop()
+    await task
