@@ -74,6 +74,7 @@ async def consume_child(topic: str, group: str, progress: Path, commit_s: float)
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=topic,
                             dlq_topic=f"{topic}.dlq", consumer_group=group,
+                            scores_topic=f"{topic}.scores",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600, commit_interval_s=commit_s,
                             advertised_url=f"http://bench-{os.getpid()}")
@@ -123,6 +124,7 @@ def start_service(topic: str, folder: Path, name: str) -> tuple[subprocess.Popen
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
            "ENGAGEMENT_EVENTS_TOPIC": topic, "ENGAGEMENT_DLQ_TOPIC": f"{topic}.dlq",
+           "ENGAGEMENT_SCORES_TOPIC": f"{topic}.scores",
            "ENGAGEMENT_CONSUMER_GROUP": f"group-{topic}", "ENGAGEMENT_HTTP_PORT": str(port),
            "ENGAGEMENT_HTTP_HOST": "127.0.0.1", "ENGAGEMENT_ADVERTISED_URL": url,
            "ENGAGEMENT_SNAPSHOT_DIR": str(folder / name), "ENGAGEMENT_LOG_FORMAT": "json",

@@ -150,6 +150,7 @@ async def pipeline(topic: str, count: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=topic,
                             dlq_topic=f"{topic}.dlq", consumer_group=f"pipe-{uuid.uuid4().hex}",
+                            scores_topic=f"{topic}.scores",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
         consumer = StreamProcessor(settings, Metrics())

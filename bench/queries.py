@@ -153,6 +153,7 @@ async def run(seconds: float, connections: int, accounts: int, rate: float,
     folder = tempfile.mkdtemp()
     env = {**os.environ, "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
            "ENGAGEMENT_EVENTS_TOPIC": topic, "ENGAGEMENT_DLQ_TOPIC": f"{topic}.dlq",
+           "ENGAGEMENT_SCORES_TOPIC": f"{topic}.scores",
            "ENGAGEMENT_CONSUMER_GROUP": f"g-{topic}", "ENGAGEMENT_SNAPSHOT_DIR": folder,
            "ENGAGEMENT_HTTP_HOST": "127.0.0.1", "ENGAGEMENT_HTTP_PORT": str(service_port),
            "ENGAGEMENT_LOG_LEVEL": "WARNING", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600"}

@@ -84,6 +84,7 @@ class ServiceProcess:
             "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
             "ENGAGEMENT_EVENTS_TOPIC": self.topic,
             "ENGAGEMENT_DLQ_TOPIC": self.dlq_topic,
+            "ENGAGEMENT_SCORES_TOPIC": f"{self.topic}.scores",
             "ENGAGEMENT_CONSUMER_GROUP": f"group-{self.topic}",
             "ENGAGEMENT_SNAPSHOT_DIR": str(self.snapshot_dir),
             "ENGAGEMENT_HTTP_HOST": "127.0.0.1",
