@@ -166,6 +166,7 @@ class StreamProcessor:
                                             self._membership_changed)
         self._membership_event = asyncio.Event()
         self._failure: Exception | None = None  # found in a callback; raised by the loop
+        self._assigned: set[int] = set()  # the group's latest assignment to this member
         self._change_policy = ChangePolicy(settings.score_change_step,
                                            settings.score_change_interval_s)
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
@@ -304,6 +305,7 @@ class StreamProcessor:
                 task.cancel()
             self._restores.clear()
             self.states.clear()
+            self._assigned = set()
             self._assignor.forget()
             self.joined = False
             self._consumer = None
@@ -364,6 +366,7 @@ class StreamProcessor:
         """Eager rebalancing revokes everything; the partitions that stay here are kept
         (sticky assignment), so only commit now: whoever gets one next restores exactly
         what is committed."""
+        self._assigned = set()  # until the next assignment: nothing to take back
         await self._checkpoint_all()
 
     async def partitions_assigned(self, assigned: list[int]) -> None:
@@ -373,6 +376,7 @@ class StreamProcessor:
             return
         self.joined = True
         self.last_joined_at = time.time()
+        self._assigned = set(assigned)
         consumer = self._consumer
         for partition in [p for p in self.states if p not in assigned]:
             self._drop(partition, "revoked")
@@ -395,6 +399,15 @@ class StreamProcessor:
             f"state (and the changelog {self.settings.changelog!r}) has "
             f"{self.partition_count}: topics must stay co-partitioned. Restore the partition "
             f"count, or rebuild the state: delete the changelog and the snapshots.")
+
+    def _take_back_fenced(self) -> None:
+        """A partition dropped because its producer was fenced, that the group still
+        assigns here once the rebalance has settled, is ours: restore it again (its
+        producer then fences the other one)."""
+        for partition in sorted(self._assigned - set(self.states)):
+            log.warning("partition still assigned here after it was fenced; restoring it",
+                        extra={"partition": partition})
+            self._start_restore(partition)
 
     def _drop(self, partition: int, why: str) -> None:
         """The partition is no longer served here, at once; its producer is closed."""
@@ -604,6 +617,7 @@ class StreamProcessor:
                 expiry = None  # one slice per turn: ingestion and queries go on between
             if now >= next_lag:
                 await self._update_lag(consumer)
+                self._take_back_fenced()
                 next_lag = now + LAG_INTERVAL_S
             self.metrics.consumer_ready.set(1 if self.ready else 0)
 
