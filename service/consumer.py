@@ -738,19 +738,25 @@ class StreamProcessor:
         topic = self.settings.changelog
         partition = state.partition
         await producer.begin_transaction()
+        sent: list[asyncio.Future[Any]] = []
         try:
-            sent = [await producer.send(topic, value, key=key, partition=partition)
-                    for key, value in checkpoint.changelog]
-            for output, target, key, value in checkpoint.produced:
-                await producer.send(output, value, key=key, partition=target)
+            for record_key, record_value in checkpoint.changelog:
+                sent.append(await producer.send(topic, record_value, key=record_key,
+                                                partition=partition))
+            for output, target, output_key, output_value in checkpoint.produced:
+                sent.append(await producer.send(output, output_value, key=output_key,
+                                                partition=target))
             if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(input_topic, partition): offset
                      for input_topic, offset in checkpoint.positions.items()},
                     self.settings.consumer_group)
-            last = await sent[-1] if sent else None
+            changelog_sent = len(checkpoint.changelog)
+            last = await sent[changelog_sent - 1] if changelog_sent else None
             await producer.commit_transaction()
         except BaseException:
+            for future in sent:  # their failure is this one's; nobody else reads them
+                future.add_done_callback(_retrieve)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), BROKER_CALL_TIMEOUT_S)
             raise
@@ -877,6 +883,11 @@ class StreamProcessor:
             if state.lag == 0:
                 state.progressed()  # caught up: nothing to do is progress too
             self.metrics.consumer_lag.labels(str(tp.partition)).set(state.lag)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _close_admin(admin: Any) -> None:
