@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,6 +60,46 @@ async def create_topics(*names: str, partitions: int = 3, bootstrap: str = BOOTS
         await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
     finally:
         await admin.close()
+
+
+def _free_port_pair() -> int:
+    """A port whose successor is free too (the broker's controller listens there)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        with socket.socket() as successor:
+            try:
+                successor.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+class PrivateBroker:
+    """A KRaft broker of its own (scripts/kafka.sh), started and stopped at will."""
+
+    def __init__(self, auto_create_topics: bool = True) -> None:
+        self.port = str(_free_port_pair())
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._env = {**os.environ, "KAFKA_PORT": self.port,
+                     "KAFKA_AUTO_CREATE_TOPICS": str(auto_create_topics).lower()}
+
+    def start(self) -> None:
+        subprocess.run([str(REPO / "scripts" / "kafka.sh"), "start"], env=self._env,
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([str(REPO / "scripts" / "kafka.sh"), "stop"], env=self._env,
+                       check=False, capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        home = REPO / ".kafka"  # the jars stay; this broker's data, log and config go
+        shutil.rmtree(home / f"data-{self.port}", ignore_errors=True)
+        (home / f"kafka-{self.port}.log").unlink(missing_ok=True)
+        (home / f"server-{self.port}.properties").unlink(missing_ok=True)
 
 
 @dataclass

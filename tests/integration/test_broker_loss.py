@@ -7,8 +7,6 @@ under the running service.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -17,42 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, ServiceProcess, _free_port, create_topics
+from tests.integration.conftest import (
+    REPO,
+    PrivateBroker,
+    ServiceProcess,
+    _free_port,
+    create_topics,
+)
 
 pytestmark = pytest.mark.integration
 # Above the consumer's 5 s bound on a broker call, as the default (20 s) is.
 SHUTDOWN_TIMEOUT_S = 10
 
 
-def _free_port_pair() -> int:
-    """A port whose successor is free too (the broker's controller listens there)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        with socket.socket() as successor:
-            try:
-                successor.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
-
-
 @pytest.fixture
 def private_broker() -> Iterator[str]:
-    port = str(_free_port_pair())
-    env = {**os.environ, "KAFKA_PORT": port}
-    kafka = [str(REPO / "scripts" / "kafka.sh")]
-    subprocess.run([*kafka, "start"], env=env, check=True, capture_output=True)
+    broker = PrivateBroker()
+    broker.start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap
     finally:
-        subprocess.run([*kafka, "stop"], env=env, check=False, capture_output=True)
-        home = REPO / ".kafka"  # the jars stay; this broker's data, log and config go
-        shutil.rmtree(home / f"data-{port}", ignore_errors=True)
-        (home / f"kafka-{port}.log").unlink(missing_ok=True)
-        (home / f"server-{port}.properties").unlink(missing_ok=True)
+        broker.remove()
 
 
 async def test_shutdown_without_a_broker_is_bounded_and_closes_kafka_clients(
