@@ -14,7 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.events import followers, interaction, post
-from tests.integration.conftest import ServiceProcess, get_json, produce, wait_for
+from tests.integration.conftest import ServiceProcess, produce, wait_for
+from tests.integration.test_durability import ground_truth as durability_truth
+from tests.integration.test_durability import matches
 
 pytestmark = pytest.mark.integration
 DAY = 86_400.0
@@ -60,40 +62,21 @@ def crawl(accounts: int, seed: int) -> list[dict[str, Any]]:
 
 
 def ground_truth(events: list[dict[str, Any]]) -> dict[str, Counter[str]]:
-    truth: dict[str, Counter[str]] = {}
-    seen: set[str] = set()
-    for event in events:
-        if event["event_id"] in seen:
-            continue
-        seen.add(event["event_id"])
-        counts = truth.setdefault(event["account_id"], Counter())
-        if event["type"] in ("like", "comment", "share", "post"):
-            counts[event["type"] + "s"] += 1
-    return {account: counts for account, counts in truth.items()
+    """The counts the service must show for the crawled accounts."""
+    return {account: counts for account, counts in durability_truth(events).items()
             if account.startswith("crawled-")}
-
-
-def wrong_counts(url: str, truth: dict[str, Counter[str]]) -> list[str]:
-    wrong = []
-    for account, expected in truth.items():
-        status, body = get_json(f"{url}/accounts/{account}/score")
-        counts = body.get("counts", {}) if status == 200 else {}
-        if any(counts.get(key, 0) != expected[key]
-               for key in ("posts", "likes", "comments", "shares")):
-            wrong.append(f"{account}: {counts} != {dict(expected)}")
-    return wrong
 
 
 async def exact(service: ServiceProcess, truth: dict[str, Counter[str]]) -> None:
     async def check() -> bool:
-        return not await asyncio.to_thread(wrong_counts, service.url, truth)
+        return not await asyncio.to_thread(matches, service.url, truth)
 
     try:
         await wait_for(check, timeout_s=90, interval_s=0.5)
     except AssertionError:
-        pytest.fail("\n".join(wrong_counts(service.url, truth)[:10]))
+        pytest.fail("\n".join(matches(service.url, truth)[:10]))
     await asyncio.sleep(2)  # nothing may arrive twice later either
-    assert wrong_counts(service.url, truth) == []
+    assert matches(service.url, truth) == []
 
 
 def late_events(url: str) -> float:
