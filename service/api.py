@@ -183,6 +183,10 @@ async def cluster(request: Request) -> Response:
             "lag_messages": detail.get("lag_messages"),
             "seconds_since_progress": detail.get("seconds_since_progress"),
             "accounts": detail.get("accounts"),
+            "standbys": [
+                {"url": url, "lag_messages": reported.get((url, partition), {}).get(
+                    "lag_messages")}
+                for url in cluster_map.standbys.get(partition, ())],
         })
     body = {
         "self": settings.own_url,

@@ -51,6 +51,7 @@ from service.partition_state import Checkpoint, Freshness, PartitionState, Statu
 from service.responses import score_json
 from service.routing import partition_for
 from service.settings import Settings
+from service.standby import Standbys, StandbyTopics
 
 log = logging.getLogger(__name__)
 # A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it.
@@ -162,8 +163,14 @@ class StreamProcessor:
         self._stopping = asyncio.Event()
         self._snapshot_requests: list[asyncio.Future[SnapshotResult]] = []
         self._in_flight: asyncio.Task[SnapshotResult] | None = None
+        self.standbys = Standbys(
+            self.clients.changelog_reader,
+            StandbyTopics(settings.changelog, settings.actors, settings.scores_topic),
+            self._new_state, self._load_local_snapshot)
         self._assignor = MembershipAssignor(settings.own_url, self._held_partitions,
-                                            self._membership_changed)
+                                            self._membership_changed,
+                                            warm=lambda: sorted(self.standbys.states),
+                                            standby_replicas=settings.standby_replicas)
         self._membership_event = asyncio.Event()
         self._failure: Exception | None = None  # found in a callback; raised by the loop
         self._assigned: set[int] = set()  # the group's latest assignment to this member
@@ -231,13 +238,21 @@ class StreamProcessor:
         return True
 
     def local_partitions(self) -> list[dict[str, Any]]:
-        return [
+        """Owned partitions (active or restoring), then standby copies: for a standby,
+        the lag is the changelog records it has yet to read."""
+        owned = [
             {"partition": p, "state": s.status.value, "lag_messages": s.lag,
              "position": s.position,
              "seconds_since_progress": s.freshness().seconds_since_progress,
              "accounts": len(s.engine.accounts),
              "restored_records": s.restored_records}
             for p, s in sorted(self.states.items())
+        ]
+        return owned + [
+            {"partition": p, "state": s.status.value, "lag_messages": self.standbys.lag(s),
+             "position": s.position, "seconds_since_progress": None,
+             "accounts": len(s.engine.accounts), "restored_records": s.restored_records}
+            for p, s in sorted(self.standbys.states.items())
         ]
 
     # --- the consumer's life ----------------------------------------------------------
@@ -288,7 +303,12 @@ class StreamProcessor:
                                          "group": settings.consumer_group,
                                          "partitions": topology.partitions,
                                          "advertised_url": settings.own_url})
-            await self._consume(consumer)
+            standbys = asyncio.create_task(self._follow_standbys(), name="standbys")
+            try:
+                await self._consume(consumer)
+            finally:
+                standbys.cancel()
+                await asyncio.gather(standbys, return_exceptions=True)
             active = sum(1 for s in self.states.values() if s.status is Status.ACTIVE)
             committed = len(await self._checkpoint_all())
             await self._finish_in_flight()
@@ -315,6 +335,27 @@ class StreamProcessor:
                 await _close(producer, "producer")
                 for partition in list(self._producers):
                     await _close(self._producers.pop(partition), f"changelog-{partition}")
+
+    async def _follow_standbys(self) -> None:
+        """Keeps the standby copies warm; a failure of their reader (the broker away)
+        costs the copies, which it starts again from the local snapshot."""
+        if self.settings.standby_replicas == 0:
+            return
+        backoff = Backoff(self.settings.connect_retry_initial_s,
+                          self.settings.connect_retry_max_s)
+        while not self._stopping.is_set():
+            try:
+                await self.standbys.run(self._stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # retried: a standby is an optimisation
+                delay = backoff.next_delay()
+                log.warning("standby replicas failed; starting them again", exc_info=not
+                            isinstance(error, KafkaError | OSError | TimeoutError), extra={
+                                "retry_in_s": round(delay, 2),
+                                "reason": f"{type(error).__name__}: {error}"})
+                self.standbys.want(self.cluster.standby_here - set(self.states))
+                await asyncio.sleep(delay)
 
     def _connect_attempt(self, succeeded: bool) -> None:
         self.metrics.connect_attempts.labels("succeeded" if succeeded else "failed").inc()
@@ -383,9 +424,10 @@ class StreamProcessor:
         for partition in assigned:
             state = self.states.get(partition)
             if state is None:
-                self._start_restore(partition)
+                self._start_restore(partition, warm=self.standbys.take(partition))
             elif state.status is Status.ACTIVE and consumer is not None:
                 await self._seek(consumer, state)
+        self.standbys.want(self.cluster.standby_here - set(assigned))
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
 
@@ -432,22 +474,26 @@ class StreamProcessor:
             else:
                 consumer.seek(tp, position)
 
-    def _start_restore(self, partition: int) -> None:
+    def _new_state(self, partition: int) -> PartitionState:
         assert self.partition_count is not None
-        state = PartitionState(partition, engine_config(self.settings, self.partition_count),
-                               self._change_policy)
+        return PartitionState(partition, engine_config(self.settings, self.partition_count),
+                              self._change_policy)
+
+    def _start_restore(self, partition: int, warm: PartitionState | None = None) -> None:
+        state = warm or self._new_state(partition)
         self.states[partition] = state
         consumer = self._consumer
         if consumer is not None:
             consumer.pause(*self._tps(partition))
-        task = asyncio.get_running_loop().create_task(self._restore(state),
+        task = asyncio.get_running_loop().create_task(self._restore(state, warm is not None),
                                                       name=f"restore-{partition}")
         self._restores[partition] = task
 
-    async def _restore(self, state: PartitionState) -> None:
-        """Local snapshot (fast path), then the changelog from the offset it names, then
-        consumption from the position the state reflects; retried while the broker is
-        away, for as long as the partition is assigned here."""
+    async def _restore(self, state: PartitionState, warm: bool = False) -> None:
+        """Local snapshot (fast path) unless the state is a warm standby, then the
+        changelog from the offset the state reflects, then consumption from the position
+        it reflects; retried while the broker is away, for as long as the partition is
+        assigned here."""
         partition = state.partition
         started = time.perf_counter()
         backoff = Backoff(self.settings.connect_retry_initial_s,
@@ -455,7 +501,8 @@ class StreamProcessor:
         while True:
             try:
                 await self._ensure_producer(partition)
-                await self._load_local_snapshot(state)
+                if not warm:
+                    await self._load_local_snapshot(state)
                 state = await self._read_changelog(state)
                 await self._warm_actors(state)
                 await self._read_score_stream(state)
@@ -475,6 +522,7 @@ class StreamProcessor:
                     "reason": f"{type(error).__name__}: {error}"})
                 fresh = PartitionState(partition, state.engine.config, self._change_policy)
                 self.states[partition] = state = fresh
+                warm = False
                 await asyncio.sleep(delay)
         state.finish_restore()
         self._restores.pop(partition, None)
@@ -484,8 +532,10 @@ class StreamProcessor:
             consumer.resume(*self._tps(partition))
         seconds = time.perf_counter() - started
         self.metrics.restore_seconds.observe(seconds)
+        self.metrics.restores.labels("standby" if warm else "cold").inc()
         log.info("partition restored", extra={
-            "partition": partition, "accounts": len(state.engine.accounts),
+            "partition": partition, "from_standby": warm,
+            "accounts": len(state.engine.accounts),
             "changelog_records": state.restored_records, "position": state.position,
             "seconds": round(seconds, 3)})
 
@@ -548,21 +598,24 @@ class StreamProcessor:
 
     async def _warm_actors(self, state: PartitionState) -> None:
         """The actor side's activity is a function of its repartition partition: replay
-        what was already judged (up to the committed offset), emitting nothing."""
+        what was already judged (up to the committed offset), emitting nothing; from
+        where a standby got to, if the state was one."""
         until = state.actors_position
-        if not until:
+        if not until or state.actors_warm_next >= until:
             return
         tp = TopicPartition(self.settings.actors, state.partition)
         reader = self.clients.changelog_reader()
         await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
         try:
             reader.assign([tp])
-            reader.seek(tp, (await reader.beginning_offsets([tp]))[tp])
+            begin = (await reader.beginning_offsets([tp]))[tp]
+            reader.seek(tp, max(begin, state.actors_warm_next))
             while await reader.position(tp) < until:
                 batch = await reader.getmany(tp, timeout_ms=500, max_records=1_000)
                 for record in batch.get(tp, ()):
                     if record.offset < until:
                         state.warm_actors(record.value)
+                        state.actors_warm_next = record.offset + 1
                 await asyncio.sleep(0)
         finally:
             await _close(reader, f"actors-reader-{state.partition}")
@@ -576,11 +629,13 @@ class StreamProcessor:
         try:
             reader.assign([tp])
             end = (await reader.end_offsets([tp]))[tp]
-            reader.seek(tp, (await reader.beginning_offsets([tp]))[tp])
+            begin = (await reader.beginning_offsets([tp]))[tp]
+            reader.seek(tp, max(begin, state.scores_next))
             while await reader.position(tp) < end:
                 batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
                 for record in batch.get(tp, ()):
                     state.restore_gate(record.key, record.value)
+                    state.scores_next = record.offset + 1
                 await asyncio.sleep(0)
         finally:
             await _close(reader, f"scores-reader-{state.partition}")
@@ -618,6 +673,7 @@ class StreamProcessor:
             if now >= next_lag:
                 await self._update_lag(consumer)
                 self._take_back_fenced()
+                self.metrics.standby_partitions.set(len(self.standbys.states))
                 next_lag = now + LAG_INTERVAL_S
             self.metrics.consumer_ready.set(1 if self.ready else 0)
 

@@ -73,6 +73,10 @@ class KafkaClients:
             # A restarted pod with the same id takes its place in the group at once,
             # without a rebalance (Kafka's static membership).
             group_instance_id=s.group_instance_id or None,
+            # A member that dies (kill -9) is noticed after this; a third of it between
+            # heartbeats tolerates two lost ones.
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
             # Partitions added to the topic break co-partitioning: notice within 30 s.
             metadata_max_age_ms=30_000,
         )

@@ -196,6 +196,16 @@ class Metrics:
             "Time to restore one partition (local snapshot, then the changelog).",
             buckets=_SNAPSHOT_BUCKETS, registry=r,
         )
+        self.restores = Counter(
+            "engagement_restores",
+            "Partitions restored here, by where the state came from: a warm standby copy "
+            "(ENGAGEMENT_STANDBY_REPLICAS) or cold (local snapshot and changelog).",
+            ["source"], registry=r,
+        )
+        self.standby_partitions = Gauge(
+            "engagement_standby_partitions",
+            "Partitions this instance keeps a warm standby copy of.", registry=r,
+        )
         self.restored_records = Counter(
             "engagement_restore_changelog_records",
             "Changelog records read to restore partitions.", registry=r,

@@ -83,6 +83,7 @@ class Checkpoint:
 class Status(enum.StrEnum):
     RESTORING = "restoring"
     ACTIVE = "active"
+    STANDBY = "standby"  # a warm copy of a partition another instance owns
 
 
 @dataclass(slots=True)
@@ -118,6 +119,10 @@ class PartitionState:
         self.actors = ActorActivity()
         self.actors_position: int | None = None  # of the repartition topic's partition
         self.signals_position: int | None = None  # of the signal topic's partition
+        # How far a restore or a standby has read the repartition partition (into the
+        # actor activity) and the score-change stream (into the gate).
+        self.actors_warm_next = 0
+        self.scores_next = 0
         # Outputs gathered since the last checkpoint, by target partition.
         self.interactions_out: dict[int, list[ActorInteraction]] = {}
         self.signals_out: dict[int, list[AudienceSignal]] = {}
@@ -341,6 +346,17 @@ class PartitionState:
                 event_ids.merge(int(hour), payload)
         else:
             self.engine.accounts.put_packed(key.decode(), value)
+
+    def forget_expired(self) -> None:
+        """A standby's trim, as the owner's expiry does it: event ids and actor activity
+        older than the horizon go (its accounts leave by the changelog's tombstones)."""
+        stream_time = self.clock.stream_time
+        if stream_time == -math.inf:
+            return
+        event_ids = self.clock.event_ids
+        event_ids.retire_before(int(self._first_live_hour()))
+        event_ids.drain_retired()
+        self.actors.expire(stream_time)
 
     def finish_restore(self) -> None:
         """After the changelog: ids counted again, nothing marked as changed (the

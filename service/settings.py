@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     consumer_unhealthy_after_s: float = Field(default=120.0, gt=0)
     advertised_url: str = ""  # empty: http://<hostname>:<http_port>
     group_instance_id: str = ""  # static membership (KIP-345); empty: dynamic
+    # Warm copies of each partition on other instances (Kafka Streams' standby replicas).
+    standby_replicas: int = Field(default=0, ge=0)
+    # How long the group waits for a silent member before moving its partitions away.
+    session_timeout_s: float = Field(default=10.0, ge=1)
     forward_timeout_s: float = Field(default=2.0, gt=0)
     fetch_max_records: int = Field(default=2000, ge=1)
     fetch_timeout_ms: int = Field(default=200, ge=1)

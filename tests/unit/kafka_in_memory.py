@@ -1,6 +1,10 @@
 """Kafka in memory, for unit tests of the processor's own logic (restore, checkpoints,
-fencing) without a broker. Only what `StreamProcessor` calls exists here; the
-integration tests run the same code against the real broker.
+fencing, standby replicas) without a broker. Only what `StreamProcessor` calls exists
+here; the integration tests run the same code against the real broker.
+
+Group consumers of one broker form one group: a member that starts or stops makes the
+broker rebalance (eagerly: every member's partitions are revoked, then the first member's
+assignor assigns them all), as the group coordinator does.
 
 Records written in a transaction become visible to `read_committed` readers when it
 commits; a producer started with a transactional id that another one holds fences that
@@ -40,6 +44,31 @@ class InMemoryBroker:
     committed_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     epochs: dict[str, int] = field(default_factory=dict)  # transactional id -> epoch
     fail_commits: int = 0  # the next n transactions fail to commit
+    members: list[Any] = field(default_factory=list)  # the group's consumers, in join order
+
+    async def rebalance(self) -> None:
+        from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+
+        members = list(self.members)
+        for member in members:
+            await member.listener.on_partitions_revoked(set(member.positions))
+            member.positions = {}
+        if not members:
+            return
+        metadata = {}
+        for number, member in enumerate(members):
+            meta = member.assignor.metadata(member.topics_subscribed)
+            metadata[f"m{number}"] = ConsumerProtocolMemberMetadata(
+                meta.version, meta.subscription, meta.user_data)
+        cluster = SimpleNamespace(partitions_for_topic=lambda t: set(range(len(self.logs[t]))))
+        assignments = members[0].assignor.assign(cluster, metadata)
+        for number, member in enumerate(members):
+            assignment = assignments[f"m{number}"]
+            member.assignor.on_assignment(assignment)
+            member.positions = {tp: self.committed_offsets.get(tp, 0)
+                                for tp in assignment.partitions()}
+        for member in members:
+            await member.listener.on_partitions_assigned(set(member.positions))
 
     def create(self, topic: str, partitions: int) -> None:
         self.logs.setdefault(topic, [[] for _ in range(partitions)])
@@ -99,21 +128,13 @@ class _Consumer:
     async def start(self) -> None:
         if self.assignor is None:
             return
-        from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+        self.broker.members.append(self)
+        await self.broker.rebalance()
 
-        meta = self.assignor.metadata(self.topics_subscribed)
-        cluster = SimpleNamespace(partitions_for_topic=lambda t: set(
-            range(len(self.broker.logs[t]))))
-        member = ConsumerProtocolMemberMetadata(meta.version, meta.subscription,
-                                                meta.user_data)
-        assignment = self.assignor.assign(cluster, {"me": member})["me"]
-        self.assignor.on_assignment(assignment)
-        tps = assignment.partitions()
-        for tp in tps:
-            self.positions[tp] = self.broker.committed_offsets.get(tp, 0)
-        await self.listener.on_partitions_assigned(set(tps))
-
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        if self in self.broker.members:  # leaving the group moves its partitions
+            self.broker.members.remove(self)
+            await self.broker.rebalance()
 
     def assign(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
@@ -142,6 +163,9 @@ class _Consumer:
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._end(tp) for tp in tps}
+
+    def last_stable_offset(self, tp: TopicPartition) -> int:
+        return self._end(tp)
 
     def _end(self, tp: TopicPartition) -> int:
         log = self.broker.logs[tp.topic][tp.partition]

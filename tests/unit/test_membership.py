@@ -13,7 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.kafka_clients import FatalConfigError
-from service.membership import ClusterMap, MembershipAssignor, sticky_assignment
+from service.membership import (
+    ClusterMap,
+    MembershipAssignor,
+    standby_assignment,
+    sticky_assignment,
+)
 from service.metrics import Metrics
 from service.routing import partition_for
 from service.settings import Settings
@@ -49,6 +54,36 @@ def test_a_member_that_leaves_moves_only_its_own_partitions() -> None:
     assert set(before["c"]) <= set(after["c"])
 
 
+@given(partitions=st.integers(1, 24), members=st.integers(1, 6), replicas=st.integers(0, 3),
+       seed=st.integers(0, 999))
+def test_standbys_are_never_on_the_owner_and_stay_where_they_are_warm(
+    partitions: int, members: int, replicas: int, seed: int
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    names = [f"m{n}" for n in range(members)]
+    active = sticky_assignment(list(range(partitions)), {m: [] for m in names})
+    warm = {m: rng.sample(range(partitions), rng.randint(0, partitions)) for m in names}
+    replicas = min(replicas, members - 1)
+    standby = standby_assignment(active, warm, replicas)
+    owner = {p: m for m, ps in active.items() for p in ps}
+    for partition in range(partitions):
+        keepers = [m for m, ps in standby.items() if partition in ps]
+        assert len(keepers) == replicas
+        assert owner[partition] not in keepers
+        warm_here = [m for m in names if partition in warm[m] and m != owner[partition]]
+        if len(warm_here) <= replicas:  # every warm copy is kept
+            assert set(warm_here) <= set(keepers)
+
+
+def test_an_orphaned_partition_goes_to_the_member_that_keeps_it_warm() -> None:
+    # "a" died holding 0 and 1; "c" keeps 0 warm, "b" keeps 1 warm.
+    assigned = sticky_assignment([0, 1, 2, 3], {"b": [2], "c": [3]},
+                                 warm={"b": [1], "c": [0]})
+    assert assigned == {"b": [2, 1], "c": [3, 0]}
+
+
 class _Cluster:
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
@@ -78,6 +113,22 @@ def test_every_member_learns_the_owner_of_every_partition() -> None:
         own = {tp.partition for tp in assignments[f"id-{n}"].partitions()}
         assert own == {p for p, owner in first.owners.items() if owner == url}
     assert orjson.loads(members["id-0"].user_data)["url"] == "http://a:8080"
+
+
+def test_with_a_standby_replica_each_member_learns_what_to_keep_warm() -> None:
+    learned: dict[str, ClusterMap] = {}
+    assignors = {url: MembershipAssignor(url, list, lambda c, url=url: learned.__setitem__(
+        url, c), standby_replicas=1) for url in ("http://a:8080", "http://b:8080")}
+    members = {f"id-{n}": assignor.metadata(["events"])
+               for n, assignor in enumerate(assignors.values())}
+    assignments = assignors["http://a:8080"].assign(_Cluster(4), members)
+    for n, assignor in enumerate(assignors.values()):
+        assignor.on_assignment(assignments[f"id-{n}"])
+    a, b = learned["http://a:8080"], learned["http://b:8080"]
+    assert a.standby_here == {p for p, url in a.owners.items() if url == "http://b:8080"}
+    assert b.standby_here == {p for p, url in a.owners.items() if url == "http://a:8080"}
+    assert a.standbys == b.standbys
+    assert all(a.owners[p] not in urls for p, urls in a.standbys.items())
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:@", min_size=1,

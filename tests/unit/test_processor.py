@@ -216,3 +216,55 @@ async def test_the_score_change_stream_is_written_with_the_state_and_not_repeate
     assert len(stream_records(broker)) == written
     second.stop()
     await task
+
+
+async def test_a_standby_copy_follows_the_owner_and_takes_over_warm(tmp_path: Path) -> None:
+    """Two instances with one standby replica each: each keeps a warm copy of the other's
+    partition (changelog, actor activity, score-change gate). When one dies, the other
+    takes its partition over from that copy, and the counts stay exact."""
+    broker = broker_with_events(partitions=2)
+    accounts = [f"acct-{n}" for n in range(12)]
+    stream = []
+    for account in accounts:
+        stream += events(account, 4, "a")
+    produce(broker, stream)
+
+    def instance(name: str) -> StreamProcessor:
+        settings = settings_for(tmp_path, name).model_copy(update={"standby_replicas": 1})
+        return StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+
+    first, second = instance("first"), instance("second")
+    first_task = asyncio.create_task(first.run())
+    await run_until(first, lambda: len(first.states) == 2)
+    second_task = asyncio.create_task(second.run())
+    await run_until(second, lambda: len(second.states) == 1 and len(first.states) == 1)
+    await run_until(second, lambda: all(
+        likes_of(first, a) == 4 or likes_of(second, a) == 4 for a in accounts))
+
+    def standby_caught_up(standby: StreamProcessor, owner: StreamProcessor) -> bool:
+        for partition, copy in standby.standbys.states.items():
+            active = owner.states.get(partition)
+            if active is None or active.uncommitted or copy.position != active.position:
+                return False
+        return bool(standby.standbys.states)
+
+    await run_until(second, lambda: standby_caught_up(second, first)
+                    and standby_caught_up(first, second))
+    (warm_partition,) = second.standbys.states
+    copy = second.standbys.states[warm_partition]
+    owned = first.states[warm_partition]
+    assert dict(copy.engine.accounts.packed()) == dict(owned.engine.accounts.packed())
+    assert [p["state"] for p in second.local_partitions()] == ["active", "standby"]
+
+    # The first instance dies without a last checkpoint; its partition moves to the
+    # second, which starts from its standby copy, not from the changelog's beginning.
+    first_task.cancel()
+    await asyncio.gather(first_task, return_exceptions=True)
+    await run_until(second, lambda: len(second.states) == 2 and all(
+        likes_of(second, a) == 4 for a in accounts))
+    assert second.metrics.restores.labels("standby")._value.get() == 1
+    assert not second.standbys.states
+    produce(broker, [interaction("like", a, "p1", "late", 500.0) for a in accounts])
+    await run_until(second, lambda: all(likes_of(second, a) == 5 for a in accounts))
+    second.stop()
+    await second_task
