@@ -2,6 +2,8 @@
 partitions move under load (kill -9, a member joins, a member leaves with SIGTERM), and
 every account's counts end equal to the ground truth through every live instance, while
 a reader that asks random instances for random accounts never gets a stale or wrong 200.
+Each partition has a standby replica, so a killed member's partitions are taken over from
+warm copies, and a new member's from the changelog: both paths run.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def instance(topic: str, tmp_path: Path, name: str) -> ServiceProcess:
         extra_env={"ENGAGEMENT_CONSUMER_GROUP": f"group-{topic}",
                    "ENGAGEMENT_ADVERTISED_URL": f"http://127.0.0.1:{port}",
                    "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3",
-                   "ENGAGEMENT_COMMIT_INTERVAL_S": "0.5"})
+                   "ENGAGEMENT_COMMIT_INTERVAL_S": "0.5",
+                   "ENGAGEMENT_STANDBY_REPLICAS": "1",
+                   "ENGAGEMENT_SESSION_TIMEOUT_S": "6"})
 
 
 class Truth:
@@ -147,6 +151,14 @@ async def test_partitions_move_under_load_and_every_instance_answers_the_ground_
             round_ += 1
             await asyncio.sleep(0.5)
 
+        def standbys_listed() -> bool:
+            view = httpx.get(f"{a.url}/cluster", timeout=10).json()
+            return all(len(p["standbys"]) == 1 and p["standbys"][0]["url"] != p["owner"]
+                       for p in view["partitions"])
+        deadline = time.monotonic() + 30
+        while not standbys_listed():
+            assert time.monotonic() < deadline, "standbys never listed in /cluster"
+            await asyncio.sleep(0.5)
         b.kill()  # kill -9: its partitions move without a goodbye
         reader.instances = [a, c]
         for _ in range(3):
@@ -215,3 +227,5 @@ async def test_partitions_move_under_load_and_every_instance_answers_the_ground_
     assert reader.statuses[200] > 100, reader.statuses
     logs = a.logs()
     assert "partition restored" in logs
+    from_standby = sum(m.logs().count('"from_standby":true') for m in everyone)
+    assert from_standby >= 1, "no partition was taken over from a standby copy"
