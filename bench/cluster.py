@@ -2,7 +2,7 @@
 `kill -9`, changelog restore speed, and forwarded against local queries. Real Kafka, real
 service processes, all in one run.
 
-    python -m bench.cluster [--events 1000000] [--accounts 200000]
+    python -m bench.cluster [--events 1000000] [--accounts 200000] [--failover-only]
 
 * ingest: the same events (bench.ingest's realistic mix, 6 partitions) consumed by one
   instance, then by two in one group, each a `StreamProcessor` in its own process; the
@@ -11,7 +11,9 @@ service processes, all in one run.
   default commit interval: the changelog's cost on ingest.
 * failover: two service processes own `--accounts` accounts (one event each); one is
   killed with SIGKILL; the time until every sampled account of its partitions answers
-  through the other, and that instance's restore rate from the changelog.
+  through the other, and that instance's restore rate from the changelog. Measured
+  without and with a standby replica (ENGAGEMENT_STANDBY_REPLICAS=1), both with a 6 s
+  session timeout (the broker's minimum), which the failover time includes.
 * queries: p50/p99 of the same score asked from its owner and from the other instance.
 """
 
@@ -119,7 +121,11 @@ def free_port() -> int:
         return port
 
 
-def start_service(topic: str, folder: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+SESSION_TIMEOUT_S = 6
+
+
+def start_service(topic: str, folder: Path, name: str, standby: int = 0
+                  ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
@@ -128,7 +134,9 @@ def start_service(topic: str, folder: Path, name: str) -> tuple[subprocess.Popen
            "ENGAGEMENT_CONSUMER_GROUP": f"group-{topic}", "ENGAGEMENT_HTTP_PORT": str(port),
            "ENGAGEMENT_HTTP_HOST": "127.0.0.1", "ENGAGEMENT_ADVERTISED_URL": url,
            "ENGAGEMENT_SNAPSHOT_DIR": str(folder / name), "ENGAGEMENT_LOG_FORMAT": "json",
-           "ENGAGEMENT_HOT_ACCOUNTS": "2000", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600"}
+           "ENGAGEMENT_HOT_ACCOUNTS": "2000", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600",
+           "ENGAGEMENT_STANDBY_REPLICAS": str(standby),
+           "ENGAGEMENT_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S)}
     log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
     process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=log,
                                stderr=log, cwd=REPO)
@@ -152,7 +160,7 @@ def cluster_owners(url: str) -> dict[int, str]:
     return {p["partition"]: p["owner"] for p in body["partitions"]}
 
 
-def failover_and_queries(accounts: int) -> dict[str, float]:
+def failover_and_queries(accounts: int, standby: int = 0) -> dict[str, float]:
     topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(topic))
     start = time.time() - 3600
@@ -165,8 +173,8 @@ def failover_and_queries(accounts: int) -> dict[str, float]:
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
-        a, a_url = start_service(topic, folder, "a")
-        b, b_url = start_service(topic, folder, "b")
+        a, a_url = start_service(topic, folder, "a", standby)
+        b, b_url = start_service(topic, folder, "b", standby)
         try:
             wait_ready(a_url)
             wait_ready(b_url)
@@ -174,7 +182,7 @@ def failover_and_queries(accounts: int) -> dict[str, float]:
             while time.monotonic() < deadline:  # every account consumed and committed
                 lag = sum(p["lag_messages"] or 0 for p in
                           httpx.get(f"{a_url}/cluster", timeout=10).json()["partitions"])
-                if lag == 0:
+                if lag == 0 and (not standby or standbys_caught_up(a_url, b_url)):
                     break
                 time.sleep(1)
             time.sleep(3)  # a few checkpoints: everything is in the changelog
@@ -203,6 +211,7 @@ def failover_and_queries(accounts: int) -> dict[str, float]:
             restored = [orjson.loads(line) for line in (folder / "a.log").read_bytes()
                         .splitlines() if b'"partition restored"' in line]
             late = [r for r in restored if r["changelog_records"] > 0]
+            result["restored_from_standby"] = sum(1 for r in late if r.get("from_standby"))
             if late:
                 records = sum(r["accounts"] for r in late)
                 seconds = max(r["seconds"] for r in late)
@@ -214,6 +223,13 @@ def failover_and_queries(accounts: int) -> dict[str, float]:
                     process.send_signal(signal.SIGKILL)
                     process.wait()
     return result
+
+
+def standbys_caught_up(*urls: str) -> bool:
+    partitions = [p for url in urls
+                  for p in httpx.get(f"{url}/cluster/local", timeout=10).json()["partitions"]
+                  if p["state"] == "standby"]
+    return bool(partitions) and all(p["lag_messages"] == 0 for p in partitions)
 
 
 def query_latencies(owner: str, other: str, accounts: list[str]) -> dict[str, float]:
@@ -238,6 +254,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=200_000)
+    parser.add_argument("--failover-only", action="store_true",
+                        help="only failover, without and with a standby replica")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--progress", help=argparse.SUPPRESS)
@@ -248,6 +266,11 @@ def main() -> None:
                                   Path(arguments.progress), arguments.commit_s))
         return
     ensure_broker()
+    if arguments.failover_only:
+        print(json.dumps({"without_standby": failover_and_queries(arguments.accounts, 0),
+                          "with_standby": failover_and_queries(arguments.accounts, 1)},
+                         indent=2))
+        return
     topic = f"bench-cluster-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(topic))
     asyncio.run(produce(topic, realistic_events(arguments.events)))
@@ -262,6 +285,7 @@ def main() -> None:
         "changelog_overhead": one / no_changelog - 1,
     }
     figures.update(failover_and_queries(arguments.accounts))
+    figures["with_standby"] = failover_and_queries(arguments.accounts, 1)
     print(json.dumps(figures, indent=2))
 
 

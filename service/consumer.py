@@ -493,19 +493,24 @@ class StreamProcessor:
         """Local snapshot (fast path) unless the state is a warm standby, then the
         changelog from the offset the state reflects, then consumption from the position
         it reflects; retried while the broker is away, for as long as the partition is
-        assigned here."""
+        assigned here. Its producer starts first: that fences a previous owner before
+        the changelog is read to its end."""
         partition = state.partition
         started = time.perf_counter()
         backoff = Backoff(self.settings.connect_retry_initial_s,
                           self.settings.connect_retry_max_s)
+        phases: dict[str, float] = {}
         while True:
             try:
+                phases = {}
+                clock = time.perf_counter()
                 await self._ensure_producer(partition)
+                phases["fence_s"] = time.perf_counter() - clock
                 if not warm:
+                    clock = time.perf_counter()
                     await self._load_local_snapshot(state)
-                state = await self._read_changelog(state)
-                await self._warm_actors(state)
-                await self._read_score_stream(state)
+                    phases["snapshot_s"] = time.perf_counter() - clock
+                state = await self._read_committed_state(state, phases)
                 break
             except asyncio.CancelledError:
                 raise
@@ -537,7 +542,8 @@ class StreamProcessor:
             "partition": partition, "from_standby": warm,
             "accounts": len(state.engine.accounts),
             "changelog_records": state.restored_records, "position": state.position,
-            "seconds": round(seconds, 3)})
+            "seconds": round(seconds, 3),
+            **{phase: round(value, 3) for phase, value in phases.items()}})
 
     async def _ensure_producer(self, partition: int) -> AIOKafkaProducer:
         producer = self._producers.get(partition)
@@ -563,82 +569,93 @@ class StreamProcessor:
             "partition": state.partition, "path": str(snapshot.path),
             "accounts": len(state.engine.accounts), "changelog_next": state.changelog_next})
 
-    async def _read_changelog(self, state: PartitionState) -> PartitionState:
-        tp = TopicPartition(self.settings.changelog, state.partition)
+    async def _read_committed_state(self, state: PartitionState, phases: dict[str, float]
+                                    ) -> PartitionState:
+        """What Kafka has committed for the partition beyond what the state reflects, with
+        one reader: the changelog to its end, the judged part of the repartition topic
+        into the actor activity, the score-change stream into the gate."""
         reader = self.clients.changelog_reader()
+        clock = time.perf_counter()
         await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
+        phases["reader_s"] = time.perf_counter() - clock
         try:
-            reader.assign([tp])
-            begin = (await reader.beginning_offsets([tp]))[tp]
-            end = (await reader.end_offsets([tp]))[tp]
-            if not begin <= state.changelog_next <= end:
-                # The snapshot does not belong to this changelog (recreated or truncated).
-                log.warning("local snapshot does not match the changelog; reading it all",
-                            extra={"partition": state.partition,
-                                   "snapshot_changelog_next": state.changelog_next,
-                                   "changelog_begin": begin, "changelog_end": end})
-                state = PartitionState(state.partition, state.engine.config,
-                                       self._change_policy)
-                self.states[state.partition] = state
-            reader.seek(tp, max(begin, state.changelog_next))
-            with snapshots.collector_paused():
-                while await reader.position(tp) < end:
-                    batch = await reader.getmany(tp, timeout_ms=500,
-                                                 max_records=RESTORE_FETCH_RECORDS)
-                    for record in batch.get(tp, ()):
-                        state.apply_changelog(record.key, record.value)
-                    self.metrics.restored_records.inc(len(batch.get(tp, ())))
-                    await asyncio.sleep(0)
-            state.changelog_next = end
+            for phase, read in (("changelog_s", self._read_changelog),
+                                ("actors_s", self._warm_actors),
+                                ("scores_s", self._read_score_stream)):
+                clock = time.perf_counter()
+                state = await read(reader, state)
+                phases[phase] = time.perf_counter() - clock
         finally:
-            await _close(reader, f"changelog-reader-{state.partition}")
-        if state.restored_records:
+            await _close(reader, f"restore-reader-{state.partition}")
+        return state
+
+    async def _read_changelog(self, reader: AIOKafkaConsumer, state: PartitionState
+                              ) -> PartitionState:
+        tp = TopicPartition(self.settings.changelog, state.partition)
+        reader.assign([tp])
+        begin = (await reader.beginning_offsets([tp]))[tp]
+        end = (await reader.end_offsets([tp]))[tp]
+        if not begin <= state.changelog_next <= end:
+            # The snapshot does not belong to this changelog (recreated or truncated).
+            log.warning("local snapshot does not match the changelog; reading it all",
+                        extra={"partition": state.partition,
+                               "snapshot_changelog_next": state.changelog_next,
+                               "changelog_begin": begin, "changelog_end": end})
+            state = PartitionState(state.partition, state.engine.config,
+                                   self._change_policy)
+            self.states[state.partition] = state
+        reader.seek(tp, max(begin, state.changelog_next))
+        restored_before = state.restored_records
+        with snapshots.collector_paused():
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=500,
+                                             max_records=RESTORE_FETCH_RECORDS)
+                for record in batch.get(tp, ()):
+                    state.apply_changelog(record.key, record.value)
+                self.metrics.restored_records.inc(len(batch.get(tp, ())))
+                await asyncio.sleep(0)
+        state.changelog_next = end
+        if state.restored_records - restored_before > RESTORE_FETCH_RECORDS:
             gc.freeze()  # restored state lives long: keep the collector off it
         return state
 
-    async def _warm_actors(self, state: PartitionState) -> None:
+    async def _warm_actors(self, reader: AIOKafkaConsumer, state: PartitionState
+                           ) -> PartitionState:
         """The actor side's activity is a function of its repartition partition: replay
         what was already judged (up to the committed offset), emitting nothing; from
         where a standby got to, if the state was one."""
         until = state.actors_position
         if not until or state.actors_warm_next >= until:
-            return
+            return state
         tp = TopicPartition(self.settings.actors, state.partition)
-        reader = self.clients.changelog_reader()
-        await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
-        try:
-            reader.assign([tp])
-            begin = (await reader.beginning_offsets([tp]))[tp]
-            reader.seek(tp, max(begin, state.actors_warm_next))
-            while await reader.position(tp) < until:
-                batch = await reader.getmany(tp, timeout_ms=500, max_records=1_000)
-                for record in batch.get(tp, ()):
-                    if record.offset < until:
-                        state.warm_actors(record.value)
-                        state.actors_warm_next = record.offset + 1
-                await asyncio.sleep(0)
-        finally:
-            await _close(reader, f"actors-reader-{state.partition}")
+        reader.assign([tp])
+        begin = (await reader.beginning_offsets([tp]))[tp]
+        reader.seek(tp, max(begin, state.actors_warm_next))
+        while await reader.position(tp) < until:
+            batch = await reader.getmany(tp, timeout_ms=500, max_records=1_000)
+            for record in batch.get(tp, ()):
+                if record.offset < until:
+                    state.warm_actors(record.value)
+                    state.actors_warm_next = record.offset + 1
+            await asyncio.sleep(0)
+        return state
 
-    async def _read_score_stream(self, state: PartitionState) -> None:
+    async def _read_score_stream(self, reader: AIOKafkaConsumer, state: PartitionState
+                                 ) -> PartitionState:
         """The gate of the score-change stream, from what the stream itself holds (its
         compacted partition of the same number, read_committed)."""
         tp = TopicPartition(self.settings.scores_topic, state.partition)
-        reader = self.clients.changelog_reader()
-        await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
-        try:
-            reader.assign([tp])
-            end = (await reader.end_offsets([tp]))[tp]
-            begin = (await reader.beginning_offsets([tp]))[tp]
-            reader.seek(tp, max(begin, state.scores_next))
-            while await reader.position(tp) < end:
-                batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
-                for record in batch.get(tp, ()):
-                    state.restore_gate(record.key, record.value)
-                    state.scores_next = record.offset + 1
-                await asyncio.sleep(0)
-        finally:
-            await _close(reader, f"scores-reader-{state.partition}")
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]
+        begin = (await reader.beginning_offsets([tp]))[tp]
+        reader.seek(tp, max(begin, state.scores_next))
+        while await reader.position(tp) < end:
+            batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
+            for record in batch.get(tp, ()):
+                state.restore_gate(record.key, record.value)
+                state.scores_next = record.offset + 1
+            await asyncio.sleep(0)
+        return state
 
     # --- the loop ---------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class PartitionState:
         # What the score-change stream last said per account, and who may have moved.
         self.gate = ChangeGate(change_policy)
         self._to_offer: set[str] = set()
+        self._left: set[str] = set()  # of those, the accounts that left the window
         # The changelog carries the dedupe ids added between checkpoints.
         config = dataclasses.replace(config, track_dedupe_changes=True)
         self.engine = Engine(config)
@@ -203,7 +204,14 @@ class PartitionState:
                      for target, batch in self.signals_out.items()]
         self.interactions_out, self.signals_out = {}, {}
         changelog = self.checkpoint_records()
-        self._to_offer.update(key.decode() for key, _ in changelog if key[:1] != b"!")
+        for key, value in changelog:
+            if key[:1] != b"!":
+                account_id = key.decode()
+                self._to_offer.add(account_id)
+                if value is None:  # left the window: its tombstone is not held back
+                    self._left.add(account_id)
+                else:
+                    self._left.discard(account_id)
         return Checkpoint(changelog, produced, positions)
 
     def score_changes(self) -> list[tuple[str, AccountScore | None]]:
@@ -211,11 +219,15 @@ class PartitionState:
         (id, None) for a tombstone (it left the window). The gate records them as
         emitted: the caller puts them into this checkpoint's transaction."""
         stream_time = self.clock.stream_time
-        due = self.gate.due(stream_time)
-        offered = due + [self._to_offer.pop() for _ in
-                         range(min(OFFERS_PER_CHECKPOINT, len(self._to_offer)))]
+        gate = self.gate
+        due = gate.due(stream_time)
+        moved = [account_id for account_id in
+                 (self._to_offer.pop() for _ in range(min(OFFERS_PER_CHECKPOINT,
+                                                          len(self._to_offer))))
+                 if account_id in self._left or not gate.defer(account_id, stream_time)]
+        self._left.difference_update(moved)
         emit: list[tuple[str, AccountScore | None]] = []
-        for account_id in offered:
+        for account_id in due + moved:
             score = self.engine.score(account_id)
             if score is None:
                 if self.gate.leave(account_id):

@@ -93,6 +93,21 @@ class ChangeGate:
             self._held.pop(account_id, None)
         return False
 
+    def defer(self, account_id: str, now: float) -> bool:
+        """An account that may have moved, before it is re-scored: if its last record went
+        out less than an interval ago, nothing can be emitted for it now, so it is held
+        until then unscored (True). Re-scoring, which costs tens of microseconds, then
+        happens at most once per interval for a busy account, not at every checkpoint;
+        what is emitted is the same: `due` offers it when its interval is over."""
+        previous = self._emitted.get(account_id)
+        if previous is None or now - previous.emitted_at >= self.policy.interval_s:
+            return False
+        if account_id not in self._held:
+            due_at = previous.emitted_at + self.policy.interval_s
+            self._held[account_id] = due_at
+            heapq.heappush(self._due, (due_at, account_id))
+        return True
+
     def record(self, account_id: str, tier: str, credibility: float, emitted_at: float
                ) -> None:
         """What the stream holds for an account (a restore reads it back)."""

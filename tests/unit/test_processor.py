@@ -244,7 +244,8 @@ async def test_a_standby_copy_follows_the_owner_and_takes_over_warm(tmp_path: Pa
     def standby_caught_up(standby: StreamProcessor, owner: StreamProcessor) -> bool:
         for partition, copy in standby.standbys.states.items():
             active = owner.states.get(partition)
-            if active is None or active.uncommitted or copy.position != active.position:
+            if active is None or active.uncommitted or copy.changelog_next != \
+                    active.changelog_next:
                 return False
         return bool(standby.standbys.states)
 

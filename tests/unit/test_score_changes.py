@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.engine.score_changes import (
     ChangeGate,
@@ -81,3 +83,48 @@ def test_export_and_restore_keep_records_and_held_changes() -> None:
 def test_policy_refuses_a_step_of_zero() -> None:
     with pytest.raises(ValueError, match="credibility_step"):
         ChangePolicy(credibility_step=0)
+
+
+def test_a_recently_emitted_account_is_held_unscored_until_its_interval_is_over() -> None:
+    gate = ChangeGate(POLICY)
+    assert not gate.defer("new", 0.0)  # never emitted: score it now
+    assert gate.offer("a", "micro", 50.0, 0.0)
+    assert gate.defer("a", 10.0)
+    assert gate.defer("a", 20.0)  # held once
+    assert gate.due(59.0) == []
+    assert gate.due(60.0) == ["a"]
+    assert not gate.defer("a", 60.0)
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 90.0), st.sampled_from(["micro", "mid"]),
+                          st.floats(0.0, 100.0)), max_size=30))
+def test_deferring_emits_exactly_what_offering_every_change_emits(
+    changes: list[tuple[float, str, float]],
+) -> None:
+    """Checkpoints at every change and every 10 s: scoring only what `defer` lets through
+    gives the same records at the same times as scoring every changed account."""
+    timeline: list[tuple[float, tuple[str, float] | None]] = []
+    now = 0.0
+    for gap, tier, credibility in changes:
+        now += gap
+        timeline.append((now, (tier, credibility)))
+    timeline += [(t * 10.0, None) for t in range(int(now // 10) + 8)]
+    timeline.sort(key=lambda item: (item[0], item[1] is None))
+
+    def run(defer: bool) -> list[tuple[float, str, float]]:
+        gate = ChangeGate(POLICY)
+        current: tuple[str, float] | None = None
+        emitted = []
+        for time_, change in timeline:
+            changed = []
+            if change is not None:
+                current = change
+                if not (defer and gate.defer("a", time_)):
+                    changed = ["a"]
+            for account in gate.due(time_) + changed:
+                assert current is not None
+                if gate.offer(account, current[0], current[1], time_):
+                    emitted.append((time_, *current))
+        return emitted
+
+    assert run(defer=True) == run(defer=False)
