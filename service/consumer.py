@@ -417,7 +417,6 @@ class StreamProcessor:
             return
         self.joined = True
         self.last_joined_at = time.time()
-        self._assigned = set(assigned)
         consumer = self._consumer
         for partition in [p for p in self.states if p not in assigned]:
             self._drop(partition, "revoked")
@@ -426,7 +425,9 @@ class StreamProcessor:
             if state is None:
                 self._start_restore(partition, warm=self.standbys.take(partition))
             elif state.status is Status.ACTIVE and consumer is not None:
-                await self._seek(consumer, state)
+                self._seek(consumer, state)
+        # Only now: a partition in it that has no state here was fenced, not being taken.
+        self._assigned = set(assigned)
         self.standbys.want(self.cluster.standby_here - set(assigned))
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
@@ -449,7 +450,7 @@ class StreamProcessor:
         for partition in sorted(self._assigned - set(self.states)):
             log.warning("partition still assigned here after it was fenced; restoring it",
                         extra={"partition": partition})
-            self._start_restore(partition)
+            self._start_restore(partition, warm=self.standbys.take(partition))
 
     def _drop(self, partition: int, why: str) -> None:
         """The partition is no longer served here, at once; its producer is closed."""
@@ -466,13 +467,13 @@ class StreamProcessor:
     def _tps(self, partition: int) -> list[TopicPartition]:
         return [TopicPartition(topic, partition) for topic in self._inputs]
 
-    async def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
+    def _seek(self, consumer: AIOKafkaConsumer, state: PartitionState) -> None:
+        """Never `seek_to_beginning` here: inside a rebalance callback it waits for an
+        offset lookup (seconds), long enough to lose the group. Offset 0 below the log's
+        start is reset to its beginning by `auto_offset_reset=earliest`."""
         positions = (state.position, state.actors_position, state.signals_position)
         for tp, position in zip(self._tps(state.partition), positions, strict=True):
-            if position is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, position)
+            consumer.seek(tp, position or 0)
 
     def _new_state(self, partition: int) -> PartitionState:
         assert self.partition_count is not None
@@ -533,7 +534,7 @@ class StreamProcessor:
         self._restores.pop(partition, None)
         consumer = self._consumer
         if consumer is not None and self.states.get(partition) is state:
-            await self._seek(consumer, state)
+            self._seek(consumer, state)
             consumer.resume(*self._tps(partition))
         seconds = time.perf_counter() - started
         self.metrics.restore_seconds.observe(seconds)

@@ -108,6 +108,7 @@ class Standbys:
                     continue
                 batch = await reader.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
                 self._apply(batch)
+                await self._note_positions(reader)
         finally:
             self._reader = None
             self.states.clear()
@@ -154,6 +155,15 @@ class Standbys:
             scores = TopicPartition(topics.scores, partition)
             reader.seek(scores, max(begins[scores], state.scores_next))
 
+    async def _note_positions(self, reader: AIOKafkaConsumer) -> None:
+        """Transaction markers take offsets too: a standby that has read everything is at
+        the reader's position, past the last marker, not at the last record + 1."""
+        for partition, state in self.states.items():
+            state.changelog_next = await reader.position(
+                TopicPartition(self._topics.changelog, partition))
+            state.scores_next = await reader.position(
+                TopicPartition(self._topics.scores, partition))
+
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         topics = self._topics
         # The changelog first: its clock says how far the actor side's judging went.
@@ -163,7 +173,6 @@ class Standbys:
                 continue
             for record in records:
                 state.apply_changelog(record.key, record.value)
-            state.changelog_next = records[-1].offset + 1
             state.engine.accounts.drain_changed()  # a standby writes no changelog
         for tp, records in batch.items():
             state = self.states.get(tp.partition)
@@ -174,7 +183,6 @@ class Standbys:
             elif tp.topic == topics.scores:
                 for record in records:
                     state.restore_gate(record.key, record.value)
-                state.scores_next = records[-1].offset + 1
         for partition, held in self._held_actors.items():
             state = self.states[partition]
             judged_until = state.actors_position or 0
