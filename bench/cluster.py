@@ -2,7 +2,8 @@
 `kill -9`, changelog restore speed, and forwarded against local queries. Real Kafka, real
 service processes, all in one run.
 
-    python -m bench.cluster [--events 1000000] [--accounts 200000] [--failover-only]
+    python -m bench.cluster [--events 1000000] [--accounts 200000]
+                            [--failover-only | --ingest-only]
 
 * ingest: the same events (bench.ingest's realistic mix, 6 partitions) consumed by one
   instance, then by two in one group, each a `StreamProcessor` in its own process; the
@@ -270,6 +271,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200_000)
     parser.add_argument("--failover-only", action="store_true",
                         help="only failover, without and with a standby replica")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only ingest: one and two instances, and the checkpoints' cost")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--progress", help=argparse.SUPPRESS)
@@ -298,8 +301,9 @@ def main() -> None:
         "one_instance_without_checkpoints_events_per_s": count / no_changelog,
         "changelog_overhead": one / no_changelog - 1,
     }
-    figures.update(failover_and_queries(arguments.accounts))
-    figures["with_standby"] = failover_and_queries(arguments.accounts, 1)
+    if not arguments.ingest_only:
+        figures.update(failover_and_queries(arguments.accounts))
+        figures["with_standby"] = failover_and_queries(arguments.accounts, 1)
     print(json.dumps(figures, indent=2))
 
 

@@ -47,7 +47,13 @@ from service.kafka_clients import (
 )
 from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
-from service.partition_state import Checkpoint, Freshness, PartitionState, Status
+from service.partition_state import (
+    GATE_HEADERS,
+    Checkpoint,
+    Freshness,
+    PartitionState,
+    Status,
+)
 from service.responses import score_json
 from service.routing import partition_for
 from service.settings import Settings
@@ -653,7 +659,7 @@ class StreamProcessor:
         while await reader.position(tp) < end:
             batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
             for record in batch.get(tp, ()):
-                state.restore_gate(record.key, record.value)
+                state.restore_gate(record.key, record.value, record.headers)
                 state.scores_next = record.offset + 1
             await asyncio.sleep(0)
         return state
@@ -783,7 +789,7 @@ class StreamProcessor:
         # The score-change stream, in the same transaction as the state it describes.
         checkpoint.produced += [
             (settings.scores_topic, state.partition, account_id.encode(),
-             None if score is None else score_json(score))
+             None if score is None else score_json(score), _gate_headers(score))
             for account_id, score in state.score_changes()]
         started = time.perf_counter()
         try:
@@ -817,9 +823,10 @@ class StreamProcessor:
             for record_key, record_value in checkpoint.changelog:
                 sent.append(await producer.send(topic, record_value, key=record_key,
                                                 partition=partition))
-            for output, target, output_key, output_value in checkpoint.produced:
+            for output, target, output_key, output_value, headers in checkpoint.produced:
                 sent.append(await producer.send(output, output_value, key=output_key,
-                                                partition=target))
+                                                partition=target,
+                                                headers=list(headers) or None))
             if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(input_topic, partition): offset
@@ -957,6 +964,15 @@ class StreamProcessor:
             if state.lag == 0:
                 state.progressed()  # caught up: nothing to do is progress too
             self.metrics.consumer_lag.labels(str(tp.partition)).set(state.lag)
+
+
+def _gate_headers(score: AccountScore | None) -> tuple[tuple[str, bytes], ...]:
+    """The values the gate recorded, exactly (the body rounds them)."""
+    if score is None:
+        return ()
+    values = (score.tier.encode(), repr(score.credibility.score).encode(),
+              repr(score.as_of).encode())
+    return tuple(zip(GATE_HEADERS, values, strict=True))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

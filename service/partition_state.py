@@ -65,7 +65,11 @@ IDS_PREFIX = b"!ids/"
 MAX_SEGMENT_BYTES = 256 * 1024
 
 Record = tuple[bytes, bytes | None]
-Produced = tuple[str, int, bytes | None, bytes | None]  # topic, partition, key, value
+Headers = tuple[tuple[str, bytes], ...]
+Produced = tuple[str, int, bytes | None, bytes | None, Headers]  # topic, partition, key, value
+# What the score-change gate needs of a record, in its headers: a restore or a standby
+# reads them instead of parsing every score body (3.5 s for 500 k accounts).
+GATE_HEADERS = ("score.tier", "score.credibility", "score.as_of")
 # Accounts offered to the score-change gate per checkpoint at most (re-scoring costs
 # tens of microseconds each); the rest wait for the next checkpoint.
 OFFERS_PER_CHECKPOINT = 2_000
@@ -198,9 +202,9 @@ class PartitionState:
                      ((events, self.position), (actors, self.actors_position),
                       (signals, self.signals_position)) if offset is not None}
         produced, self._pending_produced = self._pending_produced, []
-        produced += [(actors, target, None, pack_interactions(batch))
+        produced += [(actors, target, None, pack_interactions(batch), ())
                      for target, batch in self.interactions_out.items()]
-        produced += [(signals, target, None, pack_signals(batch))
+        produced += [(signals, target, None, pack_signals(batch), ())
                      for target, batch in self.signals_out.items()]
         self.interactions_out, self.signals_out = {}, {}
         changelog = self.checkpoint_records()
@@ -237,14 +241,20 @@ class PartitionState:
                 emit.append((account_id, score))
         return emit
 
-    def restore_gate(self, key: bytes, value: bytes | None) -> None:
+    def restore_gate(self, key: bytes, value: bytes | None,
+                     headers: Iterable[tuple[str, bytes]] = ()) -> None:
         """One record of this partition of the score-change stream, in offset order:
         after a move, the gate says what the stream says."""
         account_id = key.decode()
         if value is None:
             self.gate.leave(account_id)
             return
-        body = orjson.loads(value)
+        named = dict(headers)
+        if all(name in named for name in GATE_HEADERS):
+            tier, credibility, as_of = (named[name] for name in GATE_HEADERS)
+            self.gate.record(account_id, tier.decode(), float(credibility), float(as_of))
+            return
+        body = orjson.loads(value)  # a record written before the headers existed
         as_of = body.get("as_of")
         emitted_at = (datetime.fromisoformat(as_of.replace("Z", "+00:00")).timestamp()
                       if as_of else -math.inf)

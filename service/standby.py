@@ -182,7 +182,7 @@ class Standbys:
                 self._held_actors[tp.partition].extend((r.offset, r.value) for r in records)
             elif tp.topic == topics.scores:
                 for record in records:
-                    state.restore_gate(record.key, record.value)
+                    state.restore_gate(record.key, record.value, record.headers)
         for partition, held in self._held_actors.items():
             state = self.states[partition]
             judged_until = state.actors_position or 0

@@ -231,10 +231,12 @@ class _Producer:
         self.pending, self.offsets = [], {}
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   partition: int | None = None, **_: Any) -> asyncio.Future[Any]:
+                   partition: int | None = None, headers: Any = None, **_: Any
+                   ) -> asyncio.Future[Any]:
         in_transaction = self.transactional_id is not None
         record = self.broker.append(topic, partition or 0, key, value,
                                     committed=not in_transaction)
+        record.headers = tuple(headers or ())
         if in_transaction:
             self.pending.append(record)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -202,6 +202,8 @@ async def test_the_score_change_stream_is_written_with_the_state_and_not_repeate
     records = dict(stream_records(broker))
     assert records[b"x"] is not None
     assert orjson.loads(records[b"x"])["counts"]["likes"] == 6  # the HTTP body's schema
+    said = {account: state.gate.last(account) for state in first.states.values()
+            for account in ("x", "y") if state.gate.last(account) is not None}
     first.stop()
     await task
     written = len(stream_records(broker))
@@ -214,6 +216,9 @@ async def test_the_score_change_stream_is_written_with_the_state_and_not_repeate
     await run_until(second, lambda: likes_of(second, "x") == 6)
     await asyncio.sleep(0.3)  # several checkpoints
     assert len(stream_records(broker)) == written
+    # The gate came back exactly, from the records' headers.
+    assert {account: state.gate.last(account) for state in second.states.values()
+            for account in ("x", "y") if state.gate.last(account) is not None} == said
     second.stop()
     await task
 
