@@ -137,6 +137,8 @@ def start_service(topic: str, folder: Path, name: str, standby: int = 0
            "ENGAGEMENT_SNAPSHOT_DIR": str(folder / name), "ENGAGEMENT_LOG_FORMAT": "json",
            "ENGAGEMENT_HOT_ACCOUNTS": "2000", "ENGAGEMENT_SNAPSHOT_INTERVAL_S": "3600",
            "ENGAGEMENT_STANDBY_REPLICAS": str(standby),
+           # The account cap is split over the partitions; 1 M accounts spread unevenly.
+           "ENGAGEMENT_MAX_ACCOUNTS": "4000000",
            "ENGAGEMENT_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S)}
     log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
     process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=log,
