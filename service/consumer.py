@@ -179,6 +179,7 @@ class StreamProcessor:
                                             standby_replicas=settings.standby_replicas)
         self._membership_event = asyncio.Event()
         self._failure: Exception | None = None  # found in a callback; raised by the loop
+        self._checkpointing = asyncio.Lock()
         self._assigned: set[int] = set()  # the group's latest assignment to this member
         self._change_policy = ChangePolicy(settings.score_change_step,
                                            settings.score_change_interval_s)
@@ -770,10 +771,13 @@ class StreamProcessor:
 
     async def _checkpoint_all(self) -> list[PartitionState]:
         """Commits every active partition; returns those whose state now equals what is
-        committed (what a local snapshot may hold)."""
-        active = [s for s in self.states.values() if s.status is Status.ACTIVE]
-        results = await asyncio.gather(*(self._checkpoint(s) for s in active))
-        return [state for state, ok in zip(active, results, strict=True) if ok]
+        committed (what a local snapshot may hold). One at a time: aiokafka calls the
+        rebalance listener from its coordinator's task, which can arrive while the loop's
+        own checkpoint is in a transaction on the same producers."""
+        async with self._checkpointing:
+            active = [s for s in self.states.values() if s.status is Status.ACTIVE]
+            results = await asyncio.gather(*(self._checkpoint(s) for s in active))
+            return [state for state, ok in zip(active, results, strict=True) if ok]
 
     async def _checkpoint(self, state: PartitionState) -> bool:
         partition = state.partition
