@@ -171,7 +171,7 @@ class StreamProcessor:
         self._in_flight: asyncio.Task[SnapshotResult] | None = None
         self.standbys = Standbys(
             self.clients.changelog_reader,
-            StandbyTopics(settings.changelog, settings.actors, settings.scores_topic),
+            StandbyTopics(settings.changelog, settings.actors),
             self._new_state, self._load_local_snapshot)
         self._assignor = MembershipAssignor(settings.own_url, self._held_partitions,
                                             self._membership_changed,
@@ -580,16 +580,15 @@ class StreamProcessor:
     async def _read_committed_state(self, state: PartitionState, phases: dict[str, float]
                                     ) -> PartitionState:
         """What Kafka has committed for the partition beyond what the state reflects, with
-        one reader: the changelog to its end, the judged part of the repartition topic
-        into the actor activity, the score-change stream into the gate."""
+        one reader: the changelog to its end (accounts, ids, the score-change gate, the
+        clock), then the judged part of the repartition topic into the actor activity."""
         reader = self.clients.changelog_reader()
         clock = time.perf_counter()
         await asyncio.wait_for(reader.start(), BROKER_CALL_TIMEOUT_S * 4)
         phases["reader_s"] = time.perf_counter() - clock
         try:
             for phase, read in (("changelog_s", self._read_changelog),
-                                ("actors_s", self._warm_actors),
-                                ("scores_s", self._read_score_stream)):
+                                ("actors_s", self._warm_actors)):
                 clock = time.perf_counter()
                 state = await read(reader, state)
                 phases[phase] = time.perf_counter() - clock
@@ -645,23 +644,6 @@ class StreamProcessor:
                 if record.offset < until:
                     state.warm_actors(record.value)
                     state.actors_warm_next = record.offset + 1
-            await asyncio.sleep(0)
-        return state
-
-    async def _read_score_stream(self, reader: AIOKafkaConsumer, state: PartitionState
-                                 ) -> PartitionState:
-        """The gate of the score-change stream, from what the stream itself holds (its
-        compacted partition of the same number, read_committed)."""
-        tp = TopicPartition(self.settings.scores_topic, state.partition)
-        reader.assign([tp])
-        end = (await reader.end_offsets([tp]))[tp]
-        begin = (await reader.beginning_offsets([tp]))[tp]
-        reader.seek(tp, max(begin, state.scores_next))
-        while await reader.position(tp) < end:
-            batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
-            for record in batch.get(tp, ()):
-                state.restore_gate(record.key, record.value, record.headers)
-                state.scores_next = record.offset + 1
             await asyncio.sleep(0)
         return state
 
@@ -794,7 +776,7 @@ class StreamProcessor:
         checkpoint.produced += [
             (settings.scores_topic, state.partition, account_id.encode(),
              None if score is None else score_json(score), _gate_headers(score))
-            for account_id, score in state.score_changes()]
+            for account_id, score in checkpoint.score_changes]
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, checkpoint),

@@ -12,6 +12,9 @@ Changelog records (key -> value), all in the partition of the same number:
                               ids (8-byte hashes, service/engine/dedupe.py) remembered
                               since the last checkpoint; written once, tombstoned when
                               every hour in it has left the horizon
+    !gate/<account id>     -> msgpack [tier, credibility, emitted_at]: what the score-change
+                              stream last said of the account (its gate), written with
+                              the record; None when the stream got its tombstone
     !clock                 -> msgpack {"position", "actors_position", "signals_position",
                               "stream_time", "changes", "sequence"}: the input offsets
                               the state reflects, written last in every checkpoint
@@ -35,11 +38,9 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import msgpack
-import orjson
 
 from service.engine import Engine, EngineConfig
 from service.engine.audience import (
@@ -60,6 +61,7 @@ from service.routing import partition_for
 
 CLOCK_KEY = b"!clock"
 IDS_PREFIX = b"!ids/"
+GATE_PREFIX = b"!gate/"
 # Kafka refuses records over max.message.bytes (1 MB by default); id segments stay well
 # below it, compressed or not.
 MAX_SEGMENT_BYTES = 256 * 1024
@@ -67,8 +69,8 @@ MAX_SEGMENT_BYTES = 256 * 1024
 Record = tuple[bytes, bytes | None]
 Headers = tuple[tuple[str, bytes], ...]
 Produced = tuple[str, int, bytes | None, bytes | None, Headers]  # topic, partition, key, value
-# What the score-change gate needs of a record, in its headers: a restore or a standby
-# reads them instead of parsing every score body (3.5 s for 500 k accounts).
+# What the score-change gate compared, unrounded, in each record's headers: consumers of
+# the stream can filter without parsing the body.
 GATE_HEADERS = ("score.tier", "score.credibility", "score.as_of")
 # Accounts offered to the score-change gate per checkpoint at most (re-scoring costs
 # tens of microseconds each); the rest wait for the next checkpoint.
@@ -82,6 +84,9 @@ class Checkpoint:
     changelog: list[Record]
     produced: list[Produced]  # re-keyed interactions and audience signals
     positions: dict[str, int]  # input topic -> next offset
+    # The score-change stream's records: (account, its score), or None for a tombstone.
+    score_changes: list[tuple[str, AccountScore | None]] = dataclasses.field(
+        default_factory=list)
 
 
 class Status(enum.StrEnum):
@@ -119,15 +124,15 @@ class PartitionState:
         self.lag: int | None = None
         self.last_progress_at: float | None = None
         self.restored_records = 0
-        self._pending_segments: list[Record] = []  # written in a checkpoint that failed
+        # Id segments and gate records written in a checkpoint that failed.
+        self._pending_records: list[Record] = []
         self._checkpointed_position: int | None = None  # of the last checkpoint made
         self.actors = ActorActivity()
         self.actors_position: int | None = None  # of the repartition topic's partition
         self.signals_position: int | None = None  # of the signal topic's partition
         # How far a restore or a standby has read the repartition partition (into the
-        # actor activity) and the score-change stream (into the gate).
+        # actor activity).
         self.actors_warm_next = 0
-        self.scores_next = 0
         # Outputs gathered since the last checkpoint, by target partition.
         self.interactions_out: dict[int, list[ActorInteraction]] = {}
         self.signals_out: dict[int, list[AudienceSignal]] = {}
@@ -146,7 +151,7 @@ class PartitionState:
     @property
     def uncommitted(self) -> bool:
         """Whether the state holds changes that no checkpoint has committed yet."""
-        return bool(self.engine.accounts.changed or self._pending_segments
+        return bool(self.engine.accounts.changed or self._pending_records
                     or self.interactions_out or self.signals_out or self._pending_produced)
 
     def progressed(self) -> None:
@@ -216,7 +221,13 @@ class PartitionState:
                     self._left.add(account_id)
                 else:
                     self._left.discard(account_id)
-        return Checkpoint(changelog, produced, positions)
+        scores = self.score_changes()
+        # What the gate now says goes into the changelog too (before the clock, which
+        # stays last): a restore or a standby rebuilds the gate from a few bytes per
+        # account instead of reading the stream's score bodies back.
+        changelog[-1:-1] = [(GATE_PREFIX + account_id.encode(), _gate_value(self.gate, account_id))
+                            for account_id, _ in scores]
+        return Checkpoint(changelog, produced, positions, scores)
 
     def score_changes(self) -> list[tuple[str, AccountScore | None]]:
         """Accounts whose record in the score-change stream is due: (id, its score), or
@@ -240,25 +251,6 @@ class PartitionState:
                                  score.as_of):
                 emit.append((account_id, score))
         return emit
-
-    def restore_gate(self, key: bytes, value: bytes | None,
-                     headers: Iterable[tuple[str, bytes]] = ()) -> None:
-        """One record of this partition of the score-change stream, in offset order:
-        after a move, the gate says what the stream says."""
-        account_id = key.decode()
-        if value is None:
-            self.gate.leave(account_id)
-            return
-        named = dict(headers)
-        if all(name in named for name in GATE_HEADERS):
-            tier, credibility, as_of = (named[name] for name in GATE_HEADERS)
-            self.gate.record(account_id, tier.decode(), float(credibility), float(as_of))
-            return
-        body = orjson.loads(value)  # a record written before the headers existed
-        as_of = body.get("as_of")
-        emitted_at = (datetime.fromisoformat(as_of.replace("Z", "+00:00")).timestamp()
-                      if as_of else -math.inf)
-        self.gate.record(account_id, body["tier"], float(body["credibility"]), emitted_at)
 
     def requeue_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.requeue(checkpoint.changelog)
@@ -290,14 +282,16 @@ class PartitionState:
         for key, value in records:
             if key == CLOCK_KEY:
                 continue
+            if key.startswith(GATE_PREFIX) or (key.startswith(IDS_PREFIX)
+                                               and value is not None):
+                self._pending_records.append((key, value))
+                continue
             if key.startswith(IDS_PREFIX):
-                if value is not None:
-                    self._pending_segments.append((key, value))
                 continue
             changed.add(key.decode())
 
     def _new_segments(self) -> Iterator[Record]:
-        pending, self._pending_segments = self._pending_segments, []
+        pending, self._pending_records = self._pending_records, []
         yield from pending
         event_ids = self.clock.event_ids
         event_ids.drain_retired()  # their segments go by their newest hour, below
@@ -357,6 +351,13 @@ class PartitionState:
                 self.clock.stream_time = float(clock["stream_time"])
                 self.engine.changes = max(self.engine.changes, int(clock["changes"]))
                 self.sequence = max(self.sequence, int(clock["sequence"]))
+        elif key.startswith(GATE_PREFIX):
+            account_id = key[len(GATE_PREFIX):].decode()
+            if value is None:
+                self.gate.leave(account_id)
+            else:
+                tier, credibility, emitted_at = msgpack.unpackb(value)
+                self.gate.record(account_id, tier, credibility, emitted_at)
         elif key.startswith(IDS_PREFIX):
             if value is None:
                 self.segments.pop(key, None)
@@ -405,6 +406,7 @@ class PartitionState:
             "segments": {key.decode(): hour for key, hour in self.segments.items()},
             "changes": self.engine.changes,
             "clock": export_partitions(self.engine).get(self.partition),
+            "gate": [list(row) for row in self.gate.export()],
         }
 
     def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
@@ -418,9 +420,18 @@ class PartitionState:
         self.changelog_next = int(header["changelog_next"])
         self.sequence = int(header["sequence"])
         self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}
+        self.gate.restore(tuple(row) for row in header.get("gate", ()))
         clocks = {} if header["clock"] is None else {self.partition: header["clock"]}
         self.engine = import_state(self.engine.config, clocks, accounts,
                                    int(header["changes"]))
+
+
+def _gate_value(gate: ChangeGate, account_id: str) -> bytes | None:
+    emitted = gate.last(account_id)
+    if emitted is None:
+        return None
+    value: bytes = msgpack.packb([emitted.tier, emitted.credibility, emitted.emitted_at])
+    return value
 
 
 def _split(payload: bytes, limit: int) -> Iterator[bytes]:

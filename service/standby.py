@@ -2,8 +2,8 @@
 
 Kafka Streams' standby tasks (`num.standby.replicas`), with the same sources as a restore
 (service/consumer.py): a standby follows the partition's changelog (accounts, ids, the
-clock with the committed input offsets), the actor side's repartition partition, and the
-score-change stream, all `read_committed`. When the owner dies and the group gives the
+score-change gate, the clock with the committed input offsets) and the actor side's
+repartition partition, both `read_committed`. When the owner dies and the group gives the
 partition to this instance, `take` hands the warm state to the restore, which reads only
 what the standby had not yet read: failover costs the session timeout and a short
 catch-up, not a full restore.
@@ -36,7 +36,6 @@ TRIM_INTERVAL_S = 60.0  # as often as the owner's expiry runs by default
 class StandbyTopics:
     changelog: str
     actors: str
-    scores: str
 
 
 class Standbys:
@@ -134,7 +133,7 @@ class Standbys:
         self._assigned = frozenset(self.states)
         topics = self._topics
         tps = [TopicPartition(topic, p) for p in sorted(self.states)
-               for topic in (topics.changelog, topics.actors, topics.scores)]
+               for topic in (topics.changelog, topics.actors)]
         reader.assign(tps)  # positions start over: seek each to what its state has read
         if not tps:
             return
@@ -152,8 +151,6 @@ class Standbys:
             reader.seek(changelog, max(begins[changelog], state.changelog_next))
             actors = TopicPartition(topics.actors, partition)
             reader.seek(actors, max(begins[actors], state.actors_warm_next))
-            scores = TopicPartition(topics.scores, partition)
-            reader.seek(scores, max(begins[scores], state.scores_next))
 
     async def _note_positions(self, reader: AIOKafkaConsumer) -> None:
         """Transaction markers take offsets too: a standby that has read everything is at
@@ -161,8 +158,6 @@ class Standbys:
         for partition, state in self.states.items():
             state.changelog_next = await reader.position(
                 TopicPartition(self._topics.changelog, partition))
-            state.scores_next = await reader.position(
-                TopicPartition(self._topics.scores, partition))
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         topics = self._topics
@@ -180,9 +175,6 @@ class Standbys:
                 continue
             if tp.topic == topics.actors:
                 self._held_actors[tp.partition].extend((r.offset, r.value) for r in records)
-            elif tp.topic == topics.scores:
-                for record in records:
-                    state.restore_gate(record.key, record.value, record.headers)
         for partition, held in self._held_actors.items():
             state = self.states[partition]
             judged_until = state.actors_position or 0

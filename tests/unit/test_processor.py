@@ -274,3 +274,17 @@ async def test_a_standby_copy_follows_the_owner_and_takes_over_warm(tmp_path: Pa
     await run_until(second, lambda: all(likes_of(second, a) == 5 for a in accounts))
     second.stop()
     await second_task
+
+
+def test_the_change_gate_travels_in_the_local_snapshot() -> None:
+    from service.consumer import engine_config
+    from service.partition_state import PartitionState
+
+    settings = Settings()
+    state = PartitionState(0, engine_config(settings))
+    state.gate.offer("x", "micro", 71.25, 100.0)
+    state.gate.offer("x", "mid", 71.25, 110.0)  # held until 160
+    copy = PartitionState(0, engine_config(settings))
+    copy.load_snapshot(state.snapshot_header(), [])
+    assert list(copy.gate.export()) == list(state.gate.export())
+    assert copy.gate.due(160.0) == ["x"]
