@@ -58,11 +58,16 @@ BURST_ZERO_SHARE = 0.10
 # sleep (a few per cent at night); drip-fed bots do not (1/8 when flat).
 RHYTHM_FULL_QUIET_SHARE = 0.02
 RHYTHM_ZERO_QUIET_SHARE = 0.06
-# Audience authenticity: the suspect share (busy actors count half, farm-like in full)
-# at which the component reaches 0, and the share real audiences have anyway (power
-# users who engage with many accounts).
+# Audience authenticity: the share of judged interactions from busy actors (>= 10
+# accounts in the actor side's period) at which the component reaches 0, and the share
+# real audiences have anyway (power users who engage with many accounts).
 AUDIENCE_TOLERATED_SHARE = 0.02
 AUDIENCE_ZERO_SHARE = 0.15
+# Audience rotation: the same for farm-like actors (>= 40 accounts, or rotating: most of
+# their accounts met once and never again). Real people who discovered a few accounts
+# in the period look rotating too, so real audiences show a larger share.
+ROTATION_TOLERATED_SHARE = 0.22
+ROTATION_ZERO_SHARE = 0.45
 # Follower growth over the window that engagement growth does not explain: tolerated
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
@@ -70,6 +75,13 @@ FOLLOWER_ZERO_GROWTH = 0.50
 # Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
 # packages deliver the same number to every post.
 VARIATION_FULL_CV = 0.25
+# Off-topic engagement: undisclosed ads are posts off the account's niche that its
+# audience does not care for. The shortfall is the share of the account's expected
+# engagement (its niche posts' mean, weighted, on every judged post) missing on its
+# unflagged off-topic posts; tolerated up to OFF_TOPIC_TOLERATED_SHORTFALL (a real
+# off-topic post varies like any other), zero credit at OFF_TOPIC_ZERO_SHORTFALL.
+OFF_TOPIC_TOLERATED_SHORTFALL = 0.08
+OFF_TOPIC_ZERO_SHORTFALL = 0.30
 
 Role = Literal["quality", "authenticity"]
 
@@ -93,8 +105,10 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "timing_authenticity": ComponentSpec("authenticity", 0.6, 30, "interactions"),
     "daily_rhythm": ComponentSpec("authenticity", 0.4, 200, "interactions"),
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
+    "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "follower_consistency": ComponentSpec("authenticity", 0.5, 2, "posts"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
+    "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
 }
 
 Input = int | float | str | bool | None
@@ -245,8 +259,10 @@ def score_credibility(
         _timing(posts, counts),
         _rhythm(actors),
         _audience_authenticity(audience or AudienceCounts()),
+        _audience_rotation(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
         _post_variation(posts),
+        _off_topic_engagement(posts),
     ]
     shaped: list[tuple[str, ComponentSpec, float, float, float, _Raw]] = []
     quality = 0.0
@@ -439,19 +455,34 @@ def _rhythm(actors: ActorSummary) -> _Raw:
 
 def _audience_authenticity(audience: AudienceCounts) -> _Raw:
     total = audience.interactions
-    # Busy actors count half: some real people engage with many accounts.
-    suspect = (audience.busy + audience.farm_like) / (2 * total) if total else 0.0
-    value = clamp(1.0 - (suspect - AUDIENCE_TOLERATED_SHARE)
+    share = audience.busy / total if total else 0.0
+    value = clamp(1.0 - (share - AUDIENCE_TOLERATED_SHARE)
                   / (AUDIENCE_ZERO_SHARE - AUDIENCE_TOLERATED_SHARE))
     return (
         "audience_authenticity",
         value,
         total,
         {"judged_interactions": total, "from_busy_actors": audience.busy,
-         "from_farm_like_actors": audience.farm_like, "suspect_share": round(suspect, 4)},
+         "busy_share": round(share, 4)},
+        f"{audience.busy} of {total} judged interactions came from actors busy across "
+        f"many accounts" if total else "no audience signal yet",
+    )
+
+
+def _audience_rotation(audience: AudienceCounts) -> _Raw:
+    total = audience.interactions
+    share = audience.farm_like / total if total else 0.0
+    value = clamp(1.0 - (share - ROTATION_TOLERATED_SHARE)
+                  / (ROTATION_ZERO_SHARE - ROTATION_TOLERATED_SHARE))
+    return (
+        "audience_rotation",
+        value,
+        total,
+        {"judged_interactions": total, "from_farm_like_actors": audience.farm_like,
+         "farm_like_share": round(share, 4)},
         f"{audience.farm_like} of {total} judged interactions came from farm-like actors "
-        f"and {audience.busy} from actors busy across many accounts" if total else
-        "no audience signal yet",
+        f"(serving very many accounts, or moving on from account to account without "
+        f"coming back)" if total else "no audience signal yet",
     )
 
 
@@ -504,6 +535,50 @@ def _post_variation(posts: list[PostView]) -> _Raw:
         {"coefficient_of_variation": round(variation, 4), "full_at": VARIATION_FULL_CV},
         f"interactions per post vary by {variation:.0%} (real posts vary; bought packages "
         f"deliver the same count to every post)",
+    )
+
+
+def _weighted(post: PostView) -> float:
+    return LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments + SHARE_WEIGHT * post.shares
+
+
+def _off_topic_engagement(posts: list[PostView]) -> _Raw:
+    tagged = [post for post in posts if post.topics]
+    engagement_by_topic: dict[str, list[float]] = {}
+    for post in tagged:
+        for topic in set(post.topics):
+            engagement_by_topic.setdefault(topic, []).append(_weighted(post))
+    if not engagement_by_topic:
+        return ("off_topic_engagement", 1.0, 0, {"main_topic": None},
+                "no post carries topics")
+    # The niche is the topic its audience engages with most per post, among the topics
+    # of at least two posts (one post's luck does not make a niche); not the topic posted
+    # most: a feed of undisclosed ads may post more ads, some on one brand, than niche
+    # posts. Ties broken by name, so that replays agree.
+    main, _ = min(engagement_by_topic.items(), key=lambda item: (-sum(item[1]), item[0]))
+    niche = [post for post in tagged if main in post.topics]
+    # Flagged paid posts are disclosed: sponsored_share judges them.
+    off = [post for post in tagged if main not in post.topics and not post.sponsored]
+    niche_mean = sum(_weighted(post) for post in niche) / len(niche)
+    if not off or niche_mean <= 0.0:
+        return ("off_topic_engagement", 1.0, 0,
+                {"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
+                f"no unflagged post off '{main}' to compare")
+    off_mean = sum(_weighted(post) for post in off) / len(off)
+    shortfall = max(0.0, niche_mean - off_mean) * len(off) / (niche_mean * (len(niche)
+                                                                             + len(off)))
+    value = clamp(1.0 - (shortfall - OFF_TOPIC_TOLERATED_SHORTFALL)
+                  / (OFF_TOPIC_ZERO_SHORTFALL - OFF_TOPIC_TOLERATED_SHORTFALL))
+    return (
+        "off_topic_engagement",
+        value,
+        len(off),
+        {"main_topic": main, "off_topic_posts": len(off), "niche_posts": len(niche),
+         "off_topic_to_niche": round(off_mean / niche_mean, 4),
+         "shortfall": round(shortfall, 4)},
+        f"{len(off)} unflagged posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
+        f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
+        f"missing, as on undisclosed ads",
     )
 
 
