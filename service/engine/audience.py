@@ -301,7 +301,7 @@ class ActorActivity:
         # in one slot only (a fan comes back; a farm's bot moves on to new customers).
         # An actor seen in one slot only has had no time to come back: not judged.
         once = bits - (returned & _SLOT_MASK).bit_count()
-        if active_slots >= 2 and once >= self.rotating_accounts and 4 * once >= 3 * bits:
+        if active_slots >= 3 and once >= self.rotating_accounts and 4 * once >= 3 * bits:
             verdict |= FARM_LIKE
         return verdict
 

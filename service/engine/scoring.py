@@ -66,8 +66,8 @@ AUDIENCE_ZERO_SHARE = 0.15
 # Audience rotation: the same for farm-like actors (>= 40 accounts, or rotating: most of
 # their accounts met once and never again). Real people who discovered a few accounts
 # in the period look rotating too, so real audiences show a larger share.
-ROTATION_TOLERATED_SHARE = 0.22
-ROTATION_ZERO_SHARE = 0.45
+ROTATION_TOLERATED_SHARE = 0.15
+ROTATION_ZERO_SHARE = 0.35
 # Follower growth over the window that engagement growth does not explain: tolerated
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
@@ -78,7 +78,7 @@ VARIATION_FULL_CV = 0.25
 # Off-topic engagement: undisclosed ads are posts off the account's niche that its
 # audience does not care for. The shortfall is the share of the account's expected
 # engagement (its niche posts' mean, weighted, on every judged post) missing on its
-# unflagged off-topic posts; tolerated up to OFF_TOPIC_TOLERATED_SHORTFALL (a real
+# off-topic posts; tolerated up to OFF_TOPIC_TOLERATED_SHORTFALL (a real
 # off-topic post varies like any other), zero credit at OFF_TOPIC_ZERO_SHORTFALL.
 OFF_TOPIC_TOLERATED_SHORTFALL = 0.08
 OFF_TOPIC_ZERO_SHORTFALL = 0.30
@@ -463,7 +463,8 @@ def _audience_authenticity(audience: AudienceCounts) -> _Raw:
         value,
         total,
         {"judged_interactions": total, "from_busy_actors": audience.busy,
-         "busy_share": round(share, 4)},
+         "busy_share": round(share, 4),
+         "from_farm_like_actors": audience.farm_like},  # judged by audience_rotation
         f"{audience.busy} of {total} judged interactions came from actors busy across "
         f"many accounts" if total else "no audience signal yet",
     )
@@ -557,13 +558,14 @@ def _off_topic_engagement(posts: list[PostView]) -> _Raw:
     # posts. Ties broken by name, so that replays agree.
     main, _ = min(engagement_by_topic.items(), key=lambda item: (-sum(item[1]), item[0]))
     niche = [post for post in tagged if main in post.topics]
-    # Flagged paid posts are disclosed: sponsored_share judges them.
-    off = [post for post in tagged if main not in post.topics and not post.sponsored]
+    # Flagged paid posts count too: flagging an ad must not lift this penalty (more
+    # sponsored posts never raise credibility; sponsored_share judges the flag).
+    off = [post for post in tagged if main not in post.topics]
     niche_mean = sum(_weighted(post) for post in niche) / len(niche)
     if not off or niche_mean <= 0.0:
         return ("off_topic_engagement", 1.0, 0,
                 {"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
-                f"no unflagged post off '{main}' to compare")
+                f"no post off '{main}' to compare")
     off_mean = sum(_weighted(post) for post in off) / len(off)
     shortfall = max(0.0, niche_mean - off_mean) * len(off) / (niche_mean * (len(niche)
                                                                              + len(off)))
@@ -576,7 +578,7 @@ def _off_topic_engagement(posts: list[PostView]) -> _Raw:
         {"main_topic": main, "off_topic_posts": len(off), "niche_posts": len(niche),
          "off_topic_to_niche": round(off_mean / niche_mean, 4),
          "shortfall": round(shortfall, 4)},
-        f"{len(off)} unflagged posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
+        f"{len(off)} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
         f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
         f"missing, as on undisclosed ads",
     )
