@@ -10,8 +10,12 @@ interactions are re-keyed by actor (`ActorInteraction`, like a Kafka Streams `gr
 into a repartition topic). `ActorActivity` keeps, per actor, the distinct accounts it
 engaged with in a sliding period as a small bitmap per time bucket (linear counting,
 Whang et al. 1990), and judges every interaction by its actor's breadth at that moment.
-What it learns goes back keyed by account as `AudienceSignal`: "in this time bucket,
-this account got N interactions, B of them from busy actors, F from farm-like ones",
+An actor is busy when it engaged with many accounts in the period, farm-like when with
+very many, or when it keeps moving on to accounts it never comes back to (rotating: a
+bot that serves as few accounts as a fan still has to change customers; a fan does
+not). What it learns goes back keyed by account as `AudienceSignal`: "in this time
+bucket, this account got N interactions, B of them from busy actors, F from farm-like
+ones",
 which the account side folds into its state (`Engine.apply_audience`). On Kafka both
 travel in batches, one message per partition per consumer batch (`pack_interactions`,
 `pack_signals`; `actor_partition` picks an actor's repartition partition).
@@ -45,7 +49,12 @@ BITMAP_BITS = 64  # account_bit() takes the top 6 bits of a 64-bit word
 BUSY_ACCOUNTS = 10.0
 FARM_ACCOUNTS = 40.0
 MAX_ACTORS = 2_000_000
+# Rotating: an actor active in at least ROTATING_ACTIVE_SLOTS of the period's buckets, at
+# least ROTATING_ACCOUNTS of whose accounts, and three quarters, were met in one bucket
+# only. A fan comes back; a bot as narrow as a fan still moves on from customer to
+# customer (docs/scoring.md: the labelled set's narrow docs reader).
 ROTATING_ACCOUNTS = 3
+ROTATING_ACTIVE_SLOTS = 3
 # An interaction's verdict: flags of its actor at that moment.
 BUSY = 1
 FARM_LIKE = 2
@@ -93,7 +102,8 @@ class AudienceSignal:
     bucket_start: float  # epoch seconds: start of the ACTIVITY_BUCKET_S bucket
     interactions: int
     busy: int  # of them, from actors with >= BUSY_ACCOUNTS distinct accounts in the period
-    farm_like: int  # of them, from actors with >= FARM_ACCOUNTS (a subset of `busy`)
+    # of them, from actors with >= FARM_ACCOUNTS, or rotating (not a subset of `busy`)
+    farm_like: int
 
     def to_bytes(self) -> bytes:
         return (_SIGNAL.pack(_FORMAT_VERSION, int(self.bucket_start), self.interactions,
@@ -299,9 +309,10 @@ class ActorActivity:
             return verdict | FARM_LIKE
         # Rotating: active in several slots, yet most of its accounts, and several, met
         # in one slot only (a fan comes back; a farm's bot moves on to new customers).
-        # An actor seen in one slot only has had no time to come back: not judged.
+        # An actor seen in fewer slots has had no time to come back: not judged.
         once = bits - (returned & _SLOT_MASK).bit_count()
-        if active_slots >= 3 and once >= self.rotating_accounts and 4 * once >= 3 * bits:
+        if (active_slots >= ROTATING_ACTIVE_SLOTS and once >= self.rotating_accounts
+                and 4 * once >= 3 * bits):
             verdict |= FARM_LIKE
         return verdict
 
