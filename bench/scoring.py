@@ -594,11 +594,11 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
     seen = [("engagement_fit", "ratio"), ("timing_authenticity", "early_share"),
             ("daily_rhythm", "quiet_share"), ("audience_authenticity", "busy_share"),
             ("audience_rotation", "farm_like_share"),
-            ("off_topic_engagement", "shortfall"),
+            ("off_topic_engagement", "shortfall"), ("off_topic_conversation", "drop"),
             ("audience_loyalty", "returning_share"),
             ("engagement_concentration", "top_actors_share"),
             ("post_variation", "coefficient_of_variation"),
-            ("follower_consistency", "unexplained_growth")]
+            ("follower_consistency", "unexplained_growth"), ("follower_reach", "reach_ratio")]
     seen_rows = [["kind", *[inp.replace("_", " ") for _, inp in seen]]]
     for kind in ("authentic", *FRAUD_KINDS):
         cells = []

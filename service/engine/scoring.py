@@ -53,7 +53,7 @@ LOYALTY_FULL_SHARE = 0.6
 LOYALTY_DIVERSE_AT = 0.5
 # Bursts: real audiences put ~1 % of their interactions within seconds of a post.
 BURST_TOLERATED_SHARE = 0.02
-BURST_ZERO_SHARE = 0.10
+BURST_ZERO_SHARE = 0.08
 # Time of day: the share of interactions in the quietest 3-hour bin of the day. People
 # sleep (a few per cent at night); drip-fed bots do not (1/8 when flat).
 RHYTHM_FULL_QUIET_SHARE = 0.02
@@ -61,17 +61,24 @@ RHYTHM_ZERO_QUIET_SHARE = 0.06
 # Audience authenticity: the share of judged interactions from busy actors (>= 10
 # accounts in the actor side's period) at which the component reaches 0, and the share
 # real audiences have anyway (power users who engage with many accounts).
-AUDIENCE_TOLERATED_SHARE = 0.02
-AUDIENCE_ZERO_SHARE = 0.15
+AUDIENCE_TOLERATED_SHARE = 0.01
+AUDIENCE_ZERO_SHARE = 0.10
 # Audience rotation: the same for farm-like actors (>= 40 accounts, or rotating: most of
 # their accounts met once and never again). Real people who discovered a few accounts
 # in the period look rotating too, so real audiences show a larger share.
-ROTATION_TOLERATED_SHARE = 0.15
-ROTATION_ZERO_SHARE = 0.35
+ROTATION_TOLERATED_SHARE = 0.18
+ROTATION_ZERO_SHARE = 0.38
 # Follower growth over the window that engagement growth does not explain: tolerated
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
 FOLLOWER_ZERO_GROWTH = 0.50
+# Follower reach: distinct engaged actors over the window against the interactions per
+# post normal for today's followers. Bought followers never engage: an account whose
+# followers were bought (in the window or before it) reaches few of them. Full credit
+# from REACH_FULL_RATIO (real audiences in the labelled set: 1.2 at the 5th percentile),
+# none at REACH_ZERO_RATIO.
+REACH_FULL_RATIO = 1.6
+REACH_ZERO_RATIO = 0.5
 # Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
 # packages deliver the same number to every post.
 VARIATION_FULL_CV = 0.25
@@ -82,6 +89,11 @@ VARIATION_FULL_CV = 0.25
 # off-topic post varies like any other), zero credit at OFF_TOPIC_ZERO_SHORTFALL.
 OFF_TOPIC_TOLERATED_SHORTFALL = 0.08
 OFF_TOPIC_ZERO_SHORTFALL = 0.30
+# Off-topic conversation: people do not talk about ads. The drop of the comment and share
+# share on off-topic posts against the niche posts: tolerated up to
+# OFF_TOPIC_TOLERATED_DROP (sampling noise), zero credit at OFF_TOPIC_ZERO_DROP.
+OFF_TOPIC_TOLERATED_DROP = 0.20
+OFF_TOPIC_ZERO_DROP = 0.50
 
 Role = Literal["quality", "authenticity"]
 
@@ -106,9 +118,12 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "daily_rhythm": ComponentSpec("authenticity", 0.4, 200, "interactions"),
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
-    "follower_consistency": ComponentSpec("authenticity", 0.5, 2, "posts"),
+    "follower_consistency": ComponentSpec("authenticity", 0.7, 2, "posts"),
+    "follower_reach": ComponentSpec("authenticity", 0.6, 3, "posts"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
     "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
+    "off_topic_conversation": ComponentSpec("authenticity", 0.5, 50,
+                                            "off_topic_interactions"),
 }
 
 Input = int | float | str | bool | None
@@ -261,8 +276,9 @@ def score_credibility(
         _audience_authenticity(audience or AudienceCounts()),
         _audience_rotation(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
+        _follower_reach(actors, engagement, followers),
         _post_variation(posts),
-        _off_topic_engagement(posts),
+        *_off_topic(posts),
     ]
     shaped: list[tuple[str, ComponentSpec, float, float, float, _Raw]] = []
     quality = 0.0
@@ -509,6 +525,28 @@ def _follower_consistency(posts: list[PostView], engagement: Engagement,
     )
 
 
+def _follower_reach(actors: ActorSummary, engagement: Engagement,
+                    followers: Followers) -> _Raw:
+    now = followers.now
+    if now is None or not engagement.posts_with_followers:
+        return ("follower_reach", 1.0, 0, {"reach_ratio": None}, "no follower count yet")
+    base = max(now, 1)
+    normal_per_post = base * expected_engagement_rate(base)
+    reach = actors.distinct_actors / normal_per_post
+    value = clamp((reach - REACH_ZERO_RATIO) / (REACH_FULL_RATIO - REACH_ZERO_RATIO))
+    return (
+        "follower_reach",
+        value,
+        engagement.posts_with_followers,
+        {"distinct_actors": round(actors.distinct_actors, 1), "followers": now,
+         "normal_interactions_per_post": round(normal_per_post, 1),
+         "reach_ratio": round(reach, 4)},
+        f"{actors.distinct_actors:.0f} distinct actors engaged over the window, "
+        f"{reach:.1f}x the interactions per post normal for {now:,} followers "
+        f"(followers who never engage reach nobody)",
+    )
+
+
 def _engagement_growth(posts: list[PostView]) -> float:
     """Interactions per post on the newer half of the window's posts against the older
     half, minus 1 (0 with fewer than two posts)."""
@@ -543,24 +581,32 @@ def _weighted(post: PostView) -> float:
     return LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments + SHARE_WEIGHT * post.shares
 
 
-def _off_topic_engagement(posts: list[PostView]) -> _Raw:
+def _off_topic(posts: list[PostView]) -> tuple[_Raw, _Raw]:
+    """How the audience treats the posts off the account's niche: as much engagement
+    (`off_topic_engagement`) and as much conversation (`off_topic_conversation`) as on
+    the niche posts, or less, as on undisclosed ads."""
     tagged = [post for post in posts if post.topics]
-    engagement_by_topic: dict[str, list[float]] = {}
+    engagement_by_topic: dict[str, float] = {}
     for post in tagged:
         for topic in set(post.topics):
-            engagement_by_topic.setdefault(topic, []).append(_weighted(post))
+            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + _weighted(post)
     if not engagement_by_topic:
-        return ("off_topic_engagement", 1.0, 0, {"main_topic": None},
-                "no post carries topics")
-    # The niche is the topic its audience engages with most per post, among the topics
-    # of at least two posts (one post's luck does not make a niche); not the topic posted
-    # most: a feed of undisclosed ads may post more ads, some on one brand, than niche
-    # posts. Ties broken by name, so that replays agree.
-    main, _ = min(engagement_by_topic.items(), key=lambda item: (-sum(item[1]), item[0]))
+        return (("off_topic_engagement", 1.0, 0, {"main_topic": None},
+                 "no post carries topics"),
+                ("off_topic_conversation", 1.0, 0, {"main_topic": None},
+                 "no post carries topics"))
+    # The niche is the topic the audience engages with most (not the one posted most: a
+    # feed of undisclosed ads may post more ads than niche posts). Ties broken by name,
+    # so that replays agree.
+    main, _ = min(engagement_by_topic.items(), key=lambda item: (-item[1], item[0]))
     niche = [post for post in tagged if main in post.topics]
     # Flagged paid posts count too: flagging an ad must not lift this penalty (more
     # sponsored posts never raise credibility; sponsored_share judges the flag).
     off = [post for post in tagged if main not in post.topics]
+    return _off_topic_engagement(main, niche, off), _off_topic_conversation(main, niche, off)
+
+
+def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
     niche_mean = sum(_weighted(post) for post in niche) / len(niche)
     if not off or niche_mean <= 0.0:
         return ("off_topic_engagement", 1.0, 0,
@@ -581,6 +627,33 @@ def _off_topic_engagement(posts: list[PostView]) -> _Raw:
         f"{len(off)} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
         f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
         f"missing, as on undisclosed ads",
+    )
+
+
+def _deep_share(posts: list[PostView]) -> tuple[float, int]:
+    total = sum(post.likes + post.comments + post.shares for post in posts)
+    deep = sum(post.comments + post.shares for post in posts)
+    return (deep / total if total else 0.0), total
+
+
+def _off_topic_conversation(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
+    niche_deep, _ = _deep_share(niche)
+    off_deep, off_total = _deep_share(off)
+    if not off_total or niche_deep <= 0.0:
+        return ("off_topic_conversation", 1.0, 0,
+                {"main_topic": main, "off_topic_interactions": off_total, "drop": 0.0},
+                f"no interactions off '{main}' to compare with conversation on it")
+    drop = max(0.0, 1.0 - off_deep / niche_deep)
+    value = clamp(1.0 - (drop - OFF_TOPIC_TOLERATED_DROP)
+                  / (OFF_TOPIC_ZERO_DROP - OFF_TOPIC_TOLERATED_DROP))
+    return (
+        "off_topic_conversation",
+        value,
+        off_total,
+        {"main_topic": main, "off_topic_deep_share": round(off_deep, 4),
+         "niche_deep_share": round(niche_deep, 4), "drop": round(drop, 4)},
+        f"{off_deep:.0%} of the interactions on posts off '{main}' are comments or shares, "
+        f"against {niche_deep:.0%} on it: people do not talk about ads",
     )
 
 
