@@ -119,10 +119,10 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "follower_consistency": ComponentSpec("authenticity", 0.7, 2, "posts"),
-    "follower_reach": ComponentSpec("authenticity", 0.6, 3, "posts"),
+    "follower_reach": ComponentSpec("authenticity", 0.6, 50, "interactions"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
     "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
-    "off_topic_conversation": ComponentSpec("authenticity", 0.5, 50,
+    "off_topic_conversation": ComponentSpec("authenticity", 0.7, 50,
                                             "off_topic_interactions"),
 }
 
@@ -537,7 +537,7 @@ def _follower_reach(actors: ActorSummary, engagement: Engagement,
     return (
         "follower_reach",
         value,
-        engagement.posts_with_followers,
+        actors.interactions,
         {"distinct_actors": round(actors.distinct_actors, 1), "followers": now,
          "normal_interactions_per_post": round(normal_per_post, 1),
          "reach_ratio": round(reach, 4)},
