@@ -5,7 +5,12 @@ import random
 import pytest
 
 from service.engine import AccountScore, Engine
-from service.engine.scoring import COMPONENTS, engagement_fit_value
+from service.engine.scoring import (
+    COMPONENTS,
+    REACH_FULL_RATIO,
+    REACH_ZERO_RATIO,
+    engagement_fit_value,
+)
 from service.simulation import (
     AUTHENTIC_MICRO,
     LIKES_ONLY,
@@ -144,3 +149,69 @@ def test_a_cached_score_follows_the_follower_count_at_the_window_start() -> None
     assert after is not None
     assert after.credibility.components["follower_consistency"].value == 1
     assert after == fresh.score("acc")
+
+
+def feed(ad_engagement: float, ad_comments: float, seed: int = 3) -> AccountScore:
+    """Six niche posts and four brand posts a day apart, 2,000 followers: niche posts get
+    80 interactions, a fifth of them comments; brand posts `ad_engagement` times as many,
+    `ad_comments` times the comment share."""
+    rng = random.Random(seed)
+    engine = Engine()
+    events = [followers("acc", 2_000, 0)]
+    for number in range(10):
+        is_ad = number % 5 in (1, 3)
+        topics = ["crypto" if number % 2 else "energy-drinks"] if is_ad else ["veganism"]
+        posted_at = number * DAY
+        events.append(post("acc", f"p{number}", posted_at, topics=topics))
+        count = round(80 * (ad_engagement if is_ad else 1.0))
+        comment_share = 0.2 * (ad_comments if is_ad else 1.0)
+        for n in range(count):
+            kind = "comment" if rng.random() < comment_share else "like"
+            events.append(interaction(kind, "acc", f"p{number}", f"fan{rng.randrange(400)}",
+                                      posted_at + 600 + n * 60))
+    for event in events:
+        engine.apply(decoded(event))
+    score = engine.score("acc")
+    assert score is not None
+    return score
+
+
+def test_off_topic_posts_the_audience_ignores_and_does_not_talk_about_cost_credibility() -> None:
+    """Undisclosed ads: brand posts with a third of the engagement and half the comments
+    are blamed on off_topic_engagement and off_topic_conversation; off-topic posts that
+    the audience treats like the niche posts cost nothing."""
+    honest = feed(ad_engagement=1.0, ad_comments=1.0).credibility
+    ads = feed(ad_engagement=0.35, ad_comments=0.5).credibility
+    for name in ("off_topic_engagement", "off_topic_conversation"):
+        assert honest.components[name].factor > 0.95, name
+        assert ads.components[name].value < 0.5, name
+        assert ads.components[name].points < -3, name
+        assert ads.components[name].inputs["main_topic"] == "veganism"
+    assert ads.score < honest.score - 15
+
+
+def test_followers_who_never_engage_cost_credibility_through_follower_reach() -> None:
+    """The same 300 likes from 150 people on 3 posts: against 2,000 followers they reach
+    plenty; against 60,000 (bought long before the window, so no jump to see) almost
+    nobody engages, and follower_reach says so."""
+    scores = []
+    for count in (2_000, 60_000):
+        engine = Engine()
+        events = [followers("acc", count, 0)]
+        for number in range(3):
+            events.append(post("acc", f"p{number}", number * DAY))
+            events += [interaction("like", "acc", f"p{number}", f"fan{(n + 50 * number) % 150}",
+                                   number * DAY + 600 + n * 60) for n in range(100)]
+        for event in events:
+            engine.apply(decoded(event))
+        score = engine.score("acc")
+        assert score is not None
+        scores.append(score.credibility.components["follower_reach"])
+    small, bought = scores
+    assert small.value == 1
+    assert bought.value == 0
+    reach = [component.inputs["reach_ratio"] for component in (bought, small)]
+    assert isinstance(reach[0], float)
+    assert isinstance(reach[1], float)
+    assert reach[0] < REACH_ZERO_RATIO < REACH_FULL_RATIO < reach[1]
+    assert bought.points < 0
