@@ -72,13 +72,6 @@ ROTATION_ZERO_SHARE = 0.38
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
 FOLLOWER_ZERO_GROWTH = 0.50
-# Follower reach: distinct engaged actors over the window against the interactions per
-# post normal for today's followers. Bought followers never engage: an account whose
-# followers were bought (in the window or before it) reaches few of them. Full credit
-# from REACH_FULL_RATIO (real audiences in the labelled set: 1.2 at the 5th percentile),
-# none at REACH_ZERO_RATIO.
-REACH_FULL_RATIO = 1.6
-REACH_ZERO_RATIO = 0.5
 # Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
 # packages deliver the same number to every post.
 VARIATION_FULL_CV = 0.25
@@ -119,7 +112,6 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "follower_consistency": ComponentSpec("authenticity", 0.7, 2, "posts"),
-    "follower_reach": ComponentSpec("authenticity", 0.6, 50, "interactions"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
     "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
     "off_topic_conversation": ComponentSpec("authenticity", 0.7, 50,
@@ -276,7 +268,6 @@ def score_credibility(
         _audience_authenticity(audience or AudienceCounts()),
         _audience_rotation(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
-        _follower_reach(actors, engagement, followers),
         _post_variation(posts),
         *_off_topic(posts),
     ]
@@ -522,28 +513,6 @@ def _follower_consistency(posts: list[PostView], engagement: Engagement,
          "unexplained_growth": round(unexplained, 4)},
         f"followers {growth:+.0%} over the window, interactions per post "
         f"{engagement_growth:+.0%}: {unexplained:.0%} of growth unexplained",
-    )
-
-
-def _follower_reach(actors: ActorSummary, engagement: Engagement,
-                    followers: Followers) -> _Raw:
-    now = followers.now
-    if now is None or not engagement.posts_with_followers:
-        return ("follower_reach", 1.0, 0, {"reach_ratio": None}, "no follower count yet")
-    base = max(now, 1)
-    normal_per_post = base * expected_engagement_rate(base)
-    reach = actors.distinct_actors / normal_per_post
-    value = clamp((reach - REACH_ZERO_RATIO) / (REACH_FULL_RATIO - REACH_ZERO_RATIO))
-    return (
-        "follower_reach",
-        value,
-        actors.interactions,
-        {"distinct_actors": round(actors.distinct_actors, 1), "followers": now,
-         "normal_interactions_per_post": round(normal_per_post, 1),
-         "reach_ratio": round(reach, 4)},
-        f"{actors.distinct_actors:.0f} distinct actors engaged over the window, "
-        f"{reach:.1f}x the interactions per post normal for {now:,} followers "
-        f"(followers who never engage reach nobody)",
     )
 
 

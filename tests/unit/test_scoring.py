@@ -5,12 +5,7 @@ import random
 import pytest
 
 from service.engine import AccountScore, Engine
-from service.engine.scoring import (
-    COMPONENTS,
-    REACH_FULL_RATIO,
-    REACH_ZERO_RATIO,
-    engagement_fit_value,
-)
+from service.engine.scoring import COMPONENTS, engagement_fit_value
 from service.simulation import (
     AUTHENTIC_MICRO,
     LIKES_ONLY,
@@ -188,30 +183,3 @@ def test_off_topic_posts_the_audience_ignores_and_does_not_talk_about_cost_credi
         assert ads.components[name].points < -3, name
         assert ads.components[name].inputs["main_topic"] == "veganism"
     assert ads.score < honest.score - 15
-
-
-def test_followers_who_never_engage_cost_credibility_through_follower_reach() -> None:
-    """The same 300 likes from 150 people on 3 posts: against 2,000 followers they reach
-    plenty; against 60,000 (bought long before the window, so no jump to see) almost
-    nobody engages, and follower_reach says so."""
-    scores = []
-    for count in (2_000, 60_000):
-        engine = Engine()
-        events = [followers("acc", count, 0)]
-        for number in range(3):
-            events.append(post("acc", f"p{number}", number * DAY))
-            events += [interaction("like", "acc", f"p{number}", f"fan{(n + 50 * number) % 150}",
-                                   number * DAY + 600 + n * 60) for n in range(100)]
-        for event in events:
-            engine.apply(decoded(event))
-        score = engine.score("acc")
-        assert score is not None
-        scores.append(score.credibility.components["follower_reach"])
-    small, bought = scores
-    assert small.value == 1
-    assert bought.value == 0
-    reach = [component.inputs["reach_ratio"] for component in (bought, small)]
-    assert isinstance(reach[0], float)
-    assert isinstance(reach[1], float)
-    assert reach[0] < REACH_ZERO_RATIO < REACH_FULL_RATIO < reach[1]
-    assert bought.points < 0
