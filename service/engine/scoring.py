@@ -2,8 +2,10 @@
 
 Quality components (the article's principles: engagement for the size, conversation,
 loyal and diverse audience, niche, few paid posts) add points: `weight x value`, their
-weights summing to 1. Authenticity components (evidence of fakes: bursts, farm-like
-actors, bought followers, packaged per-post counts, engagement too thin to judge)
+weights summing to 1. Authenticity components (evidence of fakes: bursts, busy actors,
+farm-like actors that serve very many accounts or keep moving on to new ones, bought
+followers, packaged per-post counts, off-topic posts the audience ignores and does not
+talk about as on undisclosed ads, engagement too thin to judge)
 multiply: each takes up to `weight` of the score away. So one strong piece of fraud
 evidence costs a share of the whole score, not a fixed few points that good numbers
 elsewhere make up for, and an account whose engagement is far below normal cannot
