@@ -598,7 +598,8 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
             ("audience_loyalty", "returning_share"),
             ("engagement_concentration", "top_actors_share"),
             ("post_variation", "coefficient_of_variation"),
-            ("follower_consistency", "unexplained_growth")]
+            ("follower_consistency", "unexplained_growth"),
+            ("follower_jumps", "unexplained_jump")]
     seen_rows = [["kind", *[inp.replace("_", " ") for _, inp in seen]]]
     for kind in ("authentic", *FRAUD_KINDS):
         cells = []

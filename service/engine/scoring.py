@@ -27,7 +27,12 @@ from typing import Literal
 
 from service.engine.account import PostView
 from service.engine.sketches import ActorSummary
-from service.engine.tiers import expected_engagement_rate
+from service.engine.tiers import (
+    ENGAGEMENT_SIZE_ELASTICITY,
+    REFERENCE_ENGAGEMENT_RATE,
+    REFERENCE_FOLLOWERS,
+    expected_engagement_rate,
+)
 
 NEUTRAL = 0.5
 TOP_ACTORS = 10
@@ -74,6 +79,12 @@ ROTATION_ZERO_SHARE = 0.38
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
 FOLLOWER_ZERO_GROWTH = 0.50
+# Follower jumps, read at the posts: the largest rise in followers between consecutive
+# posts (or since the last post), less what the engagement across it explains, in
+# shares of the audience the engagement supports. Tolerated up to FOLLOWER_JUMP_TOLERATED,
+# zero credit at FOLLOWER_JUMP_ZERO.
+FOLLOWER_JUMP_TOLERATED = 0.15
+FOLLOWER_JUMP_ZERO = 0.50
 # Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
 # packages deliver the same number to every post.
 VARIATION_FULL_CV = 0.25
@@ -114,6 +125,7 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
     "follower_consistency": ComponentSpec("authenticity", 0.7, 2, "posts"),
+    "follower_jumps": ComponentSpec("authenticity", 0.7, 2, "posts"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
     "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
     "off_topic_conversation": ComponentSpec("authenticity", 0.7, 50,
@@ -270,6 +282,7 @@ def score_credibility(
         _audience_authenticity(audience or AudienceCounts()),
         _audience_rotation(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
+        _follower_jumps(posts, followers),
         _post_variation(posts),
         *_off_topic(posts),
     ]
@@ -528,6 +541,61 @@ def _engagement_growth(posts: list[PostView]) -> float:
     newer_posts = posts[len(posts) - half :]
     newer = sum(post.likes + post.comments + post.shares for post in newer_posts) / half
     return newer / older - 1.0 if older > 0 else 0.0
+
+
+def supported_followers(interactions_per_post: float) -> float:
+    """The follower count for which these interactions per post are the normal rate:
+    the audience the engagement supports (`f x expected_rate(f) = per_post`, solved)."""
+    reach = interactions_per_post / (REFERENCE_ENGAGEMENT_RATE * REFERENCE_FOLLOWERS)
+    return float(REFERENCE_FOLLOWERS * reach ** (1.0 / (1.0 - ENGAGEMENT_SIZE_ELASTICITY)))
+
+
+def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
+    """Sudden follower jumps that engagement does not follow, read from the posts.
+
+    Each post carries the followers it had; a jump between two posts (or between the last
+    post and now) with the same interactions per post after it is bought. Unlike
+    `follower_consistency` (the window's trend against the engagement's trend), this is
+    local: each step against the engagement across that step. A step is measured in
+    followers gained over the audience the engagement supports, not over the follower
+    count, so buying more followers only ever makes a step larger.
+    """
+    known = sorted((post.posted_at, post.followers_at_post or 0,
+                    post.likes + post.comments + post.shares)
+                   for post in posts if post.followers_at_post is not None)
+    if not known or followers.now is None:
+        return ("follower_jumps", 1.0, 0, {"largest_jump": None},
+                "no posts with a follower count to compare")
+    counts = [count for _, count, _ in known]
+    engagement = [interactions for _, _, interactions in known]
+    per_post = sum(engagement) / len(engagement)
+    supported = max(supported_followers(per_post), 1.0)
+    worst, worst_gain, worst_response = 0.0, 0, 0.0
+    # Steps between posts, each explained by the engagement after it against before it;
+    # the step since the last post by that post against the ones before.
+    steps = [(counts[i] - counts[i - 1], engagement[i:], engagement[:i])
+             for i in range(1, len(counts))]
+    steps.append((followers.now - counts[-1], engagement[-1:], engagement[:-1]))
+    for gain, after, before in steps:
+        mean_before = sum(before) / len(before) if before else 0.0
+        response = (sum(after) / len(after) / mean_before - 1.0) if mean_before > 0 else 0.0
+        unexplained = gain / supported - max(0.0, response)
+        if unexplained > worst:
+            worst, worst_gain, worst_response = unexplained, gain, response
+    value = clamp(1.0 - (worst - FOLLOWER_JUMP_TOLERATED)
+                  / (FOLLOWER_JUMP_ZERO - FOLLOWER_JUMP_TOLERATED))
+    return (
+        "follower_jumps",
+        value,
+        len(known),
+        {"largest_jump_followers": worst_gain, "supported_followers": round(supported),
+         "engagement_response": round(worst_response, 4),
+         "unexplained_jump": round(worst, 4)},
+        f"the largest follower jump between posts, {worst_gain:+,}, is "
+        f"{worst_gain / supported:.0%} of the {supported:,.0f} followers the engagement "
+        f"supports; interactions per post moved {worst_response:+.0%} across it"
+        if worst > 0 else "no follower jump beyond what the engagement explains",
+    )
 
 
 def _post_variation(posts: list[PostView]) -> _Raw:
