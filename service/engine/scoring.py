@@ -573,12 +573,17 @@ def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
     worst, worst_gain, worst_response = 0.0, 0, 0.0
     # Steps between posts, each explained by the engagement after it against before it;
     # the step since the last post by that post against the ones before.
-    steps = [(counts[i] - counts[i - 1], engagement[i:], engagement[:i])
-             for i in range(1, len(counts))]
-    steps.append((followers.now - counts[-1], engagement[-1:], engagement[:-1]))
-    for gain, after, before in steps:
-        mean_before = sum(before) / len(before) if before else 0.0
-        response = (sum(after) / len(after) / mean_before - 1.0) if mean_before > 0 else 0.0
+    total, before, last = sum(engagement), 0, len(counts) - 1
+    for index, count in enumerate(counts):
+        before += engagement[index]
+        if index < last:
+            gain = counts[index + 1] - count
+            after = (total - before) / (last - index)
+        else:
+            gain = followers.now - count
+            before, after = before - engagement[last], engagement[last]
+        mean_before = before / (index + 1 if index < last else last) if before else 0.0
+        response = after / mean_before - 1.0 if mean_before > 0 else 0.0
         unexplained = gain / supported - max(0.0, response)
         if unexplained > worst:
             worst, worst_gain, worst_response = unexplained, gain, response
