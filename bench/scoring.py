@@ -58,7 +58,9 @@ TOPICS = ("veganism", "motherhood", "running", "chronic-illness", "climate", "ga
 BRANDS = ("fashion", "finance", "travel", "cosmetics", "energy-drinks", "crypto")
 FRAUD_KINDS = ("engagement_pod", "burst_farm", "drip_bought_likes", "bought_comments",
                "mixed_real_and_bought", "fake_followers", "tuned_rate", "unflagged_sponsoring",
-               "issue_adversary", "docs_reader")
+               "issue_adversary", "docs_reader", "narrow_docs_reader")
+# A narrow docs reader's bots serve as few accounts as real people do.
+NARROW_BREADTH = 3
 
 # One raw event: (time, kind, account, post_id, actor_id, payload)
 Raw = tuple[float, str, str, str, str, object]
@@ -316,7 +318,9 @@ def build(population: Population, seed: int) -> World:
                       outside_per_day=8.0)
     docs_farm = Farm("docs", [], outside_per_day=population.docs_breadth / 8.0)
     docs_bots = [f"quiet{n}" for n in range(int(40_000 * scale))]
-    farms = (big_farm, cheap_farm, docs_farm)
+    narrow_farm = Farm("narrow", [], outside_per_day=NARROW_BREADTH / 8.0)
+    narrow_bots = [f"narrow{n}" for n in range(int(40_000 * scale))]
+    farms = (big_farm, cheap_farm, docs_farm, narrow_farm)
     pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
     pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
             for start in range(2)]
@@ -391,7 +395,9 @@ def build(population: Population, seed: int) -> World:
             target = rng.uniform(2.5, 3.0) - shape.ratio
             bought(world, account, posts, big_farm, normal * max(target, 0.5), rng,
                    deep_share=0.2, spread_s=rng.uniform(4, 20) * HOUR, jitter=0.1)
-        else:  # docs_reader: every per-account signal in the authentic range
+        else:  # docs readers: every per-account signal in the authentic range
+            farm, bots = ((docs_farm, docs_bots) if kind == "docs_reader"
+                          else (narrow_farm, narrow_bots))
             shape.ratio *= rng.uniform(0.4, 0.6)
             shape.sponsored_share = 0.0
             shape.off_topic_share = 0.0
@@ -400,10 +406,11 @@ def build(population: Population, seed: int) -> World:
             target = rng.uniform(2.0, 2.8) - shape.ratio
             per_post = normal * max(target, 0.5)
             # Returning bots: a pool per customer about as large as a real audience,
-            # each bot serving `docs_breadth` accounts per 8 days (outside included).
-            pool = rng.sample(docs_bots, k=min(len(docs_bots), max(30, int(per_post * 1.5))))
-            docs_farm.bots += pool
-            bought(world, account, posts, docs_farm, per_post, rng, deep_share=0.22,
+            # each bot serving `docs_breadth` (narrow: NARROW_BREADTH) accounts per 8
+            # days, outside included.
+            pool = rng.sample(bots, k=min(len(bots), max(30, int(per_post * 1.5))))
+            farm.bots += pool
+            bought(world, account, posts, farm, per_post, rng, deep_share=0.22,
                    spread_s=0, jitter=0.45, diurnal_zone=shape.zone_h, returning_pool=pool)
     for pod in pods:
         # Pod members are the pod's own owners and a few helpers; each engages with
@@ -421,6 +428,7 @@ def build(population: Population, seed: int) -> World:
                                "comment" if rng.random() < 0.6 else "like",
                                account, post_id, member)
     docs_farm.bots = list(dict.fromkeys(docs_farm.bots))
+    narrow_farm.bots = list(dict.fromkeys(narrow_farm.bots))
     for farm in farms:
         farm.background(world, rng)
     world.raw.sort(key=lambda event: event[0])
@@ -584,11 +592,14 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
 
     print("\nWhat the components saw (median per kind, 10th-90th percentile):\n")
     seen = [("engagement_fit", "ratio"), ("timing_authenticity", "early_share"),
-            ("daily_rhythm", "quiet_share"), ("audience_authenticity", "suspect_share"),
+            ("daily_rhythm", "quiet_share"), ("audience_authenticity", "busy_share"),
+            ("audience_rotation", "farm_like_share"),
+            ("off_topic_engagement", "shortfall"), ("off_topic_conversation", "drop"),
             ("audience_loyalty", "returning_share"),
             ("engagement_concentration", "top_actors_share"),
             ("post_variation", "coefficient_of_variation"),
-            ("follower_consistency", "unexplained_growth")]
+            ("follower_consistency", "unexplained_growth"),
+            ("follower_jumps", "unexplained_jump")]
     seen_rows = [["kind", *[inp.replace("_", " ") for _, inp in seen]]]
     for kind in ("authentic", *FRAUD_KINDS):
         cells = []

@@ -10,8 +10,12 @@ interactions are re-keyed by actor (`ActorInteraction`, like a Kafka Streams `gr
 into a repartition topic). `ActorActivity` keeps, per actor, the distinct accounts it
 engaged with in a sliding period as a small bitmap per time bucket (linear counting,
 Whang et al. 1990), and judges every interaction by its actor's breadth at that moment.
-What it learns goes back keyed by account as `AudienceSignal`: "in this time bucket,
-this account got N interactions, B of them from busy actors, F from farm-like ones",
+An actor is busy when it engaged with many accounts in the period, farm-like when with
+very many, or when it keeps moving on to accounts it never comes back to (rotating: a
+bot that serves as few accounts as a fan still has to change customers; a fan does
+not). What it learns goes back keyed by account as `AudienceSignal`: "in this time
+bucket, this account got N interactions, B of them from busy actors, F from farm-like
+ones",
 which the account side folds into its state (`Engine.apply_audience`). On Kafka both
 travel in batches, one message per partition per consumer batch (`pack_interactions`,
 `pack_signals`; `actor_partition` picks an actor's repartition partition).
@@ -45,6 +49,15 @@ BITMAP_BITS = 64  # account_bit() takes the top 6 bits of a 64-bit word
 BUSY_ACCOUNTS = 10.0
 FARM_ACCOUNTS = 40.0
 MAX_ACTORS = 2_000_000
+# Rotating: an actor active in at least ROTATING_ACTIVE_SLOTS of the period's buckets, at
+# least ROTATING_ACCOUNTS of whose accounts, and three quarters, were met in one bucket
+# only. A fan comes back; a bot as narrow as a fan still moves on from customer to
+# customer (docs/scoring.md: the labelled set's narrow docs reader).
+ROTATING_ACCOUNTS = 3
+ROTATING_ACTIVE_SLOTS = 3
+# An interaction's verdict: flags of its actor at that moment.
+BUSY = 1
+FARM_LIKE = 2
 
 _BUCKET_BITS = 32
 _BUCKET_MASK = (1 << _BUCKET_BITS) - 1
@@ -89,7 +102,8 @@ class AudienceSignal:
     bucket_start: float  # epoch seconds: start of the ACTIVITY_BUCKET_S bucket
     interactions: int
     busy: int  # of them, from actors with >= BUSY_ACCOUNTS distinct accounts in the period
-    farm_like: int  # of them, from actors with >= FARM_ACCOUNTS (a subset of `busy`)
+    # of them, from actors with >= FARM_ACCOUNTS, or rotating (not a subset of `busy`)
+    farm_like: int
 
     def to_bytes(self) -> bytes:
         return (_SIGNAL.pack(_FORMAT_VERSION, int(self.bucket_start), self.interactions,
@@ -221,12 +235,14 @@ class ActorActivity:
 
     def __init__(self, bucket_s: float = ACTIVITY_BUCKET_S, buckets: int = ACTIVITY_BUCKETS,
                  busy_accounts: float = BUSY_ACCOUNTS, farm_accounts: float = FARM_ACCOUNTS,
-                 max_actors: int = MAX_ACTORS) -> None:
+                 max_actors: int = MAX_ACTORS,
+                 rotating_accounts: int = ROTATING_ACCOUNTS) -> None:
         self.bucket_s = bucket_s
         self.buckets = buckets
         self.busy_accounts = busy_accounts
         self.farm_accounts = farm_accounts
         self.max_actors = max_actors
+        self.rotating_accounts = rotating_accounts
         self.stats = ActivityStats()
         self._busy_bits = _bits_for(busy_accounts)
         self._farm_bits = _bits_for(farm_accounts)
@@ -249,8 +265,8 @@ class ActorActivity:
         return estimate_distinct(union & _SLOT_MASK)
 
     def observe(self, actor: int, account_id: str, occurred_at: float) -> int:
-        """Records one interaction; returns 0 (an ordinary actor), 1 (busy) or 2
-        (farm-like), judged on the actor's accounts in the period including this one."""
+        """Records one interaction; returns its actor's flags (BUSY, FARM_LIKE, both or
+        0 for an ordinary actor), judged on its accounts in the period including this one."""
         self.stats.observed += 1
         return self._observe(actor, account_bit(account_id), int(occurred_at // self.bucket_s))
 
@@ -275,13 +291,30 @@ class ActorActivity:
         else:
             self.stats.too_old += 1
         actors[actor] = state
+        # The union of the slots (the accounts of the period), and the accounts met in
+        # more than one slot (the ones the actor came back to).
         union = state >> _BUCKET_BITS
+        returned = 0
+        active_slots = 1 if union & _SLOT_MASK else 0
         for shift in self._slot_shifts:
-            union |= state >> shift
-        bits = (union & _SLOT_MASK).bit_count()
+            slot = state >> shift
+            if slot & _SLOT_MASK:
+                active_slots += 1
+            returned |= union & slot
+            union |= slot
+        union &= _SLOT_MASK
+        bits = union.bit_count()
+        verdict = BUSY if bits >= self._busy_bits else 0
         if bits >= self._farm_bits:
-            return 2
-        return 1 if bits >= self._busy_bits else 0
+            return verdict | FARM_LIKE
+        # Rotating: active in several slots, yet most of its accounts, and several, met
+        # in one slot only (a fan comes back; a farm's bot moves on to new customers).
+        # An actor seen in fewer slots has had no time to come back: not judged.
+        once = bits - (returned & _SLOT_MASK).bit_count()
+        if (active_slots >= ROTATING_ACTIVE_SLOTS and once >= self.rotating_accounts
+                and 4 * once >= 3 * bits):
+            verdict |= FARM_LIKE
+        return verdict
 
     def observe_batch(self, interactions: Iterable[ActorInteraction]) -> list[AudienceSignal]:
         """Observes a batch and returns its signals, one per (account, bucket) touched."""
@@ -308,9 +341,8 @@ class ActorActivity:
                 counts = accounts[account_id] = [0, 0, 0]
             counts[0] += 1
             if verdict:
-                counts[1] += 1
-                if verdict == 2:
-                    counts[2] += 1
+                counts[1] += verdict & BUSY
+                counts[2] += verdict >> 1
         self.stats.observed += count
         return [AudienceSignal(account_id, bucket * bucket_s, n, busy, farm)
                 for bucket, accounts in pending.items()

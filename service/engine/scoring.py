@@ -2,8 +2,10 @@
 
 Quality components (the article's principles: engagement for the size, conversation,
 loyal and diverse audience, niche, few paid posts) add points: `weight x value`, their
-weights summing to 1. Authenticity components (evidence of fakes: bursts, farm-like
-actors, bought followers, packaged per-post counts, engagement too thin to judge)
+weights summing to 1. Authenticity components (evidence of fakes: bursts, busy actors,
+farm-like actors that serve very many accounts or keep moving on to new ones, bought
+followers, packaged per-post counts, off-topic posts the audience ignores and does not
+talk about as on undisclosed ads, engagement too thin to judge)
 multiply: each takes up to `weight` of the score away. So one strong piece of fraud
 evidence costs a share of the whole score, not a fixed few points that good numbers
 elsewhere make up for, and an account whose engagement is far below normal cannot
@@ -25,7 +27,12 @@ from typing import Literal
 
 from service.engine.account import PostView
 from service.engine.sketches import ActorSummary
-from service.engine.tiers import expected_engagement_rate
+from service.engine.tiers import (
+    ENGAGEMENT_SIZE_ELASTICITY,
+    REFERENCE_ENGAGEMENT_RATE,
+    REFERENCE_FOLLOWERS,
+    expected_engagement_rate,
+)
 
 NEUTRAL = 0.5
 TOP_ACTORS = 10
@@ -53,23 +60,46 @@ LOYALTY_FULL_SHARE = 0.6
 LOYALTY_DIVERSE_AT = 0.5
 # Bursts: real audiences put ~1 % of their interactions within seconds of a post.
 BURST_TOLERATED_SHARE = 0.02
-BURST_ZERO_SHARE = 0.10
+BURST_ZERO_SHARE = 0.08
 # Time of day: the share of interactions in the quietest 3-hour bin of the day. People
 # sleep (a few per cent at night); drip-fed bots do not (1/8 when flat).
 RHYTHM_FULL_QUIET_SHARE = 0.02
 RHYTHM_ZERO_QUIET_SHARE = 0.06
-# Audience authenticity: the suspect share (busy actors count half, farm-like in full)
-# at which the component reaches 0, and the share real audiences have anyway (power
-# users who engage with many accounts).
-AUDIENCE_TOLERATED_SHARE = 0.02
-AUDIENCE_ZERO_SHARE = 0.15
+# Audience authenticity: the share of judged interactions from busy actors (>= 10
+# accounts in the actor side's period) at which the component reaches 0, and the share
+# real audiences have anyway (power users who engage with many accounts).
+AUDIENCE_TOLERATED_SHARE = 0.01
+AUDIENCE_ZERO_SHARE = 0.10
+# Audience rotation: the same for farm-like actors (>= 40 accounts, or rotating: most of
+# their accounts met once and never again). Real people who discovered a few accounts
+# in the period look rotating too, so real audiences show a larger share.
+ROTATION_TOLERATED_SHARE = 0.18
+ROTATION_ZERO_SHARE = 0.38
 # Follower growth over the window that engagement growth does not explain: tolerated
 # up to FOLLOWER_ORGANIC_GROWTH, zero credit at FOLLOWER_ZERO_GROWTH.
 FOLLOWER_ORGANIC_GROWTH = 0.10
 FOLLOWER_ZERO_GROWTH = 0.50
+# Follower jumps, read at the posts: the largest rise in followers between consecutive
+# posts (or since the last post), less what the engagement across it explains, in
+# shares of the audience the engagement supports. Tolerated up to FOLLOWER_JUMP_TOLERATED,
+# zero credit at FOLLOWER_JUMP_ZERO.
+FOLLOWER_JUMP_TOLERATED = 0.15
+FOLLOWER_JUMP_ZERO = 0.50
 # Per-post counts: real posts vary (coefficient of variation ~0.3-0.8); bought
 # packages deliver the same number to every post.
 VARIATION_FULL_CV = 0.25
+# Off-topic engagement: undisclosed ads are posts off the account's niche that its
+# audience does not care for. The shortfall is the share of the account's expected
+# engagement (its niche posts' mean, weighted, on every judged post) missing on its
+# off-topic posts; tolerated up to OFF_TOPIC_TOLERATED_SHORTFALL (a real
+# off-topic post varies like any other), zero credit at OFF_TOPIC_ZERO_SHORTFALL.
+OFF_TOPIC_TOLERATED_SHORTFALL = 0.08
+OFF_TOPIC_ZERO_SHORTFALL = 0.30
+# Off-topic conversation: people do not talk about ads. The drop of the comment and share
+# share on off-topic posts against the niche posts: tolerated up to
+# OFF_TOPIC_TOLERATED_DROP (sampling noise), zero credit at OFF_TOPIC_ZERO_DROP.
+OFF_TOPIC_TOLERATED_DROP = 0.20
+OFF_TOPIC_ZERO_DROP = 0.50
 
 Role = Literal["quality", "authenticity"]
 
@@ -93,8 +123,13 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "timing_authenticity": ComponentSpec("authenticity", 0.6, 30, "interactions"),
     "daily_rhythm": ComponentSpec("authenticity", 0.4, 200, "interactions"),
     "audience_authenticity": ComponentSpec("authenticity", 0.7, 30, "interactions"),
-    "follower_consistency": ComponentSpec("authenticity", 0.5, 2, "posts"),
+    "audience_rotation": ComponentSpec("authenticity", 0.7, 30, "interactions"),
+    "follower_consistency": ComponentSpec("authenticity", 0.7, 2, "posts"),
+    "follower_jumps": ComponentSpec("authenticity", 0.7, 2, "posts"),
     "post_variation": ComponentSpec("authenticity", 0.3, 4, "posts"),
+    "off_topic_engagement": ComponentSpec("authenticity", 0.7, 2, "off_topic_posts"),
+    "off_topic_conversation": ComponentSpec("authenticity", 0.7, 50,
+                                            "off_topic_interactions"),
 }
 
 Input = int | float | str | bool | None
@@ -245,8 +280,11 @@ def score_credibility(
         _timing(posts, counts),
         _rhythm(actors),
         _audience_authenticity(audience or AudienceCounts()),
+        _audience_rotation(audience or AudienceCounts()),
         _follower_consistency(posts, engagement, followers),
+        _follower_jumps(posts, followers),
         _post_variation(posts),
+        *_off_topic(posts),
     ]
     shaped: list[tuple[str, ComponentSpec, float, float, float, _Raw]] = []
     quality = 0.0
@@ -439,19 +477,35 @@ def _rhythm(actors: ActorSummary) -> _Raw:
 
 def _audience_authenticity(audience: AudienceCounts) -> _Raw:
     total = audience.interactions
-    # Busy actors count half: some real people engage with many accounts.
-    suspect = (audience.busy + audience.farm_like) / (2 * total) if total else 0.0
-    value = clamp(1.0 - (suspect - AUDIENCE_TOLERATED_SHARE)
+    share = audience.busy / total if total else 0.0
+    value = clamp(1.0 - (share - AUDIENCE_TOLERATED_SHARE)
                   / (AUDIENCE_ZERO_SHARE - AUDIENCE_TOLERATED_SHARE))
     return (
         "audience_authenticity",
         value,
         total,
         {"judged_interactions": total, "from_busy_actors": audience.busy,
-         "from_farm_like_actors": audience.farm_like, "suspect_share": round(suspect, 4)},
+         "busy_share": round(share, 4),
+         "from_farm_like_actors": audience.farm_like},  # judged by audience_rotation
+        f"{audience.busy} of {total} judged interactions came from actors busy across "
+        f"many accounts" if total else "no audience signal yet",
+    )
+
+
+def _audience_rotation(audience: AudienceCounts) -> _Raw:
+    total = audience.interactions
+    share = audience.farm_like / total if total else 0.0
+    value = clamp(1.0 - (share - ROTATION_TOLERATED_SHARE)
+                  / (ROTATION_ZERO_SHARE - ROTATION_TOLERATED_SHARE))
+    return (
+        "audience_rotation",
+        value,
+        total,
+        {"judged_interactions": total, "from_farm_like_actors": audience.farm_like,
+         "farm_like_share": round(share, 4)},
         f"{audience.farm_like} of {total} judged interactions came from farm-like actors "
-        f"and {audience.busy} from actors busy across many accounts" if total else
-        "no audience signal yet",
+        f"(serving very many accounts, or moving on from account to account without "
+        f"coming back)" if total else "no audience signal yet",
     )
 
 
@@ -489,6 +543,66 @@ def _engagement_growth(posts: list[PostView]) -> float:
     return newer / older - 1.0 if older > 0 else 0.0
 
 
+def supported_followers(interactions_per_post: float) -> float:
+    """The follower count for which these interactions per post are the normal rate:
+    the audience the engagement supports (`f x expected_rate(f) = per_post`, solved)."""
+    reach = interactions_per_post / (REFERENCE_ENGAGEMENT_RATE * REFERENCE_FOLLOWERS)
+    return float(REFERENCE_FOLLOWERS * reach ** (1.0 / (1.0 - ENGAGEMENT_SIZE_ELASTICITY)))
+
+
+def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
+    """Sudden follower jumps that engagement does not follow, read from the posts.
+
+    Each post carries the followers it had; a jump between two posts (or between the last
+    post and now) with the same interactions per post after it is bought. Unlike
+    `follower_consistency` (the window's trend against the engagement's trend), this is
+    local: each step against the engagement across that step. A step is measured in
+    followers gained over the audience the engagement supports, not over the follower
+    count, so buying more followers only ever makes a step larger.
+    """
+    known = sorted((post.posted_at, post.followers_at_post or 0,
+                    post.likes + post.comments + post.shares)
+                   for post in posts if post.followers_at_post is not None)
+    if not known or followers.now is None:
+        return ("follower_jumps", 1.0, 0, {"largest_jump": None},
+                "no posts with a follower count to compare")
+    counts = [count for _, count, _ in known]
+    engagement = [interactions for _, _, interactions in known]
+    per_post = sum(engagement) / len(engagement)
+    supported = max(supported_followers(per_post), 1.0)
+    worst, worst_gain, worst_response = 0.0, 0, 0.0
+    # Steps between posts, each explained by the engagement after it against before it;
+    # the step since the last post by that post against the ones before.
+    total, before, last = sum(engagement), 0, len(counts) - 1
+    for index, count in enumerate(counts):
+        before += engagement[index]
+        if index < last:
+            gain = counts[index + 1] - count
+            after = (total - before) / (last - index)
+        else:
+            gain = followers.now - count
+            before, after = before - engagement[last], engagement[last]
+        mean_before = before / (index + 1 if index < last else last) if before else 0.0
+        response = after / mean_before - 1.0 if mean_before > 0 else 0.0
+        unexplained = gain / supported - max(0.0, response)
+        if unexplained > worst:
+            worst, worst_gain, worst_response = unexplained, gain, response
+    value = clamp(1.0 - (worst - FOLLOWER_JUMP_TOLERATED)
+                  / (FOLLOWER_JUMP_ZERO - FOLLOWER_JUMP_TOLERATED))
+    return (
+        "follower_jumps",
+        value,
+        len(known),
+        {"largest_jump_followers": worst_gain, "supported_followers": round(supported),
+         "engagement_response": round(worst_response, 4),
+         "unexplained_jump": round(worst, 4)},
+        f"the largest follower jump between posts, {worst_gain:+,}, is "
+        f"{worst_gain / supported:.0%} of the {supported:,.0f} followers the engagement "
+        f"supports; interactions per post moved {worst_response:+.0%} across it"
+        if worst > 0 else "no follower jump beyond what the engagement explains",
+    )
+
+
 def _post_variation(posts: list[PostView]) -> _Raw:
     counts = [post.likes + post.comments + post.shares for post in posts]
     if len(counts) < 3 or not any(counts):
@@ -504,6 +618,86 @@ def _post_variation(posts: list[PostView]) -> _Raw:
         {"coefficient_of_variation": round(variation, 4), "full_at": VARIATION_FULL_CV},
         f"interactions per post vary by {variation:.0%} (real posts vary; bought packages "
         f"deliver the same count to every post)",
+    )
+
+
+def _weighted(post: PostView) -> float:
+    return LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments + SHARE_WEIGHT * post.shares
+
+
+def _off_topic(posts: list[PostView]) -> tuple[_Raw, _Raw]:
+    """How the audience treats the posts off the account's niche: as much engagement
+    (`off_topic_engagement`) and as much conversation (`off_topic_conversation`) as on
+    the niche posts, or less, as on undisclosed ads."""
+    tagged = [post for post in posts if post.topics]
+    engagement_by_topic: dict[str, float] = {}
+    for post in tagged:
+        for topic in set(post.topics):
+            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + _weighted(post)
+    if not engagement_by_topic:
+        return (("off_topic_engagement", 1.0, 0, {"main_topic": None},
+                 "no post carries topics"),
+                ("off_topic_conversation", 1.0, 0, {"main_topic": None},
+                 "no post carries topics"))
+    # The niche is the topic the audience engages with most (not the one posted most: a
+    # feed of undisclosed ads may post more ads than niche posts). Ties broken by name,
+    # so that replays agree.
+    main, _ = min(engagement_by_topic.items(), key=lambda item: (-item[1], item[0]))
+    niche = [post for post in tagged if main in post.topics]
+    # Flagged paid posts count too: flagging an ad must not lift this penalty (more
+    # sponsored posts never raise credibility; sponsored_share judges the flag).
+    off = [post for post in tagged if main not in post.topics]
+    return _off_topic_engagement(main, niche, off), _off_topic_conversation(main, niche, off)
+
+
+def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
+    niche_mean = sum(_weighted(post) for post in niche) / len(niche)
+    if not off or niche_mean <= 0.0:
+        return ("off_topic_engagement", 1.0, 0,
+                {"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
+                f"no post off '{main}' to compare")
+    off_mean = sum(_weighted(post) for post in off) / len(off)
+    shortfall = max(0.0, niche_mean - off_mean) * len(off) / (niche_mean * (len(niche)
+                                                                             + len(off)))
+    value = clamp(1.0 - (shortfall - OFF_TOPIC_TOLERATED_SHORTFALL)
+                  / (OFF_TOPIC_ZERO_SHORTFALL - OFF_TOPIC_TOLERATED_SHORTFALL))
+    return (
+        "off_topic_engagement",
+        value,
+        len(off),
+        {"main_topic": main, "off_topic_posts": len(off), "niche_posts": len(niche),
+         "off_topic_to_niche": round(off_mean / niche_mean, 4),
+         "shortfall": round(shortfall, 4)},
+        f"{len(off)} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
+        f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
+        f"missing, as on undisclosed ads",
+    )
+
+
+def _deep_share(posts: list[PostView]) -> tuple[float, int]:
+    total = sum(post.likes + post.comments + post.shares for post in posts)
+    deep = sum(post.comments + post.shares for post in posts)
+    return (deep / total if total else 0.0), total
+
+
+def _off_topic_conversation(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
+    niche_deep, _ = _deep_share(niche)
+    off_deep, off_total = _deep_share(off)
+    if not off_total or niche_deep <= 0.0:
+        return ("off_topic_conversation", 1.0, 0,
+                {"main_topic": main, "off_topic_interactions": off_total, "drop": 0.0},
+                f"no interactions off '{main}' to compare with conversation on it")
+    drop = max(0.0, 1.0 - off_deep / niche_deep)
+    value = clamp(1.0 - (drop - OFF_TOPIC_TOLERATED_DROP)
+                  / (OFF_TOPIC_ZERO_DROP - OFF_TOPIC_TOLERATED_DROP))
+    return (
+        "off_topic_conversation",
+        value,
+        off_total,
+        {"main_topic": main, "off_topic_deep_share": round(off_deep, 4),
+         "niche_deep_share": round(niche_deep, 4), "drop": round(drop, 4)},
+        f"{off_deep:.0%} of the interactions on posts off '{main}' are comments or shares, "
+        f"against {niche_deep:.0%} on it: people do not talk about ads",
     )
 
 

@@ -12,6 +12,8 @@ import pytest
 from service.engine import Engine, packing
 from service.engine.audience import (
     ACTIVITY_BUCKET_S,
+    BUSY,
+    FARM_LIKE,
     ActorActivity,
     ActorInteraction,
     AudienceSignal,
@@ -71,14 +73,29 @@ def test_records_of_an_unknown_version_are_refused() -> None:
 def test_a_fan_of_a_few_accounts_stays_ordinary_and_a_bot_of_many_turns_farm_like() -> None:
     activity = ActorActivity()
     fan, bot = actor_hash("fan"), actor_hash("bot")
-    verdicts = [activity.observe(fan, f"acc-{n % 4}", NOW + n * 600) for n in range(200)]
+    verdicts = [activity.observe(fan, f"acc-{n % 4}", NOW + n * 3_600) for n in range(200)]
     assert set(verdicts) == {0}
     verdicts = [activity.observe(bot, f"acc-{n}", NOW + n * 600) for n in range(200)]
     assert verdicts[0] == 0
-    assert 1 in verdicts
-    assert verdicts[-1] == 2
-    first_farm_like = verdicts.index(2)
+    assert BUSY in verdicts
+    assert verdicts[-1] == BUSY | FARM_LIKE
+    first_farm_like = verdicts.index(BUSY | FARM_LIKE)
     assert 30 <= first_farm_like <= 55  # FARM_ACCOUNTS = 40, within the estimate's error
+
+
+def test_an_actor_that_moves_on_from_account_to_account_is_farm_like_a_fan_is_not() -> None:
+    """A bot as narrow as a fan (3 accounts in a bucket) that never comes back to an
+    account turns farm-like once it has been seen in two buckets; a fan of three
+    accounts who comes back does not, nor does a newcomer seen in one bucket only."""
+    activity = ActorActivity()
+    bot, fan, newcomer = actor_hash("bot"), actor_hash("fan"), actor_hash("new")
+    bot_verdicts = [activity.observe(bot, f"customer-{n}", NOW + n * DAY) for n in range(6)]
+    fan_verdicts = [activity.observe(fan, f"fav-{n % 3}", NOW + n * DAY) for n in range(6)]
+    newcomer_verdicts = [activity.observe(newcomer, f"acc-{n}", NOW + n) for n in range(5)]
+    assert bot_verdicts[:2] == [0, 0]
+    assert bot_verdicts[-1] == FARM_LIKE
+    assert set(fan_verdicts) == {0}
+    assert set(newcomer_verdicts) == {0}
 
 
 def test_breadth_slides_an_actor_forgets_accounts_of_buckets_that_left_the_period() -> None:
@@ -136,6 +153,7 @@ def test_batch_yields_one_signal_per_account_and_bucket_with_its_farm_share() ->
     assert (first.interactions, first.busy, first.farm_like) == (11, 0, 0)
     later = signals[("acc-0", bucket + ACTIVITY_BUCKET_S)]
     assert (later.interactions, later.busy, later.farm_like) == (1, 1, 1)
+    # The fans were seen in one bucket only; the bot in two, always on new accounts.
     assert sum(s.interactions for s in signals.values()) == len(batch)
 
 
@@ -182,9 +200,10 @@ def test_farm_like_audience_costs_credibility_and_is_explained() -> None:
     clean_score, farmed_score = clean.score("acc"), farmed.score("acc")
     assert clean_score is not None
     assert farmed_score is not None
-    component = farmed_score.credibility.components["audience_authenticity"]
-    assert component.value == 0
-    assert component.points < 0
+    for name in ("audience_authenticity", "audience_rotation"):
+        component = farmed_score.credibility.components[name]
+        assert component.value == 0
+        assert component.points < 0
     assert component.inputs["from_farm_like_actors"] == 90
     assert farmed_score.credibility.score < clean_score.credibility.score - 10
 
@@ -246,6 +265,6 @@ def test_a_snapshot_of_the_actor_side_restores_every_actor_and_its_verdicts() ->
         actor_hash("bot"))
     later = NOW + 3_000 * 100
     assert again.observe(actor_hash("bot"), "acc-x", later) == activity.observe(
-        actor_hash("bot"), "acc-x", later) == 2
+        actor_hash("bot"), "acc-x", later) == BUSY | FARM_LIKE
     with pytest.raises(ValueError, match="buckets"):
         ActorActivity(buckets=7).restore(data)

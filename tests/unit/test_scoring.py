@@ -144,3 +144,86 @@ def test_a_cached_score_follows_the_follower_count_at_the_window_start() -> None
     assert after is not None
     assert after.credibility.components["follower_consistency"].value == 1
     assert after == fresh.score("acc")
+
+
+def feed(ad_engagement: float, ad_comments: float, seed: int = 3) -> AccountScore:
+    """Six niche posts and four brand posts a day apart, 2,000 followers: niche posts get
+    80 interactions, a fifth of them comments; brand posts `ad_engagement` times as many,
+    `ad_comments` times the comment share."""
+    rng = random.Random(seed)
+    engine = Engine()
+    events = [followers("acc", 2_000, 0)]
+    for number in range(10):
+        is_ad = number % 5 in (1, 3)
+        topics = ["crypto" if number % 2 else "energy-drinks"] if is_ad else ["veganism"]
+        posted_at = number * DAY
+        events.append(post("acc", f"p{number}", posted_at, topics=topics))
+        count = round(80 * (ad_engagement if is_ad else 1.0))
+        comment_share = 0.2 * (ad_comments if is_ad else 1.0)
+        for n in range(count):
+            kind = "comment" if rng.random() < comment_share else "like"
+            events.append(interaction(kind, "acc", f"p{number}", f"fan{rng.randrange(400)}",
+                                      posted_at + 600 + n * 60))
+    for event in events:
+        engine.apply(decoded(event))
+    score = engine.score("acc")
+    assert score is not None
+    return score
+
+
+def test_off_topic_posts_the_audience_ignores_and_does_not_talk_about_cost_credibility() -> None:
+    """Undisclosed ads: brand posts with a third of the engagement and half the comments
+    are blamed on off_topic_engagement and off_topic_conversation; off-topic posts that
+    the audience treats like the niche posts cost nothing."""
+    honest = feed(ad_engagement=1.0, ad_comments=1.0).credibility
+    ads = feed(ad_engagement=0.35, ad_comments=0.5).credibility
+    for name in ("off_topic_engagement", "off_topic_conversation"):
+        assert honest.components[name].factor > 0.95, name
+        assert ads.components[name].value < 0.5, name
+        assert ads.components[name].points < -3, name
+        assert ads.components[name].inputs["main_topic"] == "veganism"
+    assert ads.score < honest.score - 15
+
+
+def jumped(response: float, jump_after_post: int, seed: int = 5) -> AccountScore:
+    """Six posts a day apart, 2,000 followers, ~100 interactions per post; 3,000 followers
+    bought after post `jump_after_post` (6: after the last post), the posts after it
+    drawing `response` times the interactions."""
+    rng = random.Random(seed)
+    engine = Engine()
+    events = [followers("acc", 2_000, 0)]
+    for number in range(6):
+        posted_at = DAY + number * DAY
+        if number == jump_after_post:
+            events.append(followers("acc", 5_000, posted_at - 3_600))
+        events.append(post("acc", f"p{number}", posted_at))
+        count = round(100 * (1.0 + 0.3 * (number % 3 - 1))
+                      * (response if number >= jump_after_post else 1.0))
+        events += [interaction("comment" if n % 5 == 0 else "like", "acc", f"p{number}",
+                               f"fan{rng.randrange(300)}", posted_at + 600 + n * 60)
+                   for n in range(count)]
+    if jump_after_post >= 6:
+        events.append(followers("acc", 5_000, 6 * DAY + 3_600))
+    for event in events:
+        engine.apply(decoded(event))
+    score = engine.score("acc")
+    assert score is not None
+    return score
+
+
+@pytest.mark.parametrize("jump_after_post", [3, 6], ids=["between posts", "after the last"])
+def test_a_follower_jump_the_engagement_does_not_follow_costs_credibility(
+    jump_after_post: int,
+) -> None:
+    """follower_jumps reads the followers each post had (and today's count after the last
+    post): 150 % more followers with the same interactions per post cost most of its
+    weight; the same jump between posts with engagement that follows it costs nothing."""
+    bought = jumped(response=1.0, jump_after_post=jump_after_post).credibility
+    earned = jumped(response=2.5, jump_after_post=jump_after_post).credibility
+    component = bought.components["follower_jumps"]
+    assert component.value == 0.0
+    assert component.inputs["largest_jump_followers"] == 3_000
+    assert component.points < -5
+    if jump_after_post < 6:  # after the last post no post shows a response
+        assert earned.components["follower_jumps"].value == 1.0
+        assert bought.score < earned.score - 10

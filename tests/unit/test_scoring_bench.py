@@ -27,6 +27,11 @@ def test_a_small_labelled_population_is_separated_and_every_score_adds_up() -> N
     for kind in ("burst_farm", "drip_bought_likes", "issue_adversary"):
         assert auc(authentic, [scores[a].score for a, k in world.labels.items()
                                if k == kind]) > 0.95, kind
+    # Bots as narrow as fans (caught by audience_rotation) and undisclosed ads (by the
+    # off-topic components): 4 accounts each here, so a looser bound.
+    for kind in ("narrow_docs_reader", "unflagged_sponsoring"):
+        assert auc(authentic, [scores[a].score for a, k in world.labels.items()
+                               if k == kind]) > 0.9, kind
     for credibility in scores.values():
         # Removing nothing is the score itself (before rounding).
         assert without(credibility, "") == pytest.approx(credibility.score, abs=0.1)
