@@ -19,8 +19,15 @@ from urllib.parse import urlencode
 import orjson
 
 from service.consumer import StreamProcessor
-from service.discovery_api import Found, LocalReader, Scores
-from service.engine.discovery import DiscoveryQuery, Page, decode_pages, encode_cursor, merge_pages
+from service.discovery_api import EXPIRED_PREFIX, Found, LocalReader, Scores
+from service.engine.discovery import (
+    CursorExpired,
+    DiscoveryQuery,
+    Page,
+    decode_pages,
+    encode_cursor,
+    merge_pages,
+)
 from service.routing import Forwarder, ForwardingError, partition_for
 
 
@@ -54,7 +61,7 @@ class ClusterReader:
                                         for url, partitions in by_owner.items()))
         for found in remote:
             pages.update(found)
-        merged = merge_pages(pages, query.sort, query.limit)
+        merged = merge_pages(pages, query.sort, query.limit, query.after)
         owner_of = {p: url for url, partitions in by_owner.items() for p in partitions}
         ids = [hit.account_id for hit in merged.hits]
         bodies = await self._bodies(ids, {hit.account_id: owner_of.get(hit.partition)
@@ -79,7 +86,11 @@ class ClusterReader:
             if answer.status == 200:
                 return decode_pages(answer.body)
         except (ForwardingError, ValueError):
-            pass
+            return dict.fromkeys(partitions)
+        if answer.status == 410:
+            # The owner cannot read the cursor's point in time: the whole answer would
+            # page in another order, so the request fails as a local expiry does.
+            raise CursorExpired(_owner_reason(answer.body, partitions))
         return dict.fromkeys(partitions)
 
     async def _bodies(self, ids: list[str], owners: dict[str, str | None]
@@ -149,3 +160,12 @@ class ClusterReader:
         body = orjson.loads(answer.body)
         return Scores({i: orjson.dumps(score) for i, score in body["scores"].items()},
                       list(body["missing"]), list(body["missing_partitions"]))
+
+
+def _owner_reason(problem_body: bytes, partitions: list[int]) -> str:
+    """Why the owner could not read the cursor's point in time, as its problem says."""
+    try:
+        detail = str(orjson.loads(problem_body)["detail"])
+    except (ValueError, KeyError, TypeError):
+        return f"partitions {partitions}: their owner no longer holds it"
+    return detail.removeprefix(EXPIRED_PREFIX).split("; ask again")[0]
