@@ -106,3 +106,47 @@ async def test_following_indexes_until_cancelled() -> None:
         follower.cancel()
     with pytest.raises(asyncio.CancelledError):
         await follower
+
+
+def test_points_in_time_are_kept_for_so_long_then_let_go() -> None:
+    held = engine_with("a", "b")
+    indexes = DiscoveryIndexes(keep_s=10.0, max_versions=1_000)
+    indexes.follow({0: held})
+    indexes.refresh()
+    indexes.follow({0: held})
+    index = indexes.indexes[0]
+    index.query(DiscoveryQuery())  # a first page: its generation must stay readable
+    read = index.generation
+    indexes.expire(now=100.0)
+    for event in (followers("a", 90_000, 20), post("a", "p2", 30)):
+        held.engine.apply(decoded(event), 0)
+    indexes.note(0, {"a"})
+    indexes.refresh()
+    assert index.versions_kept == 1
+    indexes.expire(now=105.0)
+    # At 100 the generation was still the one read: a page read after 100 may hold it.
+    indexes.expire(now=111.0)
+    assert index.horizon <= read
+    indexes.expire(now=116.0)  # the generation after it was current at 105, > 10 s ago
+    assert index.horizon > read
+    assert index.versions_kept == 0
+
+
+def test_a_score_given_by_another_scorer_is_indexed_and_not_scored_again() -> None:
+    held = engine_with("a", "b")
+    indexes = DiscoveryIndexes()
+    indexes.follow({0: held})
+    indexes.refresh()
+    indexes.follow({0: held})
+    for event in (followers("a", 90_000, 20), post("a", "p2", 30)):
+        held.engine.apply(decoded(event), 0)
+    indexes.note(0, {"a", "b"})
+    score = held.engine.score("a")
+    assert score is not None
+    indexes.scored(0, "a", score)
+    assert indexes.refresh() == 1  # only "b" was left to score
+    indexes.scored(0, "b", None)
+    index = indexes.indexes[0]
+    assert "b" not in index
+    assert [hit.value for hit in index.query(DiscoveryQuery()).hits] == [
+        score.credibility.score]
