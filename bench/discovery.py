@@ -38,13 +38,18 @@ import time
 import orjson
 
 from bench.queries import drive, free_port, summary, wait_http
+from bench.workload import fresh_engine, populate
+from service.discovery_state import MAINTENANCE_SHARE
 from service.engine import Engine, EngineConfig
+from service.engine.dedupe import EventIds
 from service.engine.discovery import (
     Cursor,
     DiscoveryIndex,
     DiscoveryQuery,
+    IndexEntry,
     Sort,
     encode_cursor,
+    entry_of,
     index_topics,
 )
 from service.engine.engine import AccountScore
@@ -353,6 +358,65 @@ def batch_over_http(accounts: int, seconds: float, connections: int, ids: int = 
     print(f"batch / bare throughput: {batch['rps'] / baseline['rps']:.2f}x")
 
 
+def rebuild(accounts: int, chunk: int = 10_000) -> None:
+    """A partition's first build after a restore, from an engine of `accounts` accounts
+    (bench/workload.py's, packed as after a restore): re-scoring every account into an
+    entry (what both builds need), then the index built from the entries by an `put` an
+    account (the way before) and by one `load`; each step timed, the load's sorted lists
+    timed one by one (the longest blocks the loop), memory per account of the index."""
+    engine = fresh_engine()
+    for first in range(0, accounts, chunk):
+        populate(engine, min(chunk, accounts - first), seed=first, first=first, partitions=1)
+        for partition_clock in engine.partitions.values():
+            # The dedupe memory is not this bench's subject (bench/memory.py does so).
+            partition_clock.event_ids = EventIds()
+    engine.expire()
+    gc.collect()
+    gc.freeze()  # as the service does after a restore
+    account_ids = list(engine.accounts)
+    started = time.perf_counter()
+    scores = 0.0
+    entries: list[tuple[str, IndexEntry]] = []
+    clock = time.perf_counter
+    for account_id in account_ids:
+        began = clock()
+        score = engine.score(account_id)
+        scores += clock() - began
+        assert score is not None
+        entries.append((account_id, entry_of(engine, score)))
+    staging = time.perf_counter() - started
+    gc.collect()
+    resident = resident_bytes()
+    index = DiscoveryIndex()
+    started = time.perf_counter()
+    index.load(entries)
+    load = time.perf_counter() - started
+    del entries
+    gc.collect()
+    per_account = (resident_bytes() - resident) / accounts
+    entries = [(account_id, index._entries[account_id]) for account_id in account_ids]
+    one_by_one = DiscoveryIndex()
+    started = time.perf_counter()
+    for account_id, entry in entries:
+        one_by_one.put(account_id, entry)
+    puts = time.perf_counter() - started
+    print(f"\nrebuild after a restore: {accounts:,} accounts (load average "
+          f"{os.getloadavg()[0]:.1f})")
+    print("| step | seconds | per account |")
+    print("|---|---|---|")
+    for name, seconds in (("re-scoring (`Engine.score`)", scores),
+                          ("topics and entry (`entry_of`)", staging - scores),
+                          ("index: one `put` an account (before)", puts),
+                          ("index: one `load` (now)", load)):
+        print(f"| {name} | {seconds:.1f} | {seconds / accounts * 1e6:.1f} µs |")
+    before, now = staging + puts, staging + load
+    print(f"whole build: {before:.0f} s of loop time before, {now:.0f} s now; at "
+          f"{MAINTENANCE_SHARE:.0%} of the loop {before / MAINTENANCE_SHARE / 60:.1f} min "
+          f"before, {now / MAINTENANCE_SHARE / 60:.1f} min now")
+    print(f"index memory after a load: {per_account:.0f} bytes per account")
+    del one_by_one, index, entries
+
+
 def demo_stream(account_count: int) -> list[Event]:
     rng = random.Random(6)
     events: list[Event] = []
@@ -429,7 +493,11 @@ def main() -> None:
     parser.add_argument("--ingest-accounts", type=int, default=600)
     parser.add_argument("--batch-seconds", type=float, default=6.0,
                         help="POST /accounts/scores with 100 ids (over 100 k accounts)")
+    parser.add_argument("--rebuild-accounts", type=int, default=0,
+                        help="a partition's first build after a restore, at this size")
     arguments = parser.parse_args()
+    if arguments.rebuild_accounts > 0:
+        rebuild(arguments.rebuild_accounts)
     if arguments.batch_seconds > 0:
         batch_over_http(min(arguments.accounts, 100_000), arguments.batch_seconds,
                         arguments.connections)

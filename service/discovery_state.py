@@ -23,7 +23,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from service.discovery_api import PartitionSource, PartitionView
 from service.engine.discovery import DiscoveryIndex, IndexEntry, entry_of, reindex
@@ -39,11 +39,12 @@ MAX_VERSIONS_KEPT = 50_000  # per index: ~10 MB (bench/discovery.py), whatever t
 class _Build:
     """A partition's first full index: the accounts left to score, and those scored."""
 
-    __slots__ = ("entries", "left")
+    __slots__ = ("entries", "left", "loading")
 
     def __init__(self, account_ids: Iterable[str]) -> None:
         self.left = list(account_ids)
         self.entries: list[tuple[str, IndexEntry]] = []
+        self.loading: Iterator[None] | None = None  # once every account is scored
 
 
 class DiscoveryIndexes:
@@ -125,6 +126,11 @@ class DiscoveryIndexes:
         done = 0
         for partition, build in list(self._building.items()):
             source, index = self._held[partition]
+            if build.loading is not None:
+                # A step of the load: as long as scoring a slice, or less.
+                if next(build.loading, StopIteration) is StopIteration:
+                    del self._building[partition]
+                return done + most
             engine = source.engine
             take = build.left[-(most - done):]
             del build.left[-(most - done):]
@@ -134,8 +140,8 @@ class DiscoveryIndexes:
                     build.entries.append((account_id, entry_of(engine, score)))
             done += len(take)
             if not build.left:
-                index.load(build.entries)
-                del self._building[partition]
+                build.loading = index.loading(build.entries)
+                build.entries = []
             if done >= most:
                 return done
         for partition, accounts in list(self._changed.items()):

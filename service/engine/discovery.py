@@ -55,6 +55,7 @@ SCAN_BUDGET = 5_000  # accounts examined per request: ~2-10 ms, by the machine's
 # for the few accounts that carry it.
 SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
+LOAD_STEP_ELEMENTS = 50_000  # a step of a bulk load: ~10-40 ms
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
 
@@ -312,28 +313,56 @@ class DiscoveryIndex:
     def load(self, entries: Iterable[tuple[str, IndexEntry]]) -> None:
         """Indexes many accounts into an empty index at once, each order sorted once
         instead of an insert at a time: the build after a restore."""
+        for _ in self.loading(entries):
+            pass
+
+    def loading(self, entries: Iterable[tuple[str, IndexEntry]],
+                step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
+        """`load` in steps that each handle about `step` elements (a chunk of entries
+        spread over the orders, a run sorted, two runs merged, a sorted list made):
+        the caller lets other work in between. Timsort merges two sorted runs in about
+        one comparison an element, so no step costs more than its size, however large
+        the partition (bench/discovery.py --rebuild-accounts)."""
         if self._entries:
             raise ValueError("load fills an empty index only")
-        # (tier, field or topic, unknown values?) -> its elements, unsorted.
-        lists: dict[tuple[str, int | str, bool], list[Any]] = {}
-        for account_id, entry in entries:
-            self._entries[account_id] = entry
-            for tier, key, value, slot_id in entry.slots(account_id):
-                unknown = value is None
-                members = lists.get((tier, key, unknown))
-                if members is None:
-                    members = lists[(tier, key, unknown)] = []
-                members.append(slot_id if unknown else (value, slot_id))
-        for (tier, key, unknown), members in lists.items():
+        # (tier, field or topic, unknown values?) -> its elements, in sorted runs.
+        runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
+        given = iter(entries)
+        while chunk := list(islice(given, step)):
+            for account_id, entry in chunk:
+                self._entries[account_id] = entry
+                for tier, key, value, slot_id in entry.slots(account_id):
+                    unknown = value is None
+                    held = runs.get((tier, key, unknown))
+                    if held is None:
+                        held = runs[(tier, key, unknown)] = [[]]
+                    if len(held[-1]) >= step:
+                        held.append([])
+                    held[-1].append(slot_id if unknown else (value, slot_id))
+            yield
+        for (tier, key, unknown), held in runs.items():
+            for run in held:
+                run.sort()
+                yield
+            while len(held) > 1:
+                # Pairwise, smallest first: each element is merged about log2(runs) times.
+                held.sort(key=len)
+                first, second = held.pop(0), held.pop(0)
+                first += second
+                first.sort()
+                held.append(first)
+                yield
             orders = self._tiers.get(tier)
             if orders is None:
                 orders = self._tiers[tier] = _Orders()
+            # Made from sorted elements: the list's own sort only checks the order.
             if isinstance(key, str):
-                orders.topics[key] = SortedList(members)
+                orders.topics[key] = SortedList(held[0])
             elif unknown:
-                orders.unknown[key].update(members)
+                orders.unknown[key].update(held[0])
             else:
-                orders.known[key].update(members)
+                orders.known[key].update(held[0])
+            yield
 
     def _change(self, account_id: str, old: IndexEntry | None, new: IndexEntry | None
                 ) -> None:
