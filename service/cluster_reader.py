@@ -19,7 +19,14 @@ from urllib.parse import urlencode
 import orjson
 
 from service.consumer import StreamProcessor
-from service.discovery_api import EXPIRED_PREFIX, Found, LocalReader, Scores
+from service.discovery_api import (
+    EXPIRED_PREFIX,
+    SCORES_CLOSE,
+    SCORES_OPEN,
+    Found,
+    LocalReader,
+    Scores,
+)
 from service.engine.discovery import (
     CursorExpired,
     DiscoveryQuery,
@@ -128,6 +135,7 @@ class ClusterReader:
             else:
                 grouped.setdefault(owner, []).append(account_id)
         bodies: dict[str, bytes] = {}
+        encoded: list[bytes] = []
         missing: list[str] = []
         if local_ids:
             mine = self.local.scores_now(local_ids)
@@ -135,21 +143,26 @@ class ClusterReader:
             missing += mine.missing
             unavailable.update(mine.missing_partitions)
         groups = list(grouped.items())
-        answers = await asyncio.gather(*(self._remote_scores(url, ids) for url, ids in groups))
+        answers = await asyncio.gather(*(self._remote_scores(url, ids, spliced=True)
+                                         for url, ids in groups))
         for (_, ids), answer in zip(groups, answers, strict=True):
             if answer is None:
                 unavailable.update(partition_for(i, partitions) for i in ids)
                 continue
             bodies.update(answer.bodies)
+            encoded += answer.encoded_members
             missing += answer.missing
             unavailable.update(answer.missing_partitions)
         # Ids of partitions that did not answer are neither scored nor known missing.
         unanswered = {i for i in account_ids if partition_for(i, partitions) in unavailable}
         missing = [i for i in missing if i not in unanswered]
-        return Scores({i: bodies[i] for i in account_ids if i in bodies}, missing,
-                      sorted(unavailable))
+        return Scores(bodies, missing, sorted(unavailable), encoded)
 
-    async def _remote_scores(self, url: str, ids: list[str]) -> Scores | None:
+    async def _remote_scores(self, url: str, ids: list[str], spliced: bool = False
+                             ) -> Scores | None:
+        """The owner's answer for `ids`; `spliced`: its "scores" members kept encoded
+        as they came (a batch passes them on), else one body per id (discovery orders
+        them)."""
         try:
             answer = await self.forwarder().post(url, "/accounts/scores",
                                                  orjson.dumps({"account_ids": ids}))
@@ -157,7 +170,15 @@ class ClusterReader:
             return None
         if answer.status != 200:
             return None
-        body = orjson.loads(answer.body)
+        raw = answer.body
+        # The route's layout: {"scores":{<members>},"missing":[...],...}. The last
+        # SCORES_CLOSE is the top level's: what follows it holds no object.
+        close = raw.rfind(SCORES_CLOSE)
+        if spliced and raw.startswith(SCORES_OPEN) and close >= 0:
+            rest = orjson.loads(b"{" + raw[close + 2:])
+            return Scores({}, list(rest["missing"]), list(rest["missing_partitions"]),
+                          [raw[len(SCORES_OPEN):close]])
+        body = orjson.loads(raw)
         return Scores({i: orjson.dumps(score) for i, score in body["scores"].items()},
                       list(body["missing"]), list(body["missing_partitions"]))
 

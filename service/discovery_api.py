@@ -44,6 +44,8 @@ from service.routing import FORWARDED_HEADER
 MAX_BATCH_IDS = 1_000
 # Room for the points in time of a few hundred partitions (encode_cursor).
 MAX_CURSOR_CHARS = 16_384
+SCORES_OPEN = b'{"scores":{'
+SCORES_CLOSE = b'},"missing":'
 EXPIRED_PREFIX = "cursor: the point in time it pages through is no longer held: "
 MIN_BUDGET_PER_PARTITION = 1_000
 # 1,000 ids of the longest kind, quoted, with commas: what a valid batch can weigh.
@@ -70,6 +72,9 @@ class Scores:
     missing: Sequence[str]  # not found on the partitions that answered
     missing_partitions: Sequence[int] = ()  # partitions that did not answer: an id of
     # theirs is in `missing` too
+    # Members of the "scores" object as another instance encoded them
+    # (`"id":{...},"id":{...}`), passed on as they are: no decoding and encoding again.
+    encoded_members: Sequence[bytes] = ()
 
 
 class DiscoveryReader(Protocol):
@@ -254,11 +259,13 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
         answer = await reader_for(request).scores(account_ids)
         missing = sorted(answer.missing_partitions)
+        members = [b'"%s":%s' % (account_id.encode(), score)  # ids are printable ASCII
+                   for account_id, score in answer.bodies.items()]
+        members += [encoded for encoded in answer.encoded_members if encoded]
+        # This layout is also what ClusterReader splices from (SCORES_OPEN, SCORES_CLOSE).
         body = b"".join((
-            b'{"scores":{',
-            b",".join(orjson.dumps(account_id) + b":" + score
-                      for account_id, score in answer.bodies.items()),
-            b'},"missing":', orjson.dumps(list(answer.missing)),
+            SCORES_OPEN, b",".join(members),
+            SCORES_CLOSE, orjson.dumps(list(answer.missing)),
             b',"partial":', b"true" if missing else b"false",
             b',"missing_partitions":', orjson.dumps(missing), b"}",
         ))

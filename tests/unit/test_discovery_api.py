@@ -297,3 +297,20 @@ def test_pages_follow_one_point_in_time_while_scores_move() -> None:
             listed += [item["account_id"] for item in page["items"]]
             cursor = page["next_cursor"]
         assert sorted(listed) == sorted(account for account, *_ in ACCOUNTS)
+
+
+class SplicingReader(PartialReader):
+    async def scores(self, account_ids: Sequence[str]) -> Scores:
+        return Scores({"here": b'{"account_id":"here"}'}, ["gone"], [],
+                      [b'"there":{"account_id":"there"},"also":{"account_id":"also"}', b""])
+
+
+def test_members_encoded_by_another_instance_are_passed_on_as_they_are() -> None:
+    app = FastAPI()
+    app.include_router(build_discovery_router(SplicingReader()))
+    with TestClient(app) as splicing:
+        body = splicing.post("/accounts/scores", json={"account_ids": ["x"]}).json()
+    assert body == {"scores": {"here": {"account_id": "here"},
+                               "there": {"account_id": "there"},
+                               "also": {"account_id": "also"}},
+                    "missing": ["gone"], "partial": False, "missing_partitions": []}
