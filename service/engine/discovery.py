@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -55,6 +56,7 @@ SCAN_BUDGET = 5_000  # accounts examined per request: ~2-10 ms, by the machine's
 # for the few accounts that carry it.
 SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
+MAX_SHARED_TOPIC_TUPLES = 65_536  # combinations of topics shared between entries
 LOAD_STEP_ELEMENTS = 50_000  # a step of a bulk load: ~10-40 ms
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
@@ -197,8 +199,7 @@ class IndexEntry:
     @classmethod
     def of(cls, score: AccountScore, topics: Iterable[str]) -> IndexEntry:
         return cls(score.tier, score.credibility.score, score.credibility.confidence,
-                   score.followers, score.engagement.rate,
-                   tuple(dict.fromkeys(topic.casefold() for topic in topics)))
+                   score.followers, score.engagement.rate, _shared_topics(topics))
 
     def value(self, field: int) -> Value:
         """The value of SORT_FIELDS[field]."""
@@ -220,6 +221,22 @@ class IndexEntry:
                               (tier, 2, self.followers, account_id)]
         slots += [(tier, topic, self.credibility, account_id) for topic in self.topics]
         return slots
+
+
+def _shared_topics(topics: Iterable[str]) -> tuple[str, ...]:
+    """The topics case-folded, each once, as one tuple shared by every entry with the
+    same ones: most accounts carry one of a few combinations, and a tuple of its own
+    (and a folded copy of each name) would cost each ~100 bytes more."""
+    folded = tuple(dict.fromkeys(sys.intern(topic.casefold()) for topic in topics))
+    shared = _TOPIC_TUPLES.get(folded)
+    if shared is not None:
+        return shared
+    if len(_TOPIC_TUPLES) < MAX_SHARED_TOPIC_TUPLES:
+        _TOPIC_TUPLES[folded] = folded
+    return folded
+
+
+_TOPIC_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 # (tier, sort field's number or topic, value, account_id): one element of a sorted list.
