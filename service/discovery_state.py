@@ -119,11 +119,16 @@ class DiscoveryIndexes:
             pending.discard(account_id)
 
     def refresh(self, most: int = REFRESH_SLICE_ACCOUNTS) -> int:
-        """Scores up to `most` accounts, for a partition's first build or noted since
-        they were last indexed; returns how many. A slice at a time: re-scoring costs
+        """Prunes versions no cursor may read any more, then scores accounts, for a
+        partition's first build or noted since they were last indexed: up to `most` of
+        both; returns how many. A slice at a time: re-scoring costs
         tens of microseconds an account, too long to do thousands without letting
         queries in between."""
         done = 0
+        for _, index in self._held.values():
+            done += index.prune(most - done)
+            if done >= most:
+                return done
         for partition, build in list(self._building.items()):
             source, index = self._held[partition]
             if build.loading is not None:

@@ -21,9 +21,11 @@ same generations, so they continue one fixed order: no account twice, none skipp
 serve them, a change keeps the version it replaces: the old (value, account_id) stays in
 the sorted lists, and a walk checks each account it meets against the version of that
 generation (`_history`; an account not changed since the oldest generation kept has one
-version and needs no check). `expire_before` drops what only older generations could
-read; a cursor older than that, or made by an index since rebuilt (a partition moved or
-restored), raises `CursorExpired` instead of paging on in another order.
+version and needs no check). `expire_before` moves the oldest generation readable on,
+and `prune` then drops what only older ones could read. A cursor older than that, or
+made by an index since rebuilt (a partition moved or restored), raises `CursorExpired`
+instead of paging on in another order. While no query has read a generation still held
+(nobody is paging), `update` moves accounts in place and keeps nothing.
 
 A walk examines at most `budget` accounts. A rare combination of filters can therefore
 end a page early, with fewer than `limit` items and a cursor that resumes the walk where
@@ -406,15 +408,20 @@ class DiscoveryIndex:
                     self._place(slot)
 
     def expire_before(self, generation: int) -> None:
-        """Queries may no longer read generations before `generation`: the versions only
-        those could read leave the sorted lists."""
-        horizon = min(generation, self.generation)
-        if horizon <= self.horizon:
-            return
-        self.horizon = horizon
+        """Queries may no longer read generations before `generation`; `prune` then
+        takes the versions only those could read out of the sorted lists."""
+        self.horizon = max(self.horizon, min(generation, self.generation))
+
+    def prune(self, most: int = sys.maxsize) -> int:
+        """Drops the versions that no generation from `horizon` on reads, for up to
+        `most` replaced versions (each is a few sorted-list removals: the caller bounds
+        how long one call holds the loop); returns how many it looked at."""
+        horizon = self.horizon
         superseded = self._superseded
-        while superseded and superseded[0][0] <= horizon:
+        done = 0
+        while done < most and superseded and superseded[0][0] <= horizon:
             _, account_id = superseded.popleft()
+            done += 1
             versions = self._history.get(account_id)
             if versions is None:
                 continue
@@ -435,10 +442,11 @@ class DiscoveryIndex:
                         if slot not in held:
                             self._unplace(slot)
                             held.add(slot)
+        return done
 
     def keep_at_most(self, versions: int) -> None:
-        """Expires the oldest generations until at most `versions` old versions are kept:
-        the memory paging may take, whatever the churn."""
+        """Expires the oldest generations until at most `versions` old versions are kept
+        (once pruned): the memory paging may take, whatever the churn."""
         excess = len(self._superseded) - versions
         if excess > 0:
             self.expire_before(self._superseded[excess - 1][0])

@@ -526,6 +526,8 @@ def test_expired_versions_leave_an_index_equal_to_one_built_afresh(seed: int) ->
         churn(index, rows, rng, 30, set())
     assert index.versions_kept > 0
     index.expire_before(index.generation)
+    assert index.prune(most=3) == 3  # a slice at a time
+    index.prune()
     assert index.versions_kept == 0
     fresh = DiscoveryIndex()
     index_rows(fresh, rows.values())
@@ -541,6 +543,7 @@ def test_keeping_at_most_so_many_versions_expires_the_oldest_cursors() -> None:
         index.update(make_score(f"a{number}", 50.0 + number), ())
     assert index.versions_kept == 10
     index.keep_at_most(4)
+    index.prune()
     assert index.versions_kept <= 4
     with pytest.raises(CursorExpired):
         index.query(DiscoveryQuery(limit=2, after=first.resume_after))
