@@ -2,6 +2,7 @@
 
     python -m bench.discovery [--accounts 1000000] [--repeats 200] [--http-seconds 6]
                               [--ingest-accounts 600] [--batch-seconds 6]
+                              [--rebuild-accounts 0]
 
 0. Batch: POST /accounts/scores with 100 known ids a request over 100,000 synthetic
    scores, alternating with the bare FastAPI endpoint as in 3.
@@ -21,7 +22,11 @@
    the last refresh, after every batch and after every 40 batches (about one second of
    the pipeline at full speed: the service refreshes once a second); reports the cost
    against the engine's ingest in the same run, split into re-scoring (which the change
-   stream needs as well), topics and the index update proper.
+   stream needs as well), topics and the index update proper. A query before each refresh
+   stands for someone paging: every change keeps the version it replaces, and the prune
+   that later drops them is counted with the update.
+5. With --rebuild-accounts N: a partition's first build after a restore at N accounts
+   (`rebuild`).
 """
 
 from __future__ import annotations
@@ -465,10 +470,17 @@ def ingest_share(events: list[Event], account_count: int, refresh_batches: int,
         timed["ingest"] += clock() - started
         changed.update(event.account_id for event in chunk)
         if number % refresh_batches == 0 or first + batch >= len(events):
+            # Someone pages all along: every change keeps the version it replaces.
+            index.query(DiscoveryQuery())
             refresh()
             refreshed += len(changed)
             refreshes += 1
             changed.clear()
+    # The versions kept for cursors leave the lists once expired: index work too.
+    started = clock()
+    index.expire_before(index.generation)
+    index.prune()
+    timed["update"] += clock() - started
     ingest = timed["ingest"]
     print(f"\ningest share: {len(events):,} demo events of {account_count} accounts in "
           f"batches of {batch:,}, a refresh every {refresh_batches} batch(es): "
@@ -476,7 +488,8 @@ def ingest_share(events: list[Event], account_count: int, refresh_batches: int,
     print("| step | seconds | per event | against the engine's ingest |")
     print("|---|---|---|---|")
     for name, label in (("ingest", "engine ingest (`Engine.apply`)"),
-                        ("update", "index update (`DiscoveryIndex.update`)"),
+                        ("update", "index update (`update`, and `prune` of the versions "
+                                   "kept for cursors)"),
                         ("topics", "topics of the window's posts (`index_topics`)"),
                         ("rescore", "re-scoring the changed accounts (`Engine.score`)")):
         seconds = timed[name]
