@@ -44,7 +44,7 @@ import orjson
 
 from bench.queries import drive, free_port, summary, wait_http
 from bench.workload import fresh_engine, populate
-from service.discovery_state import MAINTENANCE_SHARE
+from service.discovery_state import MAINTENANCE_SHARE, MAX_VERSIONS_KEPT
 from service.engine import Engine, EngineConfig
 from service.engine.dedupe import EventIds
 from service.engine.discovery import (
@@ -178,14 +178,24 @@ def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[st
 
 def maintenance(index: DiscoveryIndex, scores: list[tuple[AccountScore, tuple[str, ...]]],
                 share: float = 0.1) -> float:
+    """Re-indexes `share` of the accounts with moved scores while someone pages (each
+    change keeps the version it replaces), then prunes down to the most versions a
+    service index keeps: the queries after it walk past those, as in the service."""
     rng = random.Random(2)
     chosen = rng.sample(scores, int(len(scores) * share))
     changed = [(moved(score, rng), topics) for score, topics in chosen]
+    index.query(DiscoveryQuery())  # a reader: versions are kept from here on
     started = time.perf_counter()
     for score, topics in changed:
         index.update(score, topics)
     took = (time.perf_counter() - started) / len(changed)
     print(f"re-indexed: {len(changed):,} accounts with moved scores, {took * 1e6:.1f} µs each")
+    started = time.perf_counter()
+    index.keep_at_most(MAX_VERSIONS_KEPT)
+    pruned = index.prune()
+    took_prune = time.perf_counter() - started
+    print(f"pruned: {pruned:,} replaced versions, {took_prune / max(1, pruned) * 1e6:.1f} µs "
+          f"each; {index.versions_kept:,} kept for cursors during the queries")
     return took
 
 
