@@ -185,11 +185,18 @@ def maintenance(index: DiscoveryIndex, scores: list[tuple[AccountScore, tuple[st
     chosen = rng.sample(scores, int(len(scores) * share))
     changed = [(moved(score, rng), topics) for score, topics in chosen]
     index.query(DiscoveryQuery())  # a reader: versions are kept from here on
+    gc.collect()
+    resident = resident_bytes()
     started = time.perf_counter()
     for score, topics in changed:
         index.update(score, topics)
     took = (time.perf_counter() - started) / len(changed)
-    print(f"re-indexed: {len(changed):,} accounts with moved scores, {took * 1e6:.1f} µs each")
+    del chosen, changed
+    gc.collect()
+    kept = index.versions_kept
+    print(f"re-indexed: {kept:,} accounts with moved scores, {took * 1e6:.1f} µs each; "
+          f"{(resident_bytes() - resident) / max(1, kept):.0f} bytes per version kept "
+          f"(resident set before and after)")
     started = time.perf_counter()
     index.keep_at_most(MAX_VERSIONS_KEPT)
     pruned = index.prune()
