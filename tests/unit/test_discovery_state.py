@@ -5,6 +5,8 @@ that cannot answer is named."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 import pytest
 
@@ -44,7 +46,7 @@ def settle(indexes: DiscoveryIndexes) -> None:
 
 def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
     first, second = engine_with("a", "b", "c"), engine_with("d", partition=1)
-    indexes = DiscoveryIndexes()
+    indexes = DiscoveryIndexes(fork_builds=False)
     indexes.follow({0: first, 1: second, 2: None})
     assert indexes.views() == {0: None, 1: None, 2: None}
     assert indexes.refresh(most=2) == 2
@@ -67,7 +69,7 @@ def test_a_new_partition_is_indexed_in_full_before_it_answers() -> None:
 
 def test_noted_accounts_are_reindexed_once_and_gone_ones_removed() -> None:
     engine = engine_with("a", "b")
-    indexes = DiscoveryIndexes()
+    indexes = DiscoveryIndexes(fork_builds=False)
     indexes.follow({0: engine})
     settle(indexes)
     for event in (followers("e", 50_000, 20), post("e", "p1", 30)):
@@ -83,7 +85,7 @@ def test_noted_accounts_are_reindexed_once_and_gone_ones_removed() -> None:
 
 
 def test_a_partition_restored_anew_or_given_up_starts_over() -> None:
-    indexes = DiscoveryIndexes()
+    indexes = DiscoveryIndexes(fork_builds=False)
     old = engine_with("a")
     indexes.follow({0: old})
     settle(indexes)
@@ -103,7 +105,7 @@ def test_a_partition_restored_anew_or_given_up_starts_over() -> None:
 
 async def test_following_indexes_until_cancelled() -> None:
     engine = engine_with("acc")
-    indexes = DiscoveryIndexes()
+    indexes = DiscoveryIndexes()  # the first build scored by a forked child
     follower = asyncio.create_task(follow_engines(indexes, lambda: {0: engine},
                                                   interval_s=0.01))
     try:
@@ -122,7 +124,7 @@ async def test_following_indexes_until_cancelled() -> None:
 
 def test_points_in_time_are_kept_for_so_long_then_let_go() -> None:
     held = engine_with("a", "b")
-    indexes = DiscoveryIndexes(keep_s=10.0, max_versions=1_000)
+    indexes = DiscoveryIndexes(keep_s=10.0, max_versions=1_000, fork_builds=False)
     indexes.follow({0: held})
     settle(indexes)
     indexes.follow({0: held})
@@ -147,7 +149,7 @@ def test_points_in_time_are_kept_for_so_long_then_let_go() -> None:
 
 def test_a_score_given_by_another_scorer_is_indexed_and_not_scored_again() -> None:
     held = engine_with("a", "b")
-    indexes = DiscoveryIndexes()
+    indexes = DiscoveryIndexes(fork_builds=False)
     indexes.follow({0: held})
     settle(indexes)
     indexes.follow({0: held})
@@ -163,3 +165,32 @@ def test_a_score_given_by_another_scorer_is_indexed_and_not_scored_again() -> No
     assert "b" not in index
     assert [hit.value for hit in index.query(DiscoveryQuery()).hits] == [
         score.credibility.score]
+
+
+def test_a_first_build_scored_by_a_forked_child_equals_one_scored_here() -> None:
+    held = engine_with(*(f"acc-{number:03d}" for number in range(250)))
+    forked, here = DiscoveryIndexes(), DiscoveryIndexes(fork_builds=False)
+    for indexes in (forked, here):
+        indexes.follow({0: held})
+    settle(here)
+    deadline = time.monotonic() + 30
+    while forked.views()[0] is None:
+        assert time.monotonic() < deadline, "the forked build never finished"
+        if not forked.refresh(most=20):
+            time.sleep(0.01)
+        forked.follow({0: held})
+    query = DiscoveryQuery(limit=200)
+    assert forked.indexes[0].query(query).hits == here.indexes[0].query(query).hits
+    assert len(forked.indexes[0]) == 250
+
+
+def test_a_build_given_up_ends_its_child() -> None:
+    held = engine_with(*(f"acc-{number:03d}" for number in range(50)))
+    indexes = DiscoveryIndexes()
+    indexes.follow({0: held})
+    indexes.refresh()  # forks
+    child = indexes._building[0].child
+    assert child is not None
+    indexes.follow({})
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)  # already reaped
