@@ -14,8 +14,9 @@ item from the engine, so a body is never older than the engine; only its place i
 order may be.
 
 Paging reads a point in time (service/engine/discovery.py): an index keeps what older
-generations read for KEEP_POINT_IN_TIME_S, and at most MAX_VERSIONS_KEPT replaced
-versions, whichever is shorter; a cursor older than that is refused (410).
+generations read for KEEP_POINT_IN_TIME_S, and the process at most MAX_VERSIONS_KEPT
+replaced versions (split evenly between its indexes), whichever is shorter; a cursor
+older than that is refused (410).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_SLICE_ACCOUNTS = 500  # ~30 ms of re-scoring
 MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 KEEP_POINT_IN_TIME_S = 300.0  # how long a cursor pages through its first page's order
-MAX_VERSIONS_KEPT = 50_000  # per index: ~10 MB (bench/discovery.py), whatever the churn
+# Per process, shared by its indexes: ~70 MB at ~700 bytes a version (bench/discovery.py),
+# whatever the churn; at the refresher's most, 1-2 minutes of changes.
+MAX_VERSIONS_KEPT = 100_000
 DECODE_PER_SCORE = 10  # entries a build decodes from its child in the time of one score
 
 
@@ -218,7 +221,8 @@ class DiscoveryIndexes:
 
     def expire(self, now: float) -> None:
         """Lets each index forget what only generations older than `keep_s` (or beyond
-        `max_versions` replaced versions) read. Called once a tick."""
+        its part of `max_versions` replaced versions) read. Called once a tick."""
+        per_index = self.max_versions // max(1, len(self._held))
         for partition, (_, index) in self._held.items():
             marks = self._marks.get(partition)
             if marks is None:
@@ -230,7 +234,7 @@ class DiscoveryIndexes:
             if horizon is not None:
                 # A query read a generation below `horizon` before that mark was taken.
                 index.expire_before(horizon)
-            index.keep_at_most(self.max_versions)
+            index.keep_at_most(per_index)
 
     def views(self) -> dict[int, PartitionView | None]:
         """Every partition owned: its engine and index, or None when it cannot answer

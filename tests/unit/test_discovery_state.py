@@ -194,3 +194,22 @@ def test_a_build_given_up_ends_its_child() -> None:
     indexes.follow({})
     with pytest.raises(ChildProcessError):
         os.waitpid(child.pid, os.WNOHANG)  # already reaped
+
+
+def test_the_versions_kept_are_shared_between_the_indexes() -> None:
+    first, second = engine_with("a", "b", "c"), engine_with("d", "e", "f", partition=1)
+    indexes = DiscoveryIndexes(max_versions=4, fork_builds=False)
+    indexes.follow({0: first, 1: second})
+    settle(indexes)
+    indexes.follow({0: first, 1: second})
+    for partition, held in ((0, first), (1, second)):
+        indexes.indexes[partition].query(DiscoveryQuery())  # a reader: versions kept
+        for account in list(held.engine.accounts):
+            for event in (followers(account, 70_000, 20), post(account, "p2", 30)):
+                held.engine.apply(decoded(event), partition)
+        indexes.note(partition, held.engine.accounts)
+    settle(indexes)
+    assert [index.versions_kept for index in indexes.indexes.values()] == [3, 3]
+    indexes.expire(now=1.0)
+    settle(indexes)
+    assert [index.versions_kept for index in indexes.indexes.values()] == [2, 2]
