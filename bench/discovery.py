@@ -256,7 +256,10 @@ def query_string(query: DiscoveryQuery, after: Cursor | None) -> str:
         if value is not None:
             parts.append(f"{name}={value}")
     if after is not None:
-        parts.append(f"cursor={encode_cursor(query.sort, after)}")
+        # The position only: the served index is another one, with its own generations
+        # (a cursor pinning this process's would be refused there with a 410).
+        position = Cursor(after.value, after.account_id)
+        parts.append(f"cursor={encode_cursor(query.sort, position)}")
     return "/accounts?" + "&".join(parts)
 
 
