@@ -180,6 +180,8 @@ class DiscoveryIndexes:
             if done >= most:
                 return done
         for partition, accounts in list(self._changed.items()):
+            if partition in self._building:
+                continue  # indexed after its load, which fills an empty index
             source, index = self._held[partition]
             take = [accounts.pop() for _ in range(min(most - done, len(accounts)))]
             reindex(index, source.engine, take)
@@ -257,14 +259,18 @@ async def follow_engines(indexes: DiscoveryIndexes,
     try:
         while True:
             await asyncio.sleep(interval_s)
-            indexes.follow(sources_of())
-            indexes.expire(time.monotonic())
-            while True:
-                started = time.perf_counter()
-                if not indexes.refresh():
-                    break
-                # Queries and ingestion go on between slices, 9x as long as a slice took.
-                await asyncio.sleep((time.perf_counter() - started) * rest_per_busy_s)
+            try:
                 indexes.follow(sources_of())
+                indexes.expire(time.monotonic())
+                while True:
+                    started = time.perf_counter()
+                    if not indexes.refresh():
+                        break
+                    # Queries and ingestion go on between slices, 9x as long as one took.
+                    await asyncio.sleep((time.perf_counter() - started) * rest_per_busy_s)
+                    indexes.follow(sources_of())
+            except Exception:
+                # Discovery would stop following the engines without a word otherwise.
+                log.exception("discovery refresh failed; trying again next tick")
     finally:
         indexes.close()

@@ -213,3 +213,18 @@ def test_the_versions_kept_are_shared_between_the_indexes() -> None:
     indexes.expire(now=1.0)
     settle(indexes)
     assert [index.versions_kept for index in indexes.indexes.values()] == [2, 2]
+
+
+def test_accounts_noted_during_a_build_are_indexed_after_its_load() -> None:
+    held = engine_with("a", "b")
+    indexes = DiscoveryIndexes(fork_builds=False)
+    indexes.follow({0: held})
+    for event in (followers("c", 9_000, 20), post("c", "p1", 30)):
+        held.engine.apply(decoded(event), 0)
+    indexes.note(0, {"c", "a"})  # while partition 0 is still being built
+    settle(indexes)
+    indexes.follow({0: held})
+    view = indexes.views()[0]
+    assert view is not None
+    assert sorted(hit.account_id for hit in view.index.query(DiscoveryQuery()).hits) == [
+        "a", "b", "c"]
