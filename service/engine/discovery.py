@@ -288,7 +288,10 @@ class DiscoveryIndex:
         self._entries: dict[str, IndexEntry] = {}
         self._tiers: dict[str, _Orders] = {}
         self._history: dict[str, _Versions] = {}  # accounts changed since `horizon`
+        # Per account with versions, how many of them put each element in the lists.
+        self._held: dict[str, dict[_Slot, int]] = {}
         self._superseded: deque[tuple[int, str]] = deque()  # (generation, account)
+        self._kept = 0  # versions kept besides the current ones
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -299,7 +302,7 @@ class DiscoveryIndex:
     @property
     def versions_kept(self) -> int:
         """Versions kept for older generations only: what paging's point in time costs."""
-        return len(self._superseded)
+        return self._kept
 
     def topic_size(self, topic: str) -> int:
         """How many accounts carry `topic` now."""
@@ -398,15 +401,42 @@ class DiscoveryIndex:
                 self._place(slot)
             return
         if versions is None:
-            # The version replaced, as every generation still held reads it.
+            # The version replaced, as every generation still held reads it. One entry
+            # in `_superseded` per account with versions: `prune` queues it again.
             versions = self._history[account_id] = [(-1, old)]
-        held = self._slots_of(account_id, versions)
+            self._held[account_id] = ({} if old is None
+                                      else dict.fromkeys(old.slots(account_id), 1))
+            self._superseded.append((self.generation, account_id))
+        held = self._held[account_id]
+        made, last = versions[-1]
+        if made > self._last_read and len(versions) > 1:
+            # No query read a generation since `last` was made, so none ever will: it
+            # is replaced, not kept (an account re-scored every second keeps only the
+            # versions someone may page through).
+            versions.pop()
+            self._release(account_id, held, last)
+            self._kept -= 1
         versions.append((self.generation, new))
-        self._superseded.append((self.generation, account_id))
+        self._kept += 1
         if new is not None:
             for slot in new.slots(account_id):
-                if slot not in held:
+                count = held.get(slot, 0)
+                held[slot] = count + 1
+                if not count:
                     self._place(slot)
+
+    def _release(self, account_id: str, held: dict[_Slot, int],
+                 entry: IndexEntry | None) -> None:
+        """A version no longer kept: its elements leave unless another version has them."""
+        if entry is None:
+            return
+        for slot in entry.slots(account_id):
+            count = held[slot] - 1
+            if count:
+                held[slot] = count
+            else:
+                del held[slot]
+                self._unplace(slot)
 
     def expire_before(self, generation: int) -> None:
         """Queries may no longer read generations before `generation`; `prune` then
@@ -415,8 +445,8 @@ class DiscoveryIndex:
 
     def prune(self, most: int = sys.maxsize) -> int:
         """Drops the versions that no generation from `horizon` on reads, for up to
-        `most` replaced versions (each is a few sorted-list removals: the caller bounds
-        how long one call holds the loop); returns how many it looked at."""
+        `most` accounts (each a few sorted-list removals: the caller bounds how long one
+        call holds the loop); returns how many it looked at."""
         horizon = self.horizon
         superseded = self._superseded
         done = 0
@@ -429,33 +459,26 @@ class DiscoveryIndex:
             first = len(versions) - 1  # the version a query at `horizon` reads
             while versions[first][0] > horizon:
                 first -= 1
-            if first == 0:
-                continue
-            dropped, kept = versions[:first], versions[first:]
-            if len(kept) == 1:
-                del self._history[account_id]
+            held = self._held[account_id]
+            for _, entry in versions[:first]:
+                self._release(account_id, held, entry)
+            self._kept -= first
+            del versions[:first]
+            if len(versions) == 1:
+                del self._history[account_id], self._held[account_id]
             else:
-                self._history[account_id] = kept
-            held = self._slots_of(account_id, kept)
-            for _, entry in dropped:
-                if entry is not None:
-                    for slot in entry.slots(account_id):
-                        if slot not in held:
-                            self._unplace(slot)
-                            held.add(slot)
+                # Looked at again once the next version is older than the horizon.
+                superseded.append((versions[1][0], account_id))
         return done
 
     def keep_at_most(self, versions: int) -> None:
-        """Expires the oldest generations until at most `versions` old versions are kept
-        (once pruned): the memory paging may take, whatever the churn."""
-        excess = len(self._superseded) - versions
-        if excess > 0:
-            self.expire_before(self._superseded[excess - 1][0])
-
-    @staticmethod
-    def _slots_of(account_id: str, versions: _Versions) -> set[_Slot]:
-        return {slot for _, entry in versions if entry is not None
-                for slot in entry.slots(account_id)}
+        """Expires the oldest generations until at most about `versions` old versions are
+        kept (once pruned): the memory paging may take, whatever the churn."""
+        excess = self._kept - versions
+        if excess > 0 and self._superseded:
+            position = min(excess, len(self._superseded)) - 1
+            self.expire_before(max(generation for generation, _ in
+                                   islice(self._superseded, position + 1)))
 
     def _place(self, slot: _Slot) -> None:
         tier, key, value, account_id = slot
