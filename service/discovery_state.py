@@ -39,9 +39,9 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_SLICE_ACCOUNTS = 500  # ~30 ms of re-scoring
 MAINTENANCE_SHARE = 0.1  # of the event loop's time, at most
 KEEP_POINT_IN_TIME_S = 300.0  # how long a cursor pages through its first page's order
-# Per process, shared by its indexes: ~70 MB at ~700 bytes a version (bench/discovery.py),
-# whatever the churn; at the refresher's most, 1-2 minutes of changes.
-MAX_VERSIONS_KEPT = 100_000
+# Per process, shared by its indexes: ~85 MB at ~1.7 KB a version (bench/discovery.py),
+# whatever the churn; at the refresher's most, about a minute of changes.
+MAX_VERSIONS_KEPT = 50_000
 DECODE_PER_SCORE = 10  # entries a build decodes from its child in the time of one score
 
 
