@@ -59,7 +59,7 @@ SCAN_BUDGET = 5_000  # accounts examined per request: ~2-10 ms, by the machine's
 SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
 MAX_SHARED_TOPIC_TUPLES = 65_536  # combinations of topics shared between entries
-LOAD_STEP_ELEMENTS = 20_000  # a step of a bulk load: ~5-20 ms, up to a merge's size
+LOAD_STEP_ELEMENTS = 20_000  # a run of a bulk load: ~5-20 ms to sort
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
 
@@ -340,11 +340,12 @@ class DiscoveryIndex:
 
     def loading(self, entries: Iterable[tuple[str, IndexEntry]],
                 step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
-        """`load` in steps that each handle about `step` elements (a chunk of entries
-        spread over the orders, a run sorted, two runs merged, a sorted list made):
-        the caller lets other work in between. Timsort merges two sorted runs in about
-        one comparison an element, so no step costs more than its size, however large
-        the partition (bench/discovery.py --rebuild-accounts)."""
+        """`load` in steps (a chunk of entries spread over the orders, a run of `step`
+        elements sorted, two runs merged, a sorted list made): the caller lets other work
+        in between. Timsort merges two sorted runs in about one comparison an element;
+        still, a list's last merges and the making of its SortedList are linear in the
+        list: ~0.3 s for a list of 500,000 (docs/benchmarks.md, "A partition's first
+        build"), the steps not yet bounded."""
         if self._entries:
             raise ValueError("load fills an empty index only")
         # (tier, field or topic, unknown values?) -> its elements, in sorted runs.
