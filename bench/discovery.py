@@ -2,6 +2,7 @@
 
     python -m bench.discovery [--accounts 1000000] [--repeats 200] [--http-seconds 6]
                               [--ingest-accounts 600] [--batch-seconds 6]
+                              [--rebuild-accounts 0]
 
 0. Batch: POST /accounts/scores with 100 known ids a request over 100,000 synthetic
    scores, alternating with the bare FastAPI endpoint as in 3.
@@ -21,7 +22,11 @@
    the last refresh, after every batch and after every 40 batches (about one second of
    the pipeline at full speed: the service refreshes once a second); reports the cost
    against the engine's ingest in the same run, split into re-scoring (which the change
-   stream needs as well), topics and the index update proper.
+   stream needs as well), topics and the index update proper. A query before each refresh
+   stands for someone paging: every change keeps the version it replaces, and the prune
+   that later drops them is counted with the update.
+5. With --rebuild-accounts N: a partition's first build after a restore at N accounts
+   (`rebuild`).
 """
 
 from __future__ import annotations
@@ -38,13 +43,19 @@ import time
 import orjson
 
 from bench.queries import drive, free_port, summary, wait_http
+from bench.workload import fresh_engine, populate
+from service.discovery_build import ScoringChild
+from service.discovery_state import MAINTENANCE_SHARE, MAX_VERSIONS_KEPT
 from service.engine import Engine, EngineConfig
+from service.engine.dedupe import EventIds
 from service.engine.discovery import (
     Cursor,
     DiscoveryIndex,
     DiscoveryQuery,
+    IndexEntry,
     Sort,
     encode_cursor,
+    entry_of,
     index_topics,
 )
 from service.engine.engine import AccountScore
@@ -168,14 +179,31 @@ def build(count: int) -> tuple[DiscoveryIndex, list[tuple[AccountScore, tuple[st
 
 def maintenance(index: DiscoveryIndex, scores: list[tuple[AccountScore, tuple[str, ...]]],
                 share: float = 0.1) -> float:
+    """Re-indexes `share` of the accounts with moved scores while someone pages (each
+    change keeps the version it replaces), then prunes down to the most versions a
+    service index keeps: the queries after it walk past those, as in the service."""
     rng = random.Random(2)
     chosen = rng.sample(scores, int(len(scores) * share))
     changed = [(moved(score, rng), topics) for score, topics in chosen]
+    index.query(DiscoveryQuery())  # a reader: versions are kept from here on
+    gc.collect()
+    resident = resident_bytes()
     started = time.perf_counter()
     for score, topics in changed:
         index.update(score, topics)
     took = (time.perf_counter() - started) / len(changed)
-    print(f"re-indexed: {len(changed):,} accounts with moved scores, {took * 1e6:.1f} µs each")
+    del chosen, changed
+    gc.collect()
+    kept = index.versions_kept
+    print(f"re-indexed: {kept:,} accounts with moved scores, {took * 1e6:.1f} µs each; "
+          f"{(resident_bytes() - resident) / max(1, kept):.0f} bytes per version kept "
+          f"(resident set before and after)")
+    started = time.perf_counter()
+    index.keep_at_most(MAX_VERSIONS_KEPT)
+    pruned = index.prune()
+    took_prune = time.perf_counter() - started
+    print(f"pruned: {pruned:,} replaced versions, {took_prune / max(1, pruned) * 1e6:.1f} µs "
+          f"each; {index.versions_kept:,} kept for cursors during the queries")
     return took
 
 
@@ -228,7 +256,10 @@ def query_string(query: DiscoveryQuery, after: Cursor | None) -> str:
         if value is not None:
             parts.append(f"{name}={value}")
     if after is not None:
-        parts.append(f"cursor={encode_cursor(query.sort, after)}")
+        # The position only: the served index is another one, with its own generations
+        # (a cursor pinning this process's would be refused there with a 410).
+        position = Cursor(after.value, after.account_id)
+        parts.append(f"cursor={encode_cursor(query.sort, position)}")
     return "/accounts?" + "&".join(parts)
 
 
@@ -353,6 +384,106 @@ def batch_over_http(accounts: int, seconds: float, connections: int, ids: int = 
     print(f"batch / bare throughput: {batch['rps'] / baseline['rps']:.2f}x")
 
 
+def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
+    """A partition's first build after a restore, from an engine of `accounts` accounts
+    (bench/workload.py's, packed as after a restore). As the service does it: a forked
+    child scores every account (service/discovery_build.py) while this process decodes
+    the entries it streams back, then loads the index in steps; timed are the child's
+    wall time, this process's time (what the event loop pays) and the longest load step.
+    Against it: the build on the loop, re-scoring `sample` accounts here for the cost an
+    account, and an index made by one `put` an account (the way before) and by one
+    `load`. Memory per account of the index made by the load."""
+    engine = fresh_engine()
+    for first in range(0, accounts, chunk):
+        populate(engine, min(chunk, accounts - first), seed=first, first=first, partitions=1)
+        for partition_clock in engine.partitions.values():
+            # The dedupe memory is not this bench's subject (bench/memory.py does so).
+            partition_clock.event_ids = EventIds()
+    engine.expire()
+    gc.collect()
+    gc.freeze()  # as the service does after a restore
+    account_ids = list(engine.accounts)
+    clock = time.perf_counter
+    began = clock()
+    child = ScoringChild(engine, account_ids)
+    fork_pause = clock() - began
+    entries: list[tuple[str, IndexEntry]] = []
+    decoding = 0.0
+    while not child.done:
+        started = clock()
+        received = child.receive(5_000)
+        decoding += clock() - started
+        entries += received
+        if not received:
+            time.sleep(0.005)
+    child_wall = clock() - began
+    assert child.failed is None, child.failed
+    assert len(entries) == len(account_ids)
+    gc.collect()
+    resident = resident_bytes()
+    index = DiscoveryIndex()
+    steps = []
+    loading = index.loading(iter(entries))
+    # In the service the collector is paced (service/runtime_tuning.py): a full
+    # collection over the new entries would be the collector's pause, not a load step's.
+    gc.disable()
+    while True:
+        started = clock()
+        if next(loading, StopIteration) is StopIteration:
+            break
+        steps.append(clock() - started)
+    gc.enable()
+    load = sum(steps)
+    per_account = (resident_bytes() - resident) / accounts
+    one_by_one = DiscoveryIndex()
+    started = clock()
+    for account_id, entry in entries:
+        one_by_one.put(account_id, entry)
+    puts = clock() - started
+    del one_by_one
+    sampled = account_ids[:sample]
+    scoring = topics = 0.0
+    for account_id in sampled:
+        started = clock()
+        score = engine.score(account_id)
+        scoring += clock() - started
+        assert score is not None
+        started = clock()
+        entry_of(engine, score)
+        topics += clock() - started
+    share = MAINTENANCE_SHARE
+    print(f"\nrebuild after a restore: {accounts:,} accounts (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print("| step | seconds | per account |")
+    print("|---|---|---|")
+    rows = (
+        (f"re-scoring (`Engine.score`, {len(sampled):,} accounts sampled)", scoring,
+         len(sampled)),
+        ("topics and entry (`entry_of`, the same sample)", topics, len(sampled)),
+        ("index: one `put` an account (the way before)", puts, accounts),
+        ("index: `loading`, all steps", load, accounts),
+        ("forked child: fork (the loop's pause)", fork_pause, accounts),
+        ("forked child: scoring everything (wall time, other core)", child_wall, accounts),
+        ("forked child: decoding its entries here", decoding, accounts),
+    )
+    for name, seconds, count in rows:
+        print(f"| {name} | {seconds:.2f} | {seconds / count * 1e6:.1f} µs |")
+    scoring_each = (scoring + topics) / len(sampled)
+    before = scoring_each * accounts + puts
+    in_loop_now = scoring_each * accounts + load
+    forked_loop = fork_pause + decoding + load
+    forked_wall = max(child_wall, forked_loop / share)
+    print(f"longest load step: {max(steps) * 1e3:.1f} ms ({len(steps)} steps)")
+    print(f"loop time of the whole build: before {before:.0f} s, in process now "
+          f"{in_loop_now:.0f} s, forked {forked_loop:.0f} s")
+    print(f"at {share:.0%} of the loop: before {before / share / 60:.1f} min; in process "
+          f"now {in_loop_now / share / 60:.1f} min; forked about "
+          f"{forked_wall / 60:.1f} min (the child's scoring, or the loop's share of "
+          f"decoding and loading, whichever is longer)")
+    print(f"index memory after a load: {per_account:.0f} bytes per account")
+    del index, entries
+
+
 def demo_stream(account_count: int) -> list[Event]:
     rng = random.Random(6)
     events: list[Event] = []
@@ -401,10 +532,17 @@ def ingest_share(events: list[Event], account_count: int, refresh_batches: int,
         timed["ingest"] += clock() - started
         changed.update(event.account_id for event in chunk)
         if number % refresh_batches == 0 or first + batch >= len(events):
+            # Someone pages all along: every change keeps the version it replaces.
+            index.query(DiscoveryQuery())
             refresh()
             refreshed += len(changed)
             refreshes += 1
             changed.clear()
+    # The versions kept for cursors leave the lists once expired: index work too.
+    started = clock()
+    index.expire_before(index.generation)
+    index.prune()
+    timed["update"] += clock() - started
     ingest = timed["ingest"]
     print(f"\ningest share: {len(events):,} demo events of {account_count} accounts in "
           f"batches of {batch:,}, a refresh every {refresh_batches} batch(es): "
@@ -412,7 +550,8 @@ def ingest_share(events: list[Event], account_count: int, refresh_batches: int,
     print("| step | seconds | per event | against the engine's ingest |")
     print("|---|---|---|---|")
     for name, label in (("ingest", "engine ingest (`Engine.apply`)"),
-                        ("update", "index update (`DiscoveryIndex.update`)"),
+                        ("update", "index update (`update`, and `prune` of the versions "
+                                   "kept for cursors)"),
                         ("topics", "topics of the window's posts (`index_topics`)"),
                         ("rescore", "re-scoring the changed accounts (`Engine.score`)")):
         seconds = timed[name]
@@ -429,7 +568,11 @@ def main() -> None:
     parser.add_argument("--ingest-accounts", type=int, default=600)
     parser.add_argument("--batch-seconds", type=float, default=6.0,
                         help="POST /accounts/scores with 100 ids (over 100 k accounts)")
+    parser.add_argument("--rebuild-accounts", type=int, default=0,
+                        help="a partition's first build after a restore, at this size")
     arguments = parser.parse_args()
+    if arguments.rebuild_accounts > 0:
+        rebuild(arguments.rebuild_accounts)
     if arguments.batch_seconds > 0:
         batch_over_http(min(arguments.accounts, 100_000), arguments.batch_seconds,
                         arguments.connections)

@@ -19,8 +19,22 @@ from urllib.parse import urlencode
 import orjson
 
 from service.consumer import StreamProcessor
-from service.discovery_api import Found, LocalReader, Scores
-from service.engine.discovery import DiscoveryQuery, Page, decode_pages, encode_cursor, merge_pages
+from service.discovery_api import (
+    EXPIRED_PREFIX,
+    SCORES_CLOSE,
+    SCORES_OPEN,
+    Found,
+    LocalReader,
+    Scores,
+)
+from service.engine.discovery import (
+    CursorExpired,
+    DiscoveryQuery,
+    Page,
+    decode_pages,
+    encode_cursor,
+    merge_pages,
+)
 from service.routing import Forwarder, ForwardingError, partition_for
 
 
@@ -54,7 +68,7 @@ class ClusterReader:
                                         for url, partitions in by_owner.items()))
         for found in remote:
             pages.update(found)
-        merged = merge_pages(pages, query.sort, query.limit)
+        merged = merge_pages(pages, query.sort, query.limit, query.after)
         owner_of = {p: url for url, partitions in by_owner.items() for p in partitions}
         ids = [hit.account_id for hit in merged.hits]
         bodies = await self._bodies(ids, {hit.account_id: owner_of.get(hit.partition)
@@ -79,7 +93,11 @@ class ClusterReader:
             if answer.status == 200:
                 return decode_pages(answer.body)
         except (ForwardingError, ValueError):
-            pass
+            return dict.fromkeys(partitions)
+        if answer.status == 410:
+            # The owner cannot read the cursor's point in time: the whole answer would
+            # page in another order, so the request fails as a local expiry does.
+            raise CursorExpired(_owner_reason(answer.body, partitions))
         return dict.fromkeys(partitions)
 
     async def _bodies(self, ids: list[str], owners: dict[str, str | None]
@@ -117,6 +135,7 @@ class ClusterReader:
             else:
                 grouped.setdefault(owner, []).append(account_id)
         bodies: dict[str, bytes] = {}
+        encoded: list[bytes] = []
         missing: list[str] = []
         if local_ids:
             mine = self.local.scores_now(local_ids)
@@ -124,21 +143,26 @@ class ClusterReader:
             missing += mine.missing
             unavailable.update(mine.missing_partitions)
         groups = list(grouped.items())
-        answers = await asyncio.gather(*(self._remote_scores(url, ids) for url, ids in groups))
+        answers = await asyncio.gather(*(self._remote_scores(url, ids, spliced=True)
+                                         for url, ids in groups))
         for (_, ids), answer in zip(groups, answers, strict=True):
             if answer is None:
                 unavailable.update(partition_for(i, partitions) for i in ids)
                 continue
             bodies.update(answer.bodies)
+            encoded += answer.encoded_members
             missing += answer.missing
             unavailable.update(answer.missing_partitions)
         # Ids of partitions that did not answer are neither scored nor known missing.
         unanswered = {i for i in account_ids if partition_for(i, partitions) in unavailable}
         missing = [i for i in missing if i not in unanswered]
-        return Scores({i: bodies[i] for i in account_ids if i in bodies}, missing,
-                      sorted(unavailable))
+        return Scores(bodies, missing, sorted(unavailable), encoded)
 
-    async def _remote_scores(self, url: str, ids: list[str]) -> Scores | None:
+    async def _remote_scores(self, url: str, ids: list[str], spliced: bool = False
+                             ) -> Scores | None:
+        """The owner's answer for `ids`; `spliced`: its "scores" members kept encoded
+        as they came (a batch passes them on), else one body per id (discovery orders
+        them)."""
         try:
             answer = await self.forwarder().post(url, "/accounts/scores",
                                                  orjson.dumps({"account_ids": ids}))
@@ -146,6 +170,23 @@ class ClusterReader:
             return None
         if answer.status != 200:
             return None
-        body = orjson.loads(answer.body)
+        raw = answer.body
+        # The route's layout: {"scores":{<members>},"missing":[...],...}. The last
+        # SCORES_CLOSE is the top level's: what follows it holds no object.
+        close = raw.rfind(SCORES_CLOSE)
+        if spliced and raw.startswith(SCORES_OPEN) and close >= 0:
+            rest = orjson.loads(b"{" + raw[close + 2:])
+            return Scores({}, list(rest["missing"]), list(rest["missing_partitions"]),
+                          [raw[len(SCORES_OPEN):close]])
+        body = orjson.loads(raw)
         return Scores({i: orjson.dumps(score) for i, score in body["scores"].items()},
                       list(body["missing"]), list(body["missing_partitions"]))
+
+
+def _owner_reason(problem_body: bytes, partitions: list[int]) -> str:
+    """Why the owner could not read the cursor's point in time, as its problem says."""
+    try:
+        detail = str(orjson.loads(problem_body)["detail"])
+    except (ValueError, KeyError, TypeError):
+        return f"partitions {partitions}: their owner no longer holds it"
+    return detail.removeprefix(EXPIRED_PREFIX).split("; ask again")[0]

@@ -24,6 +24,7 @@ from service.engine.discovery import (
     MAX_LIMIT,
     SCAN_BUDGET,
     Cursor,
+    CursorExpired,
     DiscoveryIndex,
     DiscoveryQuery,
     Page,
@@ -41,6 +42,11 @@ from service.responses import ProblemBody, ScoreBody, score_json
 from service.routing import FORWARDED_HEADER
 
 MAX_BATCH_IDS = 1_000
+# Room for the points in time of a few hundred partitions (encode_cursor).
+MAX_CURSOR_CHARS = 16_384
+SCORES_OPEN = b'{"scores":{'
+SCORES_CLOSE = b'},"missing":'
+EXPIRED_PREFIX = "cursor: the point in time it pages through is no longer held: "
 MIN_BUDGET_PER_PARTITION = 1_000
 # 1,000 ids of the longest kind, quoted, with commas: what a valid batch can weigh.
 MAX_BATCH_BODY_BYTES = MAX_BATCH_IDS * (MAX_ID_CHARS + 3) + 64
@@ -66,12 +72,17 @@ class Scores:
     missing: Sequence[str]  # not found on the partitions that answered
     missing_partitions: Sequence[int] = ()  # partitions that did not answer: an id of
     # theirs is in `missing` too
+    # Members of the "scores" object as another instance encoded them
+    # (`"id":{...},"id":{...}`), passed on as they are: no decoding and encoding again.
+    encoded_members: Sequence[bytes] = ()
 
 
 class DiscoveryReader(Protocol):
     """Where the routes get scores from: this process's partitions, or the cluster's."""
 
-    async def discover(self, query: DiscoveryQuery) -> Found: ...
+    async def discover(self, query: DiscoveryQuery) -> Found:
+        """Raises CursorExpired when a partition can no longer read the cursor's
+        point in time."""
 
     async def scores(self, account_ids: Sequence[str]) -> Scores: ...
 
@@ -119,7 +130,7 @@ class LocalReader:
     def discover_now(self, query: DiscoveryQuery) -> Found:
         views = self.partitions()
         pages = self.pages(query, views=views)
-        merged = merge_pages(pages, query.sort, query.limit)
+        merged = merge_pages(pages, query.sort, query.limit, query.after)
         bodies = []
         for hit in merged.hits:
             view = views[hit.partition]
@@ -215,14 +226,17 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
                                                "a leading '-' for descending.")]
         = "-credibility",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
     ) -> Response:
         try:
             query = _query(tier, topic, min_credibility, min_followers, max_followers,
                            min_engagement_rate, min_confidence, sort, limit, cursor)
         except InvalidParameter as invalid:
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
-        found = await reader_for(request).discover(query)
+        try:
+            found = await reader_for(request).discover(query)
+        except CursorExpired as expired:
+            return _expired(expired, request.url.path)
         token = None if found.next_cursor is None else encode_cursor(query.sort,
                                                                       found.next_cursor)
         missing = sorted(found.missing_partitions)
@@ -245,11 +259,13 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
         answer = await reader_for(request).scores(account_ids)
         missing = sorted(answer.missing_partitions)
+        members = [b'"%s":%s' % (account_id.encode(), score)  # ids are printable ASCII
+                   for account_id, score in answer.bodies.items()]
+        members += [encoded for encoded in answer.encoded_members if encoded]
+        # This layout is also what ClusterReader splices from (SCORES_OPEN, SCORES_CLOSE).
         body = b"".join((
-            b'{"scores":{',
-            b",".join(orjson.dumps(account_id) + b":" + score
-                      for account_id, score in answer.bodies.items()),
-            b'},"missing":', orjson.dumps(list(answer.missing)),
+            SCORES_OPEN, b",".join(members),
+            SCORES_CLOSE, orjson.dumps(list(answer.missing)),
             b',"partial":', b"true" if missing else b"false",
             b',"missing_partitions":', orjson.dumps(missing), b"}",
         ))
@@ -267,7 +283,7 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
         min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
         sort: str = "-credibility",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
     ) -> Response:
         """Internal: this owner's pages of the named partitions, for the instance that
         merges a discovery request (`encode_pages`)."""
@@ -278,15 +294,20 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
         except InvalidParameter as invalid:
             return problem(invalid.status, invalid.title, str(invalid), request.url.path)
         wanted = [int(part) for part in partitions.split(",")]
-        return Response(encode_pages(local.pages(query, wanted)),
-                        media_type="application/json")
+        try:
+            pages = local.pages(query, wanted)
+        except CursorExpired as expired:
+            return _expired(expired, request.url.path)
+        return Response(encode_pages(pages), media_type="application/json")
 
     if local is not None:
         router.add_api_route("/accounts/pages", partition_pages, methods=["GET"],
                              include_in_schema=False)
     router.add_api_route(
         "/accounts", find_accounts, methods=["GET"], response_model=FoundBody,
-        responses={422: _PROBLEM},
+        responses={410: {**_PROBLEM, "description": "The cursor expired: start again "
+                                                    "from the first page."},
+                   422: _PROBLEM},
         summary="Find accounts by tier, topic and thresholds, in a chosen order, "
                 "a page at a time",
     )
@@ -298,6 +319,11 @@ def build_discovery_router(reader: DiscoveryReader, local: LocalReader | None = 
         summary=f"Scores of up to {MAX_BATCH_IDS} accounts at once",
     )
     return router
+
+
+def _expired(expired: CursorExpired, path: str) -> Response:
+    return problem(410, "Cursor Expired", f"{EXPIRED_PREFIX}{expired}; ask again without "
+                   "a cursor for a first page", path)
 
 
 def _query(tiers: list[str] | None, topic: str | None, min_credibility: float | None,

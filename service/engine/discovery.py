@@ -12,9 +12,20 @@ sorted whole, a large one walked in that order with the topic as a filter.
 
 Order: by the sort field's value, ties by account_id, both ascending or both descending;
 accounts whose value is unknown (no follower count yet, no rate) come last either way.
-A cursor is the (value, account_id) of the last account handed out, so paging on while
-scores change hands out every account that did not change exactly once; one whose
-score moved across the cursor in between may be missed or seen again.
+
+Paging reads a point in time (as Elasticsearch's point-in-time does): each change to the
+index is a new `generation`, and a query answers as of one generation, the current one
+for a first page. A cursor names the last account handed out, (value, account_id), and
+the generation each partition's first page was read at; the following pages read those
+same generations, so they continue one fixed order: no account twice, none skipped. To
+serve them, a change keeps the version it replaces: the old (value, account_id) stays in
+the sorted lists, and a walk checks each account it meets against the version of that
+generation (`_history`; an account not changed since the oldest generation kept has one
+version and needs no check). `expire_before` moves the oldest generation readable on,
+and `prune` then drops what only older ones could read. A cursor older than that, or
+made by an index since rebuilt (a partition moved or restored), raises `CursorExpired`
+instead of paging on in another order. While no query has read a generation still held
+(nobody is paging), `update` moves accounts in place and keeps nothing.
 
 A walk examines at most `budget` accounts. A rare combination of filters can therefore
 end a page early, with fewer than `limit` items and a cursor that resumes the walk where
@@ -26,9 +37,10 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections import Counter
+import sys
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, islice, repeat
 from typing import Any
 
@@ -46,10 +58,20 @@ SCAN_BUDGET = 5_000  # accounts examined per request: ~2-10 ms, by the machine's
 # for the few accounts that carry it.
 SMALL_TOPIC_ACCOUNTS = 2_000
 MAX_INDEXED_TOPICS = 8
+MAX_SHARED_TOPIC_TUPLES = 65_536  # combinations of topics shared between entries
+LOAD_STEP_ELEMENTS = 20_000  # a run of a bulk load: ~5-20 ms to sort
 # Above any account id (ids are printable ASCII): the end of the ties at one value.
 _AFTER_ALL_IDS = "\U0010ffff"
 
 Value = float | int | None
+# Which index, and when: (incarnation, generation). An index rebuilt gets another
+# incarnation, so a cursor of the old one can never read the new one's generations.
+Snapshot = tuple[int, int]
+
+
+class CursorExpired(Exception):
+    """A cursor names a point in time that a partition's index no longer holds (the
+    message says which partition and why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +94,18 @@ class Sort:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """The last account handed out: the next page starts strictly after it."""
+    """The last account handed out: the next page starts strictly after it, in the order
+    of the points in time (partition, incarnation, generation) the first page read."""
 
     value: Value
     account_id: str
+    snapshots: tuple[tuple[int, int, int], ...] = ()
+
+    def snapshot_of(self, partition: int) -> Snapshot | None:
+        for pinned, incarnation, generation in self.snapshots:
+            if pinned == partition:
+                return incarnation, generation
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +141,7 @@ class Page:
     hits: tuple[Hit, ...]
     resume_after: Cursor | None
     examined: int = 0
+    snapshot: Snapshot | None = None  # the point in time the page was read at
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,26 +171,81 @@ def reindex(index: DiscoveryIndex, engine: Engine, account_ids: Iterable[str]) -
         score = engine.score(account_id)
         if score is None:
             index.remove(account_id)
-            continue
-        account = engine.accounts.get(account_id)
-        posts = [] if account is None else account.window_posts(score.window_start)
-        index.update(score, index_topics(posts))
+        else:
+            index.put(account_id, entry_of(engine, score))
 
 
-class _Entry:
+def entry_of(engine: Engine, score: AccountScore) -> IndexEntry:
+    """What the index keeps of an account the engine holds, scored as `score`."""
+    account = engine.accounts.get(score.account_id)
+    posts = [] if account is None else account.window_posts(score.window_start)
+    return IndexEntry.of(score, index_topics(posts))
+
+
+class IndexEntry:
+    """The fields of a score that discovery filters and sorts on, and the topics."""
+
     __slots__ = ("confidence", "credibility", "engagement_rate", "followers", "tier",
-                 "topics", "values")
+                 "topics")
 
-    def __init__(self, score: AccountScore, topics: tuple[str, ...]) -> None:
-        self.tier = score.tier
-        self.credibility = score.credibility.score
-        self.confidence = score.credibility.confidence
-        self.followers = score.followers
-        self.engagement_rate = score.engagement.rate
+    def __init__(self, tier: str, credibility: float, confidence: float,
+                 followers: int | None, engagement_rate: float | None,
+                 topics: tuple[str, ...]) -> None:
+        self.tier = tier
+        self.credibility = credibility
+        self.confidence = confidence
+        self.followers = followers
+        self.engagement_rate = engagement_rate
         self.topics = topics
-        # In SORT_FIELDS order.
-        self.values: tuple[Value, Value, Value] = (self.credibility, self.engagement_rate,
-                                                   self.followers)
+
+    @classmethod
+    def of(cls, score: AccountScore, topics: Iterable[str]) -> IndexEntry:
+        return cls(score.tier, score.credibility.score, score.credibility.confidence,
+                   score.followers, score.engagement.rate, _shared_topics(topics))
+
+    def value(self, field: int) -> Value:
+        """The value of SORT_FIELDS[field]."""
+        if field == 0:
+            return self.credibility
+        return self.engagement_rate if field == 1 else self.followers
+
+    def same_as(self, other: IndexEntry) -> bool:
+        return (self.credibility == other.credibility and self.tier == other.tier
+                and self.engagement_rate == other.engagement_rate
+                and self.followers == other.followers
+                and self.confidence == other.confidence and self.topics == other.topics)
+
+    def slots(self, account_id: str) -> list[_Slot]:
+        """Where the account sits in the sorted lists: (tier, field or topic, value, id)."""
+        tier = self.tier
+        slots: list[_Slot] = [(tier, 0, self.credibility, account_id),
+                              (tier, 1, self.engagement_rate, account_id),
+                              (tier, 2, self.followers, account_id)]
+        slots += [(tier, topic, self.credibility, account_id) for topic in self.topics]
+        return slots
+
+
+def _shared_topics(topics: Iterable[str]) -> tuple[str, ...]:
+    """The topics case-folded, each once, as one tuple shared by every entry with the
+    same ones: most accounts carry one of a few combinations, and a tuple of its own
+    (and a folded copy of each name) would cost each ~100 bytes more."""
+    folded = tuple(dict.fromkeys(sys.intern(topic.casefold()) for topic in topics))
+    shared = _TOPIC_TUPLES.get(folded)
+    if shared is not None:
+        return shared
+    if len(_TOPIC_TUPLES) < MAX_SHARED_TOPIC_TUPLES:
+        _TOPIC_TUPLES[folded] = folded
+    return folded
+
+
+_TOPIC_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+# (tier, sort field's number or topic, value, account_id): one element of a sorted list.
+_Slot = tuple[str, int | str, Value, str]
+# An account's versions still readable, oldest first, as (generation it was made, the
+# entry or None while the account was not indexed); the last one is the current one.
+_Versions = list[tuple[int, IndexEntry | None]]
 
 
 class _Orders:
@@ -174,72 +260,38 @@ class _Orders:
         self.topics: dict[str, SortedList[tuple[Any, str]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.known[0])
+        return any(self.known) or any(self.unknown) or bool(self.topics)
 
-    def add(self, account_id: str, entry: _Entry) -> None:
-        for field, value in enumerate(entry.values):
-            if value is None:
-                self.unknown[field].add(account_id)
-            else:
-                self.known[field].add((value, account_id))
-        self._add_topics(account_id, entry.credibility, entry.topics)
 
-    def discard(self, account_id: str, entry: _Entry) -> None:
-        for field, value in enumerate(entry.values):
-            if value is None:
-                self.unknown[field].remove(account_id)
-            else:
-                self.known[field].remove((value, account_id))
-        self._drop_topics(account_id, entry.credibility, entry.topics)
-
-    def move(self, account_id: str, old: _Entry, new: _Entry) -> None:
-        """The same account, same tier: only the orders whose value changed move."""
-        for field, (was, now) in enumerate(zip(old.values, new.values, strict=True)):
-            if was != now:
-                if was is None:
-                    self.unknown[field].remove(account_id)
-                else:
-                    self.known[field].remove((was, account_id))
-                if now is None:
-                    self.unknown[field].add(account_id)
-                else:
-                    self.known[field].add((now, account_id))
-        if old.topics != new.topics or old.credibility != new.credibility:
-            self._drop_topics(account_id, old.credibility, old.topics)
-            self._add_topics(account_id, new.credibility, new.topics)
-
-    def _add_topics(self, account_id: str, credibility: float,
-                    topics: Iterable[str]) -> None:
-        postings = self.topics
-        for topic in topics:
-            members = postings.get(topic)
-            if members is None:
-                members = postings[topic] = SortedList()
-            members.add((credibility, account_id))
-
-    def _drop_topics(self, account_id: str, credibility: float,
-                     topics: Iterable[str]) -> None:
-        postings = self.topics
-        for topic in topics:
-            members = postings[topic]
-            members.remove((credibility, account_id))
-            if not members:
-                del postings[topic]
+def _version_at(versions: _Versions, generation: int) -> IndexEntry | None:
+    for made, entry in reversed(versions):
+        if made <= generation:
+            return entry
+    return None
 
 
 class DiscoveryIndex:
     """One partition's accounts, searchable by tier, topic and thresholds, in the order
-    of any sort field. Maintained incrementally: `update` moves an account only in the
-    orders whose value changed.
+    of any sort field, as of any generation since `horizon`. Maintained incrementally:
+    `update` moves an account only in the orders whose value changed.
 
     Accounts are held per tier, each tier with its own orders: a tier filter (nearly every
     search names one) walks that tier's accounts only, and a search over several tiers
     merges their orders as it walks."""
 
-    def __init__(self, partition: int = 0) -> None:
+    def __init__(self, partition: int = 0, incarnation: int = 0) -> None:
         self.partition = partition
-        self._entries: dict[str, _Entry] = {}
+        self.incarnation = incarnation
+        self.generation = 0  # one more for every change
+        self.horizon = 0  # the oldest generation a query may still read
+        self._last_read = -1  # the newest generation a query read
+        self._entries: dict[str, IndexEntry] = {}
         self._tiers: dict[str, _Orders] = {}
+        self._history: dict[str, _Versions] = {}  # accounts changed since `horizon`
+        # Per account with versions, how many of them put each element in the lists.
+        self._held: dict[str, dict[_Slot, int]] = {}
+        self._superseded: deque[tuple[int, str]] = deque()  # (generation, account)
+        self._kept = 0  # versions kept besides the current ones
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -247,72 +299,303 @@ class DiscoveryIndex:
     def __contains__(self, account_id: object) -> bool:
         return account_id in self._entries
 
+    @property
+    def versions_kept(self) -> int:
+        """Versions kept for older generations only: what paging's point in time costs."""
+        return self._kept
+
     def topic_size(self, topic: str) -> int:
+        """How many accounts carry `topic` now."""
         folded = topic.casefold()
-        return sum(len(orders.topics.get(folded, ())) for orders in self._tiers.values())
+        entries = self._entries
+        return sum(1 for tier, orders in self._tiers.items()
+                   for credibility, account_id in orders.topics.get(folded, ())
+                   if (entry := entries.get(account_id)) is not None
+                   and entry.tier == tier and entry.credibility == credibility
+                   and folded in entry.topics)
 
     def update(self, score: AccountScore, topics: Iterable[str]) -> None:
         """Indexes the account as `score` has it; `topics` as `index_topics` makes them."""
-        account_id = score.account_id
-        entry = _Entry(score, tuple(dict.fromkeys(topic.casefold() for topic in topics)))
+        self.put(score.account_id, IndexEntry.of(score, topics))
+
+    def put(self, account_id: str, entry: IndexEntry) -> None:
         old = self._entries.get(account_id)
+        if old is not None and old.same_as(entry):
+            return  # re-scored, but nothing discovery sees moved: no new generation
         self._entries[account_id] = entry
-        if old is not None and old.tier == entry.tier:
-            self._tiers[entry.tier].move(account_id, old, entry)
-            return
-        if old is not None:
-            self._leave(account_id, old)
-        orders = self._tiers.get(entry.tier)
-        if orders is None:
-            orders = self._tiers[entry.tier] = _Orders()
-        orders.add(account_id, entry)
+        self._change(account_id, old, entry)
 
     def remove(self, account_id: str) -> bool:
         entry = self._entries.pop(account_id, None)
         if entry is None:
             return False
-        self._leave(account_id, entry)
+        self._change(account_id, entry, None)
         return True
 
-    def _leave(self, account_id: str, entry: _Entry) -> None:
-        orders = self._tiers[entry.tier]
-        orders.discard(account_id, entry)
+    def load(self, entries: Iterable[tuple[str, IndexEntry]]) -> None:
+        """Indexes many accounts into an empty index at once, each order sorted once
+        instead of an insert at a time: the build after a restore."""
+        for _ in self.loading(entries):
+            pass
+
+    def loading(self, entries: Iterable[tuple[str, IndexEntry]],
+                step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
+        """`load` in steps (a chunk of entries spread over the orders, a run of `step`
+        elements sorted, two runs merged, a sorted list made): the caller lets other work
+        in between. Timsort merges two sorted runs in about one comparison an element;
+        still, a list's last merges and the making of its SortedList are linear in the
+        list: ~0.3 s for a list of 500,000 (docs/benchmarks.md, "A partition's first
+        build"), the steps not yet bounded."""
+        if self._entries:
+            raise ValueError("load fills an empty index only")
+        # (tier, field or topic, unknown values?) -> its elements, in sorted runs.
+        runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
+        given = iter(entries)
+        # An entry makes 4-11 elements; placing them costs more than sorting them.
+        while chunk := list(islice(given, max(1, step // 10))):
+            for account_id, entry in chunk:
+                self._entries[account_id] = entry
+                for tier, key, value, slot_id in entry.slots(account_id):
+                    unknown = value is None
+                    held = runs.get((tier, key, unknown))
+                    if held is None:
+                        held = runs[(tier, key, unknown)] = [[]]
+                    if len(held[-1]) >= step:
+                        held.append([])
+                    held[-1].append(slot_id if unknown else (value, slot_id))
+            yield
+        for (tier, key, unknown), held in runs.items():
+            for run in held:
+                run.sort()
+                yield
+            while len(held) > 1:
+                # Pairwise, smallest first: each element is merged about log2(runs) times.
+                held.sort(key=len)
+                first, second = held.pop(0), held.pop(0)
+                first += second
+                first.sort()
+                held.append(first)
+                yield
+            orders = self._tiers.get(tier)
+            if orders is None:
+                orders = self._tiers[tier] = _Orders()
+            # Made from sorted elements: the list's own sort only checks the order.
+            if isinstance(key, str):
+                orders.topics[key] = SortedList(held[0])
+            elif unknown:
+                orders.unknown[key].update(held[0])
+            else:
+                orders.known[key].update(held[0])
+            yield
+
+    def _change(self, account_id: str, old: IndexEntry | None, new: IndexEntry | None
+                ) -> None:
+        self.generation += 1
+        versions = self._history.get(account_id)
+        if versions is None and self._last_read < self.horizon:
+            # No query read a generation still held: nothing to keep, move in place.
+            before = set() if old is None else set(old.slots(account_id))
+            after = set() if new is None else set(new.slots(account_id))
+            for slot in before - after:
+                self._unplace(slot)
+            for slot in after - before:
+                self._place(slot)
+            return
+        if versions is None:
+            # The version replaced, as every generation still held reads it. One entry
+            # in `_superseded` per account with versions: `prune` queues it again.
+            versions = self._history[account_id] = [(-1, old)]
+            self._held[account_id] = ({} if old is None
+                                      else dict.fromkeys(old.slots(account_id), 1))
+            self._superseded.append((self.generation, account_id))
+        held = self._held[account_id]
+        made, last = versions[-1]
+        if made > self._last_read and len(versions) > 1:
+            # No query read a generation since `last` was made, so none ever will: it
+            # is replaced, not kept (an account re-scored every second keeps only the
+            # versions someone may page through).
+            versions.pop()
+            self._release(account_id, held, last)
+            self._kept -= 1
+        versions.append((self.generation, new))
+        self._kept += 1
+        if new is not None:
+            for slot in new.slots(account_id):
+                count = held.get(slot, 0)
+                held[slot] = count + 1
+                if not count:
+                    self._place(slot)
+
+    def _release(self, account_id: str, held: dict[_Slot, int],
+                 entry: IndexEntry | None) -> None:
+        """A version no longer kept: its elements leave unless another version has them."""
+        if entry is None:
+            return
+        for slot in entry.slots(account_id):
+            count = held[slot] - 1
+            if count:
+                held[slot] = count
+            else:
+                del held[slot]
+                self._unplace(slot)
+
+    def expire_before(self, generation: int) -> None:
+        """Queries may no longer read generations before `generation`; `prune` then
+        takes the versions only those could read out of the sorted lists."""
+        self.horizon = max(self.horizon, min(generation, self.generation))
+
+    def prune(self, most: int = sys.maxsize) -> int:
+        """Drops the versions that no generation from `horizon` on reads, for up to
+        `most` accounts (each a few sorted-list removals: the caller bounds how long one
+        call holds the loop); returns how many it looked at."""
+        horizon = self.horizon
+        superseded = self._superseded
+        done = 0
+        while done < most and superseded and superseded[0][0] <= horizon:
+            _, account_id = superseded.popleft()
+            done += 1
+            versions = self._history.get(account_id)
+            if versions is None:
+                continue
+            first = len(versions) - 1  # the version a query at `horizon` reads
+            while versions[first][0] > horizon:
+                first -= 1
+            held = self._held[account_id]
+            for _, entry in versions[:first]:
+                self._release(account_id, held, entry)
+            self._kept -= first
+            del versions[:first]
+            if len(versions) == 1:
+                del self._history[account_id], self._held[account_id]
+            else:
+                # Looked at again once the next version is older than the horizon.
+                superseded.append((versions[1][0], account_id))
+        return done
+
+    def keep_at_most(self, versions: int) -> None:
+        """Expires the oldest generations until at most about `versions` old versions are
+        kept (once pruned): the memory paging may take, whatever the churn."""
+        excess = self._kept - versions
+        if excess > 0 and self._superseded:
+            position = min(excess, len(self._superseded)) - 1
+            self.expire_before(max(generation for generation, _ in
+                                   islice(self._superseded, position + 1)))
+
+    def _place(self, slot: _Slot) -> None:
+        tier, key, value, account_id = slot
+        orders = self._tiers.get(tier)
+        if orders is None:
+            orders = self._tiers[tier] = _Orders()
+        if isinstance(key, str):
+            members = orders.topics.get(key)
+            if members is None:
+                members = orders.topics[key] = SortedList()
+            members.add((value, account_id))
+        elif value is None:
+            orders.unknown[key].add(account_id)
+        else:
+            orders.known[key].add((value, account_id))
+
+    def _unplace(self, slot: _Slot) -> None:
+        tier, key, value, account_id = slot
+        orders = self._tiers[tier]
+        if isinstance(key, str):
+            members = orders.topics[key]
+            members.remove((value, account_id))
+            if not members:
+                del orders.topics[key]
+        elif value is None:
+            orders.unknown[key].remove(account_id)
+        else:
+            orders.known[key].remove((value, account_id))
         if not orders:
-            del self._tiers[entry.tier]
+            del self._tiers[tier]
+
+    def read_at(self, snapshot: Snapshot | None) -> int:
+        """The generation a query with this snapshot reads (the current one for None);
+        CursorExpired if this index cannot read it."""
+        if snapshot is None:
+            generation = self.generation
+        else:
+            incarnation, generation = snapshot
+            if incarnation != self.incarnation:
+                raise CursorExpired(f"partition {self.partition}: its index was built anew "
+                                    "since the first page (the partition moved or was "
+                                    "restored)")
+            if generation < self.horizon:
+                raise CursorExpired(f"partition {self.partition}: the first page is older "
+                                    "than its index keeps")
+            if generation > self.generation:
+                raise CursorExpired(f"partition {self.partition}: not a point in time of "
+                                    "its index")
+        self._last_read = max(self._last_read, generation)
+        return generation
 
     def query(self, query: DiscoveryQuery, budget: int = SCAN_BUDGET) -> Page:
+        """A page of the accounts matching `query` after its cursor, as of the point in
+        time the cursor pins for this partition (the current generation for a first
+        page, or a cursor that pins none); its `resume_after` pins that same one."""
+        after = query.after
+        at = self.read_at(None if after is None else after.snapshot_of(self.partition))
+        page = self._page(query, budget, at)
+        pin = ((self.partition, self.incarnation, at),)
+        resume = page.resume_after
+        return replace(page, snapshot=(self.incarnation, at),
+                       resume_after=None if resume is None else replace(resume, snapshots=pin))
+
+    def _page(self, query: DiscoveryQuery, budget: int, at: int) -> Page:
         field = _FIELD_INDEX[query.sort.field]
         accepts = _filter(query)
         tiers = self._tiers
-        chosen = [tiers[tier] for tier in sorted(query.tiers or tiers) if tier in tiers]
-        known = [orders.known[field] for orders in chosen]
-        unknown = [orders.unknown[field] for orders in chosen]
+        names = sorted(query.tiers or tiers)
+        chosen = [(tier, tiers[tier]) for tier in names if tier in tiers]
+        known = [orders.known[field] for _, orders in chosen]
+        unknown = [orders.unknown[field] for _, orders in chosen]
         if query.topic is not None:
             folded = query.topic.casefold()
-            members = [orders.topics[folded] for orders in chosen if folded in orders.topics]
+            members = [(tier, orders.topics[folded]) for tier, orders in chosen
+                       if folded in orders.topics]
             if query.sort.field == "credibility":
-                known, unknown = members, []
-            elif sum(len(accounts) for accounts in members) <= SMALL_TOPIC_ACCOUNTS:
-                return self._sort_members(members, query, field, accepts)
+                known, unknown = [accounts for _, accounts in members], []
+            elif sum(len(accounts) for _, accounts in members) <= SMALL_TOPIC_ACCOUNTS:
+                return self._sort_members(members, query, field, accepts, at)
         if not known and not unknown:
             return Page((), None)
         low, high = _bounds(query)
-        return self._walk(query, known, unknown, low, high, accepts, budget)
+        walked = frozenset(query.tiers) if query.tiers else None
+        return self._walk(query, known, unknown, low, high, accepts, budget, at, field,
+                          walked)
 
     def _walk(self, query: DiscoveryQuery, known: list[SortedList[tuple[Any, str]]],
               unknown: list[SortedList[str]], low: Value, high: Value,
-              accepts: Callable[[_Entry], bool], budget: int) -> Page:
+              accepts: Callable[[IndexEntry], bool], budget: int, at: int, field: int,
+              walked: frozenset[str] | None) -> Page:
         entry_of = self._entries.__getitem__
+        versions_of = self._history.get
         partition = self.partition
         hits: list[Hit] = []
         limit = query.limit
         examined = 0
         value: Value = None
         account_id = ""
+        last_versioned = ""
         # The hot loop of a selective query: a few hundred nanoseconds an account.
         for examined, (value, account_id) in enumerate(
                 islice(_in_order(known, unknown, query, low, high), budget), 1):
-            if accepts(entry_of(account_id)):
+            versions = versions_of(account_id)
+            if versions is None:
+                entry = entry_of(account_id)
+            else:
+                # Changed lately: this element counts only if the version read at `at`
+                # put it here (it may be left by an older or a newer one), and once
+                # (the same element may be left in another tier's list).
+                found = _version_at(versions, at)
+                if (found is None or found.value(field) != value
+                        or (walked is not None and found.tier not in walked)
+                        or account_id == last_versioned):
+                    continue
+                entry, last_versioned = found, account_id
+            if accepts(entry):
                 hits.append(Hit(account_id, value, partition))
                 if len(hits) == limit:
                     return Page(tuple(hits), Cursor(value, account_id), examined)
@@ -320,11 +603,12 @@ class DiscoveryIndex:
             return Page(tuple(hits), Cursor(value, account_id), examined)
         return Page(tuple(hits), None, examined)
 
-    def _sort_members(self, members: list[SortedList[tuple[Any, str]]],
+    def _sort_members(self, members: list[tuple[str, SortedList[tuple[Any, str]]]],
                       query: DiscoveryQuery, field: int,
-                      accepts: Callable[[_Entry], bool]) -> Page:
+                      accepts: Callable[[IndexEntry], bool], at: int) -> Page:
         """A small topic in another order than credibility: filtered and sorted whole."""
         entries = self._entries
+        versions_of = self._history.get
         low, high = _bounds(query)
         descending = query.sort.descending
         # Positions as order_key makes them, as plain tuples: no object per member.
@@ -334,11 +618,19 @@ class DiscoveryIndex:
         matches = []
         position: tuple[bool, Value, str]
         examined = 0
-        for accounts in members:
+        for tier, accounts in members:
             examined += len(accounts)
-            for _, account_id in accounts:
-                entry = entries[account_id]
-                value = entry.values[field]
+            for credibility, account_id in accounts:
+                versions = versions_of(account_id)
+                if versions is None:
+                    entry = entries[account_id]
+                else:
+                    found = _version_at(versions, at)
+                    if (found is None or found.tier != tier
+                            or found.credibility != credibility):
+                        continue
+                    entry = found
+                value = entry.value(field)
                 if value is None:
                     if low is not None or high is not None:
                         continue
@@ -411,7 +703,7 @@ def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:
     return query.min_followers, query.max_followers
 
 
-def _filter(query: DiscoveryQuery) -> Callable[[_Entry], bool]:
+def _filter(query: DiscoveryQuery) -> Callable[[IndexEntry], bool]:
     """One predicate with the query's filters bound; a filter not given costs nothing.
     Tiers are not in it: a walk only visits the accounts of the tiers asked for."""
     topic = None if query.topic is None else query.topic.casefold()
@@ -422,7 +714,7 @@ def _filter(query: DiscoveryQuery) -> Callable[[_Entry], bool]:
     max_followers = query.max_followers
     followers_bounded = min_followers is not None or max_followers is not None
 
-    def accepts(entry: _Entry) -> bool:
+    def accepts(entry: IndexEntry) -> bool:
         if min_credibility is not None and entry.credibility < min_credibility:
             return False
         if min_confidence is not None and entry.confidence < min_confidence:
@@ -458,12 +750,16 @@ def order_key(sort: Sort) -> Callable[[Hit], tuple[bool, Any, str]]:
     return ascending
 
 
-def merge_pages(pages: Mapping[int, Page | None], sort: Sort, limit: int) -> MergedPage:
+def merge_pages(pages: Mapping[int, Page | None], sort: Sort, limit: int,
+                after: Cursor | None = None) -> MergedPage:
     """One page from the pages of several partitions (None: the partition did not
-    answer), each from the same query and cursor. The merged page stops where the
-    partition that stopped first stopped: past that, one of its accounts could still be
-    missing. Missing partitions are named, never hidden; their accounts are absent from
-    this page and, since the cursor moves on, from the pages after it."""
+    answer), each from the same query and cursor (`after`). The merged page stops where
+    the partition that stopped first stopped: past that, one of its accounts could still
+    be missing. Missing partitions are named, never hidden; their accounts are absent
+    from this page and, since the cursor moves on, from the pages after it.
+
+    The next cursor pins each partition to the point in time it was read at: the one of
+    this page, or of `after` for a partition that did not answer now."""
     missing = tuple(sorted(partition for partition, page in pages.items() if page is None))
     present = [page for page in pages.values() if page is not None]
     order = order_key(sort)
@@ -480,18 +776,26 @@ def merge_pages(pages: Mapping[int, Page | None], sort: Sort, limit: int) -> Mer
         candidates = [hit for hit in candidates
                       if (order(hit) >= edge if descending else order(hit) <= edge)]
     hits = tuple(candidates[:limit])
-    next_cursor: Cursor | None = None
+    last: Hit | None = None
     if len(candidates) > limit:
-        next_cursor = Cursor(hits[-1].value, hits[-1].account_id)
+        last = hits[-1]
     elif boundary is not None:
-        next_cursor = Cursor(boundary.value, boundary.account_id)
-    return MergedPage(hits, next_cursor, missing)
+        last = boundary
+    if last is None:
+        return MergedPage(hits, None, missing)
+    pinned = {partition: (incarnation, generation) for partition, incarnation, generation
+              in (after.snapshots if after is not None else ())}
+    pinned.update((partition, page.snapshot) for partition, page in pages.items()
+                  if page is not None and page.snapshot is not None)
+    snapshots = tuple((partition, *pinned[partition]) for partition in sorted(pinned))
+    return MergedPage(hits, Cursor(last.value, last.account_id, snapshots), missing)
 
 
 def encode_cursor(sort: Sort, cursor: Cursor) -> str:
     """An opaque, URL-safe token; it names its sort so that it cannot be used with
-    another one."""
-    raw = orjson.dumps([str(sort), cursor.value, cursor.account_id])
+    another one, and the partitions' points in time."""
+    raw = orjson.dumps([str(sort), cursor.value, cursor.account_id,
+                        [list(pinned) for pinned in cursor.snapshots]])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -499,27 +803,33 @@ def decode_cursor(sort: Sort, token: str) -> Cursor:
     """The cursor in `token`; ValueError if it is not one, or was made for another sort."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        made_for, value, account_id = orjson.loads(raw)
+        made_for, value, account_id, pinned = orjson.loads(raw)
+        snapshots = tuple((int(partition), int(incarnation), int(generation))
+                          for partition, incarnation, generation in pinned
+                          if all(type(number) is int
+                                 for number in (partition, incarnation, generation)))
     except (binascii.Error, ValueError, TypeError) as broken:
         raise ValueError("cursor is not one this service made") from broken
     if made_for != str(sort):
         raise ValueError(f"cursor was made for sort={made_for}, not sort={sort}")
-    if not isinstance(account_id, str) or not (
+    if not isinstance(account_id, str) or len(snapshots) != len(pinned) or not (
             value is None or (isinstance(value, int | float) and not isinstance(value, bool))):
         raise ValueError("cursor is not one this service made")
-    return Cursor(value, account_id)
+    return Cursor(value, account_id, snapshots)
 
 
 def encode_pages(pages: Mapping[int, Page | None]) -> bytes:
     """Pages of several partitions as one owner answers them to the instance that
     merges: {"<partition>": {"hits": [[account_id, value], ...], "resume_after":
-    [value, account_id] | null, "examined": n} | null}."""
+    [value, account_id] | null, "examined": n, "snapshot": [incarnation, generation]}
+    | null}."""
     body = {
         str(partition): None if page is None else {
             "hits": [[hit.account_id, hit.value] for hit in page.hits],
             "resume_after": None if page.resume_after is None
             else [page.resume_after.value, page.resume_after.account_id],
             "examined": page.examined,
+            "snapshot": None if page.snapshot is None else list(page.snapshot),
         }
         for partition, page in pages.items()
     }
@@ -537,11 +847,18 @@ def decode_pages(raw: bytes) -> dict[int, Page | None]:
                 pages[partition] = None
                 continue
             resume = page["resume_after"]
+            snapshot = None
+            pin: tuple[tuple[int, int, int], ...] = ()
+            if page["snapshot"] is not None:
+                incarnation, generation = (int(number) for number in page["snapshot"])
+                snapshot, pin = (incarnation, generation), ((partition, incarnation,
+                                                             generation),)
             pages[partition] = Page(
                 tuple(Hit(str(account_id), value, partition)
                       for account_id, value in page["hits"]),
-                None if resume is None else Cursor(resume[0], str(resume[1])),
+                None if resume is None else Cursor(resume[0], str(resume[1]), pin),
                 int(page["examined"]),
+                snapshot,
             )
     except (KeyError, TypeError, ValueError, AttributeError) as broken:
         raise ValueError("not a discovery pages answer") from broken

@@ -35,7 +35,11 @@ async function getJson(url) {
   } catch (error) {
     body = null;
   }
-  if (!response.ok) throw new Error(problemText(body, response));
+  if (!response.ok) {
+    const error = new Error(problemText(body, response));
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -96,7 +100,15 @@ async function loadPage(append) {
     }
     setStatus(text, body.partial);
   } catch (error) {
-    if (request === state.request) setStatus(`Could not load accounts: ${error.message}`, true);
+    if (request !== state.request) return;
+    if (append && error.status === 410) {
+      // The cursor's moment is no longer held (too old, or a partition moved): the list
+      // starts again from the top rather than page on in another order.
+      await loadPage(false);
+      setStatus(`${$("#status").textContent} Reloaded from the top: the list had expired.`);
+      return;
+    }
+    setStatus(`Could not load accounts: ${error.message}`, true);
   } finally {
     if (request === state.request) $("#accounts").removeAttribute("aria-busy");
   }

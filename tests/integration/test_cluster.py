@@ -9,6 +9,7 @@ warm copies, and a new member's from the changelog: both paths run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import threading
 import time
@@ -217,6 +218,29 @@ async def test_partitions_move_under_load_and_every_instance_answers_the_ground_
             assert {k: v["counts"]["likes"] for k, v in batch["scores"].items()} == expected
             assert batch["missing"] == ["nobody-at-all"]
             assert batch["partial"] is False
+            # Small pages through the cluster's cursor list every account once; a cursor
+            # naming an index generation its owner does not hold is refused, never
+            # paged on in another order.
+            listed: list[str] = []
+            params: dict[str, Any] = {"limit": 7}
+            while True:
+                page = httpx.get(f"{member.url}/accounts", params=params, timeout=10).json()
+                listed += [item["account_id"] for item in page["items"]]
+                if page["next_cursor"] is None:
+                    break
+                params["cursor"] = page["next_cursor"]
+            assert sorted(listed) == sorted(expected)
+            token = params["cursor"]
+            sort, value, account_id, pinned = orjson.loads(
+                base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            forged = base64.urlsafe_b64encode(orjson.dumps(
+                [sort, value, account_id, [[p, i + 1, g] for p, i, g in pinned]]
+            )).rstrip(b"=").decode()
+            refused = httpx.get(f"{member.url}/accounts", timeout=10,
+                                params={"limit": 7, "cursor": forged})
+            assert refused.status_code == 410
+            assert refused.json()["title"] == "Cursor Expired"
+            assert "built anew" in refused.json()["detail"]
     finally:
         reader.stopping.set()
         await producer.stop()

@@ -15,9 +15,11 @@ from service.engine import Engine, discovery
 from service.engine.discovery import (
     MAX_INDEXED_TOPICS,
     Cursor,
+    CursorExpired,
     DiscoveryIndex,
     DiscoveryQuery,
     Hit,
+    IndexEntry,
     Page,
     Sort,
     decode_cursor,
@@ -274,7 +276,8 @@ def test_a_partition_that_stopped_early_bounds_the_merged_page() -> None:
     merged = merge_pages(pages, query.sort, query.limit)
     # The slow partition only looked down to credibility 87: "q" (60) may not come yet.
     assert merged.hits == ()
-    assert merged.next_cursor == Cursor(87.0, "s3")
+    # Each partition pinned at the generation its page read (11 and 1 changes made).
+    assert merged.next_cursor == Cursor(87.0, "s3", ((0, 0, 11), (1, 0, 1)))
     again = _with(query, after=merged.next_cursor)
     pages = {0: slow.query(again), 1: quick.query(again)}
     merged = merge_pages(pages, query.sort, query.limit)
@@ -384,3 +387,184 @@ def test_pages_travel_between_instances_unchanged() -> None:
     for garbage in (b"[]", b'{"x": null}', b'{"1": {"hits": 3}}', b"not json"):
         with pytest.raises(ValueError, match="discovery pages"):
             decode_pages(garbage)
+
+
+def churn(index: DiscoveryIndex, rows: dict[str, Row], rng: random.Random, changes: int,
+          changed: set[str]) -> None:
+    """`changes` accounts move anywhere (tier, values, topics), leave or arrive."""
+    for _ in range(changes):
+        roll = rng.random()
+        if roll < 0.1 and rows:
+            gone = rng.choice(sorted(rows))
+            index.remove(gone)
+            del rows[gone]
+            changed.add(gone)
+            continue
+        account_id = (f"new-{rng.randrange(10**9)}" if roll < 0.2
+                      else rng.choice(sorted(rows)))
+        moved = random_rows(rng, 1)[0] | {"account_id": account_id}
+        rows[account_id] = moved
+        changed.add(account_id)
+        index_rows(index, [moved])
+
+
+def test_an_account_moving_across_the_page_boundary_is_listed_once() -> None:
+    """Without a point in time, "c" (handed out on the first page, then moved below the
+    cursor) was listed again, and "d" (moved above it) was skipped."""
+    index = DiscoveryIndex()
+    for account_id, credibility in (("a", 90.0), ("b", 80.0), ("c", 70.0), ("d", 60.0),
+                                    ("e", 50.0)):
+        index.update(make_score(account_id, credibility), ())
+    query = DiscoveryQuery(limit=3)
+    first = index.query(query)
+    assert [hit.account_id for hit in first.hits] == ["a", "b", "c"]
+    index.update(make_score("c", 10.0), ())
+    index.update(make_score("d", 95.0), ())
+    second = index.query(_with(query, after=first.resume_after))
+    assert [hit.account_id for hit in second.hits] == ["d", "e"]
+    # In the order of the first page's moment; a new first page reads the new order.
+    assert [hit.value for hit in second.hits] == [60.0, 50.0]
+    assert [hit.account_id for hit in index.query(DiscoveryQuery(limit=5)).hits] == [
+        "d", "a", "b", "e", "c"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(query=queries, seed=st.integers(0, 1_000), budget=st.sampled_from((3, 20_000)),
+       small_topic=st.sampled_from((0, 2_000)))
+def test_paging_under_churn_lists_the_first_pages_moment_exactly(
+    query: DiscoveryQuery, seed: int, budget: int, small_topic: int
+) -> None:
+    """Every account that matched when the first page was read is listed once, in that
+    moment's order, however accounts move, leave and arrive between pages; hence none
+    twice, and none that did not change skipped."""
+    rng = random.Random(seed)
+    rows = {row["account_id"]: row for row in random_rows(rng, 120)}
+    index = DiscoveryIndex()
+    index_rows(index, rows.values())
+    churn(index, rows, rng, 40, set())  # versions already kept before the first page
+    index.query(DiscoveryQuery())
+    churn(index, rows, rng, 40, set())
+    folded = _with(query, topic=None if query.topic is None else query.topic.casefold())
+    expected = oracle(list(rows.values()), folded)
+    seen: list[str] = []
+    after = None
+    with mock.patch.object(discovery, "SMALL_TOPIC_ACCOUNTS", small_topic):
+        for _ in range(10_000):
+            page = index.query(_with(query, after=after), budget)
+            seen += [hit.account_id for hit in page.hits]
+            after = page.resume_after
+            if after is None:
+                break
+            churn(index, rows, rng, rng.randrange(0, 15), set())
+    assert seen == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(query=queries, seed=st.integers(0, 1_000), budget=st.sampled_from((2, 20_000)))
+def test_merged_pages_of_three_partitions_under_churn_list_each_account_once(
+    query: DiscoveryQuery, seed: int, budget: int
+) -> None:
+    rng = random.Random(seed)
+    rows = [{row["account_id"]: row for row in random_rows(rng, 40)} for _ in range(3)]
+    for number, part in enumerate(rows):
+        for row in list(part.values()):
+            part.pop(row["account_id"])
+            row["account_id"] = f"p{number}-{row['account_id']}"
+            part[row["account_id"]] = row
+    partitions = {number: DiscoveryIndex(number, incarnation=100 + number)
+                  for number in range(3)}
+    for number, index in partitions.items():
+        index_rows(index, rows[number].values())
+    folded = _with(query, topic=None if query.topic is None else query.topic.casefold())
+    expected = sorted(
+        oracle([row for part in rows for row in part.values()], folded))
+    seen: list[str] = []
+    after: Cursor | None = None
+    changed: set[str] = set()
+    for _ in range(10_000):
+        asked = _with(query, after=after)
+        merged = merge_pages({number: index.query(asked, budget)
+                              for number, index in partitions.items()},
+                             query.sort, query.limit, after)
+        seen += [hit.account_id for hit in merged.hits]
+        after = merged.next_cursor
+        if after is None:
+            break
+        for number, index in partitions.items():
+            churn(index, rows[number], rng, rng.randrange(0, 6), changed)
+    assert len(seen) == len(set(seen))
+    assert sorted(seen) == expected
+
+
+def test_a_cursor_older_than_the_index_keeps_or_of_a_rebuilt_index_expires() -> None:
+    index = DiscoveryIndex(3, incarnation=7)
+    for number in range(6):
+        index.update(make_score(f"a{number}", 50.0 + number), ())
+    first = index.query(DiscoveryQuery(limit=2))
+    assert first.resume_after is not None
+    assert first.resume_after.snapshots == ((3, 7, 6),)
+    index.update(make_score("a0", 99.0), ())
+    index.expire_before(6)  # the first page's generation is still kept
+    assert len(index.query(DiscoveryQuery(limit=2, after=first.resume_after)).hits) == 2
+    index.expire_before(7)
+    with pytest.raises(CursorExpired, match="partition 3: the first page is older"):
+        index.query(DiscoveryQuery(limit=2, after=first.resume_after))
+    rebuilt = DiscoveryIndex(3, incarnation=8)
+    with pytest.raises(CursorExpired, match="built anew"):
+        rebuilt.query(DiscoveryQuery(limit=2, after=first.resume_after))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 1_000))
+def test_expired_versions_leave_an_index_equal_to_one_built_afresh(seed: int) -> None:
+    rng = random.Random(seed)
+    rows = {row["account_id"]: row for row in random_rows(rng, 60)}
+    index = DiscoveryIndex()
+    index_rows(index, rows.values())
+    for _ in range(5):
+        index.query(DiscoveryQuery())  # a reader: versions are kept from here on
+        churn(index, rows, rng, 30, set())
+    assert index.versions_kept > 0
+    index.expire_before(index.generation)
+    assert index.prune(most=3) == 3  # a slice at a time
+    index.prune()
+    assert index.versions_kept == 0
+    fresh = DiscoveryIndex()
+    index_rows(fresh, rows.values())
+    assert tiers_of(index) == tiers_of(fresh)
+
+
+def test_keeping_at_most_so_many_versions_expires_the_oldest_cursors() -> None:
+    index = DiscoveryIndex()
+    for number in range(10):
+        index.update(make_score(f"a{number}", float(number)), ())
+    first = index.query(DiscoveryQuery(limit=2))
+    for number in range(10):
+        index.update(make_score(f"a{number}", 50.0 + number), ())
+    assert index.versions_kept == 10
+    index.keep_at_most(4)
+    index.prune()
+    assert index.versions_kept <= 4
+    with pytest.raises(CursorExpired):
+        index.query(DiscoveryQuery(limit=2, after=first.resume_after))
+
+
+def test_a_bulk_load_answers_as_updates_one_at_a_time() -> None:
+    rows = random_rows(random.Random(4), 200)
+    one_by_one, loaded = DiscoveryIndex(), DiscoveryIndex()
+    index_rows(one_by_one, rows)
+    loaded.load((row["account_id"], IndexEntry.of(
+        make_score(row["account_id"], row["credibility"], row["tier"], row["followers"],
+                   row["rate"], row["confidence"]), row["topics"])) for row in rows)
+    assert tiers_of(loaded) == tiers_of(one_by_one)
+    assert len(loaded) == len(one_by_one)
+    with pytest.raises(ValueError, match="empty"):
+        loaded.load(())
+
+
+def tiers_of(index: DiscoveryIndex) -> dict[str, Any]:
+    """Every sorted list of the index, as plain lists."""
+    return {tier: ([list(order) for order in orders.known],
+                   [list(order) for order in orders.unknown],
+                   {topic: list(members) for topic, members in orders.topics.items()})
+            for tier, orders in index._tiers.items()}

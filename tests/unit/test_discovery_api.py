@@ -19,7 +19,7 @@ from service.discovery_api import (
     build_discovery_router,
 )
 from service.engine import Engine
-from service.engine.discovery import DiscoveryIndex, DiscoveryQuery, reindex
+from service.engine.discovery import DiscoveryIndex, DiscoveryQuery, IndexEntry, reindex
 from service.responses import ScoreBody, score_json
 from tests.events import decoded, followers, interaction, post
 
@@ -246,3 +246,71 @@ def test_an_owner_answers_the_pages_of_the_partitions_asked_for(
     assert page is not None
     assert [hit.account_id for hit in page.hits] == [
         hit.account_id for hit in views[0].index.query(query).hits]
+
+
+def test_an_expired_cursor_is_a_410_problem_on_both_routes() -> None:
+    views = build_partitions()
+    app = FastAPI()
+    reader = LocalReader(lambda: views)
+    app.include_router(build_discovery_router(reader, reader))
+    problems.install(app)
+    with TestClient(app) as expiring:
+        first = expiring.get("/accounts", params={"limit": 2}).json()
+        cursor = first["next_cursor"]
+        assert cursor is not None
+        for view in views.values():  # the cursor's points in time are let go
+            score = view.engine.score(next(iter(view.engine.accounts)))
+            assert score is not None
+            view.index.update(score, ("moved",))
+            view.index.expire_before(view.index.generation)
+        for path, params in (("/accounts", {"limit": 2, "cursor": cursor}),
+                             ("/accounts/pages", {"partitions": "0,1,2", "limit": 2,
+                                                  "cursor": cursor})):
+            answer = expiring.get(path, params=params)
+            assert answer.status_code == 410
+            assert answer.headers["content-type"] == "application/problem+json"
+            problem = answer.json()
+            assert problem["title"] == "Cursor Expired"
+            assert "older than its index keeps" in problem["detail"]
+        assert expiring.get("/accounts", params={"limit": 2}).status_code == 200
+
+
+def test_pages_follow_one_point_in_time_while_scores_move() -> None:
+    views = build_partitions()
+    app = FastAPI()
+    app.include_router(build_discovery_router(LocalReader(lambda: views)))
+    with TestClient(app) as moving:
+        first = moving.get("/accounts", params={"limit": 2}).json()
+        listed = [item["account_id"] for item in first["items"]]
+        # The first page's accounts fall to the bottom: a cursor on live values would
+        # list them again.
+        for account in listed:
+            view = next(view for view in views.values() if account in view.index)
+            score = view.engine.score(account)
+            assert score is not None
+            entry = IndexEntry.of(score, ())
+            entry.credibility = 0.0
+            view.index.put(account, entry)
+        cursor = first["next_cursor"]
+        while cursor is not None:
+            page = moving.get("/accounts", params={"limit": 2, "cursor": cursor}).json()
+            listed += [item["account_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+        assert sorted(listed) == sorted(account for account, *_ in ACCOUNTS)
+
+
+class SplicingReader(PartialReader):
+    async def scores(self, account_ids: Sequence[str]) -> Scores:
+        return Scores({"here": b'{"account_id":"here"}'}, ["gone"], [],
+                      [b'"there":{"account_id":"there"},"also":{"account_id":"also"}', b""])
+
+
+def test_members_encoded_by_another_instance_are_passed_on_as_they_are() -> None:
+    app = FastAPI()
+    app.include_router(build_discovery_router(SplicingReader()))
+    with TestClient(app) as splicing:
+        body = splicing.post("/accounts/scores", json={"account_ids": ["x"]}).json()
+    assert body == {"scores": {"here": {"account_id": "here"},
+                               "there": {"account_id": "there"},
+                               "also": {"account_id": "also"}},
+                    "missing": ["gone"], "partial": False, "missing_partitions": []}
