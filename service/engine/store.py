@@ -8,11 +8,17 @@ account). Ops see the churn in `engagement_account_unpacks_total` and size the h
 to the working set.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
-count as activity) and use (which account is packed; queries count too).
+count as activity) and use (which account is packed; queries count too). Both are
+`OrderedDict`s moved with `move_to_end`: a plain dict reordered by deleting and inserting
+again fills with deleted slots, so it compacts all its entries now and then (61 ms at 1 M
+accounts, a stall of the event loop) and finding its first entry walks over the deleted
+ones (~5 us per eviction from the hot set). The linked order costs ~49 bytes per
+account more (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -30,10 +36,10 @@ class StoreStats:
 class AccountStore:
     def __init__(self, hot_capacity: int) -> None:
         self.hot_capacity = hot_capacity
-        # Least recently active first; a plain dict costs less per entry than an
-        # OrderedDict. A value is the account itself while hot, its packed bytes when not.
-        self._all: dict[str, Account | bytes] = {}
-        self._hot: dict[str, Account] = {}  # least recently used first
+        # Least recently active first. A value is the account itself while hot, its
+        # packed bytes when not.
+        self._all: OrderedDict[str, Account | bytes] = OrderedDict()
+        self._hot: OrderedDict[str, Account] = OrderedDict()  # least recently used first
         # Ids changed or removed since the last `drain_changed` (events, expiry, eviction):
         # what the next changelog checkpoint writes, one record per account. A partial
         # expiry is not a change: replaying it after a restore gives the same state.
@@ -61,11 +67,11 @@ class AccountStore:
 
     def activate(self, account_id: str) -> Account | None:
         """The account, for an event: it becomes the most recently active and used."""
-        held = self._all.pop(account_id, None)
+        held = self._all.get(account_id)
         if held is None:
             return None
         self.changed.add(account_id)
-        self._all[account_id] = held  # re-inserted: now the most recently active
+        self._all.move_to_end(account_id)  # now the most recently active
         if isinstance(held, Account):
             return self._used(account_id, held)
         return self._promote(account_id, held)
@@ -77,8 +83,7 @@ class AccountStore:
         self._keep_hot_bounded()
 
     def evict_least_active(self) -> None:
-        account_id = next(iter(self._all))
-        del self._all[account_id]
+        account_id, _ = self._all.popitem(last=False)
         self._hot.pop(account_id, None)
         self.changed.add(account_id)
 
@@ -150,9 +155,7 @@ class AccountStore:
         return changed
 
     def _used(self, account_id: str, account: Account) -> Account:
-        hot = self._hot
-        del hot[account_id]  # re-inserted: now the most recently used
-        hot[account_id] = account
+        self._hot.move_to_end(account_id)  # now the most recently used
         return account
 
     def _promote(self, account_id: str, packed: bytes) -> Account:
@@ -166,6 +169,5 @@ class AccountStore:
     def _keep_hot_bounded(self) -> None:
         hot = self._hot
         while len(hot) > self.hot_capacity:
-            account_id = next(iter(hot))
-            account = hot.pop(account_id)
+            account_id, account = hot.popitem(last=False)
             self._all[account_id] = packing.pack(account)
