@@ -2,7 +2,7 @@
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
-                           [--rounds 1] [--compare PATH ...]
+                           [--rounds 1] [--compare PATH ...] [--variants]
 
 For each workload, produces N events to a fresh topic on the local broker (started if
 none answers), then times, each in its own process, from start to the last message
@@ -12,6 +12,12 @@ processed:
               changelog transactions every commit interval);
   * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
               with this checkout's virtualenv, named by its folder; only with --compare;
+  * with --variants, two more runs of this checkout's pipeline:
+    pipeline-reference: the Python reference of the packed-account codec instead of the
+                        compiled one (service/engine/packing.py, native/);
+    pipeline-all-hot:   a hot set of 1 M accounts (ENGAGEMENT_HOT_ACCOUNTS), so that no
+                        account is ever packed: against `pipeline` on the wide workload,
+                        the cost of a working set past the hot set;
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
               time (RocksDB state; with and without its changelog topic); realistic only.
 The workloads:
@@ -142,8 +148,9 @@ async def bare(topic: str, count: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-async def pipeline(topic: str, count: int) -> tuple[float, float]:
+async def pipeline(topic: str, count: int, compiled: bool = True) -> tuple[float, float]:
     from service.consumer import StreamProcessor
+    from service.engine import packing
     from service.metrics import Metrics
     from service.settings import Settings
 
@@ -153,6 +160,7 @@ async def pipeline(topic: str, count: int) -> tuple[float, float]:
                             scores_topic=f"{topic}.scores",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
+        packing.use_compiled(compiled)
         consumer = StreamProcessor(settings, Metrics())
         started, cpu_started = time.perf_counter(), time.process_time()
         task = asyncio.create_task(consumer.run())
@@ -197,12 +205,18 @@ def quix(topic: str, count: int, changelog: bool) -> float:
         return time.perf_counter() - started
 
 
-def run_child(kind: str, topic: str, count: int, checkout: Path = REPO) -> float:
+VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
+            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"})}
+
+
+def run_child(kind: str, topic: str, count: int, checkout: Path = REPO,
+              env: dict[str, str] | None = None) -> float:
     # `-m` puts the working directory first on the path: the checkout's code runs.
     result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", kind,
                              "--topic", topic, "--events", str(count)],
                             capture_output=True, text=True, check=True, cwd=checkout,
-                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"})
+                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING",
+                                 **(env or {})})
     return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
 
 
@@ -216,6 +230,8 @@ def main() -> None:
                         help="every contender this many times, in turn; the best counts")
     parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
                         help="checkouts whose pipelines run too, named by their folders")
+    parser.add_argument("--variants", action="store_true",
+                        help="also the reference codec and a hot set of every account")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -226,8 +242,8 @@ def main() -> None:
         cpu: float | None = None
         if kind == "bare":
             seconds, cpu = asyncio.run(bare(topic, count))
-        elif kind == "pipeline":
-            seconds, cpu = asyncio.run(pipeline(topic, count))
+        elif kind in ("pipeline", "pipeline-reference"):
+            seconds, cpu = asyncio.run(pipeline(topic, count, kind == "pipeline"))
         else:
             seconds = quix(topic, count, changelog=kind == "quix")
         print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
@@ -241,7 +257,8 @@ def main() -> None:
         asyncio.run(produce(topic, count, workload))
         print(f"[{workload}] produced {count:,} events to {topic} in "
               f"{time.perf_counter() - started:.1f} s")
-        kinds = ["bare", "pipeline", *checkouts]
+        variants = list(VARIANTS) if arguments.variants else []
+        kinds = ["bare", "pipeline", *variants, *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]
         rates: dict[str, float] = {}
@@ -249,12 +266,15 @@ def main() -> None:
             for kind in kinds:
                 if kind in checkouts:
                     seconds = run_child("pipeline", topic, count, checkouts[kind])
+                elif kind in VARIANTS:
+                    child, env = VARIANTS[kind]
+                    seconds = run_child(child, topic, count, env=env)
                 else:
                     seconds = run_child(kind, topic, count)
                 rates[kind] = max(rates.get(kind, 0.0), count / seconds)
                 print(f"[{workload}] round {round_number + 1} {kind:>18}: {seconds:7.2f} s  "
                       f"{count / seconds:>10,.0f} events/s", flush=True)
-        for contender in ("pipeline", *checkouts):
+        for contender in ("pipeline", *variants, *checkouts):
             print(f"[{workload}] {contender} / bare aiokafka: "
                   f"{rates[contender] / rates['bare']:.3f}x")
         for peer in ("quix", "quix-no-changelog"):

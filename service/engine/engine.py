@@ -302,7 +302,7 @@ class Engine:
                 oldest_live = clock.stream_time - self._horizon_s
                 self._event_ids -= clock.event_ids.retire_before(
                     int(oldest_live // DEDUPE_BUCKET_S))
-        account_ids = iter(list(self.accounts))
+        account_ids = self.accounts.sweep_order()
         while True:
             limits = {}
             for partition, owner in self.partitions.items():
