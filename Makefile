@@ -10,16 +10,21 @@ export ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 .PHONY: run cluster test install runtime broker broker-stop lint typecheck unit integration chart schemas bench clean
 
 # Two install stamps: `make run` needs the service only; tests and benches need the rest.
-$(VENV)/.runtime: pyproject.toml
+# Both build the compiled packed-account codec (native/: Rust, PyO3, built by maturin,
+# which pip fetches; about a minute the first time, seconds after a change).
+NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs \
+          native/engagement_native.pyi
+
+$(VENV)/.runtime: pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e . ./native
 	touch $@
 
-$(VENV)/.dev: pyproject.toml
+$(VENV)/.dev: pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' ./native
 	touch $(VENV)/.runtime $@
 
 runtime: $(VENV)/.runtime

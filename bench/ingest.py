@@ -2,7 +2,9 @@
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
-                           [--rounds 1] [--compare PATH ...]
+                           [--rounds 1] [--compare PATH ...] [--variants]
+    python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
+                           [--compare PATH ...]
 
 For each workload, produces N events to a fresh topic on the local broker (started if
 none answers), then times, each in its own process, from start to the last message
@@ -12,6 +14,18 @@ processed:
               changelog transactions every commit interval);
   * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
               with this checkout's virtualenv, named by its folder; only with --compare;
+  * with --variants, two more runs of this checkout's pipeline:
+    pipeline-reference: the Python reference of the packed-account codec instead of the
+                        compiled one (service/engine/packing.py, native/);
+    pipeline-all-hot:   a hot set of 1 M accounts (ENGAGEMENT_HOT_ACCOUNTS), so that no
+                        account is ever packed: against `pipeline` on the wide workload,
+                        the cost of a working set past the hot set;
+  * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
+    engine, each contender in its own process (this checkout with the compiled codec and
+    with the reference, each with the default hot set and with every account hot; the
+    checkouts of --compare with both hot sets), in CPU µs per event after a warm-up of
+    300,000 events (the wide workload's accounts and posts); then, in the same process,
+    pack and unpack of 2,000 of its accounts (µs per account);
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
               time (RocksDB state; with and without its changelog topic); realistic only.
 The workloads:
@@ -142,8 +156,9 @@ async def bare(topic: str, count: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-async def pipeline(topic: str, count: int) -> tuple[float, float]:
+async def pipeline(topic: str, count: int, compiled: bool = True) -> tuple[float, float]:
     from service.consumer import StreamProcessor
+    from service.engine import packing
     from service.metrics import Metrics
     from service.settings import Settings
 
@@ -153,6 +168,7 @@ async def pipeline(topic: str, count: int) -> tuple[float, float]:
                             scores_topic=f"{topic}.scores",
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
+        packing.use_compiled(compiled)
         consumer = StreamProcessor(settings, Metrics())
         started, cpu_started = time.perf_counter(), time.process_time()
         task = asyncio.create_task(consumer.run())
@@ -197,12 +213,90 @@ def quix(topic: str, count: int, changelog: bool) -> float:
         return time.perf_counter() - started
 
 
-def run_child(kind: str, topic: str, count: int, checkout: Path = REPO) -> float:
+ENGINE_WARM_UP = 300_000
+CODEC_SAMPLE = 2_000
+
+
+def engine_alone(workload: str, count: int, hot_accounts: int, compiled: bool
+                 ) -> dict[str, float]:
+    import gc
+
+    from service.engine import Engine, EngineConfig, packing
+    from service.events import Rejection, decode_event
+
+    use_compiled = getattr(packing, "use_compiled", None)  # absent in older checkouts
+    if use_compiled is not None:
+        use_compiled(compiled)
+    now = time.time()
+    events = []
+    for value in WORKLOADS[workload](count):
+        key = orjson.loads(value)["account_id"].encode()
+        event = decode_event(key, value, now=now, max_event_bytes=1 << 20,
+                             max_future_skew_s=1e9)
+        assert not isinstance(event, Rejection)
+        events.append(event)
+    gc.collect()
+    gc.freeze()
+    engine = Engine(EngineConfig(hot_accounts=hot_accounts))
+    warm = min(ENGINE_WARM_UP, count // 2)
+    for event in events[:warm]:
+        engine.apply(event, 0)
+    cpu = time.process_time()
+    for event in events[warm:]:
+        engine.apply(event, 0)
+    per_event = (time.process_time() - cpu) / (len(events) - warm)
+    accounts = [account for account_id in list(engine.accounts)[:CODEC_SAMPLE]
+                if (account := engine.accounts.get(account_id)) is not None]
+    cpu = time.process_time()
+    packed = [packing.pack(account) for account in accounts]
+    pack_s = (time.process_time() - cpu) / len(accounts)
+    cpu = time.process_time()
+    for account, blob in zip(accounts, packed, strict=True):
+        packing.unpack(account.account_id, blob)
+    unpack_s = (time.process_time() - cpu) / len(accounts)
+    return {"cpu_us_per_event": per_event * 1e6, "unpacks": engine.accounts.stats.unpacks,
+            "pack_us": pack_s * 1e6, "unpack_us": unpack_s * 1e6}
+
+
+def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path]) -> None:
+    contenders = [("this checkout, compiled", REPO, "1"),
+                  ("this checkout, reference", REPO, "0"),
+                  *[(name, path, "0") for name, path in checkouts.items()]]
+    for workload in workloads:
+        print(f"[{workload}] the engine alone, {count:,} events, CPU µs per event")
+        print("| build | default hot set (20,000) | every account hot | gap | unpacks | "
+              "pack µs | unpack µs |")
+        print("|---|---|---|---|---|---|---|")
+        for name, checkout, compiled in contenders:
+            row = []
+            for hot in (20_000, 1_000_000):
+                # This file, with the checkout's `service` first on the path.
+                result = subprocess.run(
+                    [sys.executable, str(Path(__file__).resolve()), "--child", "engine",
+                     "--topic", f"{workload}:{hot}:{compiled}", "--events", str(count)],
+                    capture_output=True, text=True, check=True, cwd=checkout,
+                    env={**os.environ, "PYTHONPATH": str(checkout)})
+                row.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            cold, hot_row = row
+            print(f"| {name} | {cold['cpu_us_per_event']:.2f} | "
+                  f"{hot_row['cpu_us_per_event']:.2f} | "
+                  f"{cold['cpu_us_per_event'] / hot_row['cpu_us_per_event']:.2f}x | "
+                  f"{cold['unpacks']:,} | {cold['pack_us']:.2f} | {cold['unpack_us']:.2f} |",
+                  flush=True)
+
+
+VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
+            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"})}
+
+
+def run_child(kind: str, topic: str, count: int, checkout: Path = REPO,
+              env: dict[str, str] | None = None) -> float:
     # `-m` puts the working directory first on the path: the checkout's code runs.
     result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", kind,
                              "--topic", topic, "--events", str(count)],
                             capture_output=True, text=True, check=True, cwd=checkout,
-                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"})
+                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING",
+                                 **(env or {})})
     return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
 
 
@@ -216,6 +310,10 @@ def main() -> None:
                         help="every contender this many times, in turn; the best counts")
     parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
                         help="checkouts whose pipelines run too, named by their folders")
+    parser.add_argument("--variants", action="store_true",
+                        help="also the reference codec and a hot set of every account")
+    parser.add_argument("--engine-alone", action="store_true",
+                        help="no Kafka: the engine alone, with both codecs and hot sets")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -224,24 +322,32 @@ def main() -> None:
         # CPU time over the same span as the wall time: what other work on a shared
         # machine disturbs least (bench.backfill compares builds by it).
         cpu: float | None = None
+        if kind == "engine":
+            workload, hot, compiled = topic.split(":")
+            print(json.dumps(engine_alone(workload, count, int(hot), compiled == "1")))
+            return
         if kind == "bare":
             seconds, cpu = asyncio.run(bare(topic, count))
-        elif kind == "pipeline":
-            seconds, cpu = asyncio.run(pipeline(topic, count))
+        elif kind in ("pipeline", "pipeline-reference"):
+            seconds, cpu = asyncio.run(pipeline(topic, count, kind == "pipeline"))
         else:
             seconds = quix(topic, count, changelog=kind == "quix")
         print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
         return
-    ensure_broker()
     count = arguments.events
     checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
+    if arguments.engine_alone:
+        run_engine_alone(arguments.workloads, count, checkouts)
+        return
+    ensure_broker()
     for workload in arguments.workloads:
         topic = f"bench-ingest-{workload}-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
         asyncio.run(produce(topic, count, workload))
         print(f"[{workload}] produced {count:,} events to {topic} in "
               f"{time.perf_counter() - started:.1f} s")
-        kinds = ["bare", "pipeline", *checkouts]
+        variants = list(VARIANTS) if arguments.variants else []
+        kinds = ["bare", "pipeline", *variants, *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]
         rates: dict[str, float] = {}
@@ -249,12 +355,15 @@ def main() -> None:
             for kind in kinds:
                 if kind in checkouts:
                     seconds = run_child("pipeline", topic, count, checkouts[kind])
+                elif kind in VARIANTS:
+                    child, env = VARIANTS[kind]
+                    seconds = run_child(child, topic, count, env=env)
                 else:
                     seconds = run_child(kind, topic, count)
                 rates[kind] = max(rates.get(kind, 0.0), count / seconds)
                 print(f"[{workload}] round {round_number + 1} {kind:>18}: {seconds:7.2f} s  "
                       f"{count / seconds:>10,.0f} events/s", flush=True)
-        for contender in ("pipeline", *checkouts):
+        for contender in ("pipeline", *variants, *checkouts):
             print(f"[{workload}] {contender} / bare aiokafka: "
                   f"{rates[contender] / rates['bare']:.3f}x")
         for peer in ("quix", "quix-no-changelog"):

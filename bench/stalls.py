@@ -4,6 +4,7 @@ Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
     python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
                            [--pacer-interval-s 0.05]
     python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
+    python -m bench.stalls --configurations paced paced-reference   (a choice of them)
 
 Each configuration runs in its own process, one after the other, on the same state and
 the same stream. The state: `accounts` accounts, each with a follower count and a post,
@@ -16,14 +17,18 @@ settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the
   * queries: a cold score of a random account, as often as the loop allows;
   * expiry: one slice of a sweep per batch, a sweep every 10 s (as StreamConsumer);
   * the event-loop monitor (service/loop_monitor.py), every 10 ms.
-It reports the longest block, the slowest apply and score, the collector's pauses by
-generation (gc.callbacks; durations also in the thread's CPU time, which the machine's
-other processes do not stretch), and at the end one full collection of the whole heap: what it
-finds (the engine makes no reference cycles) and how long it holds the loop.
+Configurations: `default` (the collector as Python runs it), `paced` (the pacer), and
+`paced-reference` (the pacer, with the Python reference of the packed-account codec
+instead of the compiled one). It reports the longest block, the slowest apply and
+score, the collector's pauses by generation (gc.callbacks; durations also in the thread's
+CPU time, which the machine's other processes do not stretch), and at the end one full
+collection of the whole heap: what it finds (the engine makes no reference cycles) and
+how long it holds the loop.
 
 `--structures` times, with the collector off, the pauses that the engine's containers
-cause by themselves at these sizes: the dict of all accounts, which every event moves
-to its end (pop and insert: the dict compacts all of it now and then), and the dedupe
+cause by themselves at these sizes: the order of all accounts, which every event moves
+to its end, as a plain dict (pop and insert: the dict compacts all of it now and then)
+and as the OrderedDict the store keeps (`move_to_end`), and the dedupe
 memory with one hour growing to `--max-event-ids` ids, then forgotten at once.
 """
 
@@ -38,11 +43,12 @@ import random
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.engine import Engine, EngineConfig
+from service.engine import Engine, EngineConfig, packing
 from service.engine.dedupe import EventIds
 from service.engine.persistence import export_accounts, export_partitions, import_state
 from service.events import FollowersEvent, LikeEvent, PostEvent
@@ -110,7 +116,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
         tasks.append(asyncio.create_task(pacer.run()))
     stop = time.perf_counter() + seconds
     slowest = {"apply": 0.0, "score": 0.0, "chunk": 0.0, "expiry_slice": 0.0,
-               "apply_cpu": 0.0, "score_cpu": 0.0}
+               "apply_cpu": 0.0, "score_cpu": 0.0, "expiry_slice_cpu": 0.0}
     counts = {"events": 0, "scores": 0}
     stream_time = START + 60.0
 
@@ -140,10 +146,12 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
             if sweep is None and time.perf_counter() >= next_expiry:
                 sweep = engine.expire_in_slices()
                 next_expiry = time.perf_counter() + EXPIRY_EVERY_S
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             if sweep is not None and next(sweep, None) is None:
                 sweep = None
             slowest["expiry_slice"] = max(slowest["expiry_slice"], time.perf_counter() - started)
+            slowest["expiry_slice_cpu"] = max(slowest["expiry_slice_cpu"],
+                                              time.thread_time() - cpu)
             await asyncio.sleep(0)
 
     async def query() -> None:
@@ -168,6 +176,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
             "slowest_score_cpu_ms": round(slowest["score_cpu"] * 1e3, 1),
             "slowest_256_events_ms": round(slowest["chunk"] * 1e3, 1),
             "slowest_expiry_slice_ms": round(slowest["expiry_slice"] * 1e3, 1),
+            "slowest_expiry_slice_cpu_ms": round(slowest["expiry_slice_cpu"] * 1e3, 1),
             "events_per_s": round(counts["events"] / elapsed),
             "scores_per_s": round(counts["scores"] / elapsed),
             "unpacks": engine.accounts.stats.unpacks,
@@ -181,7 +190,8 @@ def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
     built_s = time.perf_counter() - started
     pauses = GcPauses()
     gc.callbacks.append(pauses)
-    paced = configuration == "paced"
+    paced = configuration.startswith("paced")
+    packing.use_compiled(configuration != "paced-reference")
     result = asyncio.run(run(engine, accounts, seconds, pacer_interval_s if paced else None))
     gc.callbacks.remove(pauses)
     gc.unfreeze()
@@ -206,6 +216,17 @@ def structures(accounts: int, event_ids: int) -> None:
         longest = max(longest, time.perf_counter() - started)
     print(f"dict of {accounts:,} accounts, most recently active last: longest move "
           f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
+    del by_account
+    ordered = OrderedDict((f"acct-{index}", b"packed") for index in range(accounts))
+    longest = 0.0
+    for _ in range(2 * accounts):
+        account = f"acct-{rng.randrange(accounts)}"
+        started = time.perf_counter()
+        ordered.move_to_end(account)
+        longest = max(longest, time.perf_counter() - started)
+    print(f"OrderedDict of {accounts:,} accounts (the store's): longest move_to_end "
+          f"{longest * 1e3:.1f} ms over {2 * accounts:,} events")
+    del ordered
     memory = EventIds()
     longest = 0.0
     for number in range(event_ids):
@@ -227,6 +248,9 @@ def main() -> None:
     parser.add_argument("--max-event-ids", type=int, default=5_000_000)
     parser.add_argument("--pacer-interval-s", type=float, default=DEFAULT_INTERVAL_S)
     parser.add_argument("--structures", action="store_true")
+    parser.add_argument("--configurations", nargs="+",
+                        default=["default", "paced", "paced-reference"],
+                        choices=["default", "paced", "paced-reference"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.structures:
@@ -236,7 +260,7 @@ def main() -> None:
         child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids,
               arguments.pacer_interval_s)
         return
-    for configuration in ("default", "paced"):
+    for configuration in arguments.configurations:
         result = subprocess.run(
             [sys.executable, "-m", "bench.stalls", "--child", configuration,
              "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),

@@ -161,9 +161,10 @@ def test_expiry_in_slices_drops_what_a_whole_sweep_drops() -> None:
     whole, sliced = build(), build()
     assert whole.expire() == 7
     steps = sliced.expire_in_slices(accounts_per_slice=2)
-    assert next(steps) == 2
+    first = next(steps)
+    assert first in (1, 2)  # two accounts examined: "busy" may be one of them
     feed(sliced, followers("busy", 11, 3 * DAY + 1))  # events arrive between slices
-    assert sum(steps) == 5
+    assert sum(steps) == 7 - first
     assert set(sliced.accounts) == set(whole.accounts) == {"busy"}
     assert sliced.stats.expired_accounts == 7
 

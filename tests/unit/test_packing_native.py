@@ -1,0 +1,162 @@
+"""The compiled packed-account codec (native/) against the Python reference
+(`packing.pack_reference`, `packing.unpack_reference`): the same bytes, the same accounts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.engine import packing
+from service.engine.account import Account, Post, shared_topics
+from service.engine.sketches import HEAVY_HITTER_CAPACITY, ActorSketch
+
+engagement_native = pytest.importorskip("engagement_native")
+CODEC = engagement_native.Codec(Account, Post, ActorSketch, shared_topics)
+
+
+def test_the_compiled_codec_is_installed_and_selected() -> None:
+    # `make install` builds it; without it the suite would test the reference twice.
+    assert packing.COMPILED_AVAILABLE
+    assert packing.compiled_in_use()
+    assert CODEC.builds_bare == (True, True)  # the classes have the slots it knows
+
+
+def state(value: Any) -> Any:
+    """Everything an object holds, slot by slot, with types: two accounts with equal
+    states behave the same (floats compared by their bits, so -0.0 and NaN count)."""
+    if isinstance(value, float):
+        return ("float", value.hex() if not math.isnan(value) else "nan")
+    if isinstance(value, bool | int | str | bytes | bytearray) or value is None:
+        return (type(value).__name__, value)
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [state(item) for item in value])
+    if isinstance(value, dict):
+        return ("dict", [(state(key), state(item)) for key, item in value.items()])
+    slots = [name for klass in type(value).__mro__ for name in getattr(klass, "__slots__", ())]
+    return (type(value).__name__,
+            [(name, state(getattr(value, name, "<unset>"))) for name in sorted(slots)])
+
+
+times = st.floats(min_value=1.6e9, max_value=1.9e9, allow_nan=False)
+ids = st.text(min_size=1, max_size=40)
+# Values at the edges of msgpack's integer encodings.
+counters = st.one_of(st.integers(0, 300), st.sampled_from(
+    [127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1]))
+actor_hashes = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))
+
+
+@st.composite
+def accounts(draw: st.DrawFn) -> Account:
+    account = Account(draw(ids), draw(st.integers(0, 2**32 - 1)))
+    burst = 30.0
+    for _ in range(draw(st.integers(0, 6))):
+        account.record_followers(draw(times), draw(st.integers(0, 2**40)))
+    post_ids = draw(st.lists(ids, max_size=6, unique=True))
+    for post_id in post_ids:
+        kind = draw(st.sampled_from(["post", "like", "comment", "share", "both"]))
+        if kind in ("post", "both"):
+            account.record_post(post_id, draw(times), draw(st.booleans()),
+                                tuple(draw(st.lists(ids, max_size=3))), burst, 256)
+        if kind != "post":
+            for _ in range(draw(st.integers(1, 5))):
+                account.record_interaction(
+                    draw(st.sampled_from(["like", "comment", "share"])), post_id,
+                    draw(times), draw(actor_hashes), draw(st.integers(-3, 3)), burst, 256)
+    # A sketch past its exact capacity: Space-Saving errors and HyperLogLog registers.
+    if draw(st.booleans()):
+        for actor in range(HEAVY_HITTER_CAPACITY + draw(st.integers(1, 40))):
+            account.record_interaction("like", "busy", 1.7e9, actor * 7_919, 5, burst, 256)
+    for post in account.posts.values():
+        post.likes = draw(counters)
+    for _ in range(draw(st.integers(0, 3))):
+        account.record_audience(draw(st.integers(-5, 5)), draw(st.integers(0, 2**40)),
+                                draw(st.integers(0, 9)), draw(st.integers(-(2**40), 9)))
+    account.touch(draw(st.one_of(times, st.just(-math.inf))), draw(counters))
+    return account
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(accounts())
+def test_compiled_and_reference_pack_the_same_bytes_and_unpack_the_same_account(
+        account: Account) -> None:
+    packed = packing.pack_reference(account)
+    assert CODEC.pack(account) == packed
+    mine = CODEC.unpack(account.account_id, packed)
+    theirs = packing.unpack_reference(account.account_id, packed)
+    assert state(mine) == state(theirs)
+    assert state(mine) == state(account) or account.actors  # sketches drop derived state
+    assert CODEC.pack(mine) == packed
+    # Shared topic tuples stay shared through either path.
+    for post_id, post in mine.posts.items():
+        assert post.topics is theirs.posts[post_id].topics or not post.topics
+
+
+def old_format(packed: bytes) -> bytes:
+    """The same account as packed before time-of-day counters and audience signals."""
+    size = packing._HEADER.size
+    posts, history, actors, *_ = msgpack.unpackb(packed[size:])
+    return packed[:size] + msgpack.packb((posts, history, [sketch[:5] for sketch in actors]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(accounts())
+def test_accounts_packed_in_the_old_layout_unpack_the_same(account: Account) -> None:
+    packed = old_format(packing.pack_reference(account))
+    mine = CODEC.unpack(account.account_id, packed)
+    theirs = packing.unpack_reference(account.account_id, packed)
+    assert state(mine) == state(theirs)
+
+
+def damaged(packed: bytes) -> Iterator[bytes]:
+    yield packed[: packing._HEADER.size - 1]
+    yield packed[:-1]
+    yield packed + b"\x00"
+    yield packed[: packing._HEADER.size] + msgpack.packb(([1, 2, 3], [], []))
+    yield packed[: packing._HEADER.size] + msgpack.packb(([], [1.0], []))
+    yield packed[: packing._HEADER.size] + msgpack.packb(([], []))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(accounts())
+def test_both_refuse_damaged_bytes(account: Account) -> None:
+    # Both raise, each with its own exception type.
+    for bad in damaged(packing.pack_reference(account)):
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            packing.unpack_reference(account.account_id, bad)
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            CODEC.unpack(account.account_id, bad)
+
+
+def test_both_refuse_a_count_past_64_bits() -> None:
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, False, (), 30.0, 256)
+    account.posts["p"].likes = 2**64
+    with pytest.raises(OverflowError):
+        packing.pack_reference(account)
+    with pytest.raises(OverflowError):
+        CODEC.pack(account)
+
+
+def test_a_class_with_other_slots_is_built_through_its_init() -> None:
+    class Tagged(Post):
+        __slots__ = ("tag",)
+
+        def __init__(self, first_seen_at: float) -> None:
+            super().__init__(first_seen_at)
+            self.tag = "set by __init__"
+
+    codec = engagement_native.Codec(Account, Tagged, ActorSketch, shared_topics)
+    assert codec.builds_bare == (False, True)
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, False, ("a",), 30.0, 256)
+    again = codec.unpack("acc", packing.pack_reference(account))
+    post = again.posts["p"]
+    assert isinstance(post, Tagged)
+    assert post.tag == "set by __init__"
+    assert post.posted_at == 1.7e9
