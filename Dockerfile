@@ -1,12 +1,16 @@
-# Build stage: install the service and its dependencies into a virtual environment.
+# Build stage: install the service, its dependencies and the compiled packed-account
+# codec (native/, Rust: the toolchain stays in this stage) into a virtual environment.
 FROM python:3.11-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/root/.cargo/bin:$PATH
+RUN apt-get update && apt-get install -y --no-install-recommends curl gcc libc6-dev \
+ && curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
+COPY native ./native
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
- && /opt/venv/bin/pip install .
+ && /opt/venv/bin/pip install . ./native
 
 # Final stage: the virtual environment only; no compilers, no pip cache, no sources.
 FROM python:3.11-slim
