@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     supervisor = ConsumerSupervisor(processor, settings, metrics, fatal)
     discovery = DiscoveryIndexes()
     processor.on_checkpoint = discovery.note
+    processor.on_scored = discovery.scored
 
     def partitions() -> dict[int, PartitionState | None]:
         return {partition: state if state.status is Status.ACTIVE else None

@@ -185,6 +185,9 @@ class StreamProcessor:
                                            settings.score_change_interval_s)
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
         self.on_checkpoint: Callable[[int, set[str]], None] | None = None
+        # Told each score the checkpoint computed for the change stream: discovery indexes
+        # it instead of scoring the account a second time.
+        self.on_scored: Callable[[int, str, AccountScore | None], None] | None = None
         metrics.watch_partitions(lambda: list(self.states.values()),
                                  lambda: self.last_snapshot_at)
         # Events, and the two internal topics of the audience signal, co-partitioned.
@@ -772,6 +775,9 @@ class StreamProcessor:
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals)
         if checkpoint is None:
             return True  # nothing new: the committed state is the current one
+        if self.on_scored is not None:
+            for account_id, score in checkpoint.score_changes:
+                self.on_scored(partition, account_id, score)
         # The score-change stream, in the same transaction as the state it describes.
         checkpoint.produced += [
             (settings.scores_topic, state.partition, account_id.encode(),
