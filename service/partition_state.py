@@ -45,12 +45,10 @@ import msgpack
 from service.engine import Engine, EngineConfig
 from service.engine.audience import (
     ActorActivity,
-    ActorInteraction,
     AudienceSignal,
+    InteractionBatch,
     actor_partition,
-    pack_interactions,
     pack_signals,
-    unpack_interactions,
     unpack_signals,
 )
 from service.engine.engine import DEDUPE_BUCKET_S, AccountScore, PartitionClock
@@ -134,7 +132,7 @@ class PartitionState:
         # actor activity).
         self.actors_warm_next = 0
         # Outputs gathered since the last checkpoint, by target partition.
-        self.interactions_out: dict[int, list[ActorInteraction]] = {}
+        self.interactions_out: dict[int, InteractionBatch] = {}
         self.signals_out: dict[int, list[AudienceSignal]] = {}
         self._pending_produced: list[Produced] = []
         self._checkpointed_sides: tuple[int | None, int | None] = (None, None)
@@ -166,24 +164,24 @@ class PartitionState:
         target = actor_partition(actor, partitions)
         batch = self.interactions_out.get(target)
         if batch is None:
-            batch = self.interactions_out[target] = []
-        batch.append(ActorInteraction(actor, account_id, occurred_at))
+            batch = self.interactions_out[target] = InteractionBatch()
+        batch.add(actor, account_id, occurred_at)
 
     def observe_actors(self, message: bytes, partitions: int) -> int:
         """A batch of re-keyed interactions (this partition of the repartition topic):
         the actors' activity judges each; the signals go to the accounts' partitions."""
-        interactions = unpack_interactions(message)
-        for signal in self.actors.observe_batch(interactions):
+        judged = self.actors.stats.observed
+        for signal in self.actors.observe_packed(message):
             target = partition_for(signal.account_id, partitions)
             batch = self.signals_out.get(target)
             if batch is None:
                 batch = self.signals_out[target] = []
             batch.append(signal)
-        return len(interactions)
+        return self.actors.stats.observed - judged
 
     def warm_actors(self, message: bytes) -> None:
         """A batch the actor side already judged before a move: activity only."""
-        self.actors.observe_batch(unpack_interactions(message))
+        self.actors.observe_packed(message)
 
     def fold_signals(self, message: bytes) -> int:
         signals = unpack_signals(message)
@@ -207,7 +205,7 @@ class PartitionState:
                      ((events, self.position), (actors, self.actors_position),
                       (signals, self.signals_position)) if offset is not None}
         produced, self._pending_produced = self._pending_produced, []
-        produced += [(actors, target, None, pack_interactions(batch), ())
+        produced += [(actors, target, None, batch.to_bytes(), ())
                      for target, batch in self.interactions_out.items()]
         produced += [(signals, target, None, pack_signals(batch), ())
                      for target, batch in self.signals_out.items()]

@@ -268,3 +268,22 @@ def test_a_snapshot_of_the_actor_side_restores_every_actor_and_its_verdicts() ->
         actor_hash("bot"), "acc-x", later) == BUSY | FARM_LIKE
     with pytest.raises(ValueError, match="buckets"):
         ActorActivity(buckets=7).restore(data)
+
+
+def test_a_packed_batch_is_judged_as_its_interactions_and_old_batches_still_read() -> None:
+    import struct
+
+    rng = random.Random(3)
+    records = [ActorInteraction(actor_hash(f"u{rng.randrange(40)}"), f"acc-{rng.randrange(90)}",
+                                NOW + rng.uniform(0, 3 * ACTIVITY_BUCKET_S))
+               for _ in range(3_000)]
+    packed = pack_interactions(records)
+    assert unpack_interactions(packed) == records
+    assert len(packed) < 22 * len(records)  # each account id once, 20 bytes a record
+    one, other = ActorActivity(), ActorActivity()
+    assert one.observe_packed(packed) == other.observe_batch(records)
+    # Version 1 (an account id per record), as written by the release before.
+    legacy = struct.pack("<BI", 1, len(records)) + b"".join(
+        struct.pack("<QdH", r.actor, r.occurred_at, len(r.account_id)) + r.account_id.encode()
+        for r in records)
+    assert unpack_interactions(legacy) == records
