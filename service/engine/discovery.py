@@ -366,8 +366,8 @@ class DiscoveryIndex:
                     held[-1].append(slot_id if unknown else (value, slot_id))
             yield
         sublist_size = SortedList.DEFAULT_LOAD_FACTOR
-        while runs:
-            (tier, key, unknown), held = runs.popitem()
+        for tier, key, unknown in list(runs):
+            held = runs.pop((tier, key, unknown))  # its runs let go once it is made
             for run in held:
                 run.sort()
                 yield
