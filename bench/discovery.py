@@ -550,6 +550,8 @@ def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
     in_loop_now = scoring_each * accounts + load
     forked_loop = fork_pause + decoding + load
     forked_wall = max(child_wall, forked_loop / share)
+    print(f"longest load step: {max(steps) * 1e3:.1f} ms wall, {max(steps_cpu) * 1e3:.1f} "
+          f"ms CPU ({len(steps)} steps)")
     for name, wall, cpu in (("before, pairwise merges", steps_before, steps_before_cpu),
                             ("now, bounded steps", steps, steps_cpu),
                             ("now again, after the baseline", steps_again,
