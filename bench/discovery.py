@@ -39,8 +39,12 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
 
 import orjson
+from sortedcontainers import SortedList
 
 from bench.queries import drive, free_port, summary, wait_http
 from bench.workload import fresh_engine, populate
@@ -49,11 +53,13 @@ from service.discovery_state import MAINTENANCE_SHARE, MAX_VERSIONS_KEPT
 from service.engine import Engine, EngineConfig
 from service.engine.dedupe import EventIds
 from service.engine.discovery import (
+    LOAD_STEP_ELEMENTS,
     Cursor,
     DiscoveryIndex,
     DiscoveryQuery,
     IndexEntry,
     Sort,
+    _Orders,
     encode_cursor,
     entry_of,
     index_topics,
@@ -384,6 +390,76 @@ def batch_over_http(accounts: int, seconds: float, connections: int, ids: int = 
     print(f"batch / bare throughput: {batch['rps'] / baseline['rps']:.2f}x")
 
 
+def pairwise_loading(index: DiscoveryIndex, entries: Iterable[tuple[str, IndexEntry]],
+                     step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
+    """The load before its steps were bounded (`DiscoveryIndex.loading` at a91a3dd), the
+    baseline of the same run: runs merged pairwise by timsort, each merge and each
+    SortedList made in one step, linear in the order's size."""
+    runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
+    given = iter(entries)
+    while chunk := list(islice(given, max(1, step // 10))):
+        for account_id, entry in chunk:
+            index._entries[account_id] = entry
+            for tier, key, value, slot_id in entry.slots(account_id):
+                unknown = value is None
+                held = runs.get((tier, key, unknown))
+                if held is None:
+                    held = runs[(tier, key, unknown)] = [[]]
+                if len(held[-1]) >= step:
+                    held.append([])
+                held[-1].append(slot_id if unknown else (value, slot_id))
+        yield
+    for (tier, key, unknown), held in runs.items():
+        for run in held:
+            run.sort()
+            yield
+        while len(held) > 1:
+            held.sort(key=len)
+            first, second = held.pop(0), held.pop(0)
+            first += second
+            first.sort()
+            held.append(first)
+            yield
+        orders = index._tiers.get(tier)
+        if orders is None:
+            orders = index._tiers[tier] = _Orders()
+        if isinstance(key, str):
+            orders.topics[key] = SortedList(held[0])
+        elif unknown:
+            orders.unknown[key].update(held[0])
+        else:
+            orders.known[key].update(held[0])
+        yield
+
+
+def timed_steps(steps: Iterator[None]) -> tuple[list[float], list[float]]:
+    """Runs a load's steps; each one's wall and CPU time. The collector is off: in the
+    service it is paced (service/runtime_tuning.py), and a full collection over the new
+    entries would be the collector's pause, not a step's."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    gc.disable()
+    try:
+        while True:
+            started, started_cpu = time.perf_counter(), time.process_time()
+            if next(steps, StopIteration) is StopIteration:
+                break
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
+    finally:
+        gc.enable()
+    return wall, cpu
+
+
+def sorted_lists(index: DiscoveryIndex) -> dict[tuple[str, str], list[Any]]:
+    return {(tier, f"{kind}:{key}"): list(order)
+            for tier, orders in index._tiers.items()
+            for kind, keyed in (("known", enumerate(orders.known)),
+                                ("unknown", enumerate(orders.unknown)),
+                                ("topic", orders.topics.items()))
+            for key, order in keyed}
+
+
 def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
     """A partition's first build after a restore, from an engine of `accounts` accounts
     (bench/workload.py's, packed as after a restore). As the service does it: a forked
@@ -422,19 +498,19 @@ def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
     gc.collect()
     resident = resident_bytes()
     index = DiscoveryIndex()
-    steps = []
-    loading = index.loading(iter(entries))
-    # In the service the collector is paced (service/runtime_tuning.py): a full
-    # collection over the new entries would be the collector's pause, not a load step's.
-    gc.disable()
-    while True:
-        started = clock()
-        if next(loading, StopIteration) is StopIteration:
-            break
-        steps.append(clock() - started)
-    gc.enable()
+    steps, steps_cpu = timed_steps(index.loading(iter(entries)))
     load = sum(steps)
     per_account = (resident_bytes() - resident) / accounts
+    before_index = DiscoveryIndex()
+    steps_before, steps_before_cpu = timed_steps(pairwise_loading(before_index,
+                                                                  iter(entries)))
+    load_before = sum(steps_before)
+    assert sorted_lists(before_index) == sorted_lists(index), "the loads differ"
+    del before_index
+    # Once more after the baseline: neither one has the younger heap to itself.
+    again = DiscoveryIndex()
+    steps_again, steps_again_cpu = timed_steps(again.loading(iter(entries)))
+    del again
     one_by_one = DiscoveryIndex()
     started = clock()
     for account_id, entry in entries:
@@ -461,6 +537,7 @@ def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
          len(sampled)),
         ("topics and entry (`entry_of`, the same sample)", topics, len(sampled)),
         ("index: one `put` an account (the way before)", puts, accounts),
+        ("index: `loading` before, pairwise merges (all steps)", load_before, accounts),
         ("index: `loading`, all steps", load, accounts),
         ("forked child: fork (the loop's pause)", fork_pause, accounts),
         ("forked child: scoring everything (wall time, other core)", child_wall, accounts),
@@ -473,7 +550,15 @@ def rebuild(accounts: int, chunk: int = 10_000, sample: int = 100_000) -> None:
     in_loop_now = scoring_each * accounts + load
     forked_loop = fork_pause + decoding + load
     forked_wall = max(child_wall, forked_loop / share)
-    print(f"longest load step: {max(steps) * 1e3:.1f} ms ({len(steps)} steps)")
+    print(f"longest load step: {max(steps) * 1e3:.1f} ms wall, {max(steps_cpu) * 1e3:.1f} "
+          f"ms CPU ({len(steps)} steps)")
+    for name, wall, cpu in (("before, pairwise merges", steps_before, steps_before_cpu),
+                            ("now, bounded steps", steps, steps_cpu),
+                            ("now again, after the baseline", steps_again,
+                             steps_again_cpu)):
+        print(f"load {name}: {sum(wall):.2f} s in {len(wall):,} steps; longest step "
+              f"{max(wall) * 1e3:.1f} ms wall, {max(cpu) * 1e3:.1f} ms CPU; steps over "
+              f"50 ms of CPU: {sum(1 for took in cpu if took > 0.05)}")
     print(f"loop time of the whole build: before {before:.0f} s, in process now "
           f"{in_loop_now:.0f} s, forked {forked_loop:.0f} s")
     print(f"at {share:.0%} of the loop: before {before / share / 60:.1f} min; in process "

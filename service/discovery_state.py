@@ -4,7 +4,7 @@ evicted), and `refresh` re-scores and re-indexes them, each once, however many e
 had in between. A partition that arrives (assigned, or restored anew) is indexed in full,
 in the background: its accounts are scored by a forked child (service/discovery_build.py;
 a slice at a time in process where fork is not available), then the index is loaded
-from the entries in steps (`DiscoveryIndex.loading`: each order sorted once); until
+from the entries in steps of bounded size (`DiscoveryIndex.loading`); until
 then, and while it restores, discovery names it as missing.
 
 Re-scoring is what maintenance costs (bench/discovery.py), so it runs on a timer, in

@@ -38,6 +38,7 @@ import base64
 import binascii
 import heapq
 import sys
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -254,9 +255,8 @@ class _Orders:
     __slots__ = ("known", "topics", "unknown")
 
     def __init__(self) -> None:
-        self.known: tuple[SortedList[tuple[Any, str]], ...] = tuple(
-            SortedList() for _ in SORT_FIELDS)
-        self.unknown: tuple[SortedList[str], ...] = tuple(SortedList() for _ in SORT_FIELDS)
+        self.known: list[SortedList[tuple[Any, str]]] = [SortedList() for _ in SORT_FIELDS]
+        self.unknown: list[SortedList[str]] = [SortedList() for _ in SORT_FIELDS]
         self.topics: dict[str, SortedList[tuple[Any, str]]] = {}
 
     def __bool__(self) -> bool:
@@ -340,15 +340,16 @@ class DiscoveryIndex:
 
     def loading(self, entries: Iterable[tuple[str, IndexEntry]],
                 step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
-        """`load` in steps (a chunk of entries spread over the orders, a run of `step`
-        elements sorted, two runs merged, a sorted list made): the caller lets other work
-        in between. Timsort merges two sorted runs in about one comparison an element;
-        still, a list's last merges and the making of its SortedList are linear in the
-        list: ~0.3 s for a list of 500,000 (docs/benchmarks.md, "A partition's first
-        build"), the steps not yet bounded."""
+        """`load` in steps, each of about `step` elements at most whatever the index's
+        size: the caller lets other work in between. A chunk of entries is spread over
+        the orders; a run of `step` elements is sorted; the runs of an order are merged a
+        piece of `step` elements at a time (`_merged_pieces`), each piece cut into the
+        sorted list's sublists as it comes (`_sorted_list_of`). No step touches a whole
+        order: a list of 500,000 elements made in one step took ~0.3 s, one merge of its
+        last two runs as long (docs/benchmarks.md, "A partition's first build")."""
         if self._entries:
             raise ValueError("load fills an empty index only")
-        # (tier, field or topic, unknown values?) -> its elements, in sorted runs.
+        # (tier, field or topic, unknown values?) -> its elements, in runs.
         runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
         given = iter(entries)
         # An entry makes 4-11 elements; placing them costs more than sorting them.
@@ -364,29 +365,36 @@ class DiscoveryIndex:
                         held.append([])
                     held[-1].append(slot_id if unknown else (value, slot_id))
             yield
-        for (tier, key, unknown), held in runs.items():
+        sublist_size = SortedList.DEFAULT_LOAD_FACTOR
+        for tier, key, unknown in list(runs):
+            held = runs.pop((tier, key, unknown))  # its runs let go once it is made
             for run in held:
                 run.sort()
                 yield
-            while len(held) > 1:
-                # Pairwise, smallest first: each element is merged about log2(runs) times.
-                held.sort(key=len)
-                first, second = held.pop(0), held.pop(0)
-                first += second
-                first.sort()
-                held.append(first)
+            sublists: list[list[Any]] = []
+            length = 0
+            rest: list[Any] = []  # the end of the last piece, short of a sublist
+            for piece in _merged_pieces(held, step):
+                if rest:
+                    piece = rest + piece
+                whole = len(piece) - len(piece) % sublist_size
+                sublists += [piece[start:start + sublist_size]
+                             for start in range(0, whole, sublist_size)]
+                length += whole
+                rest = piece[whole:]
                 yield
+            if rest:
+                sublists.append(rest)
+                length += len(rest)
             orders = self._tiers.get(tier)
             if orders is None:
                 orders = self._tiers[tier] = _Orders()
-            # Made from sorted elements: the list's own sort only checks the order.
             if isinstance(key, str):
-                orders.topics[key] = SortedList(held[0])
+                orders.topics[key] = _sorted_list_of(sublists, length)
             elif unknown:
-                orders.unknown[key].update(held[0])
+                orders.unknown[key] = _sorted_list_of(sublists, length)
             else:
-                orders.known[key].update(held[0])
-            yield
+                orders.known[key] = _sorted_list_of(sublists, length)
 
     def _change(self, account_id: str, old: IndexEntry | None, new: IndexEntry | None
                 ) -> None:
@@ -691,6 +699,46 @@ def _merged(orders: list[Iterator[Any]], descending: bool) -> Iterator[Any]:
     if len(orders) == 1:
         return orders[0]
     return heapq.merge(*orders, reverse=descending)
+
+
+def _merged_pieces(runs: list[list[Any]], step: int) -> Iterator[list[Any]]:
+    """The elements of the sorted `runs`, in order, as sorted pieces of at most `step`
+    elements (the runs are consumed). A piece is every element up to a cut: the smallest
+    of the runs' elements a share (`step` over the runs left) ahead of where each run
+    stands, so that no run gives more than its share and one gives all of it; the piece
+    is sorted by timsort, which merges its runs' slices."""
+    runs = [run for run in runs if run]
+    starts = [0] * len(runs)
+    while runs:
+        share = max(1, step // len(runs))
+        cut = min(run[min(len(run), start + share) - 1]
+                  for run, start in zip(runs, starts, strict=True))
+        piece: list[Any] = []
+        for number, run in enumerate(runs):
+            start = starts[number]
+            end = bisect_right(run, cut, start, min(len(run), start + share))
+            piece += run[start:end]
+            starts[number] = end
+        piece.sort()
+        left = [number for number, run in enumerate(runs) if starts[number] < len(run)]
+        if len(left) < len(runs):  # a run used up: let it go
+            runs = [runs[number] for number in left]
+            starts = [starts[number] for number in left]
+        yield piece
+
+
+def _sorted_list_of(sublists: list[list[Any]], length: int) -> SortedList[Any]:
+    """The SortedList whose sublists are `sublists` (in order, together `length`
+    elements, each of the list's load but the last), as `SortedList(values)` makes it from
+    sorted values, without a pass over the values: it sets sortedcontainers 2's layout
+    (`_lists`, `_maxes`, `_len`; the positional `_index` is built when first needed).
+    The unit tests check the result with the list's own `_check`."""
+    made: SortedList[Any] = SortedList()
+    layout: dict[str, Any] = vars(made)
+    layout["_lists"] = sublists
+    layout["_maxes"] = [sublist[-1] for sublist in sublists]
+    layout["_len"] = length
+    return made
 
 
 def _bounds(query: DiscoveryQuery) -> tuple[Value, Value]:

@@ -562,6 +562,56 @@ def test_a_bulk_load_answers_as_updates_one_at_a_time() -> None:
         loaded.load(())
 
 
+def entries_of(rows: Iterable[Row]) -> list[tuple[str, IndexEntry]]:
+    return [(row["account_id"], IndexEntry.of(
+        make_score(row["account_id"], row["credibility"], row["tier"], row["followers"],
+                   row["rate"], row["confidence"]), row["topics"])) for row in rows]
+
+
+def sorted_lists_of(index: DiscoveryIndex) -> list[Any]:
+    return [order for orders in index._tiers.values()
+            for order in (*orders.known, *orders.unknown, *orders.topics.values())]
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 50])
+def test_a_load_in_small_steps_makes_the_sorted_lists_updates_make(step: int) -> None:
+    """Many runs per order, merged a piece at a time, cut into sublists of 4 (the
+    sorted lists' load, made small so that a list has many): the same lists, valid by
+    sortedcontainers' own check, and they go on working as the updates' do."""
+    rng = random.Random(step)
+    rows = {row["account_id"]: row for row in random_rows(rng, 300)}
+    with mock.patch.object(discovery.SortedList, "DEFAULT_LOAD_FACTOR", 4):
+        one_by_one, loaded = DiscoveryIndex(), DiscoveryIndex()
+        index_rows(one_by_one, rows.values())
+        steps = sum(1 for _ in loaded.loading(entries_of(rows.values()), step=step))
+    assert steps > len(rows) // max(1, step // 10)
+    assert tiers_of(loaded) == tiers_of(one_by_one)
+    for order in sorted_lists_of(loaded):
+        order._check()
+        assert all(len(sublist) == 4 for sublist in order._lists[:-1])
+    for index in (loaded, one_by_one):  # the same changes after the load
+        churn(index, dict(rows), random.Random(1), 100, set())
+    assert tiers_of(loaded) == tiers_of(one_by_one)
+    for order in sorted_lists_of(loaded):
+        order._check()
+    for query in (DiscoveryQuery(limit=200), DiscoveryQuery(topic="vegan", limit=200),
+                  DiscoveryQuery(sort=Sort("followers", False), limit=200)):
+        assert page_through(ask_index(loaded), query) == page_through(
+            ask_index(one_by_one), query)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), max_size=40), max_size=6),
+       st.integers(1, 25))
+def test_merged_pieces_are_bounded_and_in_order(runs: list[list[int]], step: int) -> None:
+    """With duplicates across and within runs too (an order's elements never repeat)."""
+    everything = sorted(value for run in runs for value in run)
+    pieces = list(discovery._merged_pieces([sorted(run) for run in runs], step))
+    assert [value for piece in pieces for value in piece] == everything
+    assert all(piece for piece in pieces)
+    assert all(len(piece) <= max(step, len(runs)) for piece in pieces)
+
+
 def tiers_of(index: DiscoveryIndex) -> dict[str, Any]:
     """Every sorted list of the index, as plain lists."""
     return {tier: ([list(order) for order in orders.known],
