@@ -21,7 +21,6 @@ each formula and reports the measured separation (`python -m bench.scoring`).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Literal
@@ -210,14 +209,14 @@ def confidence_for(samples: float, half_at: float) -> float:
 
 
 def count_window(posts: list[PostView], awaiting_post: int) -> Counts:
-    return Counts(
-        posts=len(posts),
-        likes=sum(post.likes for post in posts),
-        comments=sum(post.comments for post in posts),
-        shares=sum(post.shares for post in posts),
-        sponsored_posts=sum(1 for post in posts if post.sponsored),
-        awaiting_post=awaiting_post,
-    )
+    likes = comments = shares = sponsored = 0
+    for post in posts:  # one pass: this runs for every score the cache does not hold
+        likes += post.likes
+        comments += post.comments
+        shares += post.shares
+        sponsored += post.sponsored
+    return Counts(posts=len(posts), likes=likes, comments=comments, shares=shares,
+                  sponsored_posts=sponsored, awaiting_post=awaiting_post)
 
 
 def measure_engagement(posts: list[PostView]) -> Engagement:
@@ -719,8 +718,9 @@ def _off_topic(posts: list[PostView]) -> tuple[_Measured, _Measured]:
     tagged = [post for post in posts if post.topics]
     engagement_by_topic: dict[str, float] = {}
     for post in tagged:
+        weighted = _weighted(post)
         for topic in set(post.topics):
-            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + _weighted(post)
+            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + weighted
     if not engagement_by_topic:
         return (("off_topic_engagement", 1.0, 0,
                  _explained({"main_topic": None}, "no post carries topics")),
@@ -807,7 +807,10 @@ def _sponsored(counts: Counts) -> _Measured:
 
 def _niche(posts: list[PostView]) -> _Measured:
     tagged = [post for post in posts if post.topics]
-    topics = Counter(topic for post in tagged for topic in set(post.topics))
+    topics: dict[str, int] = {}  # posts per topic (a Counter costs twice as much)
+    for post in tagged:
+        for topic in set(post.topics):
+            topics[topic] = topics.get(topic, 0) + 1
     if not topics:
         return ("niche_focus", NEUTRAL, 0,
                 _explained({"top_topic": None, "topics": 0}, "no post carries topics"))
