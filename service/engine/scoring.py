@@ -16,6 +16,10 @@ after shrinking by that confidence (quality towards neutral 0.5, authenticity to
 1: no evidence, no penalty), and its points: quality points are positive, authenticity
 points are the deductions, and all of them add up to the score. docs/scoring.md derives
 each formula and reports the measured separation (`python -m bench.scoring`).
+
+A score's numbers are computed at once; its components (inputs, evidence, points) are
+built when first read (`Explanation`): most callers need only the numbers, and the
+explanation was most of a score's cost (docs/benchmarks.md, section 8b).
 """
 
 from __future__ import annotations
