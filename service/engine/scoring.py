@@ -748,22 +748,24 @@ def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView])
                 _explained({"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
                            f"no post off '{main}' to compare"))
     off_mean = sum(_weighted(post) for post in off) / len(off)
-    shortfall = max(0.0, niche_mean - off_mean) * len(off) / (niche_mean * (len(niche)
-                                                                             + len(off)))
+    # Counts, not the lists: a cached score's explanation must not hold on to the posts.
+    off_posts, niche_posts = len(off), len(niche)
+    shortfall = max(0.0, niche_mean - off_mean) * off_posts / (niche_mean * (niche_posts
+                                                                              + off_posts))
     value = clamp(1.0 - (shortfall - OFF_TOPIC_TOLERATED_SHORTFALL)
                   / (OFF_TOPIC_ZERO_SHORTFALL - OFF_TOPIC_TOLERATED_SHORTFALL))
 
     def explain() -> Explained:
         return (
-            {"main_topic": main, "off_topic_posts": len(off), "niche_posts": len(niche),
+            {"main_topic": main, "off_topic_posts": off_posts, "niche_posts": niche_posts,
              "off_topic_to_niche": round(off_mean / niche_mean, 4),
              "shortfall": round(shortfall, 4)},
-            f"{len(off)} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
+            f"{off_posts} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
             f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
             f"missing, as on undisclosed ads",
         )
 
-    return ("off_topic_engagement", value, len(off), explain)
+    return ("off_topic_engagement", value, off_posts, explain)
 
 
 def _deep_share(posts: list[PostView]) -> tuple[float, int]:
