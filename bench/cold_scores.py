@@ -1,18 +1,27 @@
 """Cold scores: what a query for a random account among a million costs.
 
     python -m bench.cold_scores [--accounts 1000000] [--scores 20000] [--http-seconds 10]
-                                [--connections 16] [--skip-http]
+                                [--connections 16] [--skip-http] [--compare PATH ...]
 
 The state: `accounts` accounts as bench/workload.py builds them (a follower count, two
 posts, six interactions by four actors), then exported and restored as after a restart:
 every account packed, none hot, the collector frozen. Two parts, each contender in its
 own process:
 
-* the engine: `Engine.score` for random ids (each once, so no answer comes from the
-  score cache), with the compiled packed-account codec and with the Python reference,
-  in µs (p50, p99, mean), and what the time goes to: unpacking the account
-  (`packing.unpack` of the same bytes) and computing the score of an account already
-  unpacked (the cache emptied);
+* the engine: for random ids, each asked once (so no answer comes from the score
+  cache), in µs (p50, p99, mean):
+  - `cold score`: `Engine.score` and its numbers (tier, credibility), what the
+    score-change gate and discovery's index read;
+  - `cold score + body`: `responses.score_json(Engine.score(...))` on other ids, what an
+    HTTP answer costs (the components explained and the JSON rendered);
+  - what the time goes to: unpacking the account (`packing.unpack` of the same bytes),
+    the score of an account already unpacked (the cache emptied), and the gate's
+    re-score at a checkpoint (`PartitionState.score_changes`' loop body: an uncached
+    score of an unpacked account offered to a `ChangeGate`, whose values are already
+    recorded so it emits nothing; emitted ones add the body, rendered by the consumer);
+  with the compiled packed-account codec and with the Python reference; with
+  `--compare PATH`, also each checkout at PATH (`git archive <commit> | tar -x -C PATH`)
+  with the compiled codec, measured by this script on that checkout's `service`;
 * over HTTP: the same restored engine behind `GET /accounts/{id}/score`, answered as the
   service answers it (`engine.score`, then `responses.score_json`), random ids among all
   accounts, against bench/bare_app.py (a constant body) on the same server settings,
@@ -27,11 +36,13 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.ingest import REPO
@@ -60,21 +71,31 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def engine_child(accounts: int, scores: int, compiled: bool) -> None:
+    from service.engine.score_changes import ChangeGate
+    from service.responses import score_json
+
     packing.use_compiled(compiled)
     engine = restored(accounts)
     rng = random.Random(11)
-    ids = [f"acct-{index}" for index in rng.sample(range(accounts), scores)]
+    # Disjoint random ids for each measurement of a cold account.
+    chosen = [f"acct-{index}" for index in rng.sample(range(accounts), 3 * scores)]
+    ids, with_body, others = chosen[:scores], chosen[scores:2 * scores], chosen[2 * scores:]
     cold: list[float] = []
     for account_id in ids:
         started = time.perf_counter()
-        engine.score(account_id)
+        engine.score(account_id)  # its numbers are attributes: nothing left to compute
         cold.append(time.perf_counter() - started)
-    # The parts, on other accounts (these are hot now): unpacking one, and the score of
-    # one already unpacked with the score cache emptied.
-    others = [f"acct-{index}" for index in rng.sample(range(accounts), scores)
-              if f"acct-{index}" not in set(ids)][: scores // 2]
+    cold_with_body: list[float] = []
+    for account_id in with_body:
+        started = time.perf_counter()
+        score = engine.score(account_id)
+        assert score is not None
+        score_json(score)
+        cold_with_body.append(time.perf_counter() - started)
+    # The parts: unpacking an account (others, still packed), and the score of one
+    # already unpacked (ids, hot now) with the score cache emptied.
     unpack_times: list[float] = []
-    for account_id in others:
+    for account_id in others[: scores // 2]:
         packed = engine.accounts.packed_one(account_id)
         assert packed is not None
         started = time.perf_counter()
@@ -86,8 +107,26 @@ def engine_child(accounts: int, scores: int, compiled: bool) -> None:
         started = time.perf_counter()
         engine.score(account_id)
         compute_times.append(time.perf_counter() - started)
-    print(json.dumps({"cold_score": percentiles(cold), "unpack": percentiles(unpack_times),
-                      "score_of_an_unpacked_account": percentiles(compute_times)}))
+    # The gate's re-score: the loop body of PartitionState.score_changes, for accounts
+    # whose values the gate has recorded (a first offer of each, untimed).
+    gate = ChangeGate()
+    for account_id in ids:
+        score = engine.score(account_id)
+        assert score is not None
+        gate.offer(account_id, score.tier, score.credibility.score, score.as_of)
+    gate_times: list[float] = []
+    for account_id in ids[: scores // 2]:
+        engine._scores.clear()
+        started = time.perf_counter()
+        score = engine.score(account_id)
+        assert score is not None
+        gate.offer(account_id, score.tier, score.credibility.score, score.as_of)
+        gate_times.append(time.perf_counter() - started)
+    print(json.dumps({"cold_score": percentiles(cold),
+                      "cold_score_with_body": percentiles(cold_with_body),
+                      "unpack": percentiles(unpack_times),
+                      "score_of_an_unpacked_account": percentiles(compute_times),
+                      "gate_rescore": percentiles(gate_times)}))
 
 
 def serve_child(accounts: int, port: int) -> None:
@@ -110,13 +149,20 @@ def serve_child(accounts: int, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def run_engine(accounts: int, scores: int) -> dict[str, Any]:
+def run_engine(accounts: int, scores: int, checkouts: dict[str, Path]
+               ) -> dict[str, Any]:
+    """Each contender in its own process, one after the other: this checkout with both
+    codecs, then each checkout of --compare (its `service`, this script)."""
+    contenders: list[tuple[str, str, Path]] = [("compiled", "1", REPO),
+                                               ("reference", "0", REPO)]
+    contenders += [(name, "1", path) for name, path in checkouts.items()]
     results = {}
-    for name, compiled in (("compiled", "1"), ("reference", "0")):
+    for name, compiled, checkout in contenders:
         output = subprocess.run(
-            [sys.executable, "-m", "bench.cold_scores", "--child", "engine", "--compiled",
-             compiled, "--accounts", str(accounts), "--scores", str(scores)],
-            capture_output=True, text=True, check=True, cwd=REPO)
+            [sys.executable, str(Path(__file__).resolve()), "--child", "engine",
+             "--compiled", compiled, "--accounts", str(accounts), "--scores", str(scores)],
+            capture_output=True, text=True, check=True, cwd=checkout,
+            env={**os.environ, "PYTHONPATH": str(checkout)})
         results[name] = json.loads(output.stdout)
     return results
 
@@ -162,6 +208,8 @@ def main() -> None:
     parser.add_argument("--round-s", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
+                        help="checkouts to measure the engine part of, by folder name")
     parser.add_argument("--child", choices=["engine", "serve"], help=argparse.SUPPRESS)
     parser.add_argument("--compiled", default="1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -172,17 +220,21 @@ def main() -> None:
     if arguments.child == "serve":
         serve_child(arguments.accounts, arguments.port)
         return
-    engine = run_engine(arguments.accounts, arguments.scores)
+    checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
+    engine = run_engine(arguments.accounts, arguments.scores, checkouts)
     print(f"engine, {arguments.accounts:,} accounts restored (all packed), "
           f"{arguments.scores:,} random ids, each once (µs):")
-    print("| codec | cold score p50 | p99 | mean | unpack p50 | score of an unpacked "
-          "account p50 |")
-    print("|---|---|---|---|---|---|")
+    print("| build / codec | cold score p50 | p99 | mean | cold score + body p50 | p99 | "
+          "mean | unpack p50 | score of an unpacked account p50 | gate re-score p50 | mean |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, result in engine.items():
-        cold, unpack, compute = (result["cold_score"], result["unpack"],
-                                 result["score_of_an_unpacked_account"])
+        cold, body, unpack, compute, gate = (
+            result["cold_score"], result["cold_score_with_body"], result["unpack"],
+            result["score_of_an_unpacked_account"], result["gate_rescore"])
         print(f"| {name} | {cold['p50_us']} | {cold['p99_us']} | {cold['mean_us']} | "
-              f"{unpack['p50_us']} | {compute['p50_us']} |")
+              f"{body['p50_us']} | {body['p99_us']} | {body['mean_us']} | "
+              f"{unpack['p50_us']} | {compute['p50_us']} | {gate['p50_us']} | "
+              f"{gate['mean_us']} |")
     if arguments.skip_http:
         return
     http = asyncio.run(run_http(arguments.accounts, arguments.http_seconds,

@@ -16,12 +16,16 @@ after shrinking by that confidence (quality towards neutral 0.5, authenticity to
 1: no evidence, no penalty), and its points: quality points are positive, authenticity
 points are the deductions, and all of them add up to the score. docs/scoring.md derives
 each formula and reports the measured separation (`python -m bench.scoring`).
+
+A score's numbers are computed at once; its components (inputs, evidence, points) are
+built when first read (`Explanation`): most callers need only the numbers, and the
+explanation was most of a score's cost (docs/benchmarks.md, section 8b).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -195,7 +199,8 @@ class AudienceCounts:
 class Credibility:
     score: float
     confidence: float
-    components: dict[str, Component] = field(default_factory=dict)
+    # Built when first read in a score the engine computed (`Explanation`).
+    components: Mapping[str, Component] = field(default_factory=dict)
     quality: float = 0.0  # the sum of the quality points, before the deductions
 
 
@@ -208,14 +213,14 @@ def confidence_for(samples: float, half_at: float) -> float:
 
 
 def count_window(posts: list[PostView], awaiting_post: int) -> Counts:
-    return Counts(
-        posts=len(posts),
-        likes=sum(post.likes for post in posts),
-        comments=sum(post.comments for post in posts),
-        shares=sum(post.shares for post in posts),
-        sponsored_posts=sum(1 for post in posts if post.sponsored),
-        awaiting_post=awaiting_post,
-    )
+    likes = comments = shares = sponsored = 0
+    for post in posts:  # one pass: this runs for every score the cache does not hold
+        likes += post.likes
+        comments += post.comments
+        shares += post.shares
+        sponsored += post.sponsored
+    return Counts(posts=len(posts), likes=likes, comments=comments, shares=shares,
+                  sponsored_posts=sponsored, awaiting_post=awaiting_post)
 
 
 def measure_engagement(posts: list[PostView]) -> Engagement:
@@ -269,8 +274,10 @@ def score_credibility(
     posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary,
     followers: Followers | None = None, audience: AudienceCounts | None = None,
 ) -> Credibility:
+    """The score's numbers now, its components (`Explanation`) when first read."""
     followers = followers or Followers(None, None)
-    raw = [
+    audience = audience or AudienceCounts()
+    measured = [
         _engagement_fit(counts, engagement, followers),
         _conversation_depth(counts),
         *_audience(actors),
@@ -279,19 +286,18 @@ def score_credibility(
         _evidence(counts, engagement, followers),
         _timing(posts, counts),
         _rhythm(actors),
-        _audience_authenticity(audience or AudienceCounts()),
-        _audience_rotation(audience or AudienceCounts()),
+        _audience_authenticity(audience),
+        _audience_rotation(audience),
         _follower_consistency(posts, engagement, followers),
         _follower_jumps(posts, followers),
         _post_variation(posts),
         *_off_topic(posts),
     ]
-    shaped: list[tuple[str, ComponentSpec, float, float, float, _Raw]] = []
+    shaped: list[_Shaped] = []
     quality = 0.0
     backed = 0.0
     multiplier = 1.0
-    for entry in raw:
-        name, value, samples = entry[0], entry[1], entry[2]
+    for name, value, samples, explain in measured:
         spec = COMPONENTS[name]
         confidence = confidence_for(samples, spec.half_confidence_at)
         if spec.role == "quality":
@@ -304,22 +310,90 @@ def score_credibility(
             effective = confidence * value + (1.0 - confidence)
             factor = 1.0 - spec.weight * (1.0 - effective)
             multiplier *= factor
-        shaped.append((name, spec, confidence, effective, factor, entry))
+        shaped.append((name, spec, value, samples, confidence, effective, factor, explain))
     score = quality * multiplier
+    return Credibility(
+        score=round(clamp(score, 0.0, 100.0), 2),
+        confidence=round(backed / _QUALITY_WEIGHT, 4),
+        components=Explanation(shaped, quality, score),
+        quality=round(quality, 2),
+    )
+
+
+Explained = tuple[dict[str, Input], str]  # a component's inputs and its evidence
+# A component as measured: its name, value and sample size, and how to explain it.
+_Measured = tuple[str, float, float, Callable[[], Explained]]
+# The same, shaped by its spec: name, spec, value, samples, confidence, effective value,
+# factor, explain.
+_Shaped = tuple[str, ComponentSpec, float, float, float, float, float,
+                Callable[[], Explained]]
+_QUALITY_WEIGHT = sum(spec.weight for spec in COMPONENTS.values() if spec.role == "quality")
+
+
+class Explanation(Mapping[str, Component]):
+    """A score's components by name, built when first read, then kept.
+
+    Most readers of a score want only its numbers: the score-change gate compares tier
+    and credibility, discovery's index keeps a few values. Rounding ~80 inputs and
+    formatting an evidence string per component was most of the cost of a score, so
+    each component measures its numbers and returns a function that explains them
+    (`Explained`); those run here, once, for the first caller that reads the components
+    (a body for HTTP or the change stream). What they explain is immutable (views of
+    posts, counts), so a late explanation is the one an eager one would have been.
+    """
+
+    __slots__ = ("_built", "_quality", "_score", "_shaped")
+
+    def __init__(self, shaped: list[_Shaped], quality: float, score: float) -> None:
+        self._shaped = shaped
+        self._quality = quality  # unrounded, as the points share the deductions
+        self._score = score
+        self._built: dict[str, Component] | None = None
+
+    def _components(self) -> dict[str, Component]:
+        built = self._built
+        if built is None:
+            built = self._built = _explain(self._shaped, self._quality, self._score)
+            self._shaped = []  # the explanations' inputs are no longer needed
+        return built
+
+    def __getitem__(self, name: str) -> Component:
+        return self._components()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._components())
+
+    def __len__(self) -> int:
+        return len(self._components())
+
+    # The dict's own views: score_json reads every component of every body it renders.
+    def keys(self) -> KeysView[str]:
+        return self._components().keys()
+
+    def items(self) -> ItemsView[str, Component]:
+        return self._components().items()
+
+    def values(self) -> ValuesView[Component]:
+        return self._components().values()
+
+    def __repr__(self) -> str:
+        return repr(self._components())
+
+
+def _explain(shaped: list[_Shaped], quality: float, score: float) -> dict[str, Component]:
     # The deductions (quality - score) are shared in proportion to -log(factor): the
     # share of the product each factor is responsible for, whatever their order.
-    logs = {name: -math.log(max(factor, 1e-12)) for name, _, _, _, factor, _ in shaped
-            if factor < 1.0}
+    logs = {entry[0]: -math.log(max(entry[6], 1e-12)) for entry in shaped if entry[6] < 1.0}
     total_log = sum(logs.values())
     components: dict[str, Component] = {}
-    for name, spec, confidence, effective, factor, (_, value, samples, inputs,
-                                                   evidence) in shaped:
+    for name, spec, value, samples, confidence, effective, factor, explain in shaped:
         if spec.role == "quality":
             points = 100.0 * spec.weight * effective
         elif total_log > 0.0 and name in logs:
             points = -(quality - score) * logs[name] / total_log
         else:
             points = 0.0
+        inputs, evidence = explain()
         components[name] = Component(
             name=name,
             weight=spec.weight,
@@ -332,28 +406,26 @@ def score_credibility(
             role=spec.role,
             factor=round(factor, 4),
         )
-    return Credibility(
-        score=round(clamp(score, 0.0, 100.0), 2),
-        confidence=round(backed / _QUALITY_WEIGHT, 4),
-        components=components,
-        quality=round(quality, 2),
-    )
+    return components
 
 
-_QUALITY_WEIGHT = sum(spec.weight for spec in COMPONENTS.values() if spec.role == "quality")
-_Raw = tuple[str, float, float, dict[str, Input], str]
+def _explained(inputs: dict[str, Input], evidence: str) -> Callable[[], Explained]:
+    """The explanation of a component whose inputs cost nothing to state."""
+    return lambda: (inputs, evidence)
 
 
 def _per_post(counts: Counts) -> float:
     return counts.interactions / counts.posts if counts.posts else 0.0
 
 
-def _engagement_fit(counts: Counts, engagement: Engagement, followers: Followers) -> _Raw:
+def _engagement_fit(counts: Counts, engagement: Engagement,
+                    followers: Followers) -> _Measured:
     now, start = followers.now, followers.at_window_start
     if now is None or start is None or not counts.posts:
-        inputs: dict[str, Input] = {"engagement_rate": engagement.rate,
-                                    "expected_rate": engagement.expected_rate}
-        return ("engagement_fit", NEUTRAL, 0, inputs, "no follower count yet: size unknown")
+        return ("engagement_fit", NEUTRAL, 0,
+                _explained({"engagement_rate": engagement.rate,
+                            "expected_rate": engagement.expected_rate},
+                           "no follower count yet: size unknown"))
     per_post = _per_post(counts)
     # Both sides judge the interactions per post against one follower count and what is
     # normal for that same count. Today's count judges "too little": followers bought
@@ -363,172 +435,186 @@ def _engagement_fit(counts: Counts, engagement: Engagement, followers: Followers
     ratio_start = ratio_to_normal(per_post, start)
     value = min(engagement_fit_value(min(ratio_now, FIT_BEST_RATIO)),
                 engagement_fit_value(max(ratio_start, FIT_BEST_RATIO)))
-    ratio = max(ratio_start, ratio_now) if ratio_start > FIT_SUSPECT_RATIO else ratio_now
-    if ratio < 1.0:
-        verdict = "below what is normal for this size"
-    elif ratio <= FIT_SUSPECT_RATIO:
-        verdict = "above normal for this size"
-    else:
-        verdict = "implausibly high for this size"
-    return (
-        "engagement_fit",
-        value,
-        engagement.posts_with_followers,
-        {"interactions_per_post": round(per_post, 2), "followers": now,
-         "followers_at_window_start": start,
-         "expected_rate": round(expected_engagement_rate(max(now, 1)), 6),
-         "ratio": round(ratio_now, 3), "ratio_at_window_start": round(ratio_start, 3)},
-        f"{per_post:.0f} interactions per post are {ratio:.1f}x what is normal for "
-        f"{now:,} followers: {verdict}",
-    )
+
+    def explain() -> Explained:
+        ratio = max(ratio_start, ratio_now) if ratio_start > FIT_SUSPECT_RATIO else ratio_now
+        if ratio < 1.0:
+            verdict = "below what is normal for this size"
+        elif ratio <= FIT_SUSPECT_RATIO:
+            verdict = "above normal for this size"
+        else:
+            verdict = "implausibly high for this size"
+        return (
+            {"interactions_per_post": round(per_post, 2), "followers": now,
+             "followers_at_window_start": start,
+             "expected_rate": round(expected_engagement_rate(max(now, 1)), 6),
+             "ratio": round(ratio_now, 3), "ratio_at_window_start": round(ratio_start, 3)},
+            f"{per_post:.0f} interactions per post are {ratio:.1f}x what is normal for "
+            f"{now:,} followers: {verdict}",
+        )
+
+    return ("engagement_fit", value, engagement.posts_with_followers, explain)
 
 
-def _evidence(counts: Counts, engagement: Engagement, followers: Followers) -> _Raw:
+def _evidence(counts: Counts, engagement: Engagement, followers: Followers) -> _Measured:
     if followers.now is None or not counts.posts:
-        return ("engagement_evidence", 1.0, 0, {"ratio": None},
-                "no follower count yet: nothing to weigh")
+        return ("engagement_evidence", 1.0, 0,
+                _explained({"ratio": None}, "no follower count yet: nothing to weigh"))
     ratio = ratio_to_normal(_per_post(counts), followers.now)
     value = clamp(ratio / EVIDENCE_FULL_RATIO)
-    return (
-        "engagement_evidence",
-        value,
-        engagement.posts_with_followers,
-        {"ratio": round(ratio, 4), "full_at_ratio": EVIDENCE_FULL_RATIO},
-        f"engagement is {ratio:.2g}x normal for the size"
-        + ("" if value >= 1.0 else ": too little to judge its quality, all points scaled"),
-    )
+
+    def explain() -> Explained:
+        return (
+            {"ratio": round(ratio, 4), "full_at_ratio": EVIDENCE_FULL_RATIO},
+            f"engagement is {ratio:.2g}x normal for the size"
+            + ("" if value >= 1.0 else ": too little to judge its quality, all points scaled"),
+        )
+
+    return ("engagement_evidence", value, engagement.posts_with_followers, explain)
 
 
-def _conversation_depth(counts: Counts) -> _Raw:
+def _conversation_depth(counts: Counts) -> _Measured:
     total = counts.interactions
     deep = counts.comments + counts.shares
     share = deep / total if total else 0.0
-    return (
-        "conversation_depth",
-        clamp(share / DEPTH_FULL_SHARE),
-        total,
-        {"comments": counts.comments, "shares": counts.shares, "likes": counts.likes,
-         "deep_share": round(share, 4)},
-        f"{share:.0%} of interactions are comments or shares "
-        f"(full credit at {DEPTH_FULL_SHARE:.0%})",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"comments": counts.comments, "shares": counts.shares, "likes": counts.likes,
+             "deep_share": round(share, 4)},
+            f"{share:.0%} of interactions are comments or shares "
+            f"(full credit at {DEPTH_FULL_SHARE:.0%})",
+        )
+
+    return ("conversation_depth", clamp(share / DEPTH_FULL_SHARE), total, explain)
 
 
-def _audience(actors: ActorSummary) -> tuple[_Raw, _Raw]:
+def _audience(actors: ActorSummary) -> tuple[_Measured, _Measured]:
     total = actors.interactions
     top_share = sum(actors.top_counts) / total if total else 0.0
     returning = clamp(1.0 - actors.distinct_actors / total) if total else 0.0
     diversity = 1.0 - top_share
     # A "loyal" audience of a handful of accounts is a pod, not loyalty: gate by diversity.
     loyalty = clamp(returning / LOYALTY_FULL_SHARE) * clamp(diversity / LOYALTY_DIVERSE_AT)
-    exactness = "exact" if actors.exact else "estimated"
-    loyalty_raw: _Raw = (
-        "audience_loyalty",
-        loyalty,
-        total,
-        {"returning_share": round(returning, 4),
-         "distinct_actors": round(actors.distinct_actors, 1), "exact": actors.exact},
-        f"{returning:.0%} of interactions come from returning actors "
-        f"({actors.distinct_actors:.0f} distinct, {exactness})",
-    )
-    concentration_raw: _Raw = (
-        "engagement_concentration",
-        diversity,
-        total,
-        {"top_actors": TOP_ACTORS, "top_actors_share": round(top_share, 4),
-         "exact": actors.exact},
-        f"the {TOP_ACTORS} most active actors gave {top_share:.0%} of interactions",
-    )
-    return loyalty_raw, concentration_raw
+
+    def explain_loyalty() -> Explained:
+        exactness = "exact" if actors.exact else "estimated"
+        return (
+            {"returning_share": round(returning, 4),
+             "distinct_actors": round(actors.distinct_actors, 1), "exact": actors.exact},
+            f"{returning:.0%} of interactions come from returning actors "
+            f"({actors.distinct_actors:.0f} distinct, {exactness})",
+        )
+
+    def explain_concentration() -> Explained:
+        return (
+            {"top_actors": TOP_ACTORS, "top_actors_share": round(top_share, 4),
+             "exact": actors.exact},
+            f"the {TOP_ACTORS} most active actors gave {top_share:.0%} of interactions",
+        )
+
+    return (("audience_loyalty", loyalty, total, explain_loyalty),
+            ("engagement_concentration", diversity, total, explain_concentration))
 
 
-def _timing(posts: list[PostView], counts: Counts) -> _Raw:
+def _timing(posts: list[PostView], counts: Counts) -> _Measured:
     early = sum(post.early for post in posts)
     total = counts.interactions
     share = early / total if total else 0.0
+
+    def explain() -> Explained:
+        return (
+            {"early_interactions": early, "early_share": round(share, 4)},
+            f"{share:.0%} of interactions came within the burst window after posting",
+        )
+
     return (
         "timing_authenticity",
         clamp(1.0 - (share - BURST_TOLERATED_SHARE) / (BURST_ZERO_SHARE - BURST_TOLERATED_SHARE)),
         total,
-        {"early_interactions": early, "early_share": round(share, 4)},
-        f"{share:.0%} of interactions came within the burst window after posting",
+        explain,
     )
 
 
-def _rhythm(actors: ActorSummary) -> _Raw:
+def _rhythm(actors: ActorSummary) -> _Measured:
     rhythm = actors.rhythm
     total = sum(rhythm)
     if not total:
-        return ("daily_rhythm", 1.0, 0, {"quiet_share": None}, "no interactions yet")
+        return ("daily_rhythm", 1.0, 0, _explained({"quiet_share": None}, "no interactions yet"))
     quiet = min(rhythm) / total
     value = clamp((RHYTHM_ZERO_QUIET_SHARE - quiet)
                   / (RHYTHM_ZERO_QUIET_SHARE - RHYTHM_FULL_QUIET_SHARE))
-    quietest = rhythm.index(min(rhythm)) * 24 // len(rhythm)
-    return (
-        "daily_rhythm",
-        value,
-        total,
-        {"quiet_share": round(quiet, 4), "quietest_hours_utc": f"{quietest:02d}-"
-         f"{quietest + 24 // len(rhythm):02d}"},
-        f"{quiet:.1%} of interactions fall in the quietest 3 hours of the day "
-        f"(people sleep; a flat day is {1 / len(rhythm):.1%})",
-    )
+
+    def explain() -> Explained:
+        quietest = rhythm.index(min(rhythm)) * 24 // len(rhythm)
+        return (
+            {"quiet_share": round(quiet, 4), "quietest_hours_utc": f"{quietest:02d}-"
+             f"{quietest + 24 // len(rhythm):02d}"},
+            f"{quiet:.1%} of interactions fall in the quietest 3 hours of the day "
+            f"(people sleep; a flat day is {1 / len(rhythm):.1%})",
+        )
+
+    return ("daily_rhythm", value, total, explain)
 
 
-def _audience_authenticity(audience: AudienceCounts) -> _Raw:
+def _audience_authenticity(audience: AudienceCounts) -> _Measured:
     total = audience.interactions
     share = audience.busy / total if total else 0.0
     value = clamp(1.0 - (share - AUDIENCE_TOLERATED_SHARE)
                   / (AUDIENCE_ZERO_SHARE - AUDIENCE_TOLERATED_SHARE))
-    return (
-        "audience_authenticity",
-        value,
-        total,
-        {"judged_interactions": total, "from_busy_actors": audience.busy,
-         "busy_share": round(share, 4),
-         "from_farm_like_actors": audience.farm_like},  # judged by audience_rotation
-        f"{audience.busy} of {total} judged interactions came from actors busy across "
-        f"many accounts" if total else "no audience signal yet",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"judged_interactions": total, "from_busy_actors": audience.busy,
+             "busy_share": round(share, 4),
+             "from_farm_like_actors": audience.farm_like},  # judged by audience_rotation
+            f"{audience.busy} of {total} judged interactions came from actors busy across "
+            f"many accounts" if total else "no audience signal yet",
+        )
+
+    return ("audience_authenticity", value, total, explain)
 
 
-def _audience_rotation(audience: AudienceCounts) -> _Raw:
+def _audience_rotation(audience: AudienceCounts) -> _Measured:
     total = audience.interactions
     share = audience.farm_like / total if total else 0.0
     value = clamp(1.0 - (share - ROTATION_TOLERATED_SHARE)
                   / (ROTATION_ZERO_SHARE - ROTATION_TOLERATED_SHARE))
-    return (
-        "audience_rotation",
-        value,
-        total,
-        {"judged_interactions": total, "from_farm_like_actors": audience.farm_like,
-         "farm_like_share": round(share, 4)},
-        f"{audience.farm_like} of {total} judged interactions came from farm-like actors "
-        f"(serving very many accounts, or moving on from account to account without "
-        f"coming back)" if total else "no audience signal yet",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"judged_interactions": total, "from_farm_like_actors": audience.farm_like,
+             "farm_like_share": round(share, 4)},
+            f"{audience.farm_like} of {total} judged interactions came from farm-like "
+            f"actors (serving very many accounts, or moving on from account to account "
+            f"without coming back)" if total else "no audience signal yet",
+        )
+
+    return ("audience_rotation", value, total, explain)
 
 
 def _follower_consistency(posts: list[PostView], engagement: Engagement,
-                          followers: Followers) -> _Raw:
+                          followers: Followers) -> _Measured:
     now, start = followers.now, followers.at_window_start
     if now is None or start is None or start <= 0:
-        return ("follower_consistency", 1.0, 0, {"follower_growth": None},
-                "no follower history to compare")
+        return ("follower_consistency", 1.0, 0,
+                _explained({"follower_growth": None}, "no follower history to compare"))
     growth = now / start - 1.0
     engagement_growth = _engagement_growth(posts)
     unexplained = max(0.0, growth - max(0.0, engagement_growth) - FOLLOWER_ORGANIC_GROWTH)
     value = clamp(1.0 - unexplained / (FOLLOWER_ZERO_GROWTH - FOLLOWER_ORGANIC_GROWTH))
-    return (
-        "follower_consistency",
-        value,
-        engagement.posts_with_followers,
-        {"followers_at_window_start": start, "followers": now,
-         "follower_growth": round(growth, 4), "engagement_growth": round(engagement_growth, 4),
-         "unexplained_growth": round(unexplained, 4)},
-        f"followers {growth:+.0%} over the window, interactions per post "
-        f"{engagement_growth:+.0%}: {unexplained:.0%} of growth unexplained",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"followers_at_window_start": start, "followers": now,
+             "follower_growth": round(growth, 4),
+             "engagement_growth": round(engagement_growth, 4),
+             "unexplained_growth": round(unexplained, 4)},
+            f"followers {growth:+.0%} over the window, interactions per post "
+            f"{engagement_growth:+.0%}: {unexplained:.0%} of growth unexplained",
+        )
+
+    return ("follower_consistency", value, engagement.posts_with_followers, explain)
 
 
 def _engagement_growth(posts: list[PostView]) -> float:
@@ -550,7 +636,9 @@ def supported_followers(interactions_per_post: float) -> float:
     return float(REFERENCE_FOLLOWERS * reach ** (1.0 / (1.0 - ENGAGEMENT_SIZE_ELASTICITY)))
 
 
-def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
+
+
+def _follower_jumps(posts: list[PostView], followers: Followers) -> _Measured:
     """Sudden follower jumps that engagement does not follow, read from the posts.
 
     Each post carries the followers it had; a jump between two posts (or between the last
@@ -564,8 +652,8 @@ def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
                     post.likes + post.comments + post.shares)
                    for post in posts if post.followers_at_post is not None)
     if not known or followers.now is None:
-        return ("follower_jumps", 1.0, 0, {"largest_jump": None},
-                "no posts with a follower count to compare")
+        return ("follower_jumps", 1.0, 0,
+                _explained({"largest_jump": None}, "no posts with a follower count to compare"))
     counts = [count for _, count, _ in known]
     engagement = [interactions for _, _, interactions in known]
     per_post = sum(engagement) / len(engagement)
@@ -589,56 +677,59 @@ def _follower_jumps(posts: list[PostView], followers: Followers) -> _Raw:
             worst, worst_gain, worst_response = unexplained, gain, response
     value = clamp(1.0 - (worst - FOLLOWER_JUMP_TOLERATED)
                   / (FOLLOWER_JUMP_ZERO - FOLLOWER_JUMP_TOLERATED))
-    return (
-        "follower_jumps",
-        value,
-        len(known),
-        {"largest_jump_followers": worst_gain, "supported_followers": round(supported),
-         "engagement_response": round(worst_response, 4),
-         "unexplained_jump": round(worst, 4)},
-        f"the largest follower jump between posts, {worst_gain:+,}, is "
-        f"{worst_gain / supported:.0%} of the {supported:,.0f} followers the engagement "
-        f"supports; interactions per post moved {worst_response:+.0%} across it"
-        if worst > 0 else "no follower jump beyond what the engagement explains",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"largest_jump_followers": worst_gain, "supported_followers": round(supported),
+             "engagement_response": round(worst_response, 4),
+             "unexplained_jump": round(worst, 4)},
+            f"the largest follower jump between posts, {worst_gain:+,}, is "
+            f"{worst_gain / supported:.0%} of the {supported:,.0f} followers the engagement "
+            f"supports; interactions per post moved {worst_response:+.0%} across it"
+            if worst > 0 else "no follower jump beyond what the engagement explains",
+        )
+
+    return ("follower_jumps", value, len(known), explain)
 
 
-def _post_variation(posts: list[PostView]) -> _Raw:
+def _post_variation(posts: list[PostView]) -> _Measured:
     counts = [post.likes + post.comments + post.shares for post in posts]
     if len(counts) < 3 or not any(counts):
-        return ("post_variation", 1.0, 0, {"coefficient_of_variation": None},
-                "too few posts to compare")
+        return ("post_variation", 1.0, 0,
+                _explained({"coefficient_of_variation": None}, "too few posts to compare"))
     mean = sum(counts) / len(counts)
     spread = math.sqrt(sum((count - mean) ** 2 for count in counts) / (len(counts) - 1))
     variation = spread / mean
-    return (
-        "post_variation",
-        clamp(variation / VARIATION_FULL_CV),
-        len(counts),
-        {"coefficient_of_variation": round(variation, 4), "full_at": VARIATION_FULL_CV},
-        f"interactions per post vary by {variation:.0%} (real posts vary; bought packages "
-        f"deliver the same count to every post)",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"coefficient_of_variation": round(variation, 4), "full_at": VARIATION_FULL_CV},
+            f"interactions per post vary by {variation:.0%} (real posts vary; bought "
+            f"packages deliver the same count to every post)",
+        )
+
+    return ("post_variation", clamp(variation / VARIATION_FULL_CV), len(counts), explain)
 
 
 def _weighted(post: PostView) -> float:
     return LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments + SHARE_WEIGHT * post.shares
 
 
-def _off_topic(posts: list[PostView]) -> tuple[_Raw, _Raw]:
+def _off_topic(posts: list[PostView]) -> tuple[_Measured, _Measured]:
     """How the audience treats the posts off the account's niche: as much engagement
     (`off_topic_engagement`) and as much conversation (`off_topic_conversation`) as on
     the niche posts, or less, as on undisclosed ads."""
     tagged = [post for post in posts if post.topics]
     engagement_by_topic: dict[str, float] = {}
     for post in tagged:
+        weighted = _weighted(post)
         for topic in set(post.topics):
-            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + _weighted(post)
+            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + weighted
     if not engagement_by_topic:
-        return (("off_topic_engagement", 1.0, 0, {"main_topic": None},
-                 "no post carries topics"),
-                ("off_topic_conversation", 1.0, 0, {"main_topic": None},
-                 "no post carries topics"))
+        return (("off_topic_engagement", 1.0, 0,
+                 _explained({"main_topic": None}, "no post carries topics")),
+                ("off_topic_conversation", 1.0, 0,
+                 _explained({"main_topic": None}, "no post carries topics")))
     # The niche is the topic the audience engages with most (not the one posted most: a
     # feed of undisclosed ads may post more ads than niche posts). Ties broken by name,
     # so that replays agree.
@@ -650,28 +741,31 @@ def _off_topic(posts: list[PostView]) -> tuple[_Raw, _Raw]:
     return _off_topic_engagement(main, niche, off), _off_topic_conversation(main, niche, off)
 
 
-def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
+def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView]) -> _Measured:
     niche_mean = sum(_weighted(post) for post in niche) / len(niche)
     if not off or niche_mean <= 0.0:
         return ("off_topic_engagement", 1.0, 0,
-                {"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
-                f"no post off '{main}' to compare")
+                _explained({"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
+                           f"no post off '{main}' to compare"))
     off_mean = sum(_weighted(post) for post in off) / len(off)
-    shortfall = max(0.0, niche_mean - off_mean) * len(off) / (niche_mean * (len(niche)
-                                                                             + len(off)))
+    # Counts, not the lists: a cached score's explanation must not hold on to the posts.
+    off_posts, niche_posts = len(off), len(niche)
+    shortfall = max(0.0, niche_mean - off_mean) * off_posts / (niche_mean * (niche_posts
+                                                                              + off_posts))
     value = clamp(1.0 - (shortfall - OFF_TOPIC_TOLERATED_SHORTFALL)
                   / (OFF_TOPIC_ZERO_SHORTFALL - OFF_TOPIC_TOLERATED_SHORTFALL))
-    return (
-        "off_topic_engagement",
-        value,
-        len(off),
-        {"main_topic": main, "off_topic_posts": len(off), "niche_posts": len(niche),
-         "off_topic_to_niche": round(off_mean / niche_mean, 4),
-         "shortfall": round(shortfall, 4)},
-        f"{len(off)} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
-        f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
-        f"missing, as on undisclosed ads",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"main_topic": main, "off_topic_posts": off_posts, "niche_posts": niche_posts,
+             "off_topic_to_niche": round(off_mean / niche_mean, 4),
+             "shortfall": round(shortfall, 4)},
+            f"{off_posts} posts off '{main}' drew {off_mean / niche_mean:.0%} of the "
+            f"niche posts' engagement (weighted): {shortfall:.0%} of the expected engagement "
+            f"missing, as on undisclosed ads",
+        )
+
+    return ("off_topic_engagement", value, off_posts, explain)
 
 
 def _deep_share(posts: list[PostView]) -> tuple[float, int]:
@@ -680,52 +774,64 @@ def _deep_share(posts: list[PostView]) -> tuple[float, int]:
     return (deep / total if total else 0.0), total
 
 
-def _off_topic_conversation(main: str, niche: list[PostView], off: list[PostView]) -> _Raw:
+def _off_topic_conversation(main: str, niche: list[PostView],
+                            off: list[PostView]) -> _Measured:
     niche_deep, _ = _deep_share(niche)
     off_deep, off_total = _deep_share(off)
     if not off_total or niche_deep <= 0.0:
         return ("off_topic_conversation", 1.0, 0,
-                {"main_topic": main, "off_topic_interactions": off_total, "drop": 0.0},
-                f"no interactions off '{main}' to compare with conversation on it")
+                _explained({"main_topic": main, "off_topic_interactions": off_total,
+                            "drop": 0.0},
+                           f"no interactions off '{main}' to compare with conversation on it"))
     drop = max(0.0, 1.0 - off_deep / niche_deep)
     value = clamp(1.0 - (drop - OFF_TOPIC_TOLERATED_DROP)
                   / (OFF_TOPIC_ZERO_DROP - OFF_TOPIC_TOLERATED_DROP))
-    return (
-        "off_topic_conversation",
-        value,
-        off_total,
-        {"main_topic": main, "off_topic_deep_share": round(off_deep, 4),
-         "niche_deep_share": round(niche_deep, 4), "drop": round(drop, 4)},
-        f"{off_deep:.0%} of the interactions on posts off '{main}' are comments or shares, "
-        f"against {niche_deep:.0%} on it: people do not talk about ads",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"main_topic": main, "off_topic_deep_share": round(off_deep, 4),
+             "niche_deep_share": round(niche_deep, 4), "drop": round(drop, 4)},
+            f"{off_deep:.0%} of the interactions on posts off '{main}' are comments or "
+            f"shares, against {niche_deep:.0%} on it: people do not talk about ads",
+        )
+
+    return ("off_topic_conversation", value, off_total, explain)
 
 
-def _sponsored(counts: Counts) -> _Raw:
+def _sponsored(counts: Counts) -> _Measured:
     share = counts.sponsored_posts / counts.posts if counts.posts else 0.0
-    return (
-        "sponsored_share",
-        1.0 - share,
-        counts.posts,
-        {"sponsored_posts": counts.sponsored_posts, "posts": counts.posts,
-         "sponsored_share": round(share, 4)},
-        f"{counts.sponsored_posts} of {counts.posts} posts are paid cooperations",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"sponsored_posts": counts.sponsored_posts, "posts": counts.posts,
+             "sponsored_share": round(share, 4)},
+            f"{counts.sponsored_posts} of {counts.posts} posts are paid cooperations",
+        )
+
+    return ("sponsored_share", 1.0 - share, counts.posts, explain)
 
 
-def _niche(posts: list[PostView]) -> _Raw:
+def _niche(posts: list[PostView]) -> _Measured:
     tagged = [post for post in posts if post.topics]
-    topics = Counter(topic for post in tagged for topic in set(post.topics))
+    topics: dict[str, int] = {}  # posts per topic (a Counter costs twice as much)
+    for post in tagged:
+        for topic in set(post.topics):
+            topics[topic] = topics.get(topic, 0) + 1
     if not topics:
-        return ("niche_focus", NEUTRAL, 0, {"top_topic": None, "topics": 0},
-                "no post carries topics")
+        return ("niche_focus", NEUTRAL, 0,
+                _explained({"top_topic": None, "topics": 0}, "no post carries topics"))
     # Ties broken by name so that a replay in another order names the same topic.
     top_topic, top_count = min(topics.items(), key=lambda item: (-item[1], item[0]))
     share = top_count / len(tagged)
-    return (
-        "niche_focus",
-        clamp((share - NICHE_ZERO_SHARE) / (NICHE_FULL_SHARE - NICHE_ZERO_SHARE)),
-        len(tagged),
-        {"top_topic": top_topic, "top_topic_share": round(share, 4), "topics": len(topics)},
-        f"{share:.0%} of tagged posts are about '{top_topic}' ({len(topics)} topics in all)",
-    )
+
+    def explain() -> Explained:
+        return (
+            {"top_topic": top_topic, "top_topic_share": round(share, 4),
+             "topics": len(topics)},
+            f"{share:.0%} of tagged posts are about '{top_topic}' ({len(topics)} topics in "
+            f"all)",
+        )
+
+    return ("niche_focus",
+            clamp((share - NICHE_ZERO_SHARE) / (NICHE_FULL_SHARE - NICHE_ZERO_SHARE)),
+            len(tagged), explain)

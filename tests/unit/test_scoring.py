@@ -146,6 +146,37 @@ def test_a_cached_score_follows_the_follower_count_at_the_window_start() -> None
     assert after == fresh.score("acc")
 
 
+
+def test_components_read_after_later_events_explain_the_score_as_it_was_computed() -> None:
+    """The engine computes a score's numbers and explains its components only when they
+    are first read: by then the account has moved on, and the explanation must not."""
+    events = account_events("acc", AUTHENTIC_MICRO, T0.timestamp(), DAY, random.Random(1))
+    half = len(events) // 2
+    moving, stopped = Engine(), Engine()
+    for event in events[:half]:
+        moving.apply(decoded(event))
+        stopped.apply(decoded(event))
+    early = moving.score("acc")
+    assert early is not None
+    for event in events[half:]:
+        moving.apply(decoded(event))
+    later = moving.score("acc")
+    assert later is not None
+    assert later.credibility.score != early.credibility.score
+    reference = stopped.score("acc")
+    assert reference is not None
+    assert dict(early.credibility.components) == dict(reference.credibility.components)
+    assert dict(later.credibility.components) != dict(early.credibility.components)
+
+
+def test_a_scores_components_are_explained_once_and_kept() -> None:
+    credibility = scored(POD_PUMPED).credibility
+    first = credibility.components["audience_loyalty"]
+    assert credibility.components["audience_loyalty"] is first
+    assert list(credibility.components) == list(COMPONENTS)
+    assert len(credibility.components) == len(COMPONENTS)
+
+
 def feed(ad_engagement: float, ad_comments: float, seed: int = 3) -> AccountScore:
     """Six niche posts and four brand posts a day apart, 2,000 followers: niche posts get
     80 interactions, a fifth of them comments; brand posts `ad_engagement` times as many,
