@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from typing import Any
 
 import orjson
@@ -396,19 +395,7 @@ def pairwise_loading(index: DiscoveryIndex, entries: Iterable[tuple[str, IndexEn
     baseline of the same run: runs merged pairwise by timsort, each merge and each
     SortedList made in one step, linear in the order's size."""
     runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
-    given = iter(entries)
-    while chunk := list(islice(given, max(1, step // 10))):
-        for account_id, entry in chunk:
-            index._entries[account_id] = entry
-            for tier, key, value, slot_id in entry.slots(account_id):
-                unknown = value is None
-                held = runs.get((tier, key, unknown))
-                if held is None:
-                    held = runs[(tier, key, unknown)] = [[]]
-                if len(held[-1]) >= step:
-                    held.append([])
-                held[-1].append(slot_id if unknown else (value, slot_id))
-        yield
+    yield from index.placed_in_runs(entries, runs, step)  # the same first phase
     for (tier, key, unknown), held in runs.items():
         for run in held:
             run.sort()

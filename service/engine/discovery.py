@@ -338,19 +338,11 @@ class DiscoveryIndex:
         for _ in self.loading(entries):
             pass
 
-    def loading(self, entries: Iterable[tuple[str, IndexEntry]],
-                step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
-        """`load` in steps, each of about `step` elements at most whatever the index's
-        size: the caller lets other work in between. A chunk of entries is spread over
-        the orders; a run of `step` elements is sorted; the runs of an order are merged a
-        piece of `step` elements at a time (`_merged_pieces`), each piece cut into the
-        sorted list's sublists as it comes (`_sorted_list_of`). No step touches a whole
-        order: a list of 500,000 elements made in one step took ~0.3 s, one merge of its
-        last two runs as long (docs/benchmarks.md, "A partition's first build")."""
-        if self._entries:
-            raise ValueError("load fills an empty index only")
-        # (tier, field or topic, unknown values?) -> its elements, in runs.
-        runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
+    def placed_in_runs(self, entries: Iterable[tuple[str, IndexEntry]],
+                       runs: dict[tuple[str, int | str, bool], list[list[Any]]],
+                       step: int) -> Iterator[None]:
+        """A load's first phase, a chunk of entries per step: each entry is kept and its
+        elements are appended to their order's runs of at most `step` elements."""
         given = iter(entries)
         # An entry makes 4-11 elements; placing them costs more than sorting them.
         while chunk := list(islice(given, max(1, step // 10))):
@@ -365,6 +357,21 @@ class DiscoveryIndex:
                         held.append([])
                     held[-1].append(slot_id if unknown else (value, slot_id))
             yield
+
+    def loading(self, entries: Iterable[tuple[str, IndexEntry]],
+                step: int = LOAD_STEP_ELEMENTS) -> Iterator[None]:
+        """`load` in steps, each of about `step` elements at most whatever the index's
+        size: the caller lets other work in between. A chunk of entries is spread over
+        the orders; a run of `step` elements is sorted; the runs of an order are merged a
+        piece of `step` elements at a time (`_merged_pieces`), each piece cut into the
+        sorted list's sublists as it comes (`_sorted_list_of`). No step touches a whole
+        order: a list of 500,000 elements made in one step took ~0.3 s, one merge of its
+        last two runs as long (docs/benchmarks.md, "A partition's first build")."""
+        if self._entries:
+            raise ValueError("load fills an empty index only")
+        # (tier, field or topic, unknown values?) -> its elements, in runs.
+        runs: dict[tuple[str, int | str, bool], list[list[Any]]] = {}
+        yield from self.placed_in_runs(entries, runs, step)
         sublist_size = SortedList.DEFAULT_LOAD_FACTOR
         for tier, key, unknown in list(runs):
             held = runs.pop((tier, key, unknown))  # its runs let go once it is made
