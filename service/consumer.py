@@ -37,6 +37,7 @@ from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import AccountScore, EngineConfig, Outcome
 from service.engine.score_changes import ChangePolicy
+from service.engine.sketches import actor_hash
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
 from service.kafka_clients import (
     Backoff,
@@ -49,6 +50,7 @@ from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
 from service.partition_state import (
     GATE_HEADERS,
+    OFFERS_PER_CHECKPOINT,
     Checkpoint,
     Freshness,
     PartitionState,
@@ -56,6 +58,7 @@ from service.partition_state import (
 )
 from service.responses import score_json
 from service.routing import partition_for
+from service.score_stream import RescoreBudget
 from service.settings import Settings
 from service.standby import Standbys, StandbyTopics
 
@@ -183,6 +186,8 @@ class StreamProcessor:
         self._assigned: set[int] = set()  # the group's latest assignment to this member
         self._change_policy = ChangePolicy(settings.score_change_step,
                                            settings.score_change_interval_s)
+        self._rescore = RescoreBudget(settings.score_change_share)
+        self._last_checkpoint_at = time.monotonic()
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
         self.on_checkpoint: Callable[[int, set[str]], None] | None = None
         # Told each score the checkpoint computed for the change stream: discovery indexes
@@ -724,12 +729,16 @@ class StreamProcessor:
                 if isinstance(result, Rejection):
                     rejected.append(DeadLetter(record, result))
                     outcomes["invalid", "dead_lettered"] += 1
+                elif isinstance(result, _INTERACTIONS):
+                    actor = actor_hash(result.actor_id)  # once: for the fold and the route
+                    outcome = engine.apply(result, partition, actor)
+                    outcomes[result.type, outcome] += 1
+                    if outcome is Outcome.COUNTED:
+                        state.route_interaction(actor, result.account_id,
+                                                result.occurred_at_s, partitions)
                 else:
                     outcome = engine.apply(result, partition)
                     outcomes[result.type, outcome] += 1
-                    if outcome is Outcome.COUNTED and isinstance(result, _INTERACTIONS):
-                        state.route_interaction(result.actor_id, result.account_id,
-                                                result.occurred_at_s, partitions)
                 state.position = record.offset + 1
             messages += len(records)
             state.progressed()
@@ -761,10 +770,16 @@ class StreamProcessor:
         own checkpoint is in a transaction on the same producers."""
         async with self._checkpointing:
             active = [s for s in self.states.values() if s.status is Status.ACTIVE]
-            results = await asyncio.gather(*(self._checkpoint(s) for s in active))
+            now = time.monotonic()
+            rescore = self._rescore.allowance(now - self._last_checkpoint_at, len(active))
+            self._last_checkpoint_at = now
+            results = await asyncio.gather(*(self._checkpoint(s, rescore) for s in active))
+            self.metrics.score_changes_pending.set(
+                sum(state.rescores_pending for state in active))
             return [state for state, ok in zip(active, results, strict=True) if ok]
 
-    async def _checkpoint(self, state: PartitionState) -> bool:
+    async def _checkpoint(self, state: PartitionState,
+                          rescore: int = OFFERS_PER_CHECKPOINT) -> bool:
         partition = state.partition
         producer = self._producers.get(partition)
         if producer is None:
@@ -772,9 +787,11 @@ class StreamProcessor:
         if self.on_checkpoint is not None and state.engine.accounts.changed:
             self.on_checkpoint(partition, state.engine.accounts.changed)
         settings = self.settings
-        checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals)
+        checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals,
+                                      rescore)
         if checkpoint is None:
             return True  # nothing new: the committed state is the current one
+        started = time.perf_counter()
         if self.on_scored is not None:
             for account_id, score in checkpoint.score_changes:
                 self.on_scored(partition, account_id, score)
@@ -783,6 +800,8 @@ class StreamProcessor:
             (settings.scores_topic, state.partition, account_id.encode(),
              None if score is None else score_json(score), _gate_headers(score))
             for account_id, score in checkpoint.score_changes]
+        self._rescore.spent(checkpoint.rescored, checkpoint.rescore_seconds
+                            + time.perf_counter() - started)
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, checkpoint),

@@ -202,6 +202,12 @@ class Metrics:
             "(ENGAGEMENT_STANDBY_REPLICAS) or cold (local snapshot and changelog).",
             ["source"], registry=r,
         )
+        self.score_changes_pending = Gauge(
+            "engagement_score_changes_pending",
+            "Accounts that moved and wait to be re-scored for the score-change stream "
+            "(ENGAGEMENT_SCORE_CHANGE_SHARE caps its cost; a backfill or catch-up "
+            "raises this, live traffic keeps it near 0).", registry=r,
+        )
         self.standby_partitions = Gauge(
             "engagement_standby_partitions",
             "Partitions this instance keeps a warm standby copy of.", registry=r,

@@ -36,6 +36,7 @@ import dataclasses
 import enum
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,6 @@ from service.engine.audience import (
 from service.engine.engine import DEDUPE_BUCKET_S, AccountScore, PartitionClock
 from service.engine.persistence import export_partitions, import_state
 from service.engine.score_changes import ChangeGate, ChangePolicy
-from service.engine.sketches import actor_hash
 from service.routing import partition_for
 
 CLOCK_KEY = b"!clock"
@@ -70,8 +70,9 @@ Produced = tuple[str, int, bytes | None, bytes | None, Headers]  # topic, partit
 # What the score-change gate compared, unrounded, in each record's headers: consumers of
 # the stream can filter without parsing the body.
 GATE_HEADERS = ("score.tier", "score.credibility", "score.as_of")
-# Accounts offered to the score-change gate per checkpoint at most (re-scoring costs
-# tens of microseconds each); the rest wait for the next checkpoint.
+# Accounts re-scored for the score-change gate per checkpoint at most, unless the caller
+# says otherwise (the consumer's `RescoreBudget` does, from their measured cost); the
+# rest wait for the next checkpoint.
 OFFERS_PER_CHECKPOINT = 2_000
 
 
@@ -85,6 +86,8 @@ class Checkpoint:
     # The score-change stream's records: (account, its score), or None for a tombstone.
     score_changes: list[tuple[str, AccountScore | None]] = dataclasses.field(
         default_factory=list)
+    rescored: int = 0  # accounts scored afresh for the gate
+    rescore_seconds: float = 0.0  # and how long that took
 
 
 class Status(enum.StrEnum):
@@ -106,9 +109,12 @@ class PartitionState:
     def __init__(self, partition: int, config: EngineConfig,
                  change_policy: ChangePolicy | None = None) -> None:
         self.partition = partition
-        # What the score-change stream last said per account, and who may have moved.
+        # What the score-change stream last said per account, and who may have moved:
+        # in the order they came to wait (by checkpoint), each once however often it
+        # moved since.
         self.gate = ChangeGate(change_policy)
-        self._to_offer: set[str] = set()
+        self._to_offer: deque[str] = deque()
+        self._offered: set[str] = set()  # what _to_offer holds
         self._left: set[str] = set()  # of those, the accounts that left the window
         # The changelog carries the dedupe ids added between checkpoints.
         config = dataclasses.replace(config, track_dedupe_changes=True)
@@ -157,10 +163,10 @@ class PartitionState:
 
     # --- the cross-account audience signal -----------------------------------------
 
-    def route_interaction(self, actor_id: str, account_id: str, occurred_at: float,
+    def route_interaction(self, actor: int, account_id: str, occurred_at: float,
                           partitions: int) -> None:
-        """A counted interaction, re-keyed by its actor for the actor side."""
-        actor = actor_hash(actor_id)
+        """A counted interaction, re-keyed by its actor (`actor_hash(actor_id)`) for the
+        actor side."""
         target = actor_partition(actor, partitions)
         batch = self.interactions_out.get(target)
         if batch is None:
@@ -191,9 +197,11 @@ class PartitionState:
 
     # --- checkpoint: what the changelog gets ---------------------------------------
 
-    def checkpoint(self, events: str, actors: str, signals: str) -> Checkpoint | None:
+    def checkpoint(self, events: str, actors: str, signals: str,
+                   rescore_at_most: int = OFFERS_PER_CHECKPOINT) -> Checkpoint | None:
         """Everything the next transaction commits (None if nothing happened since the
-        last one): the changelog records, the outputs, and the input offsets. A
+        last one): the changelog records, the outputs, the input offsets, and the
+        score-change records of at most `rescore_at_most` accounts scored afresh. A
         checkpoint whose transaction fails must be given back with `requeue`."""
         sides = (self.actors_position, self.signals_position)
         if (not self.uncommitted and self.position == self._checkpointed_position
@@ -214,41 +222,66 @@ class PartitionState:
         for key, value in changelog:
             if key[:1] != b"!":
                 account_id = key.decode()
-                self._to_offer.add(account_id)
+                self._offer(account_id)
                 if value is None:  # left the window: its tombstone is not held back
                     self._left.add(account_id)
                 else:
                     self._left.discard(account_id)
-        scores = self.score_changes()
+        started = time.perf_counter()
+        scores, rescored = self.score_changes(rescore_at_most)
+        rescore_seconds = time.perf_counter() - started
         # What the gate now says goes into the changelog too (before the clock, which
         # stays last): a restore or a standby rebuilds the gate from a few bytes per
         # account instead of reading the stream's score bodies back.
         changelog[-1:-1] = [(GATE_PREFIX + account_id.encode(), _gate_value(self.gate, account_id))
                             for account_id, _ in scores]
-        return Checkpoint(changelog, produced, positions, scores)
+        return Checkpoint(changelog, produced, positions, scores, rescored, rescore_seconds)
 
-    def score_changes(self) -> list[tuple[str, AccountScore | None]]:
+    @property
+    def rescores_pending(self) -> int:
+        """Accounts that moved and wait to be offered to the score-change gate."""
+        return len(self._to_offer)
+
+    def _offer(self, account_id: str) -> None:
+        if account_id not in self._offered:
+            self._offered.add(account_id)
+            self._to_offer.append(account_id)
+
+    def score_changes(self, rescore_at_most: int = OFFERS_PER_CHECKPOINT
+                      ) -> tuple[list[tuple[str, AccountScore | None]], int]:
         """Accounts whose record in the score-change stream is due: (id, its score), or
-        (id, None) for a tombstone (it left the window). The gate records them as
-        emitted: the caller puts them into this checkpoint's transaction."""
+        (id, None) for a tombstone (it left the window), and how many accounts were
+        scored afresh to find them. The gate records them as emitted: the caller puts
+        them into this checkpoint's transaction.
+
+        Accounts are offered in the order they came to wait, at most `rescore_at_most`
+        scored per call; the rest wait, each once however often it moves meanwhile. So
+        when history arrives faster than real time (a backfill, a catch-up), the
+        stream's cost stays bounded and its records coalesce: it publishes fewer
+        intermediate scores, never a wrong one, and catches up when the input does.
+        An account held by the interval is deferred without being scored."""
         stream_time = self.clock.stream_time
         gate = self.gate
-        due = gate.due(stream_time)
-        moved = [account_id for account_id in
-                 (self._to_offer.pop() for _ in range(min(OFFERS_PER_CHECKPOINT,
-                                                          len(self._to_offer))))
-                 if account_id in self._left or not gate.defer(account_id, stream_time)]
-        self._left.difference_update(moved)
+        for account_id in gate.due(stream_time):
+            self._offer(account_id)
+        waiting, offered, left = self._to_offer, self._offered, self._left
         emit: list[tuple[str, AccountScore | None]] = []
-        for account_id in due + moved:
+        rescored = 0
+        while waiting and rescored < rescore_at_most:
+            account_id = waiting.popleft()
+            offered.discard(account_id)
+            if account_id in left:
+                left.discard(account_id)
+            elif gate.defer(account_id, stream_time):
+                continue  # its interval is not over: `due` offers it again then
+            rescored += 1
             score = self.engine.score(account_id)
             if score is None:
-                if self.gate.leave(account_id):
+                if gate.leave(account_id):
                     emit.append((account_id, None))
-            elif self.gate.offer(account_id, score.tier, score.credibility.score,
-                                 score.as_of):
+            elif gate.offer(account_id, score.tier, score.credibility.score, score.as_of):
                 emit.append((account_id, score))
-        return emit
+        return emit, rescored
 
     def requeue_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.requeue(checkpoint.changelog)
@@ -388,6 +421,11 @@ class PartitionState:
         self.clock.event_ids.drain_retired()
         self._checkpointed_position = self.position
         self._checkpointed_sides = (self.actors_position, self.signals_position)
+        # The previous owner may have had changes not yet offered to the gate (they
+        # wait under load): every account is offered once, at the stream's pace, so
+        # none stays stale in the score-change stream after a move.
+        for account_id in self.engine.accounts:
+            self._offer(account_id)
         self.status = Status.ACTIVE
         self.progressed()
 

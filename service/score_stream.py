@@ -5,7 +5,8 @@ A record is (key, value): the key is the account id in UTF-8, the value the same
 body as `GET /accounts/{id}/score` (`score_json`), and a tombstone (value None) says that
 the account left the window. The topic is compacted, so it holds the latest score of
 every account in the window. When to emit is `service.engine.score_changes`'s business;
-producing the records in the changelog's transaction is the consumer's.
+producing the records in the changelog's transaction is the consumer's, at the pace
+`RescoreBudget` sets.
 """
 
 from __future__ import annotations
@@ -18,6 +19,39 @@ from service.responses import ScoreBody, score_json
 SCORES_TOPIC = "engagement-scores"
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
 SCHEMA_ID = "https://engagement-scoring.invalid/schemas/score.schema.json"
+
+
+class RescoreBudget:
+    """How many accounts a checkpoint may score afresh for the stream, per partition.
+
+    Each account that moved costs a fresh score (and a body if it is published). In live
+    traffic the interval bounds that: an account is scored at most once per interval of
+    event time. History that arrives faster than real time (a backfill, a catch-up after
+    downtime) passes event time quickly, and every event could then cost a score. So the
+    stream may take at most `share` of the consumer's time, judged from what re-scoring
+    measured so far (a moving average per account); the accounts left over wait their
+    turn, each once however often it moves (`PartitionState.score_changes`)."""
+
+    AT_LEAST_PER_PARTITION = 50  # progress, whatever a score costs
+    SMOOTHING = 0.2
+
+    def __init__(self, share: float, first_cost_s: float = 100e-6) -> None:
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        self.share = share
+        self.cost_s = first_cost_s  # per account scored afresh, with its body
+
+    def allowance(self, elapsed_s: float, partitions: int) -> int:
+        """Accounts each of `partitions` may score at a checkpoint `elapsed_s` after
+        the last one."""
+        if partitions <= 0:
+            return 0
+        affordable = self.share * elapsed_s / self.cost_s / partitions
+        return max(self.AT_LEAST_PER_PARTITION, int(affordable))
+
+    def spent(self, accounts: int, seconds: float) -> None:
+        if accounts > 0:
+            self.cost_s += self.SMOOTHING * (seconds / accounts - self.cost_s)
 
 
 def score_record(score: AccountScore) -> tuple[bytes, bytes]:

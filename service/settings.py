@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     scores_topic: str = "engagement-scores"
     score_change_step: float = Field(default=5.0, gt=0)
     score_change_interval_s: float = Field(default=60.0, ge=0)
+    # At most this share of the consumer's time re-scores accounts for the stream.
+    score_change_share: float = Field(default=0.1, gt=0, le=1)
     internal_topic_replication_factor: int = Field(default=0, ge=0)  # 0: min(3, brokers)
     topic_wait_s: float = Field(default=60.0, ge=0)
     commit_interval_s: float = Field(default=1.0, gt=0)

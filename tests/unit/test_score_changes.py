@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.consumer import engine_config
 from service.engine.score_changes import (
     ChangeGate,
     ChangePolicy,
@@ -13,6 +14,10 @@ from service.engine.score_changes import (
     Verdict,
     decide,
 )
+from service.partition_state import PartitionState
+from service.score_stream import RescoreBudget
+from service.settings import Settings
+from tests.events import decoded, interaction, post
 
 POLICY = ChangePolicy(credibility_step=5.0, interval_s=60.0)
 
@@ -128,3 +133,62 @@ def test_deferring_emits_exactly_what_offering_every_change_emits(
         return emitted
 
     assert run(defer=True) == run(defer=False)
+
+
+# --- the stream's pace: PartitionState offers what moved, within a budget ---------------
+
+def _partition_with_accounts(count: int) -> PartitionState:
+    state = PartitionState(0, engine_config(Settings()))
+    for number in range(count):
+        state.engine.apply(decoded(post(f"acc-{number}", "p1", float(number))))
+    return state
+
+
+def test_a_checkpoint_scores_at_most_its_allowance_and_the_rest_wait_their_turn() -> None:
+    state = _partition_with_accounts(5)
+    checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=2)
+    assert checkpoint is not None
+    first = [account for account, _ in checkpoint.score_changes]
+    assert len(first) == 2 and checkpoint.rescored == 2
+    assert state.rescores_pending == 3
+    waiting = sorted({f"acc-{number}" for number in range(5)} - set(first))
+    # One that waits moves again: it is still offered once, in its place, before an
+    # account that moved after it.
+    state.engine.apply(decoded(interaction("like", waiting[0], "p1", "u1", 10.0)))
+    state.engine.apply(decoded(post("acc-9", "p1", 11.0)))
+    checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=10)
+    assert checkpoint is not None
+    second = [account for account, _ in checkpoint.score_changes]
+    assert sorted(second[:3]) == waiting and second[3:] == ["acc-9"]
+    assert state.rescores_pending == 0
+
+
+def test_an_account_held_by_its_interval_is_not_scored_and_costs_no_allowance() -> None:
+    state = _partition_with_accounts(3)
+    assert state.checkpoint("events", "actors", "signals") is not None  # all emitted
+    for number in range(3):
+        state.engine.apply(decoded(interaction("like", f"acc-{number}", "p1", "u1", 20.0)))
+    checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=1)
+    assert checkpoint is not None
+    assert checkpoint.rescored == 0 and checkpoint.score_changes == []
+    assert state.rescores_pending == 0  # held by the gate, which offers them when due
+
+
+def test_after_a_restore_every_account_is_offered_once() -> None:
+    state = _partition_with_accounts(4)
+    copy = PartitionState(0, engine_config(Settings()))
+    copy.load_snapshot(state.snapshot_header(), state.packed_accounts())
+    copy.finish_restore()
+    assert copy.rescores_pending == 4
+
+
+def test_the_budget_gives_each_partition_its_share_of_the_time_at_the_measured_cost() -> None:
+    budget = RescoreBudget(share=0.1, first_cost_s=100e-6)
+    assert budget.allowance(1.0, partitions=2) == 500  # 0.1 s at 100 us, over 2
+    budget.spent(1_000, 0.05)  # 50 us each: the average moves towards it
+    assert budget.cost_s == pytest.approx(90e-6)
+    assert budget.allowance(1.0, partitions=1) == 1_111
+    assert budget.allowance(0.0, partitions=3) == RescoreBudget.AT_LEAST_PER_PARTITION
+    assert budget.allowance(1.0, partitions=0) == 0
+    with pytest.raises(ValueError, match="share"):
+        RescoreBudget(share=0)
