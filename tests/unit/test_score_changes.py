@@ -149,7 +149,8 @@ def test_a_checkpoint_scores_at_most_its_allowance_and_the_rest_wait_their_turn(
     checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=2)
     assert checkpoint is not None
     first = [account for account, _ in checkpoint.score_changes]
-    assert len(first) == 2 and checkpoint.rescored == 2
+    assert len(first) == 2
+    assert checkpoint.rescored == 2
     assert state.rescores_pending == 3
     waiting = sorted({f"acc-{number}" for number in range(5)} - set(first))
     # One that waits moves again: it is still offered once, in its place, before an
@@ -159,7 +160,8 @@ def test_a_checkpoint_scores_at_most_its_allowance_and_the_rest_wait_their_turn(
     checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=10)
     assert checkpoint is not None
     second = [account for account, _ in checkpoint.score_changes]
-    assert sorted(second[:3]) == waiting and second[3:] == ["acc-9"]
+    assert sorted(second[:3]) == waiting
+    assert second[3:] == ["acc-9"]
     assert state.rescores_pending == 0
 
 
@@ -170,7 +172,8 @@ def test_an_account_held_by_its_interval_is_not_scored_and_costs_no_allowance() 
         state.engine.apply(decoded(interaction("like", f"acc-{number}", "p1", "u1", 20.0)))
     checkpoint = state.checkpoint("events", "actors", "signals", rescore_at_most=1)
     assert checkpoint is not None
-    assert checkpoint.rescored == 0 and checkpoint.score_changes == []
+    assert checkpoint.rescored == 0
+    assert checkpoint.score_changes == []
     assert state.rescores_pending == 0  # held by the gate, which offers them when due
 
 
