@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -85,32 +86,49 @@ async def consume_child(topic: str, group: str, progress: Path, commit_s: float)
         task = asyncio.create_task(processor.run())
         while not task.done():
             consumed = sum(s.position or 0 for s in processor.states.values())
-            progress.write_text(str(consumed))
+            progress.write_text(f"{consumed} {time.process_time()}")
             await asyncio.sleep(0.02)
         task.result()
 
 
-def ingest(topic: str, count: int, instances: int, commit_s: float) -> tuple[float, float]:
-    """Seconds from starting the instances to the last event consumed, and from the first
-    event consumed to the last (the rate once the group has formed: process start-up,
-    joining and the first assignment are not throughput)."""
+@dataclass(frozen=True)
+class IngestRun:
+    total_s: float  # from starting the instances to the last event consumed
+    consuming_s: float  # from the first event consumed to the last
+    cpu_s: float  # the instances' CPU time over that span, summed
+
+
+def _progress(path: Path) -> tuple[int, float]:
+    consumed, cpu = (path.read_text() or "0 0").split()
+    return int(consumed), float(cpu)
+
+
+def ingest(topic: str, count: int, instances: int, commit_s: float) -> IngestRun:
+    """One group of `instances` consuming `count` events. The rate that matters is once
+    the group has formed: process start-up, joining and the first assignment are not
+    throughput. CPU time is what the machine's other load disturbs least."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as folder:
         files = [Path(folder) / f"progress-{n}" for n in range(instances)]
         started = time.perf_counter()
         first_consumed: float | None = None
+        cpu_at_first: dict[Path, float] = {}
         children = [subprocess.Popen(
             [sys.executable, "-m", "bench.cluster", "--child", topic, "--group", group,
              "--progress", str(path), "--commit-s", str(commit_s)], cwd=REPO,
             env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"}) for path in files]
         try:
             while True:
-                done = sum(int(p.read_text() or 0) for p in files if p.exists())
+                progress = {path: _progress(path) for path in files if path.exists()}
                 now = time.perf_counter()
+                for path, (_, cpu) in progress.items():
+                    cpu_at_first.setdefault(path, cpu)  # before its first event, or at it
+                done = sum(consumed for consumed, _ in progress.values())
                 if done and first_consumed is None:
                     first_consumed = now
                 if done >= count:
-                    return now - started, now - (first_consumed or started)
+                    cpu = sum(cpu - cpu_at_first[path] for path, (_, cpu) in progress.items())
+                    return IngestRun(now - started, now - (first_consumed or started), cpu)
                 if any(child.poll() is not None for child in children):
                     raise RuntimeError("an instance exited")
                 time.sleep(0.01)
@@ -301,21 +319,25 @@ def main() -> None:
     asyncio.run(create_topic(topic))
     asyncio.run(produce(topic, realistic_events(arguments.events)))
     count = arguments.events
-    (one_total, one), (two_total, two), (quiet_total, quiet) = (
-        ingest(topic, count, instances, commit_s)
-        for instances, commit_s in ((1, 1.0), (2, 1.0), (1, 3600.0)))
-    figures = {
+    one, two, quiet = (ingest(topic, count, instances, commit_s)
+                       for instances, commit_s in ((1, 1.0), (2, 1.0), (1, 3600.0)))
+    figures: dict[str, object] = {
         "events": count,
         # Rates once the group has formed (first event consumed to last) ...
-        "one_instance_events_per_s": count / one, "two_instances_events_per_s": count / two,
-        "two_over_one": one / two,
-        "one_instance_without_checkpoints_events_per_s": count / quiet,
-        "changelog_overhead": one / quiet - 1,
+        "one_instance_events_per_s": count / one.consuming_s,
+        "two_instances_events_per_s": count / two.consuming_s,
+        "two_over_one": one.consuming_s / two.consuming_s,
+        "one_instance_without_checkpoints_events_per_s": count / quiet.consuming_s,
+        "changelog_overhead": one.consuming_s / quiet.consuming_s - 1,
+        # ... by the instances' CPU time per event (less disturbed by other load) ...
+        "cpu_us_per_event": {"one_instance": one.cpu_s / count * 1e6,
+                             "two_instances": two.cpu_s / count * 1e6,
+                             "without_checkpoints": quiet.cpu_s / count * 1e6},
+        "changelog_overhead_by_cpu": one.cpu_s / quiet.cpu_s - 1,
         # ... and from starting the processes, start-up and the group's forming included.
-        "with_start_up": {"one_instance_s": one_total, "two_instances_s": two_total,
-                          "two_over_one": one_total / two_total,
-                          "without_checkpoints_s": quiet_total,
-                          "changelog_overhead": one_total / quiet_total - 1},
+        "with_start_up": {"one_instance_s": one.total_s, "two_instances_s": two.total_s,
+                          "two_over_one": one.total_s / two.total_s,
+                          "without_checkpoints_s": quiet.total_s},
     }
     if not arguments.ingest_only:
         figures.update(failover_and_queries(arguments.accounts))
