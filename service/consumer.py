@@ -50,7 +50,6 @@ from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
 from service.partition_state import (
     GATE_HEADERS,
-    OFFERS_PER_CHECKPOINT,
     Checkpoint,
     Freshness,
     PartitionState,
@@ -778,8 +777,7 @@ class StreamProcessor:
                 sum(state.rescores_pending for state in active))
             return [state for state, ok in zip(active, results, strict=True) if ok]
 
-    async def _checkpoint(self, state: PartitionState,
-                          rescore: int = OFFERS_PER_CHECKPOINT) -> bool:
+    async def _checkpoint(self, state: PartitionState, rescore: int) -> bool:
         partition = state.partition
         producer = self._producers.get(partition)
         if producer is None:

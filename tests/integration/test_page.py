@@ -106,8 +106,17 @@ async def test_page_lists_micro_accounts_and_explains_one(
     def indexed() -> bool:
         body = httpx.get(f"{started.url}/accounts", params={"limit": 200}).json()
         counted = {item["account_id"]: item["counts"]["comments"] for item in body["items"]}
-        return counted == {account: 4 * comments
-                           for account, (_, _, comments) in ACCOUNTS.items()}
+        if counted != {account: 4 * comments
+                       for account, (_, _, comments) in ACCOUNTS.items()}:
+            return False
+        # The audience signal comes back through two internal topics a checkpoint or
+        # two later: the page must show the same explanation as the API read below.
+        for account, (_, likes, comments) in ACCOUNTS.items():
+            score = httpx.get(f"{started.url}/accounts/{account}/score").json()
+            judged = score["components"]["audience_authenticity"]["inputs"]
+            if judged["judged_interactions"] != 4 * (likes + comments):
+                return False
+        return True
 
     await wait_for(indexed, timeout_s=60)
 
