@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest.mock import patch
 
 import orjson
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -82,6 +83,43 @@ def test_an_orphaned_partition_goes_to_the_member_that_keeps_it_warm() -> None:
     assigned = sticky_assignment([0, 1, 2, 3], {"b": [2], "c": [3]},
                                  warm={"b": [1], "c": [0]})
     assert assigned == {"b": [2, 1], "c": [3, 0]}
+
+
+def test_an_orphan_whose_warm_member_is_full_is_swapped_so_that_both_land_warm() -> None:
+    # "c" died holding 4 and 5. "a" keeps 4 and 5 warm, "b" keeps 0 warm: "a" has room
+    # for one of them only. The other would land cold on "b", so "a" hands 0 (which "b"
+    # keeps warm) to "b" and takes 5 itself.
+    assigned = sticky_assignment(list(range(6)), {"a": [0, 1], "b": [2, 3]},
+                                 warm={"a": [4, 5], "b": [0]})
+    assert sorted(assigned["a"]) == [1, 4, 5]
+    assert sorted(assigned["b"]) == [0, 2, 3]
+
+
+@given(partitions=st.integers(1, 24), members=st.integers(1, 6), seed=st.integers(0, 999))
+def test_swaps_keep_the_assignment_balanced_and_never_place_more_partitions_cold(
+    partitions: int, members: int, seed: int
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    names = [f"m{n}" for n in range(members)]
+    pool = list(range(partitions))
+    rng.shuffle(pool)
+    held = {m: sorted(pool[n::members + 1]) for n, m in enumerate(names)}  # one died
+    warm = {m: rng.sample(range(partitions), rng.randint(0, partitions)) for m in names}
+    with_swaps = sticky_assignment(list(range(partitions)), held, warm)
+    with patch("service.membership._swap_towards_warm"):
+        greedy = sticky_assignment(list(range(partitions)), held, warm)
+
+    def cold(assigned: dict[str, list[int]], warm_too: bool) -> int:
+        return sum(1 for m, ps in assigned.items() for p in ps
+                   if p not in held[m] and (not warm_too or p not in warm[m]))
+
+    every = sorted(p for ps in with_swaps.values() for p in ps)
+    assert every == list(range(partitions))
+    sizes = [len(ps) for ps in with_swaps.values()]
+    assert max(sizes) - min(sizes) <= 1
+    assert cold(with_swaps, warm_too=True) <= cold(greedy, warm_too=True)
 
 
 class _Cluster:
