@@ -96,6 +96,25 @@ class IngestRun:
     total_s: float  # from starting the instances to the last event consumed
     consuming_s: float  # from the first event consumed to the last
     cpu_s: float  # the instances' CPU time over that span, summed
+    broker_cpu_s: float  # the broker's (every local Kafka JVM's) over the same span
+
+
+def broker_cpu_s() -> float:
+    """CPU seconds used so far by the local Kafka brokers (JVMs running kafka.Kafka): on
+    one machine they share the cores with the instances."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"kafka.Kafka" not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def _progress(path: Path) -> tuple[int, float]:
@@ -112,6 +131,7 @@ def ingest(topic: str, count: int, instances: int, commit_s: float) -> IngestRun
         files = [Path(folder) / f"progress-{n}" for n in range(instances)]
         started = time.perf_counter()
         first_consumed: float | None = None
+        broker_at_first = broker_cpu_s()
         cpu_at_first: dict[Path, float] = {}
         children = [subprocess.Popen(
             [sys.executable, "-m", "bench.cluster", "--child", topic, "--group", group,
@@ -126,9 +146,11 @@ def ingest(topic: str, count: int, instances: int, commit_s: float) -> IngestRun
                 done = sum(consumed for consumed, _ in progress.values())
                 if done and first_consumed is None:
                     first_consumed = now
+                    broker_at_first = broker_cpu_s()
                 if done >= count:
                     cpu = sum(cpu - cpu_at_first[path] for path, (_, cpu) in progress.items())
-                    return IngestRun(now - started, now - (first_consumed or started), cpu)
+                    return IngestRun(now - started, now - (first_consumed or started), cpu,
+                                     broker_cpu_s() - broker_at_first)
                 if any(child.poll() is not None for child in children):
                     raise RuntimeError("an instance exited")
                 time.sleep(0.01)
@@ -334,6 +356,9 @@ def main() -> None:
                              "two_instances": two.cpu_s / count * 1e6,
                              "without_checkpoints": quiet.cpu_s / count * 1e6},
         "changelog_overhead_by_cpu": one.cpu_s / quiet.cpu_s - 1,
+        # The cores the broker used meanwhile: what the instances could not have.
+        "broker_cores": {"one_instance": one.broker_cpu_s / one.consuming_s,
+                         "two_instances": two.broker_cpu_s / two.consuming_s},
         # ... and from starting the processes, start-up and the group's forming included.
         "with_start_up": {"one_instance_s": one.total_s, "two_instances_s": two.total_s,
                           "two_over_one": one.total_s / two.total_s,
