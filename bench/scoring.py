@@ -2,7 +2,7 @@
 randomised population fed straight into `Engine`, with the actor side
 (`ActorActivity`) in the same process for the cross-account signal.
 
-    python -m bench.scoring [--seed 1] [--quick]
+    python -m bench.scoring [--seed 1] [--quick] [--co-engagement]
 
 Prints, for every kind of fraud: the AUC of credibility (authentic against that kind;
 1.0 = every authentic account above every fraud), the AUC with each component removed
@@ -624,6 +624,89 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
     print(table(band_rows))
 
 
+# Co-engagement (CopyCatch's lockstep), measured exactly on the raw events before
+# deciding to keep state for it: the upper bound of what any sketch of it could show.
+LOCKSTEP_PERIOD = 8 * DAY  # the actor side's period
+LOCKSTEP_RULES = ((5, 0.0), (10, 0.0), (20, 0.0), (3, 3.0), (5, 10.0))
+
+
+def co_engagement(world: World) -> tuple[dict[str, dict[tuple[int, float], float]],
+                                         dict[int, int]]:
+    """Per labelled account, the share of its interactions whose actor, in the same
+    8-day period, also engaged another account D that shares at least `least` actors
+    with it in that period (and, when `lift` > 0, at least `lift` times the actors two
+    audiences of their sizes share by chance in that period's world). Returns those
+    shares per rule (least, lift) and the distinct actors of each period."""
+    accounts_of: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
+    for moment, _, account, _, actor, _ in world.raw:
+        if actor:
+            accounts_of[(int((moment - START) // LOCKSTEP_PERIOD), actor)][account] += 1
+    for moment, actor, account in world.actor_only:
+        accounts_of[(int((moment - START) // LOCKSTEP_PERIOD), actor)][account] += 1
+    audiences: dict[tuple[int, str], set[str]] = defaultdict(set)
+    world_size: Counter[int] = Counter()
+    for (period, actor), engaged in accounts_of.items():
+        world_size[period] += 1
+        for account in engaged:
+            audiences[(period, account)].add(actor)
+    shared: dict[tuple[int, str, str], int] = {}
+    lockstep: dict[str, Counter[tuple[int, float]]] = {a: Counter() for a in world.labels}
+    judged: Counter[str] = Counter()
+    for (period, _actor), engaged in accounts_of.items():
+        for account in engaged:
+            if account not in world.labels:
+                continue
+            judged[account] += engaged[account]
+            own = audiences[(period, account)]
+            met: set[tuple[int, float]] = set()
+            for other in engaged:
+                if other == account:
+                    continue
+                key = (period, account, other) if account < other else (period, other, account)
+                common = shared.get(key)
+                if common is None:
+                    common = shared[key] = len(own & audiences[(period, other)])
+                chance = len(own) * len(audiences[(period, other)]) / world_size[period]
+                met.update(rule for rule in LOCKSTEP_RULES
+                           if common >= rule[0] and common >= rule[1] * chance)
+            for rule in met:
+                lockstep[account][rule] += engaged[account]
+    shares = {account: {rule: counts[rule] / max(judged[account], 1)
+                        for rule in LOCKSTEP_RULES}
+              for account, counts in lockstep.items()}
+    return shares, dict(world_size)
+
+
+def report_co_engagement(world: World) -> None:
+    shares, world_size = co_engagement(world)
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    authentic = by_kind["authentic"]
+    names = [f">= {least} shared" + (f", {lift:g}x chance" if lift else "")
+             for least, lift in LOCKSTEP_RULES]
+    rows = [["kind", *names]]
+    for kind in ("authentic", *FRAUD_KINDS):
+        cells = []
+        for rule in LOCKSTEP_RULES:
+            values = sorted(shares[a][rule] for a in by_kind[kind])
+            median = values[len(values) // 2]
+            if kind == "authentic":
+                cells.append(f"median {median:.3f}, p90 {values[len(values) * 9 // 10]:.3f}")
+            else:
+                separation = auc([-shares[a][rule] for a in authentic],
+                                 [-shares[a][rule] for a in by_kind[kind]])
+                cells.append(f"AUC {separation:.2f} (median {median:.3f})")
+        rows.append([kind, *cells])
+    print("\nCo-engagement (lockstep), exact, per 8-day period: the share of an account's "
+          "interactions whose actor also engaged an account sharing many actors with it "
+          "(authentic: the share's median and 90th percentile; fraud: AUC of the share "
+          "alone):\n")
+    print(table(rows))
+    print("\nDistinct actors per 8-day period (the world the chance overlap is taken in): "
+          + ", ".join(f"{count:,}" for _, count in sorted(world_size.items())))
+
+
 def seed_orderings(pairs: int, seed: int) -> None:
     """The article's principles as pairs with equal followers: the authentic niche
     account against each rival of service/simulation.py, each pair with its own seed."""
@@ -684,6 +767,9 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=None)
     parser.add_argument("--docs-breadth", type=int, default=10,
                         help="accounts a docs-reader's bot serves per 8 days, outside it too")
+    parser.add_argument("--co-engagement", action="store_true",
+                        help="also measure the co-engagement (lockstep) candidate, exactly "
+                             "(~2 min for the full population)")
     args = parser.parse_args()
     population = Population(
         authentic=args.authentic or (40 if args.quick else 300),
@@ -700,6 +786,8 @@ def main() -> None:
           f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
           f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
     report(world, scores)
+    if args.co_engagement:
+        report_co_engagement(world)
     seed_orderings(5 if args.quick else 30, args.seed)
     print(f"\n(total {time.perf_counter() - began:.1f} s)")
 
