@@ -288,6 +288,9 @@ class Population:
     authentic: int
     per_kind: int
     docs_breadth: int  # accounts a docs-reader's bot serves per day, outside included
+    # The narrow docs reader's farm at --per-kind 30 (scaled with it): 3x the bots its
+    # customers' pools take, so most of its bots serve one labelled customer.
+    narrow_farm_bots: int = 40_000
 
 
 def build(population: Population, seed: int) -> World:
@@ -319,7 +322,7 @@ def build(population: Population, seed: int) -> World:
     docs_farm = Farm("docs", [], outside_per_day=population.docs_breadth / 8.0)
     docs_bots = [f"quiet{n}" for n in range(int(40_000 * scale))]
     narrow_farm = Farm("narrow", [], outside_per_day=NARROW_BREADTH / 8.0)
-    narrow_bots = [f"narrow{n}" for n in range(int(40_000 * scale))]
+    narrow_bots = [f"narrow{n}" for n in range(int(population.narrow_farm_bots * scale))]
     farms = (big_farm, cheap_farm, docs_farm, narrow_farm)
     pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
     pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
@@ -767,6 +770,8 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=None)
     parser.add_argument("--docs-breadth", type=int, default=10,
                         help="accounts a docs-reader's bot serves per 8 days, outside it too")
+    parser.add_argument("--narrow-farm-bots", type=int, default=40_000,
+                        help="bots of the narrow docs reader's farm (at --per-kind 30)")
     parser.add_argument("--co-engagement", action="store_true",
                         help="also measure the co-engagement (lockstep) candidate, exactly "
                              "(~2 min for the full population)")
@@ -775,6 +780,7 @@ def main() -> None:
         authentic=args.authentic or (40 if args.quick else 300),
         per_kind=args.per_kind or (6 if args.quick else 30),
         docs_breadth=args.docs_breadth,
+        narrow_farm_bots=args.narrow_farm_bots,
     )
     began = time.perf_counter()
     world = build(population, args.seed)
@@ -782,7 +788,8 @@ def main() -> None:
     scores = run(world)
     ran = time.perf_counter()
     print(f"# bench.scoring seed={args.seed} authentic={population.authentic} "
-          f"per_kind={population.per_kind} docs_breadth={population.docs_breadth}: "
+          f"per_kind={population.per_kind} docs_breadth={population.docs_breadth} "
+          f"narrow_farm_bots={population.narrow_farm_bots}: "
           f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
           f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
     report(world, scores)
