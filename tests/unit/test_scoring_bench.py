@@ -12,6 +12,7 @@ from bench.scoring import (
     FRAUD_KINDS,
     LOCKSTEP_PERIOD,
     START,
+    LockstepSketch,
     Population,
     World,
     auc,
@@ -74,3 +75,23 @@ def test_co_engagement_counts_the_interactions_of_actors_shared_with_another_acc
     assert shares["a"][(10, 0.0)] == 0.0
     # Chance for a and b: 7 x 6 / 12 = 3.5 shared actors; 6 is under 10x that.
     assert shares["a"][(5, 10.0)] == 0.0
+
+
+def test_the_lockstep_sketch_counts_actors_per_pair_once_and_forgets_old_buckets() -> None:
+    sketch = LockstepSketch(least=3)
+    bucket = sketch.bucket_s
+    a, b, c = 11, 22, 33  # account hashes
+    # One actor going back and forth between a and b is one actor on the pair.
+    assert not any(sketch.observe(1, account, n) for n in range(10) for account in (a, b))
+    # Two more actors on a then b: the third one's b meets a pair of 3 actors.
+    assert not sketch.observe(2, a, 20)
+    assert not sketch.observe(2, b, 21)
+    assert not sketch.observe(3, a, 22)
+    assert sketch.observe(3, b, 23)
+    # An actor on a and c alone is not lockstep; nor is a on its own.
+    assert not sketch.observe(4, a, 24)
+    assert not sketch.observe(4, c, 25)
+    # Four buckets later the pair's counts have left the period.
+    later = 4 * bucket + 30
+    assert not sketch.observe(5, a, later)
+    assert not sketch.observe(5, b, later + 1)
