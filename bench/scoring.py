@@ -2,7 +2,7 @@
 randomised population fed straight into `Engine`, with the actor side
 (`ActorActivity`) in the same process for the cross-account signal.
 
-    python -m bench.scoring [--seed 1] [--quick]
+    python -m bench.scoring [--seed 1] [--quick] [--co-engagement]
 
 Prints, for every kind of fraud: the AUC of credibility (authentic against that kind;
 1.0 = every authentic account above every fraud), the AUC with each component removed
@@ -27,13 +27,16 @@ import itertools
 import math
 import random
 import time
+import tracemalloc
+import zlib
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from service.engine import Engine, EngineConfig
-from service.engine.audience import ActorActivity, ActorInteraction
+from service.engine.audience import ActorActivity, ActorInteraction, account_bit
 from service.engine.scoring import COMPONENTS, Credibility
 from service.engine.sketches import actor_hash
 from service.engine.tiers import expected_engagement_rate
@@ -288,6 +291,9 @@ class Population:
     authentic: int
     per_kind: int
     docs_breadth: int  # accounts a docs-reader's bot serves per day, outside included
+    # The narrow docs reader's farm at --per-kind 30 (scaled with it): 3x the bots its
+    # customers' pools take, so most of its bots serve one labelled customer.
+    narrow_farm_bots: int = 40_000
 
 
 def build(population: Population, seed: int) -> World:
@@ -319,7 +325,7 @@ def build(population: Population, seed: int) -> World:
     docs_farm = Farm("docs", [], outside_per_day=population.docs_breadth / 8.0)
     docs_bots = [f"quiet{n}" for n in range(int(40_000 * scale))]
     narrow_farm = Farm("narrow", [], outside_per_day=NARROW_BREADTH / 8.0)
-    narrow_bots = [f"narrow{n}" for n in range(int(40_000 * scale))]
+    narrow_bots = [f"narrow{n}" for n in range(int(population.narrow_farm_bots * scale))]
     farms = (big_farm, cheap_farm, docs_farm, narrow_farm)
     pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
     pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
@@ -624,6 +630,225 @@ def report(world: World, scores: dict[str, Credibility]) -> None:
     print(table(band_rows))
 
 
+# Co-engagement (CopyCatch's lockstep), measured exactly on the raw events before
+# deciding to keep state for it: the upper bound of what any sketch of it could show.
+LOCKSTEP_PERIOD = 8 * DAY  # the actor side's period
+LOCKSTEP_RULES = ((5, 0.0), (10, 0.0), (20, 0.0), (3, 3.0), (5, 10.0))
+
+
+def co_engagement(world: World) -> tuple[dict[str, dict[tuple[int, float], float]],
+                                         dict[int, int]]:
+    """Per labelled account, the share of its interactions whose actor, in the same
+    8-day period, also engaged another account D that shares at least `least` actors
+    with it in that period (and, when `lift` > 0, at least `lift` times the actors two
+    audiences of their sizes share by chance in that period's world). Returns those
+    shares per rule (least, lift) and the distinct actors of each period."""
+    accounts_of: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
+    for moment, _, account, _, actor, _ in world.raw:
+        if actor:
+            accounts_of[(int((moment - START) // LOCKSTEP_PERIOD), actor)][account] += 1
+    for moment, actor, account in world.actor_only:
+        accounts_of[(int((moment - START) // LOCKSTEP_PERIOD), actor)][account] += 1
+    audiences: dict[tuple[int, str], set[str]] = defaultdict(set)
+    world_size: Counter[int] = Counter()
+    for (period, actor), engaged in accounts_of.items():
+        world_size[period] += 1
+        for account in engaged:
+            audiences[(period, account)].add(actor)
+    shared: dict[tuple[int, str, str], int] = {}
+    lockstep: dict[str, Counter[tuple[int, float]]] = {a: Counter() for a in world.labels}
+    judged: Counter[str] = Counter()
+    for (period, _actor), engaged in accounts_of.items():
+        for account in engaged:
+            if account not in world.labels:
+                continue
+            judged[account] += engaged[account]
+            own = audiences[(period, account)]
+            met: set[tuple[int, float]] = set()
+            for other in engaged:
+                if other == account:
+                    continue
+                key = (period, account, other) if account < other else (period, other, account)
+                common = shared.get(key)
+                if common is None:
+                    common = shared[key] = len(own & audiences[(period, other)])
+                chance = len(own) * len(audiences[(period, other)]) / world_size[period]
+                met.update(rule for rule in LOCKSTEP_RULES
+                           if common >= rule[0] and common >= rule[1] * chance)
+            for rule in met:
+                lockstep[account][rule] += engaged[account]
+    shares = {account: {rule: counts[rule] / max(judged[account], 1)
+                        for rule in LOCKSTEP_RULES}
+              for account, counts in lockstep.items()}
+    return shares, dict(world_size)
+
+
+def report_co_engagement(world: World) -> None:
+    shares, world_size = co_engagement(world)
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    authentic = by_kind["authentic"]
+    names = [f">= {least} shared" + (f", {lift:g}x chance" if lift else "")
+             for least, lift in LOCKSTEP_RULES]
+    rows = [["kind", *names]]
+    for kind in ("authentic", *FRAUD_KINDS):
+        cells = []
+        for rule in LOCKSTEP_RULES:
+            values = sorted(shares[a][rule] for a in by_kind[kind])
+            median = values[len(values) // 2]
+            if kind == "authentic":
+                cells.append(f"median {median:.3f}, p90 {values[len(values) * 9 // 10]:.3f}")
+            else:
+                separation = auc([-shares[a][rule] for a in authentic],
+                                 [-shares[a][rule] for a in by_kind[kind]])
+                cells.append(f"AUC {separation:.2f} (median {median:.3f})")
+        rows.append([kind, *cells])
+    print("\nCo-engagement (lockstep), exact, per 8-day period: the share of an account's "
+          "interactions whose actor also engaged an account sharing many actors with it "
+          "(authentic: the share's median and 90th percentile; fraud: AUC of the share "
+          "alone):\n")
+    print(table(rows))
+    print("\nDistinct actors per 8-day period (the world the chance overlap is taken in): "
+          + ", ".join(f"{count:,}" for _, count in sorted(world_size.items())))
+
+
+class LockstepSketch:
+    """A bounded, streaming form of the co-engagement candidate, as the actor side would
+    keep it (prototype, measured here only): per actor, the 32-bit hashes of its last
+    RECENT accounts with their bucket; per 2-day bucket, a count-min sketch of actors
+    per pair of accounts (an actor adds 1 to a pair when it first meets the second
+    account of it in the period). An interaction is lockstep when, at that moment, a pair
+    of its account and one of its actor's recent others counts >= `least` actors over
+    the period's buckets."""
+
+    RECENT = 4
+
+    def __init__(self, least: int, width: int = 1 << 18, depth: int = 2,
+                 bucket_s: float = 2 * DAY, buckets: int = 4) -> None:
+        assert width & (width - 1) == 0, "a power of two"
+        self.least = least
+        self.width = width
+        self.depth = depth
+        self.bucket_s = bucket_s
+        self.buckets = buckets
+        self.tables = [array("H", bytes(2 * width * depth)) for _ in range(buckets)]
+        self.table_bucket = [-1] * buckets
+        # actor -> packed (account hash 32 bits, bucket mod 256 8 bits) x RECENT
+        self.actors: dict[int, int] = {}
+        self.pair_updates = 0
+
+    def observe(self, actor: int, account: int, moment: float) -> bool:
+        bucket = int(moment // self.bucket_s)
+        slot = bucket % self.buckets
+        if self.table_bucket[slot] != bucket:
+            self.tables[slot] = array("H", bytes(2 * self.width * self.depth))
+            self.table_bucket[slot] = bucket
+        state = self.actors.get(actor, 0)
+        recent = []
+        met = False
+        while state:
+            entry, state = state & 0xFF_FFFF_FFFF, state >> 40
+            other, seen = entry & 0xFFFF_FFFF, entry >> 32
+            if (bucket - seen) % 256 >= self.buckets:
+                continue  # left the period
+            if other == account:
+                met = True
+            else:
+                recent.append((other, seen))
+        table = self.tables[slot]
+        cells = [self._cells(account, other) for other, _ in recent]
+        if not met:
+            self.pair_updates += len(cells)
+            # Conservative update: raise only the cells at the pair's minimum (the
+            # others already overcount it).
+            for pair in cells:
+                least = min(table[cell] for cell in pair)
+                if least < 0xFFFF:
+                    for cell in pair:
+                        if table[cell] == least:
+                            table[cell] = least + 1
+        live = [self.tables[s] for s in range(self.buckets)
+                if bucket - self.table_bucket[s] < self.buckets]
+        lockstep = any(sum(min(t[cell] for cell in pair) for t in live) >= self.least
+                       for pair in cells)
+        recent = [(account, bucket % 256), *recent][: self.RECENT]
+        packed = 0
+        for other, seen in reversed(recent):
+            packed = (packed << 40) | (seen << 32) | other
+        self.actors[actor] = packed
+        return lockstep
+
+    def _cells(self, first: int, second: int) -> list[int]:
+        # The top bits of a multiple by an odd constant per row mix all 64 bits of the
+        # pair (the low bits would depend only on the pair's low bits).
+        low, high = (first, second) if first < second else (second, first)
+        pair = low << 32 | high
+        shift = 64 - (self.width.bit_length() - 1)
+        return [row * self.width + (((pair * multiplier) & _WORD64) >> shift)
+                for row, multiplier in enumerate(_ROW_MULTIPLIERS[: self.depth])]
+
+
+_ROW_MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
+_WORD64 = (1 << 64) - 1
+
+
+def report_lockstep_sketch(world: World, least: int) -> None:
+    """The streaming sketch on the same world: its AUC per kind, its memory per actor,
+    and its cost per interaction against the actor side's (`ActorActivity`) in the
+    same run."""
+    stream = sorted([(moment, actor, account) for moment, _, account, _, actor, _
+                     in world.raw if actor] + world.actor_only)
+    actors = {actor: actor_hash(actor) for _, actor, _ in stream}
+    accounts = {account: zlib.crc32(account.encode()) for _, _, account in stream}
+    records = [(actors[actor], account, accounts[account], moment)
+               for moment, actor, account in stream]
+    sketch = LockstepSketch(least)
+    # The actor side's per-interaction step as its batch path calls it (account bits
+    # computed once per batch's distinct account).
+    baseline = ActorActivity()
+    bits = {account: account_bit(account) for account in accounts}
+    began = time.perf_counter()
+    for actor, account, _, moment in records:
+        baseline._observe(actor, bits[account], int(moment // baseline.bucket_s))
+    baseline_s = time.perf_counter() - began
+    lockstep: Counter[str] = Counter()
+    judged: Counter[str] = Counter()
+    began = time.perf_counter()
+    for actor, account, hashed, moment in records:
+        if sketch.observe(actor, hashed, moment):
+            lockstep[account] += 1
+    sketch_s = time.perf_counter() - began
+    for _, _, account in stream:
+        judged[account] += 1
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    copy = {actor: (state << 1) >> 1 for actor, state in sketch.actors.items()}
+    per_actor = (tracemalloc.get_traced_memory()[0] - before) / len(copy)
+    tracemalloc.stop()
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    share = {a: lockstep[a] / max(judged[a], 1) for a in world.labels}
+    authentic = sorted(share[a] for a in by_kind["authentic"])
+    authentic_shares = [-share[a] for a in by_kind["authentic"]]
+    cells = [f"{kind} {auc(authentic_shares, [-share[a] for a in by_kind[kind]]):.2f}"
+             for kind in FRAUD_KINDS]
+    table_kib = sketch.buckets * len(sketch.tables[0]) * 2 / 1024
+    print(f"\nThe streaming sketch (k >= {least}, {sketch.RECENT} recent accounts per actor, "
+          f"count-min {sketch.depth} x {sketch.width:,} x {sketch.buckets} buckets of 16-bit "
+          f"counters = {table_kib:,.0f} KiB): authentic share median "
+          f"{authentic[len(authentic) // 2]:.3f}, p90 {authentic[len(authentic) * 9 // 10]:.3f}; "
+          f"AUC: {', '.join(cells)}")
+    buckets = len({int(moment // sketch.bucket_s) for moment, _, _ in stream})
+    print(f"  {len(records):,} interactions, {len(sketch.actors):,} actors, "
+          f"{sketch.pair_updates:,} pair updates in {buckets} buckets: "
+          f"{per_actor:.0f} bytes per actor (its dict entry and packed int); "
+          f"{sketch_s / len(records) * 1e6:.2f} us per interaction against "
+          f"{baseline_s / len(records) * 1e6:.2f} us for ActorActivity.observe "
+          f"({sketch_s / baseline_s:.1f}x) in the same run")
+
+
 def seed_orderings(pairs: int, seed: int) -> None:
     """The article's principles as pairs with equal followers: the authentic niche
     account against each rival of service/simulation.py, each pair with its own seed."""
@@ -684,11 +909,17 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=None)
     parser.add_argument("--docs-breadth", type=int, default=10,
                         help="accounts a docs-reader's bot serves per 8 days, outside it too")
+    parser.add_argument("--narrow-farm-bots", type=int, default=40_000,
+                        help="bots of the narrow docs reader's farm (at --per-kind 30)")
+    parser.add_argument("--co-engagement", action="store_true",
+                        help="also measure the co-engagement (lockstep) candidate, exactly "
+                             "(~2 min for the full population)")
     args = parser.parse_args()
     population = Population(
         authentic=args.authentic or (40 if args.quick else 300),
         per_kind=args.per_kind or (6 if args.quick else 30),
         docs_breadth=args.docs_breadth,
+        narrow_farm_bots=args.narrow_farm_bots,
     )
     began = time.perf_counter()
     world = build(population, args.seed)
@@ -696,10 +927,14 @@ def main() -> None:
     scores = run(world)
     ran = time.perf_counter()
     print(f"# bench.scoring seed={args.seed} authentic={population.authentic} "
-          f"per_kind={population.per_kind} docs_breadth={population.docs_breadth}: "
+          f"per_kind={population.per_kind} docs_breadth={population.docs_breadth} "
+          f"narrow_farm_bots={population.narrow_farm_bots}: "
           f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
           f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
     report(world, scores)
+    if args.co_engagement:
+        report_co_engagement(world)
+        report_lockstep_sketch(world, least=10)
     seed_orderings(5 if args.quick else 30, args.seed)
     print(f"\n(total {time.perf_counter() - began:.1f} s)")
 

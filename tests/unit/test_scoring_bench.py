@@ -4,9 +4,23 @@ its figures are in docs/scoring.md."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from bench.scoring import FRAUD_KINDS, Population, auc, build, run, without
+from bench.scoring import (
+    FRAUD_KINDS,
+    LOCKSTEP_PERIOD,
+    START,
+    LockstepSketch,
+    Population,
+    World,
+    auc,
+    build,
+    co_engagement,
+    run,
+    without,
+)
 
 
 def test_auc_is_the_share_of_pairs_the_authentic_side_wins_ties_counting_half() -> None:
@@ -37,3 +51,47 @@ def test_a_small_labelled_population_is_separated_and_every_score_adds_up() -> N
         assert without(credibility, "") == pytest.approx(credibility.score, abs=0.1)
         points = sum(c.points for c in credibility.components.values())
         assert points == pytest.approx(credibility.score, abs=0.1)
+
+
+def test_co_engagement_counts_the_interactions_of_actors_shared_with_another_account() -> None:
+    world = World(random.Random(0))
+    world.labels = {"a": "authentic", "b": "authentic", "c": "authentic"}
+    # Six actors engage both a and b in the first period; c has its own six, one of
+    # whom also engages a (one shared actor: below every rule's 3).
+    for n in range(6):
+        world.emit(START + n, "like", "a", "a-p0", f"crew{n}")
+        world.emit(START + n, "like", "b", "b-p0", f"crew{n}")
+        world.emit(START + n, "like", "c", "c-p0", f"fan{n}")
+    world.emit(START + 10, "like", "a", "a-p0", "fan0")
+    # In the next period the crew engages b only: nothing shared there.
+    for n in range(6):
+        world.emit(START + LOCKSTEP_PERIOD + n, "like", "b", "b-p1", f"crew{n}")
+    shares, world_size = co_engagement(world)
+    assert world_size == {0: 12, 1: 6}
+    five_shared = (5, 0.0)
+    assert shares["a"][five_shared] == pytest.approx(6 / 7)  # not fan0's like
+    assert shares["b"][five_shared] == pytest.approx(6 / 12)  # not the second period's
+    assert shares["c"][five_shared] == 0.0
+    assert shares["a"][(10, 0.0)] == 0.0
+    # Chance for a and b: 7 x 6 / 12 = 3.5 shared actors; 6 is under 10x that.
+    assert shares["a"][(5, 10.0)] == 0.0
+
+
+def test_the_lockstep_sketch_counts_actors_per_pair_once_and_forgets_old_buckets() -> None:
+    sketch = LockstepSketch(least=3)
+    bucket = sketch.bucket_s
+    a, b, c = 11, 22, 33  # account hashes
+    # One actor going back and forth between a and b is one actor on the pair.
+    assert not any(sketch.observe(1, account, n) for n in range(10) for account in (a, b))
+    # Two more actors on a then b: the third one's b meets a pair of 3 actors.
+    assert not sketch.observe(2, a, 20)
+    assert not sketch.observe(2, b, 21)
+    assert not sketch.observe(3, a, 22)
+    assert sketch.observe(3, b, 23)
+    # An actor on a and c alone is not lockstep; nor is a on its own.
+    assert not sketch.observe(4, a, 24)
+    assert not sketch.observe(4, c, 25)
+    # Four buckets later the pair's counts have left the period.
+    later = 4 * bucket + 30
+    assert not sketch.observe(5, a, later)
+    assert not sketch.observe(5, b, later + 1)
