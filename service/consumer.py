@@ -185,7 +185,7 @@ class StreamProcessor:
         self._assigned: set[int] = set()  # the group's latest assignment to this member
         self._change_policy = ChangePolicy(settings.score_change_step,
                                            settings.score_change_interval_s)
-        self._rescore = RescoreBudget(settings.score_change_share)
+        self._rescore = RescoreBudget(settings.score_change_share, settings.commit_interval_s)
         self._last_checkpoint_at = time.monotonic()
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
         self.on_checkpoint: Callable[[int, set[str]], None] | None = None
@@ -770,9 +770,13 @@ class StreamProcessor:
         async with self._checkpointing:
             active = [s for s in self.states.values() if s.status is Status.ACTIVE]
             now = time.monotonic()
-            rescore = self._rescore.allowance(now - self._last_checkpoint_at, len(active))
+            rescore = self._rescore.allowances(
+                now - self._last_checkpoint_at,
+                {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
+                 for s in active})
             self._last_checkpoint_at = now
-            results = await asyncio.gather(*(self._checkpoint(s, rescore) for s in active))
+            results = await asyncio.gather(*(self._checkpoint(s, rescore[s.partition])
+                                             for s in active))
             self.metrics.score_changes_pending.set(
                 sum(state.rescores_pending for state in active))
             return [state for state, ok in zip(active, results, strict=True) if ok]

@@ -12,9 +12,12 @@ Changelog records (key -> value), all in the partition of the same number:
                               ids (8-byte hashes, service/engine/dedupe.py) remembered
                               since the last checkpoint; written once, tombstoned when
                               every hour in it has left the horizon
-    !gate/<account id>     -> msgpack [tier, credibility, emitted_at]: what the score-change
-                              stream last said of the account (its gate), written with
-                              the record; None when the stream got its tombstone
+    !gate/<account id>     -> msgpack [tier, credibility, emitted_at, pending]: what the
+                              score-change stream last said of the account (its gate; the
+                              first three None if nothing yet), written with the record,
+                              and whether a change of the account still waits to be
+                              offered (for the budget or its interval): a new owner
+                              offers those again. None: nothing said, nothing waiting
     !clock                 -> msgpack {"position", "actors_position", "signals_position",
                               "stream_time", "changes", "sequence"}: the input offsets
                               the state reflects, written last in every checkpoint
@@ -116,6 +119,10 @@ class PartitionState:
         self._to_offer: deque[str] = deque()
         self._offered: set[str] = set()  # what _to_offer holds
         self._left: set[str] = set()  # of those, the accounts that left the window
+        # Accounts whose gate record in the changelog says a change waits, and the ones
+        # a restore read so; and the accounts queued since the last checkpoint.
+        self._marked: set[str] = set()
+        self._queued_since_checkpoint: set[str] = set()
         # The changelog carries the dedupe ids added between checkpoints.
         config = dataclasses.replace(config, track_dedupe_changes=True)
         self.engine = Engine(config)
@@ -206,8 +213,8 @@ class PartitionState:
         sides = (self.actors_position, self.signals_position)
         if (not self.uncommitted and self.position == self._checkpointed_position
                 and sides == self._checkpointed_sides
-                and not self.clock.event_ids.has_added):
-            return None
+                and not self.clock.event_ids.has_added and not self._to_offer):
+            return None  # (what waits for the budget drains without new input too)
         self._checkpointed_sides = sides
         positions = {topic: offset for topic, offset in
                      ((events, self.position), (actors, self.actors_position),
@@ -228,14 +235,34 @@ class PartitionState:
                 else:
                     self._left.discard(account_id)
         started = time.perf_counter()
-        scores, rescored = self.score_changes(rescore_at_most)
+        taken: set[str] = set()
+        scores, rescored = self.score_changes(rescore_at_most, taken)
         rescore_seconds = time.perf_counter() - started
         # What the gate now says goes into the changelog too (before the clock, which
         # stays last): a restore or a standby rebuilds the gate from a few bytes per
         # account instead of reading the stream's score bodies back.
-        changelog[-1:-1] = [(GATE_PREFIX + account_id.encode(), _gate_value(self.gate, account_id))
-                            for account_id, _ in scores]
+        changelog[-1:-1] = self._gate_records({account_id for account_id, _ in scores},
+                                              taken | self._queued_since_checkpoint)
+        self._queued_since_checkpoint = set()
         return Checkpoint(changelog, produced, positions, scores, rescored, rescore_seconds)
+
+    def _gate_records(self, emitted: set[str], maybe_changed: set[str]) -> list[Record]:
+        """Gate records of the accounts emitted, and of those whose waiting changed
+        (queued, or taken off the queue) since the changelog last said so. Nothing more
+        in live traffic, where what is queued is taken at the same checkpoint."""
+        records = []
+        gate, marked = self.gate, self._marked
+        for account_id in emitted | maybe_changed:
+            pending = account_id in self._offered or gate.holds(account_id)
+            if account_id not in emitted and pending == (account_id in marked):
+                continue
+            if pending:
+                marked.add(account_id)
+            else:
+                marked.discard(account_id)
+            records.append((GATE_PREFIX + account_id.encode(),
+                            _gate_value(gate, account_id, pending)))
+        return records
 
     @property
     def rescores_pending(self) -> int:
@@ -246,8 +273,10 @@ class PartitionState:
         if account_id not in self._offered:
             self._offered.add(account_id)
             self._to_offer.append(account_id)
+            self._queued_since_checkpoint.add(account_id)
 
-    def score_changes(self, rescore_at_most: int = OFFERS_PER_CHECKPOINT
+    def score_changes(self, rescore_at_most: int = OFFERS_PER_CHECKPOINT,
+                      taken: set[str] | None = None
                       ) -> tuple[list[tuple[str, AccountScore | None]], int]:
         """Accounts whose record in the score-change stream is due: (id, its score), or
         (id, None) for a tombstone (it left the window), and how many accounts were
@@ -270,6 +299,8 @@ class PartitionState:
         while waiting and rescored < rescore_at_most:
             account_id = waiting.popleft()
             offered.discard(account_id)
+            if taken is not None:
+                taken.add(account_id)
             if account_id in left:
                 left.discard(account_id)
             elif gate.defer(account_id, stream_time):
@@ -384,11 +415,14 @@ class PartitionState:
                 self.sequence = max(self.sequence, int(clock["sequence"]))
         elif key.startswith(GATE_PREFIX):
             account_id = key[len(GATE_PREFIX):].decode()
-            if value is None:
-                self.gate.leave(account_id)
-            else:
-                tier, credibility, emitted_at = msgpack.unpackb(value)
-                self.gate.record(account_id, tier, credibility, emitted_at)
+            self.gate.leave(account_id)
+            self._marked.discard(account_id)
+            if value is not None:
+                tier, credibility, emitted_at, *waiting = msgpack.unpackb(value)
+                if tier is not None:
+                    self.gate.record(account_id, tier, credibility, emitted_at)
+                if waiting and waiting[0]:
+                    self._marked.add(account_id)
         elif key.startswith(IDS_PREFIX):
             if value is None:
                 self.segments.pop(key, None)
@@ -421,11 +455,12 @@ class PartitionState:
         self.clock.event_ids.drain_retired()
         self._checkpointed_position = self.position
         self._checkpointed_sides = (self.actors_position, self.signals_position)
-        # The previous owner may have had changes not yet offered to the gate (they
-        # wait under load): every account is offered once, at the stream's pace, so
-        # none stays stale in the score-change stream after a move.
-        for account_id in self.engine.accounts:
+        # Changes the previous owner had not yet offered to the gate (waiting for the
+        # budget or their interval) are offered here: none stays unpublished after a
+        # move. Their records already say so.
+        for account_id in sorted(self._marked):
             self._offer(account_id)
+        self._queued_since_checkpoint = set()
         self.status = Status.ACTIVE
         self.progressed()
 
@@ -443,6 +478,7 @@ class PartitionState:
             "changes": self.engine.changes,
             "clock": export_partitions(self.engine).get(self.partition),
             "gate": [list(row) for row in self.gate.export()],
+            "waiting": sorted(self._marked),  # as the changelog says at this checkpoint
         }
 
     def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
@@ -457,16 +493,19 @@ class PartitionState:
         self.sequence = int(header["sequence"])
         self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}
         self.gate.restore(tuple(row) for row in header.get("gate", ()))
+        self._marked = set(header.get("waiting", ()))
         clocks = {} if header["clock"] is None else {self.partition: header["clock"]}
         self.engine = import_state(self.engine.config, clocks, accounts,
                                    int(header["changes"]))
 
 
-def _gate_value(gate: ChangeGate, account_id: str) -> bytes | None:
+def _gate_value(gate: ChangeGate, account_id: str, pending: bool) -> bytes | None:
     emitted = gate.last(account_id)
-    if emitted is None:
+    if emitted is None and not pending:
         return None
-    value: bytes = msgpack.packb([emitted.tier, emitted.credibility, emitted.emitted_at])
+    said = ([None, None, None] if emitted is None
+            else [emitted.tier, emitted.credibility, emitted.emitted_at])
+    value: bytes = msgpack.packb([*said, pending])
     return value
 
 

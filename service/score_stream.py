@@ -32,22 +32,29 @@ class RescoreBudget:
     measured so far (a moving average per account); the accounts left over wait their
     turn, each once however often it moves (`PartitionState.score_changes`)."""
 
-    AT_LEAST_PER_PARTITION = 50  # progress, whatever a score costs
+    AT_LEAST_PER_PARTITION = 20  # progress, whatever a score costs
     SMOOTHING = 0.2
+    LEAST_COST_S = 1e-6
 
-    def __init__(self, share: float, first_cost_s: float = 100e-6) -> None:
+    def __init__(self, share: float, commit_interval_s: float = 1.0,
+                 first_cost_s: float = 100e-6) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
         self.share = share
+        # A stall earns no more than two intervals' worth: the re-scoring runs on the
+        # event loop, and share x a long stall could hold it past the session timeout.
+        self.most_elapsed_s = 2 * commit_interval_s
         self.cost_s = first_cost_s  # per account scored afresh, with its body
 
-    def allowance(self, elapsed_s: float, partitions: int) -> int:
-        """Accounts each of `partitions` may score at a checkpoint `elapsed_s` after
-        the last one."""
-        if partitions <= 0:
-            return 0
-        affordable = self.share * elapsed_s / self.cost_s / partitions
-        return max(self.AT_LEAST_PER_PARTITION, int(affordable))
+    def allowances(self, elapsed_s: float, waiting: dict[int, int]) -> dict[int, int]:
+        """Accounts each partition may score at a checkpoint `elapsed_s` after the last
+        one, in proportion to what waits in each (`waiting`: partition -> accounts)."""
+        elapsed_s = min(max(elapsed_s, 0.0), self.most_elapsed_s)
+        affordable = self.share * elapsed_s / max(self.cost_s, self.LEAST_COST_S)
+        total = sum(waiting.values())
+        return {partition: max(self.AT_LEAST_PER_PARTITION,
+                               int(affordable * count / total) if total else 0)
+                for partition, count in waiting.items()}
 
     def spent(self, accounts: int, seconds: float) -> None:
         if accounts > 0:

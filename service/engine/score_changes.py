@@ -75,6 +75,10 @@ class ChangeGate:
     def last(self, account_id: str) -> Emitted | None:
         return self._emitted.get(account_id)
 
+    def holds(self, account_id: str) -> bool:
+        """Whether a change of the account waits for its interval (`due` names it then)."""
+        return account_id in self._held
+
     def offer(self, account_id: str, tier: str, credibility: float, now: float) -> bool:
         """True: emit the account's score now (the gate records it as emitted)."""
         previous = self._emitted.get(account_id)

@@ -177,21 +177,15 @@ def test_an_account_held_by_its_interval_is_not_scored_and_costs_no_allowance() 
     assert state.rescores_pending == 0  # held by the gate, which offers them when due
 
 
-def test_after_a_restore_every_account_is_offered_once() -> None:
-    state = _partition_with_accounts(4)
-    copy = PartitionState(0, engine_config(Settings()))
-    copy.load_snapshot(state.snapshot_header(), state.packed_accounts())
-    copy.finish_restore()
-    assert copy.rescores_pending == 4
-
-
-def test_the_budget_gives_each_partition_its_share_of_the_time_at_the_measured_cost() -> None:
-    budget = RescoreBudget(share=0.1, first_cost_s=100e-6)
-    assert budget.allowance(1.0, partitions=2) == 500  # 0.1 s at 100 us, over 2
+def test_the_budget_shares_the_time_by_what_waits_at_the_measured_cost() -> None:
+    budget = RescoreBudget(share=0.1, commit_interval_s=1.0, first_cost_s=100e-6)
+    # 0.1 s at 100 us: 1,000 accounts, three to one by what waits.
+    assert budget.allowances(1.0, {0: 300, 1: 100}) == {0: 750, 1: 250}
     budget.spent(1_000, 0.05)  # 50 us each: the average moves towards it
     assert budget.cost_s == pytest.approx(90e-6)
-    assert budget.allowance(1.0, partitions=1) == 1_111
-    assert budget.allowance(0.0, partitions=3) == RescoreBudget.AT_LEAST_PER_PARTITION
-    assert budget.allowance(1.0, partitions=0) == 0
+    assert budget.allowances(1.0, {0: 5}) == {0: 1_111}
+    least = RescoreBudget.AT_LEAST_PER_PARTITION
+    assert budget.allowances(0.0, {0: 5, 1: 0}) == {0: least, 1: least}
+    assert budget.allowances(1.0, {}) == {}
     with pytest.raises(ValueError, match="share"):
         RescoreBudget(share=0)
