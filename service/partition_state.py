@@ -248,8 +248,9 @@ class PartitionState:
 
     def _gate_records(self, emitted: set[str], maybe_changed: set[str]) -> list[Record]:
         """Gate records of the accounts emitted, and of those whose waiting changed
-        (queued, or taken off the queue) since the changelog last said so. Nothing more
-        in live traffic, where what is queued is taken at the same checkpoint."""
+        (queued, held for their interval, or offered) since the changelog last said so:
+        in live traffic, an account that changes within its interval adds one record
+        when it starts waiting and one when it is offered."""
         records = []
         gate, marked = self.gate, self._marked
         for account_id in emitted | maybe_changed:
