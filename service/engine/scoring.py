@@ -220,15 +220,16 @@ class PostSums:
     section 8b). It holds the totals (`counts`), the per-post rates behind `engagement`,
     and the per-post numbers that those components read: `timing_authenticity`
     (`early`), `post_variation` and `follower_consistency` (`interactions`),
-    `follower_jumps` (`known`), `niche_focus` and the off-topic pair (`tagged`,
-    `posts_by_topic`, `engagement_by_topic`). Float sums keep the posts' order and
-    `sum()`, so every number is the one the separate walks gave. A component that needs
-    another per-post number can add it here, or walk the posts itself.
+    `follower_jumps` (`known_followers`, `known_interactions`), `niche_focus` and the
+    off-topic pair (`tagged`, `posts_by_topic`, `engagement_by_topic`). Float sums keep
+    the posts' order and `sum()`, so every number is the one the separate walks gave.
+    A component that needs another per-post number can add it here, or walk the posts
+    itself.
     """
 
     __slots__ = ("audience", "comments", "early", "engagement_by_topic", "expected",
-                 "interactions", "known", "likes", "posts", "posts_by_topic", "rates",
-                 "shares", "sponsored", "tagged", "weighted_rates")
+                 "interactions", "known_followers", "known_interactions", "likes", "posts",
+                 "posts_by_topic", "rates", "shares", "sponsored", "tagged", "weighted_rates")
 
     def __init__(self, posts: list[PostView]) -> None:
         likes = comments = shares = sponsored = early = 0
@@ -236,9 +237,15 @@ class PostSums:
         # Of the posts with a follower count at posting time (the engagement's rates):
         rates: list[float] = []
         weighted_rates: list[float] = []
-        audience: list[int] = []
+        audience = 0  # their follower counts (at least 1), summed
         expected: list[float] = []
-        known: list[tuple[float, int, int]] = []  # (posted_at, followers, interactions)
+        # Their followers at posting time and interactions, ordered as a sort of
+        # (posted_at, followers, interactions) orders them. The posts come by
+        # (posted_at, post_id), and posts at the same moment have the same follower
+        # count, so the orders differ only if such posts' interactions fall.
+        known_followers: list[int] = []
+        known_interactions: list[int] = []
+        known_at, known_last, misordered = -math.inf, 0, False
         # Of the posts with topics: (topics, weighted interactions, interactions, comments
         # and shares), and per topic the posts and weighted interactions.
         tagged: list[tuple[tuple[str, ...], float, int, int]] = []
@@ -257,11 +264,15 @@ class PostSums:
             weighted = (LIKE_WEIGHT * post_likes + COMMENT_WEIGHT * post_comments
                         + SHARE_WEIGHT * post_shares)
             if followers is not None:
-                known.append((posted_at, followers, total))
+                if posted_at == known_at and total < known_last:
+                    misordered = True
+                known_at, known_last = posted_at, total
+                known_followers.append(followers)
+                known_interactions.append(total)
                 base = max(followers, 1)
                 if base != last_base:
                     last_base, last_expected = base, expected_engagement_rate(base)
-                audience.append(base)
+                audience += base
                 expected.append(last_expected)
                 rates.append(total / base)
                 weighted_rates.append(weighted / base)
@@ -270,15 +281,19 @@ class PostSums:
                 for topic in (topics if len(topics) == 1 else set(topics)):
                     posts_by_topic[topic] = posts_by_topic.get(topic, 0) + 1
                     engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + weighted
-        # By time, then follower count and interactions (posts at the same moment).
-        known.sort()
+        if misordered:
+            known = sorted((post.posted_at, post.followers_at_post or 0,
+                            post.likes + post.comments + post.shares)
+                           for post in posts if post.followers_at_post is not None)
+            known_followers = [count for _, count, _ in known]
+            known_interactions = [interactions for _, _, interactions in known]
         self.posts = len(posts)
         self.likes, self.comments, self.shares = likes, comments, shares
         self.sponsored, self.early = sponsored, early
         self.interactions = interactions
         self.rates, self.weighted_rates = rates, weighted_rates
         self.audience, self.expected = audience, expected
-        self.known = known
+        self.known_followers, self.known_interactions = known_followers, known_interactions
         self.tagged = tagged
         self.posts_by_topic, self.engagement_by_topic = posts_by_topic, engagement_by_topic
 
@@ -290,14 +305,12 @@ class PostSums:
         rates = self.rates
         if not rates:
             return Engagement(None, None, None, self.posts, 0, None)
-        return Engagement(
-            rate=sum(rates) / len(rates),
-            weighted_rate=sum(self.weighted_rates) / len(rates),
-            expected_rate=sum(self.expected) / len(rates),
-            posts=self.posts,
-            posts_with_followers=len(rates),
-            mean_followers_at_post=sum(self.audience) / len(rates),
-        )
+        with_followers = len(rates)
+        # rate, weighted rate, expected rate, posts, posts with followers, mean followers
+        return Engagement(sum(rates) / with_followers,
+                          sum(self.weighted_rates) / with_followers,
+                          sum(self.expected) / with_followers, self.posts, with_followers,
+                          self.audience / with_followers)
 
 
 def ratio_to_normal(interactions_per_post: float, followers: int) -> float:
@@ -364,12 +377,8 @@ def score_credibility(
             multiplier *= factor
         shaped.append((name, spec, value, samples, confidence, effective, factor, explain))
     score = quality * multiplier
-    return Credibility(
-        score=round(clamp(score, 0.0, 100.0), 2),
-        confidence=round(backed / _QUALITY_WEIGHT, 4),
-        components=Explanation(shaped, quality, score),
-        quality=round(quality, 2),
-    )
+    return Credibility(round(clamp(score, 0.0, 100.0), 2), round(backed / _QUALITY_WEIGHT, 4),
+                       Explanation(shaped, quality, score), round(quality, 2))
 
 
 Explained = tuple[dict[str, Input], str]  # a component's inputs and its evidence
@@ -492,7 +501,7 @@ def _engagement_fit(counts: Counts, engagement: Engagement,
     # after posting lower it. The count at the window's start judges "too much": the
     # same purchase cannot make bought engagement look plausible.
     ratio_now = ratio_to_normal(per_post, now)
-    ratio_start = ratio_to_normal(per_post, start)
+    ratio_start = ratio_now if start == now else ratio_to_normal(per_post, start)
     value = min(engagement_fit_value(min(ratio_now, FIT_BEST_RATIO)),
                 engagement_fit_value(max(ratio_start, FIT_BEST_RATIO)))
 
@@ -707,12 +716,11 @@ def _follower_jumps(sums: PostSums, followers: Followers) -> _Measured:
     followers gained over the audience the engagement supports, not over the follower
     count, so buying more followers only ever makes a step larger.
     """
-    known = sums.known  # (posted_at, followers, interactions), sorted
-    if not known or followers.now is None:
+    counts = sums.known_followers  # at each post with a follower count, by time
+    engagement = sums.known_interactions  # of the same posts
+    if not counts or followers.now is None:
         return ("follower_jumps", 1.0, 0,
                 _explained({"largest_jump": None}, "no posts with a follower count to compare"))
-    counts = [count for _, count, _ in known]
-    engagement = [interactions for _, _, interactions in known]
     per_post = sum(engagement) / len(engagement)
     supported = max(supported_followers(per_post), 1.0)
     worst, worst_gain, worst_response = 0.0, 0, 0.0
@@ -746,7 +754,7 @@ def _follower_jumps(sums: PostSums, followers: Followers) -> _Measured:
             if worst > 0 else "no follower jump beyond what the engagement explains",
         )
 
-    return ("follower_jumps", value, len(known), explain)
+    return ("follower_jumps", value, len(counts), explain)
 
 
 def _post_variation(sums: PostSums) -> _Measured:

@@ -159,10 +159,21 @@ class ActorSummary:
 
 
 def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
+    chosen = sketches if isinstance(sketches, list) else list(sketches)
+    if len(chosen) == 1 and chosen[0].registers is None and len(chosen[0].rhythm) == RHYTHM_BINS:
+        # One exact sketch (most accounts inside a window of a few days): its own
+        # numbers, without the merge's copies (the same values the merge gives).
+        only = chosen[0]
+        return ActorSummary(only.interactions, float(len(only.counts)),
+                            tuple(sorted(only.counts.values(), reverse=True)[:top]), True,
+                            tuple(only.rhythm))
+    return _merged(chosen, top)
+
+
+def _merged(chosen: list[ActorSketch], top: int) -> ActorSummary:
     interactions = 0
     merged_counts: dict[int, int] = {}
     registers: bytearray | None = None
-    chosen = list(sketches)
     exact = all(sketch.exact for sketch in chosen)
     rhythm = [0] * RHYTHM_BINS
     for sketch in chosen:
