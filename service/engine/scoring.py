@@ -340,7 +340,8 @@ def score_credibility(
     are the posts' (`PostSums(posts)`), passed when the caller has them already."""
     followers = followers or Followers(None, None)
     audience = audience or AudienceCounts()
-    sums = sums or PostSums(posts)
+    if sums is None:
+        sums = PostSums(posts)
     measured = [
         _engagement_fit(counts, engagement, followers),
         _conversation_depth(counts),
