@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.engine.sketches import RHYTHM_BIN_S, RHYTHM_BINS, ActorSketch
 
@@ -21,6 +21,8 @@ _shared_topics: dict[tuple[str, ...], tuple[str, ...]] = {}
 SHARED_TOPIC_TUPLES = 4_096
 MAX_PENDING_TIMES = 256
 FOLLOWER_HISTORY_LIMIT = 64
+# A view built without the named tuple's Python-level __new__ (half the cost).
+_new_view = tuple.__new__
 
 
 def shared_topics(topics: tuple[str, ...]) -> tuple[str, ...]:
@@ -56,12 +58,15 @@ class Post:
         return self.first_seen_at if self.posted_at is None else self.posted_at
 
 
-@dataclass(frozen=True, slots=True)
-class PostView:
-    """A post as the scoring sees it: inside the window, its post event known."""
+class PostView(NamedTuple):
+    """A post as the scoring sees it: inside the window, its post event known.
 
-    post_id: str
+    A named tuple, not a frozen dataclass: a cold score builds one per post in the
+    window, and a tuple is ~5x cheaper to build. Ordered by (posted_at, post_id), the
+    order that `Account.window` gives (post ids are unique within an account)."""
+
     posted_at: float
+    post_id: str
     sponsored: bool
     topics: tuple[str, ...]
     likes: int
@@ -69,6 +74,17 @@ class PostView:
     shares: int
     early: int
     followers_at_post: int | None
+
+
+class Window(NamedTuple):
+    """What a score reads from an account's posts, gathered in one pass
+    (`Account.window`)."""
+
+    posts: list[PostView]  # posted inside the window, by (posted_at, post_id)
+    awaiting_post: int  # interactions on placeholders first seen inside the window
+    # The oldest time that the window's contents rest on: until the window's start
+    # passes it, a moving window changes nothing but its own bounds.
+    boundary: float
 
 
 class Account:
@@ -184,45 +200,43 @@ class Account:
         return history[index - 1][1] if index else history[0][1]
 
     def window_posts(self, window_start: float) -> list[PostView]:
-        views = []
-        for post_id, post in self.posts.items():
-            if post.posted_at is None or post.posted_at < window_start:
-                continue
-            views.append(
-                PostView(
-                    post_id=post_id,
-                    posted_at=post.posted_at,
-                    sponsored=post.sponsored,
-                    topics=post.topics,
-                    likes=post.likes,
-                    comments=post.comments,
-                    shares=post.shares,
-                    early=post.early,
-                    followers_at_post=self.followers_at(post.posted_at),
-                )
-            )
-        # Arrival order must not change a float sum: replays in any order agree exactly.
-        views.sort(key=lambda view: (view.posted_at, view.post_id))
-        return views
+        return self.window(window_start).posts
 
-    def window_boundary(self, window_start: float) -> float:
-        """The oldest time that the window's contents rest on: until the window start
-        passes it, a moving window changes nothing but its own bounds."""
-        boundary = min((post.anchor_time for post in self.posts.values()
-                        if post.anchor_time >= window_start), default=math.inf)
+    def window(self, window_start: float) -> Window:
+        """The window's posts, the interactions awaiting their post and the window's
+        boundary, in one pass over the posts: this runs for every score the cache does
+        not hold."""
+        views: list[PostView] = []
+        awaiting = 0
+        boundary = math.inf
+        history = self.followers
+        first_count = history[0][1] if history else None
+        for post_id, post in self.posts.items():
+            posted_at = post.posted_at
+            if posted_at is None:
+                if post.first_seen_at >= window_start:
+                    awaiting += post.likes + post.comments + post.shares
+                    if post.first_seen_at < boundary:
+                        boundary = post.first_seen_at
+                continue
+            if posted_at < window_start:
+                continue
+            if posted_at < boundary:
+                boundary = posted_at
+            # followers_at(posted_at), inlined: one bisect per post.
+            index = bisect.bisect_right(history, (posted_at, math.inf))
+            followers = history[index - 1][1] if index else first_count
+            views.append(_new_view(PostView, (posted_at, post_id, post.sponsored, post.topics,
+                                              post.likes, post.comments, post.shares,
+                                              post.early, followers)))
+        # Arrival order must not change a float sum: replays in any order agree exactly.
+        views.sort()  # by (posted_at, post_id): ids are unique, so no further field decides
         # The follower count at the window's start changes once the start reaches the
         # next observation.
-        later = bisect.bisect_right(self.followers, (window_start, math.inf))
-        if later < len(self.followers):
-            boundary = min(boundary, math.nextafter(self.followers[later][0], -math.inf))
-        return boundary
-
-    def awaiting_post(self, window_start: float) -> int:
-        return sum(
-            post.interactions
-            for post in self.posts.values()
-            if post.posted_at is None and post.first_seen_at >= window_start
-        )
+        later = bisect.bisect_right(history, (window_start, math.inf))
+        if later < len(history):
+            boundary = min(boundary, math.nextafter(history[later][0], -math.inf))
+        return Window(views, awaiting, boundary)
 
     def expire(self, horizon: float, first_live_bucket: int) -> bool:
         """Drops state older than `horizon`; returns whether anything is left."""

@@ -30,8 +30,7 @@ from service.engine.scoring import (
     Credibility,
     Engagement,
     Followers,
-    count_window,
-    measure_engagement,
+    PostSums,
     score_credibility,
 )
 from service.engine.sketches import actor_hash, summarize
@@ -127,6 +126,7 @@ class _CachedScore:
 
 
 SCORE_CACHE_ENTRIES = 10_000
+NO_AUDIENCE = AudienceCounts()  # for the accounts without audience signals (immutable)
 
 
 @dataclass(slots=True)
@@ -333,38 +333,41 @@ class Engine:
                 and cached.first_bucket == first_bucket and window_start <= cached.valid_until):
             # Nothing the score rests on has changed; only the window's bounds moved.
             return cached.score.moved_to(window_start, as_of)
-        score = self._compute_score(account, as_of, window_start, first_bucket)
+        score, boundary = self._score_and_boundary(account, as_of, window_start,
+                                                   first_bucket)
         scores = self._scores
         scores.pop(account_id, None)
         if len(scores) >= SCORE_CACHE_ENTRIES:
             del scores[next(iter(scores))]
-        scores[account_id] = _CachedScore(account.version, first_bucket,
-                                          account.window_boundary(window_start), score)
+        scores[account_id] = _CachedScore(account.version, first_bucket, boundary, score)
         return score
 
     def _compute_score(self, account: Account, as_of: float, window_start: float,
                        first_bucket: int) -> AccountScore:
+        return self._score_and_boundary(account, as_of, window_start, first_bucket)[0]
+
+    def _score_and_boundary(self, account: Account, as_of: float, window_start: float,
+                            first_bucket: int) -> tuple[AccountScore, float]:
+        """An uncached score, and the window's boundary (`Account.window`) for the cache:
+        one pass over the account's posts gives both."""
         config = self.config
-        posts = account.window_posts(window_start)
+        window = account.window(window_start)
+        posts = window.posts
+        sums = PostSums(posts)  # one pass over the window's posts for all that reads them
+        counts = sums.counts(window.awaiting_post)
+        engagement = sums.engagement()
         followers = account.followers_at(as_of)
-        counts = count_window(posts, account.awaiting_post(window_start))
-        engagement = measure_engagement(posts)
         actors = summarize(
-            (sketch for sketch in account.actors if sketch.bucket >= first_bucket),
+            [sketch for sketch in account.actors if sketch.bucket >= first_bucket],
             TOP_ACTORS,
         )
         trend = Followers(account.followers_at(window_start), followers)
-        audience = AudienceCounts(*account.audience_in(first_bucket))
+        audience = (NO_AUDIENCE if account.audience is None
+                    else AudienceCounts(*account.audience_in(first_bucket)))
+        tiers = config.tiers
         return AccountScore(
-            account_id=account.account_id,
-            partition=account.partition,
-            tier=config.tiers.tier_for(followers),
-            tier_scheme=config.tiers.name,
-            followers=followers,
-            counts=counts,
-            engagement=engagement,
-            credibility=score_credibility(posts, counts, engagement, actors, trend, audience),
-            window_days=config.window_s / DAY_S,
-            window_start=window_start,
-            as_of=as_of,
-        )
+            account.account_id, account.partition, tiers.tier_for(followers), tiers.name,
+            followers, counts, engagement,
+            score_credibility(posts, counts, engagement, actors, trend, audience, sums),
+            config.window_s / DAY_S, window_start, as_of,
+        ), window.boundary

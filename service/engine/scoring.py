@@ -212,44 +212,105 @@ def confidence_for(samples: float, half_at: float) -> float:
     return samples / (samples + half_at) if samples > 0 else 0.0
 
 
-def count_window(posts: list[PostView], awaiting_post: int) -> Counts:
-    likes = comments = shares = sponsored = 0
-    for post in posts:  # one pass: this runs for every score the cache does not hold
-        likes += post.likes
-        comments += post.comments
-        shares += post.shares
-        sponsored += post.sponsored
-    return Counts(posts=len(posts), likes=likes, comments=comments, shares=shares,
-                  sponsored_posts=sponsored, awaiting_post=awaiting_post)
+class PostSums:
+    """What a score reads from the window's posts, gathered in one pass over them.
 
+    A cold score used to walk the posts once for the counts, once for the engagement
+    and once more in each of six components; this pass does it once (docs/benchmarks.md,
+    section 8b). It holds the totals (`counts`), the per-post rates behind `engagement`,
+    and the per-post numbers that those components read: `timing_authenticity`
+    (`early`), `post_variation` and `follower_consistency` (`interactions`),
+    `follower_jumps` (`known_followers`, `known_interactions`), `niche_focus` and the
+    off-topic pair (`tagged`, `posts_by_topic`, `engagement_by_topic`). Float sums keep
+    the posts' order and `sum()`, so every number is the one the separate walks gave.
+    A component that needs another per-post number can add it here, or walk the posts
+    itself.
+    """
 
-def measure_engagement(posts: list[PostView]) -> Engagement:
-    rates: list[float] = []
-    weighted: list[float] = []
-    audience: list[int] = []
-    expected: list[float] = []
-    for post in posts:
-        base = post.followers_at_post
-        if base is None:
-            continue
-        base = max(base, 1)
-        audience.append(base)
-        expected.append(expected_engagement_rate(base))
-        rates.append((post.likes + post.comments + post.shares) / base)
-        weighted.append(
-            (LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments
-             + SHARE_WEIGHT * post.shares) / base
-        )
-    if not rates:
-        return Engagement(None, None, None, len(posts), 0, None)
-    return Engagement(
-        rate=sum(rates) / len(rates),
-        weighted_rate=sum(weighted) / len(weighted),
-        expected_rate=sum(expected) / len(expected),
-        posts=len(posts),
-        posts_with_followers=len(rates),
-        mean_followers_at_post=sum(audience) / len(audience),
-    )
+    __slots__ = ("audience", "comments", "early", "engagement_by_topic", "expected",
+                 "interactions", "known_followers", "known_interactions", "likes", "posts",
+                 "posts_by_topic", "rates", "shares", "sponsored", "tagged", "weighted_rates")
+
+    def __init__(self, posts: list[PostView]) -> None:
+        likes = comments = shares = sponsored = early = 0
+        interactions: list[int] = []
+        # Of the posts with a follower count at posting time (the engagement's rates):
+        rates: list[float] = []
+        weighted_rates: list[float] = []
+        audience = 0  # their follower counts (at least 1), summed
+        expected: list[float] = []
+        # Their followers at posting time and interactions, ordered as a sort of
+        # (posted_at, followers, interactions) orders them. The posts come by
+        # (posted_at, post_id), and posts at the same moment have the same follower
+        # count, so the orders differ only if such posts' interactions fall.
+        known_followers: list[int] = []
+        known_interactions: list[int] = []
+        known_at, known_last, misordered = -math.inf, 0, False
+        # Of the posts with topics: (topics, weighted interactions, interactions, comments
+        # and shares), and per topic the posts and weighted interactions.
+        tagged: list[tuple[tuple[str, ...], float, int, int]] = []
+        posts_by_topic: dict[str, int] = {}
+        engagement_by_topic: dict[str, float] = {}
+        last_base, last_expected = -1, 0.0  # most posts share one follower count
+        for (posted_at, _, is_sponsored, topics, post_likes, post_comments, post_shares,
+             post_early, followers) in posts:
+            likes += post_likes
+            comments += post_comments
+            shares += post_shares
+            sponsored += is_sponsored
+            early += post_early
+            total = post_likes + post_comments + post_shares
+            interactions.append(total)
+            weighted = (LIKE_WEIGHT * post_likes + COMMENT_WEIGHT * post_comments
+                        + SHARE_WEIGHT * post_shares)
+            if followers is not None:
+                if posted_at == known_at and total < known_last:
+                    misordered = True
+                known_at, known_last = posted_at, total
+                known_followers.append(followers)
+                known_interactions.append(total)
+                base = max(followers, 1)
+                if base != last_base:
+                    last_base, last_expected = base, expected_engagement_rate(base)
+                audience += base
+                expected.append(last_expected)
+                rates.append(total / base)
+                weighted_rates.append(weighted / base)
+            if topics:
+                tagged.append((topics, weighted, total, post_comments + post_shares))
+                for topic in (topics if len(topics) == 1 else set(topics)):
+                    posts_by_topic[topic] = posts_by_topic.get(topic, 0) + 1
+                    engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + weighted
+        if misordered:
+            known = sorted((post.posted_at, post.followers_at_post or 0,
+                            post.likes + post.comments + post.shares)
+                           for post in posts if post.followers_at_post is not None)
+            known_followers = [count for _, count, _ in known]
+            known_interactions = [interactions for _, _, interactions in known]
+        self.posts = len(posts)
+        self.likes, self.comments, self.shares = likes, comments, shares
+        self.sponsored, self.early = sponsored, early
+        self.interactions = interactions
+        self.rates, self.weighted_rates = rates, weighted_rates
+        self.audience, self.expected = audience, expected
+        self.known_followers, self.known_interactions = known_followers, known_interactions
+        self.tagged = tagged
+        self.posts_by_topic, self.engagement_by_topic = posts_by_topic, engagement_by_topic
+
+    def counts(self, awaiting_post: int) -> Counts:
+        return Counts(self.posts, self.likes, self.comments, self.shares, self.sponsored,
+                      awaiting_post)
+
+    def engagement(self) -> Engagement:
+        rates = self.rates
+        if not rates:
+            return Engagement(None, None, None, self.posts, 0, None)
+        with_followers = len(rates)
+        # rate, weighted rate, expected rate, posts, posts with followers, mean followers
+        return Engagement(sum(rates) / with_followers,
+                          sum(self.weighted_rates) / with_followers,
+                          sum(self.expected) / with_followers, self.posts, with_followers,
+                          self.audience / with_followers)
 
 
 def ratio_to_normal(interactions_per_post: float, followers: int) -> float:
@@ -273,51 +334,52 @@ def engagement_fit_value(ratio: float) -> float:
 def score_credibility(
     posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary,
     followers: Followers | None = None, audience: AudienceCounts | None = None,
+    sums: PostSums | None = None,
 ) -> Credibility:
-    """The score's numbers now, its components (`Explanation`) when first read."""
+    """The score's numbers now, its components (`Explanation`) when first read. `sums`
+    are the posts' (`PostSums(posts)`), passed when the caller has them already."""
     followers = followers or Followers(None, None)
     audience = audience or AudienceCounts()
+    if sums is None:
+        sums = PostSums(posts)
     measured = [
         _engagement_fit(counts, engagement, followers),
         _conversation_depth(counts),
         *_audience(actors),
         _sponsored(counts),
-        _niche(posts),
+        _niche(sums),
         _evidence(counts, engagement, followers),
-        _timing(posts, counts),
+        _timing(sums, counts),
         _rhythm(actors),
         _audience_authenticity(audience),
         _audience_rotation(audience),
-        _follower_consistency(posts, engagement, followers),
-        _follower_jumps(posts, followers),
-        _post_variation(posts),
-        *_off_topic(posts),
+        _follower_consistency(sums, engagement, followers),
+        _follower_jumps(sums, followers),
+        _post_variation(sums),
+        *_off_topic(sums),
     ]
     shaped: list[_Shaped] = []
     quality = 0.0
     backed = 0.0
     multiplier = 1.0
     for name, value, samples, explain in measured:
-        spec = COMPONENTS[name]
-        confidence = confidence_for(samples, spec.half_confidence_at)
-        if spec.role == "quality":
+        spec, is_quality, weight, half_at, points_per_value = _WEIGHING[name]
+        # confidence_for, inlined
+        confidence = samples / (samples + half_at) if samples > 0 else 0.0
+        if is_quality:
             effective = confidence * value + (1.0 - confidence) * NEUTRAL
-            quality += 100.0 * spec.weight * effective
-            backed += spec.weight * confidence
+            quality += points_per_value * effective  # 100.0 * weight * effective
+            backed += weight * confidence
             factor = 1.0
         else:
             # No evidence, no penalty: an authenticity component shrinks towards 1.
             effective = confidence * value + (1.0 - confidence)
-            factor = 1.0 - spec.weight * (1.0 - effective)
+            factor = 1.0 - weight * (1.0 - effective)
             multiplier *= factor
         shaped.append((name, spec, value, samples, confidence, effective, factor, explain))
     score = quality * multiplier
-    return Credibility(
-        score=round(clamp(score, 0.0, 100.0), 2),
-        confidence=round(backed / _QUALITY_WEIGHT, 4),
-        components=Explanation(shaped, quality, score),
-        quality=round(quality, 2),
-    )
+    return Credibility(round(clamp(score, 0.0, 100.0), 2), round(backed / _QUALITY_WEIGHT, 4),
+                       Explanation(shaped, quality, score), round(quality, 2))
 
 
 Explained = tuple[dict[str, Input], str]  # a component's inputs and its evidence
@@ -328,6 +390,14 @@ _Measured = tuple[str, float, float, Callable[[], Explained]]
 _Shaped = tuple[str, ComponentSpec, float, float, float, float, float,
                 Callable[[], Explained]]
 _QUALITY_WEIGHT = sum(spec.weight for spec in COMPONENTS.values() if spec.role == "quality")
+# What the weighing reads of each spec, looked up once per component instead of four
+# attribute reads and a string comparison: spec, is quality, weight, half-confidence
+# sample size, and 100 x weight (the same product `100.0 * weight * effective` begins with).
+_WEIGHING: dict[str, tuple[ComponentSpec, bool, float, float, float]] = {
+    name: (spec, spec.role == "quality", spec.weight, spec.half_confidence_at,
+           100.0 * spec.weight)
+    for name, spec in COMPONENTS.items()
+}
 
 
 class Explanation(Mapping[str, Component]):
@@ -432,7 +502,7 @@ def _engagement_fit(counts: Counts, engagement: Engagement,
     # after posting lower it. The count at the window's start judges "too much": the
     # same purchase cannot make bought engagement look plausible.
     ratio_now = ratio_to_normal(per_post, now)
-    ratio_start = ratio_to_normal(per_post, start)
+    ratio_start = ratio_now if start == now else ratio_to_normal(per_post, start)
     value = min(engagement_fit_value(min(ratio_now, FIT_BEST_RATIO)),
                 engagement_fit_value(max(ratio_start, FIT_BEST_RATIO)))
 
@@ -517,8 +587,8 @@ def _audience(actors: ActorSummary) -> tuple[_Measured, _Measured]:
             ("engagement_concentration", diversity, total, explain_concentration))
 
 
-def _timing(posts: list[PostView], counts: Counts) -> _Measured:
-    early = sum(post.early for post in posts)
+def _timing(sums: PostSums, counts: Counts) -> _Measured:
+    early = sums.early
     total = counts.interactions
     share = early / total if total else 0.0
 
@@ -593,14 +663,14 @@ def _audience_rotation(audience: AudienceCounts) -> _Measured:
     return ("audience_rotation", value, total, explain)
 
 
-def _follower_consistency(posts: list[PostView], engagement: Engagement,
+def _follower_consistency(sums: PostSums, engagement: Engagement,
                           followers: Followers) -> _Measured:
     now, start = followers.now, followers.at_window_start
     if now is None or start is None or start <= 0:
         return ("follower_consistency", 1.0, 0,
                 _explained({"follower_growth": None}, "no follower history to compare"))
     growth = now / start - 1.0
-    engagement_growth = _engagement_growth(posts)
+    engagement_growth = _engagement_growth(sums.interactions)
     unexplained = max(0.0, growth - max(0.0, engagement_growth) - FOLLOWER_ORGANIC_GROWTH)
     value = clamp(1.0 - unexplained / (FOLLOWER_ZERO_GROWTH - FOLLOWER_ORGANIC_GROWTH))
 
@@ -617,15 +687,14 @@ def _follower_consistency(posts: list[PostView], engagement: Engagement,
     return ("follower_consistency", value, engagement.posts_with_followers, explain)
 
 
-def _engagement_growth(posts: list[PostView]) -> float:
+def _engagement_growth(interactions: list[int]) -> float:
     """Interactions per post on the newer half of the window's posts against the older
-    half, minus 1 (0 with fewer than two posts)."""
-    if len(posts) < 2:
+    half, minus 1 (0 with fewer than two posts); `interactions` per post, oldest first."""
+    if len(interactions) < 2:
         return 0.0
-    half = len(posts) // 2
-    older = sum(post.likes + post.comments + post.shares for post in posts[:half]) / half
-    newer_posts = posts[len(posts) - half :]
-    newer = sum(post.likes + post.comments + post.shares for post in newer_posts) / half
+    half = len(interactions) // 2
+    older = sum(interactions[:half]) / half
+    newer = sum(interactions[len(interactions) - half :]) / half
     return newer / older - 1.0 if older > 0 else 0.0
 
 
@@ -638,7 +707,7 @@ def supported_followers(interactions_per_post: float) -> float:
 
 
 
-def _follower_jumps(posts: list[PostView], followers: Followers) -> _Measured:
+def _follower_jumps(sums: PostSums, followers: Followers) -> _Measured:
     """Sudden follower jumps that engagement does not follow, read from the posts.
 
     Each post carries the followers it had; a jump between two posts (or between the last
@@ -648,14 +717,11 @@ def _follower_jumps(posts: list[PostView], followers: Followers) -> _Measured:
     followers gained over the audience the engagement supports, not over the follower
     count, so buying more followers only ever makes a step larger.
     """
-    known = sorted((post.posted_at, post.followers_at_post or 0,
-                    post.likes + post.comments + post.shares)
-                   for post in posts if post.followers_at_post is not None)
-    if not known or followers.now is None:
+    counts = sums.known_followers  # at each post with a follower count, by time
+    engagement = sums.known_interactions  # of the same posts
+    if not counts or followers.now is None:
         return ("follower_jumps", 1.0, 0,
                 _explained({"largest_jump": None}, "no posts with a follower count to compare"))
-    counts = [count for _, count, _ in known]
-    engagement = [interactions for _, _, interactions in known]
     per_post = sum(engagement) / len(engagement)
     supported = max(supported_followers(per_post), 1.0)
     worst, worst_gain, worst_response = 0.0, 0, 0.0
@@ -689,11 +755,11 @@ def _follower_jumps(posts: list[PostView], followers: Followers) -> _Measured:
             if worst > 0 else "no follower jump beyond what the engagement explains",
         )
 
-    return ("follower_jumps", value, len(known), explain)
+    return ("follower_jumps", value, len(counts), explain)
 
 
-def _post_variation(posts: list[PostView]) -> _Measured:
-    counts = [post.likes + post.comments + post.shares for post in posts]
+def _post_variation(sums: PostSums) -> _Measured:
+    counts = sums.interactions
     if len(counts) < 3 or not any(counts):
         return ("post_variation", 1.0, 0,
                 _explained({"coefficient_of_variation": None}, "too few posts to compare"))
@@ -711,44 +777,53 @@ def _post_variation(posts: list[PostView]) -> _Measured:
     return ("post_variation", clamp(variation / VARIATION_FULL_CV), len(counts), explain)
 
 
-def _weighted(post: PostView) -> float:
-    return LIKE_WEIGHT * post.likes + COMMENT_WEIGHT * post.comments + SHARE_WEIGHT * post.shares
+def _top_topic(by_topic: dict[str, int] | dict[str, float]) -> tuple[str, float]:
+    """The topic with the largest value; ties broken by name, so that replays in any
+    order agree."""
+    if len(by_topic) == 1:
+        return next(iter(by_topic.items()))
+    return min(by_topic.items(), key=lambda item: (-item[1], item[0]))
 
 
-def _off_topic(posts: list[PostView]) -> tuple[_Measured, _Measured]:
+def _off_topic(sums: PostSums) -> tuple[_Measured, _Measured]:
     """How the audience treats the posts off the account's niche: as much engagement
     (`off_topic_engagement`) and as much conversation (`off_topic_conversation`) as on
     the niche posts, or less, as on undisclosed ads."""
-    tagged = [post for post in posts if post.topics]
-    engagement_by_topic: dict[str, float] = {}
-    for post in tagged:
-        weighted = _weighted(post)
-        for topic in set(post.topics):
-            engagement_by_topic[topic] = engagement_by_topic.get(topic, 0.0) + weighted
-    if not engagement_by_topic:
+    if not sums.engagement_by_topic:
         return (("off_topic_engagement", 1.0, 0,
                  _explained({"main_topic": None}, "no post carries topics")),
                 ("off_topic_conversation", 1.0, 0,
                  _explained({"main_topic": None}, "no post carries topics")))
     # The niche is the topic the audience engages with most (not the one posted most: a
-    # feed of undisclosed ads may post more ads than niche posts). Ties broken by name,
-    # so that replays agree.
-    main, _ = min(engagement_by_topic.items(), key=lambda item: (-item[1], item[0]))
-    niche = [post for post in tagged if main in post.topics]
+    # feed of undisclosed ads may post more ads than niche posts).
+    main, _ = _top_topic(sums.engagement_by_topic)
     # Flagged paid posts count too: flagging an ad must not lift this penalty (more
     # sponsored posts never raise credibility; sponsored_share judges the flag).
-    off = [post for post in tagged if main not in post.topics]
-    return _off_topic_engagement(main, niche, off), _off_topic_conversation(main, niche, off)
+    niche_weighted: list[float] = []
+    off_weighted: list[float] = []
+    niche_total = niche_deep = off_total = off_deep = 0
+    for topics, weighted, total, deep in sums.tagged:
+        if main in topics:
+            niche_weighted.append(weighted)
+            niche_total += total
+            niche_deep += deep
+        else:
+            off_weighted.append(weighted)
+            off_total += total
+            off_deep += deep
+    return (_off_topic_engagement(main, niche_weighted, off_weighted),
+            _off_topic_conversation(main, _deep_share(niche_deep, niche_total),
+                                    _deep_share(off_deep, off_total), off_total))
 
 
-def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView]) -> _Measured:
-    niche_mean = sum(_weighted(post) for post in niche) / len(niche)
+def _off_topic_engagement(main: str, niche: list[float], off: list[float]) -> _Measured:
+    """`niche` and `off`: the weighted interactions of the niche and off-topic posts."""
+    niche_mean = sum(niche) / len(niche)
     if not off or niche_mean <= 0.0:
         return ("off_topic_engagement", 1.0, 0,
                 _explained({"main_topic": main, "off_topic_posts": 0, "shortfall": 0.0},
                            f"no post off '{main}' to compare"))
-    off_mean = sum(_weighted(post) for post in off) / len(off)
-    # Counts, not the lists: a cached score's explanation must not hold on to the posts.
+    off_mean = sum(off) / len(off)
     off_posts, niche_posts = len(off), len(niche)
     shortfall = max(0.0, niche_mean - off_mean) * off_posts / (niche_mean * (niche_posts
                                                                               + off_posts))
@@ -768,16 +843,13 @@ def _off_topic_engagement(main: str, niche: list[PostView], off: list[PostView])
     return ("off_topic_engagement", value, off_posts, explain)
 
 
-def _deep_share(posts: list[PostView]) -> tuple[float, int]:
-    total = sum(post.likes + post.comments + post.shares for post in posts)
-    deep = sum(post.comments + post.shares for post in posts)
-    return (deep / total if total else 0.0), total
+def _deep_share(deep: int, total: int) -> float:
+    """The share of comments and shares among the interactions."""
+    return deep / total if total else 0.0
 
 
-def _off_topic_conversation(main: str, niche: list[PostView],
-                            off: list[PostView]) -> _Measured:
-    niche_deep, _ = _deep_share(niche)
-    off_deep, off_total = _deep_share(off)
+def _off_topic_conversation(main: str, niche_deep: float, off_deep: float,
+                            off_total: int) -> _Measured:
     if not off_total or niche_deep <= 0.0:
         return ("off_topic_conversation", 1.0, 0,
                 _explained({"main_topic": main, "off_topic_interactions": off_total,
@@ -811,18 +883,14 @@ def _sponsored(counts: Counts) -> _Measured:
     return ("sponsored_share", 1.0 - share, counts.posts, explain)
 
 
-def _niche(posts: list[PostView]) -> _Measured:
-    tagged = [post for post in posts if post.topics]
-    topics: dict[str, int] = {}  # posts per topic (a Counter costs twice as much)
-    for post in tagged:
-        for topic in set(post.topics):
-            topics[topic] = topics.get(topic, 0) + 1
+def _niche(sums: PostSums) -> _Measured:
+    topics = sums.posts_by_topic  # tagged posts per topic
     if not topics:
         return ("niche_focus", NEUTRAL, 0,
                 _explained({"top_topic": None, "topics": 0}, "no post carries topics"))
-    # Ties broken by name so that a replay in another order names the same topic.
-    top_topic, top_count = min(topics.items(), key=lambda item: (-item[1], item[0]))
-    share = top_count / len(tagged)
+    top_topic, top_count = _top_topic(topics)
+    tagged = len(sums.tagged)
+    share = top_count / tagged
 
     def explain() -> Explained:
         return (
@@ -834,4 +902,4 @@ def _niche(posts: list[PostView]) -> _Measured:
 
     return ("niche_focus",
             clamp((share - NICHE_ZERO_SHARE) / (NICHE_FULL_SHARE - NICHE_ZERO_SHARE)),
-            len(tagged), explain)
+            tagged, explain)

@@ -64,9 +64,18 @@ def hll_merge(into: bytearray, other: bytes | bytearray) -> None:
 def hll_estimate(registers: bytes | bytearray) -> float:
     # Registers grouped by rank (ranks seldom exceed ~20): a count per rank instead of a
     # lookup per register. Each term is exact (a whole number times a power of two), so
-    # the sum is exact whenever the ranks span fewer than ~45 binary places.
-    harmonic = sum(registers.count(rank) * _INVERSE_POWERS[rank]
-                   for rank in range(max(registers) + 1))
+    # the sum is exact whenever the ranks span fewer than ~45 binary places. The ranks
+    # are counted up from 0 until every register is counted, that is up to the largest
+    # rank (the terms of range(max(registers) + 1), without max's walk over them).
+    terms = []
+    uncounted = len(registers)
+    rank = 0
+    while uncounted > 0:
+        count = registers.count(rank)
+        terms.append(count * _INVERSE_POWERS[rank])
+        uncounted -= count
+        rank += 1
+    harmonic = sum(terms)
     zeros = registers.count(0)
     estimate = _HLL_ALPHA * HLL_REGISTERS * HLL_REGISTERS / harmonic
     if estimate <= 2.5 * HLL_REGISTERS and zeros:
@@ -147,6 +156,9 @@ class ActorSketch:
         return {actor: count - errors.get(actor, 0) for actor, count in self.counts.items()}
 
 
+_NO_ERRORS: dict[int, int] = {}  # never written
+
+
 @dataclass(frozen=True, slots=True)
 class ActorSummary:
     """Actor statistics over several buckets."""
@@ -159,28 +171,51 @@ class ActorSummary:
 
 
 def summarize(sketches: Iterable[ActorSketch], top: int) -> ActorSummary:
+    chosen = sketches if isinstance(sketches, list) else list(sketches)
+    if len(chosen) == 1 and chosen[0].registers is None and len(chosen[0].rhythm) == RHYTHM_BINS:
+        # One exact sketch (most accounts inside a window of a few days): its own
+        # numbers, without the merge's copies (the same values the merge gives).
+        only = chosen[0]
+        return ActorSummary(only.interactions, float(len(only.counts)),
+                            tuple(sorted(only.counts.values(), reverse=True)[:top]), True,
+                            tuple(only.rhythm))
+    return _merged(chosen, top)
+
+
+def _merged(chosen: list[ActorSketch], top: int) -> ActorSummary:
     interactions = 0
     merged_counts: dict[int, int] = {}
     registers: bytearray | None = None
-    chosen = list(sketches)
     exact = all(sketch.exact for sketch in chosen)
     rhythm = [0] * RHYTHM_BINS
     for sketch in chosen:
         interactions += sketch.interactions
         for index, count in enumerate(sketch.rhythm):
             rhythm[index] += count
-        for actor, count in sketch.guaranteed_counts().items():
-            merged_counts[actor] = merged_counts.get(actor, 0) + count
+        errors = sketch.errors
+        if not merged_counts:  # the first: its guaranteed counts (a copy if its own)
+            merged_counts = sketch.guaranteed_counts() if errors else sketch.counts.copy()
+        else:  # guaranteed counts added in, without building them first
+            known = merged_counts.get
+            error_of = (errors or _NO_ERRORS).get
+            for actor, count in sketch.counts.items():
+                merged_counts[actor] = known(actor, 0) + (count - error_of(actor, 0))
     if exact:
         distinct = float(len(merged_counts))
     else:
-        registers = bytearray(HLL_REGISTERS)
+        # The registers' maximum over all sketches (in any order: max commutes): the
+        # first sketch's registers copied, instead of merged into zeros.
         for sketch in chosen:
             if sketch.registers is None:
+                if registers is None:
+                    registers = bytearray(HLL_REGISTERS)
                 for actor in sketch.counts:
                     hll_add(registers, actor)
+            elif registers is None:
+                registers = bytearray(sketch.registers)
             else:
                 hll_merge(registers, sketch.registers)
+        assert registers is not None  # a sketch that is not exact has registers
         distinct = min(float(interactions), hll_estimate(registers))
     top_counts = tuple(sorted(merged_counts.values(), reverse=True)[:top])
     return ActorSummary(interactions, distinct, top_counts, exact, tuple(rhythm))

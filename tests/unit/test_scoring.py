@@ -258,3 +258,31 @@ def test_a_follower_jump_the_engagement_does_not_follow_costs_credibility(
     if jump_after_post < 6:  # after the last post no post shows a response
         assert earned.components["follower_jumps"].value == 1.0
         assert bought.score < earned.score - 10
+
+
+def test_posts_at_one_moment_are_read_in_the_same_order_whatever_their_ids() -> None:
+    """follower_jumps reads the posts by time, then by interactions (not by post id):
+    two posts at one moment, their interactions swapped between the ids, get the same
+    component (follower_consistency's halves do follow the ids). Read in id order, the
+    step since the last post would compare 5 likes against 1 in one account and 1
+    against 5 in the other."""
+    engine = Engine()
+    for account, likes in (("first", {"p1": 5, "p2": 1}), ("second", {"p1": 1, "p2": 5})):
+        events = [followers(account, 1_000, 0.0)]
+        for post_id, count in likes.items():
+            events.append(post(account, post_id, 10.0))
+            events += [interaction("like", account, post_id, f"u{n}", 20.0 + n)
+                       for n in range(count)]
+        events.append(followers(account, 5_000, 100.0))
+        for event in events:
+            engine.apply(decoded(event))
+    first, second = engine.score("first"), engine.score("second")
+    assert first is not None
+    assert second is not None
+    jumps = first.credibility.components["follower_jumps"]
+    other = second.credibility.components["follower_jumps"]
+    # Its points differ: the deductions are shared out over the whole score.
+    assert (jumps.value, jumps.inputs, jumps.evidence) == (other.value, other.inputs,
+                                                           other.evidence)
+    assert jumps.inputs["largest_jump_followers"] == 4_000
+    assert jumps.inputs["engagement_response"] == 4.0  # 5 likes after 1, in time order
