@@ -53,8 +53,19 @@ class PartitionsCollector(Collector):
         yield GaugeMetricFamily(
             "engagement_accounts_hot",
             "Accounts held as objects; the rest are packed until an event or query needs "
-            "them (ENGAGEMENT_HOT_ACCOUNTS caps this, per partition).",
+            "them (at most engagement_accounts_hot_capacity).",
             value=sum(engine.accounts.hot for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_accounts_hot_capacity",
+            "How many accounts may be held as objects, over this instance's partitions: "
+            "sized from ENGAGEMENT_MEMORY_BUDGET_BYTES unless ENGAGEMENT_HOT_ACCOUNTS "
+            "sets it.",
+            value=sum(engine.accounts.hot_capacity for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_accounts_estimated_bytes",
+            "Memory the accounts take, estimated from the average bytes of a hot and "
+            "of a packed account (compare with ENGAGEMENT_MEMORY_BUDGET_BYTES).",
+            value=sum(engine.accounts.estimated_bytes() for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_unpacks",
             "Packed accounts opened for an event or a query; a steep rate means the hot "

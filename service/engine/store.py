@@ -4,8 +4,8 @@ An account as objects costs ~1.6 KB, packed ~0.3 KB with its id and dict entry (
 `packing`). Events and score queries touch a small working set, so the store keeps the
 `hot_capacity` most recently used accounts as objects and packs the one that falls out;
 an access to a packed account unpacks it again (tens of microseconds for a typical
-account). Ops see the churn in `engagement_account_unpacks_total` and size the hot set
-to the working set.
+account). Ops see the churn in `engagement_account_unpacks_total`; the hot set is sized
+from a memory budget (`hot_capacity_for`) or set as a count.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
 count as activity) and use (which account is packed; queries count too).
@@ -42,6 +42,27 @@ ACTIVITY_SHARDS = 64
 _SHARD_MASK = ACTIVITY_SHARDS - 1
 _PACKED_VERSION = struct.Struct("<Q")  # the version in a packed account's header
 _PACKED_VERSION_AT = 4
+
+
+# Resident bytes of one account of `bench.workload` (a follower count, 2 posts, 6
+# interactions by 4 actors) with its id and dict entries, in each form, measured by
+# `python -m bench.memory --forms`. Bigger accounts take more in both forms; the budget
+# is an estimate from these averages, not a hard limit.
+HOT_ACCOUNT_BYTES = 1_950
+PACKED_ACCOUNT_BYTES = 440
+# A hot set so small that most events unpack would make every event slow; below this
+# the budget is too small for the account cap, which the operator should fix instead.
+MIN_HOT_ACCOUNTS = 1_000
+
+
+def hot_capacity_for(budget_bytes: int, max_accounts: int) -> int:
+    """How many accounts may be hot so that `max_accounts` accounts, the rest packed, fit
+    in `budget_bytes`: the cap's accounts all packed, then what is left of the budget
+    spent on holding the most recently used ones as objects instead. Sized for the cap,
+    not for today's count, so that the hot set never has to shrink as accounts arrive."""
+    spare = budget_bytes - max_accounts * PACKED_ACCOUNT_BYTES
+    hot = spare // (HOT_ACCOUNT_BYTES - PACKED_ACCOUNT_BYTES)
+    return max(MIN_HOT_ACCOUNTS, min(max_accounts, hot))
 
 
 def _shard_of(account_id: str) -> int:
@@ -92,6 +113,11 @@ class AccountStore:
     @property
     def hot(self) -> int:
         return len(self._hot)
+
+    def estimated_bytes(self) -> int:
+        """What the accounts take, by the per-form averages (for a gauge)."""
+        hot = len(self._hot)
+        return hot * HOT_ACCOUNT_BYTES + (self._count - hot) * PACKED_ACCOUNT_BYTES
 
     def get(self, account_id: str) -> Account | None:
         """The account, for reading: it becomes the most recently used."""
