@@ -17,9 +17,13 @@ settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the
   * queries: a cold score of a random account, as often as the loop allows;
   * expiry: one slice of a sweep per batch, a sweep every 10 s (as StreamConsumer);
   * the event-loop monitor (service/loop_monitor.py), every 10 ms.
-Configurations: `default` (the collector as Python runs it), `paced` (the pacer), and
+Configurations: `floor` (no engine: the loop computes 5 ms of CPU at a time and yields,
+so its longest block is what waiting for a core adds on this machine at this load),
+`default` (the collector as Python runs it), `paced` (the pacer), and
 `paced-reference` (the pacer, with the Python reference of the packed-account codec
-instead of the compiled one). It reports the longest block, the slowest apply and
+instead of the compiled one). Each reports the 1-minute load average at its start and
+end. It reports the longest block (on the wall clock, and in the loop thread's CPU
+time: the service's own part, see service/loop_monitor.py), the slowest apply and
 score, the collector's pauses by generation (gc.callbacks; durations also in the thread's
 CPU time, which the machine's other processes do not stretch), and at the end one full
 collection of the whole heap: what it finds (the engine makes no reference cycles) and
@@ -61,6 +65,7 @@ YIELD_EVERY = 256
 AUDIENCE = 1_000_000
 EVENTS_PER_EVENT_SECOND = 300.0  # event time moves 1 s per 300 events
 EXPIRY_EVERY_S = 10.0
+FLOOR_CHUNK_S = 0.005
 START = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
 
@@ -170,6 +175,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
+            "longest_block_cpu_ms": round(monitor.longest_cpu_s * 1e3, 1),
             "slowest_apply_ms": round(slowest["apply"] * 1e3, 1),
             "slowest_score_ms": round(slowest["score"] * 1e3, 1),
             "slowest_apply_cpu_ms": round(slowest["apply_cpu"] * 1e3, 1),
@@ -183,11 +189,39 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
             "pacer_longest_step_ms": round(pacer.stats.longest_step_s * 1e3, 1)}
 
 
+async def floor(seconds: float) -> dict[str, Any]:
+    """The machine's floor: the same monitor over a loop that only computes, FLOOR_CHUNK_S
+    of CPU at a time, then yields. Its longest block is what waiting for a core adds."""
+    monitor = LoopBlockMonitor()
+    task = asyncio.create_task(monitor.run())
+    stop = time.perf_counter() + seconds
+    longest_chunk = longest_chunk_cpu = 0.0
+    while time.perf_counter() < stop:
+        started, cpu = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu < FLOOR_CHUNK_S:
+            pass
+        longest_chunk = max(longest_chunk, time.perf_counter() - started)
+        longest_chunk_cpu = max(longest_chunk_cpu, time.thread_time() - cpu)
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
+            "longest_block_cpu_ms": round(monitor.longest_cpu_s * 1e3, 1),
+            "longest_chunk_ms": round(longest_chunk * 1e3, 1),
+            "longest_chunk_cpu_ms": round(longest_chunk_cpu * 1e3, 1)}
+
+
 def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
           pacer_interval_s: float) -> None:
+    if configuration == "floor":
+        load = os.getloadavg()[0]
+        print(json.dumps({**asyncio.run(floor(seconds)), "load_1m": [
+            round(load, 2), round(os.getloadavg()[0], 2)]}))
+        return
     started = time.perf_counter()
     engine = build(accounts, max_event_ids)
     built_s = time.perf_counter() - started
+    load = os.getloadavg()[0]
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     paced = configuration.startswith("paced")
@@ -198,7 +232,8 @@ def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
     started = time.perf_counter()
     found = gc.collect()
     full_s = time.perf_counter() - started
-    print(json.dumps({**result, "gc_pauses": pauses.summary(), "build_s": round(built_s, 1),
+    print(json.dumps({**result, "load_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
+                      "gc_pauses": pauses.summary(), "build_s": round(built_s, 1),
                       "whole_heap_collection_ms": round(full_s * 1e3, 1),
                       "whole_heap_garbage_found": found, "tracked_objects": len(gc.get_objects())}))
 
@@ -249,8 +284,8 @@ def main() -> None:
     parser.add_argument("--pacer-interval-s", type=float, default=DEFAULT_INTERVAL_S)
     parser.add_argument("--structures", action="store_true")
     parser.add_argument("--configurations", nargs="+",
-                        default=["default", "paced", "paced-reference"],
-                        choices=["default", "paced", "paced-reference"])
+                        default=["floor", "default", "paced", "paced-reference"],
+                        choices=["floor", "default", "paced", "paced-reference"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.structures:

@@ -296,6 +296,12 @@ class Metrics:
             "engagement_event_loop_longest_block_seconds",
             "The longest event-loop block since start-up.", registry=r,
         )
+        self.event_loop_longest_block_cpu_seconds = Gauge(
+            "engagement_event_loop_longest_block_cpu_seconds",
+            "The longest event-loop block since start-up in the loop thread's CPU time: "
+            "the service's own part of it, without the waits for a busy core.",
+            registry=r,
+        )
         for route in ("/accounts/{account_id}/score",):  # exported before the first one
             self.forwarded.labels(route)
             self.forwarding_errors.labels(route)
@@ -313,6 +319,7 @@ class Metrics:
         """A monitor that feeds the event-loop metrics; run its `run()` as a task."""
         monitor = LoopBlockMonitor(observe=self.event_loop_block_seconds.observe)
         self.event_loop_longest_block_seconds.set_function(lambda: monitor.longest_s)
+        self.event_loop_longest_block_cpu_seconds.set_function(lambda: monitor.longest_cpu_s)
         return monitor
 
     def watch_partitions(self, states: Callable[[], list[PartitionState]],
