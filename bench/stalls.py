@@ -2,7 +2,7 @@
 Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
 
     python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
-                           [--pacer-interval-s 0.05]
+                           [--pacer-interval-s 0.05] [--compare PATH ...]
     python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
     python -m bench.stalls --configurations paced paced-reference   (a choice of them)
 
@@ -66,6 +66,7 @@ AUDIENCE = 1_000_000
 EVENTS_PER_EVENT_SECOND = 300.0  # event time moves 1 s per 300 events
 EXPIRY_EVERY_S = 10.0
 FLOOR_CHUNK_S = 0.005
+CHECKPOINT_EVERY_S = 1.0  # ENGAGEMENT_COMMIT_INTERVAL_S
 START = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
 
@@ -102,11 +103,16 @@ def build(accounts: int, max_event_ids: int) -> Engine:
                      index % 3)
         engine.apply(PostEvent(f"{account}-p", account, moment, START, f"{account}-p",
                                index % 5 == 0, ("veganism",)), index % 3)
-    # As after a restore: every account packed, the collector frozen.
-    restored = import_state(engine.config, export_partitions(engine),
-                            list(export_accounts(engine)), engine.changes)
+    # As after a restore: every account packed, the collector frozen (as the consumer
+    # does it: no full collection between the restore and the freeze, which would
+    # untrack the store's dicts of packed accounts).
+    partitions, packed, changes = (export_partitions(engine), list(export_accounts(engine)),
+                                   engine.changes)
+    config = engine.config
     del engine
     gc.collect()
+    restored = import_state(config, partitions, packed, changes)
+    del partitions, packed
     gc.freeze()
     return restored
 
@@ -128,6 +134,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
     async def ingest() -> None:
         nonlocal stream_time
         next_expiry = time.perf_counter() + EXPIRY_EVERY_S
+        next_checkpoint = time.perf_counter() + CHECKPOINT_EVERY_S
         sweep = None
         number = 0
         while time.perf_counter() < stop:
@@ -148,6 +155,12 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
                 slowest["apply"] = max(slowest["apply"], time.perf_counter() - started)
                 slowest["apply_cpu"] = max(slowest["apply_cpu"], time.thread_time() - cpu)
             counts["events"] += BATCH
+            if time.perf_counter() >= next_checkpoint:
+                # What the consumer's checkpoint takes (the changelog's ids): otherwise
+                # the set of changed ids grows to every account, and its resizes (25 ms
+                # of CPU at 1 M) are the bench's own.
+                engine.accounts.drain_changed()
+                next_checkpoint = time.perf_counter() + CHECKPOINT_EVERY_S
             if sweep is None and time.perf_counter() >= next_expiry:
                 sweep = engine.expire_in_slices()
                 next_expiry = time.perf_counter() + EXPIRY_EVERY_S
@@ -175,7 +188,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
-            "longest_block_cpu_ms": round(monitor.longest_cpu_s * 1e3, 1),
+            "longest_block_cpu_ms": round(getattr(monitor, "longest_cpu_s", -1e-3) * 1e3, 1),
             "slowest_apply_ms": round(slowest["apply"] * 1e3, 1),
             "slowest_score_ms": round(slowest["score"] * 1e3, 1),
             "slowest_apply_cpu_ms": round(slowest["apply_cpu"] * 1e3, 1),
@@ -281,7 +294,11 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-event-ids", type=int, default=5_000_000)
-    parser.add_argument("--pacer-interval-s", type=float, default=DEFAULT_INTERVAL_S)
+    parser.add_argument("--pacer-interval-s", type=float, default=None,
+                        help="default: each checkout's own (service.runtime_tuning)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
+                        help="checkouts whose engines run the same configurations after "
+                             "this one's (this checkout's bench)")
     parser.add_argument("--structures", action="store_true")
     parser.add_argument("--configurations", nargs="+",
                         default=["floor", "default", "paced", "paced-reference"],
@@ -293,16 +310,31 @@ def main() -> None:
         return
     if arguments.child:
         child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids,
-              arguments.pacer_interval_s)
+              arguments.pacer_interval_s or DEFAULT_INTERVAL_S)
         return
+    checkouts = [("", REPO), *((f"{Path(path).resolve().name} ", Path(path).resolve())
+                               for path in arguments.compare)]
     for configuration in arguments.configurations:
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.stalls", "--child", configuration,
-             "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
-             "--max-event-ids", str(arguments.max_event_ids),
-             "--pacer-interval-s", str(arguments.pacer_interval_s)],
-            capture_output=True, text=True, check=True, cwd=REPO, env=dict(os.environ))
-        print(f"{configuration:>8}: {result.stdout.strip()}", flush=True)
+        for name, checkout in checkouts if configuration != "floor" else checkouts[:1]:
+            # This file, with the checkout's `service` first on the path.
+            result = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--child", configuration,
+                 "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
+                 "--max-event-ids", str(arguments.max_event_ids),
+                 "--pacer-interval-s", str(arguments.pacer_interval_s
+                                           or _interval_of(checkout))],
+                capture_output=True, text=True, check=True, cwd=checkout,
+                env={**os.environ, "PYTHONPATH": str(checkout)})
+            print(f"{name}{configuration:>8}: {result.stdout.strip()}", flush=True)
+
+
+def _interval_of(checkout: Path) -> float:
+    """The pacer's default interval in a checkout's service/runtime_tuning.py."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from service.runtime_tuning import DEFAULT_INTERVAL_S as i; "
+         "print(i)"], capture_output=True, text=True, check=True, cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)})
+    return float(result.stdout)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ wake-up's lateness to a callback (the Prometheus histogram
 A wake-up is also late when the process waits for a core: on a machine with more
 runnable processes than cores, a loop that only ever computes for 10 ms at a time is
 seen late by 100 ms and more (bench/stalls.py, `floor`). So the monitor also keeps the
-longest block in this thread's CPU time: the lateness, but at most the CPU time the
-thread spent while the monitor slept. That part is the service's own doing; the rest of
-the lateness is the machine's.
+longest block in this thread's CPU time: the CPU time the thread spent while the monitor
+slept, less the interval, and at most the lateness. That part is the service's own
+doing; the rest of the lateness is the machine's. (It is exact when the loop computed
+throughout the interval, and low by what a wait for a core took out of the interval.)
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class LoopBlockMonitor:
             self.wakeups += 1
             if late > self.longest_s:
                 self.longest_s = late
-            late_cpu = min(late, time.thread_time() - started_cpu)
+            # The thread's CPU time past the due time, at least: what it used while the
+            # monitor slept, less the interval (exact when the loop was busy throughout).
+            late_cpu = min(late, max(0.0, time.thread_time() - started_cpu - interval))
             if late_cpu > self.longest_cpu_s:
                 self.longest_cpu_s = late_cpu
             if observe is not None:
