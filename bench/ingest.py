@@ -273,7 +273,8 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
                      with_reference: bool = True) -> None:
     contenders = [("this checkout, compiled", REPO, "1"),
                   *([("this checkout, reference", REPO, "0")] if with_reference else []),
-                  *[(name, path, "0") for name, path in checkouts.items()]]
+                  # The compiled codec where the checkout has one (`use_compiled`).
+                  *[(name, path, "1") for name, path in checkouts.items()]]
     default_hot = default_hot_set()
     hot_sets = (OLD_DEFAULT_HOT_SET, default_hot, 1_000_000)
     for workload in workloads:
