@@ -8,8 +8,9 @@ Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
 
 Each configuration runs in its own process, one after the other, on the same state and
 the same stream. The state: `accounts` accounts, each with a follower count and a post,
-packed as after a restore, the collector frozen as the restore freezes it (default
-settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the service
+packed as after a restore, the collector frozen as the restore freezes it (the engine's
+default hot set of 20,000 accounts: the service now sizes it from a memory budget, but a
+working set of every account passes any hot set, so every event unpacks one). Then, for `seconds`, in one event loop as in the service
 (no Kafka, no HTTP: what the engine does to the loop):
   * ingest: likes on the posts of random accounts (the working set is every account,
     far past the hot set: each event unpacks one account and packs another) by actors of
