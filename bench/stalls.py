@@ -10,8 +10,9 @@ Each configuration runs in its own process, one after the other, on the same sta
 the same stream. The state: `accounts` accounts, each with a follower count and a post,
 packed as after a restore, the collector frozen as the restore freezes it (the engine's
 default hot set of 20,000 accounts: the service now sizes it from a memory budget, but a
-working set of every account passes any hot set, so every event unpacks one). Then, for `seconds`, in one event loop as in the service
-(no Kafka, no HTTP: what the engine does to the loop):
+working set of every account passes any hot set, so every event unpacks one). Then, for
+`seconds`, in one event loop as in the service (no Kafka, no HTTP: what the engine does
+to the loop):
   * ingest: likes on the posts of random accounts (the working set is every account,
     far past the hot set: each event unpacks one account and packs another) by actors of
     a 1 M-actor audience, in batches of 2,000 with a yield every 256 (as StreamConsumer);
