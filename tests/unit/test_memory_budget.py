@@ -12,6 +12,8 @@ from service.engine.store import (
     PACKED_ACCOUNT_BYTES,
     hot_capacity_for,
 )
+from service.metrics import Metrics
+from service.partition_state import PartitionState
 from service.settings import DEFAULT_MEMORY_BUDGET_BYTES, MEMORY_BUDGET_SHARE_OF_LIMIT, Settings
 from tests.events import decoded, interaction, post
 
@@ -70,3 +72,18 @@ def test_the_estimate_counts_each_form() -> None:
     assert engine.accounts.hot == 2
     assert engine.accounts.estimated_bytes() == (2 * HOT_ACCOUNT_BYTES
                                                  + 3 * PACKED_ACCOUNT_BYTES)
+
+
+def test_the_gauges_add_up_each_partitions_capacity_and_estimate() -> None:
+    settings = Settings(memory_budget_bytes=GIB, max_accounts=1_000_000)
+    states = [PartitionState(partition, engine_config(settings, partitions=4))
+              for partition in range(2)]  # an instance holding two of four partitions
+    engine = states[0].engine
+    for index in range(3):
+        engine.apply(decoded(post(f"acct-{index}", "p", index)), 0)
+    metrics = Metrics()
+    metrics.watch_partitions(lambda: states)
+    sample = metrics.registry.get_sample_value
+    assert sample("engagement_accounts_hot_capacity") == 2 * hot_capacity_for(
+        GIB // 4, 250_000)
+    assert sample("engagement_accounts_estimated_bytes") == 3 * HOT_ACCOUNT_BYTES
