@@ -1,6 +1,6 @@
 """Accounts by id: the recently used ones as objects, the rest packed into bytes.
 
-An account as objects costs ~1.6 KB, packed ~0.3 KB with its id and dict entry (see
+An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry (see
 `packing`). Events and score queries touch a small working set, so the store keeps the
 `hot_capacity` most recently used accounts as objects and packs the one that falls out;
 an access to a packed account unpacks it again (tens of microseconds for a typical
