@@ -4,7 +4,7 @@ ceiling) and a Quix Streams application (the peer), on the same topic, in the sa
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
                            [--rounds 1] [--compare PATH ...] [--variants]
     python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
-                           [--compare PATH ...] [--skip-reference]
+                           [--compare PATH ...] [--skip-reference] [--rounds 1]
 
 For each workload, produces N events to a fresh topic on the local broker (started if
 none answers), then times, each in its own process, from start to the last message
@@ -270,7 +270,7 @@ def default_hot_set() -> int:
 
 
 def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path],
-                     with_reference: bool = True) -> None:
+                     with_reference: bool = True, rounds: int = 1) -> None:
     contenders = [("this checkout, compiled", REPO, "1"),
                   *([("this checkout, reference", REPO, "0")] if with_reference else []),
                   # The compiled codec where the checkout has one (`use_compiled`).
@@ -278,22 +278,31 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
     default_hot = default_hot_set()
     hot_sets = (OLD_DEFAULT_HOT_SET, default_hot, 1_000_000)
     for workload in workloads:
-        print(f"[{workload}] the engine alone, {count:,} events, CPU µs per event")
+        # Every cell in turn, `rounds` times; the fastest of each cell counts (the other
+        # processes on a shared machine slow CPU time too, through the caches).
+        best: dict[tuple[str, int], dict[str, float]] = {}
+        for _ in range(rounds):
+            for name, checkout, compiled in contenders:
+                for hot in hot_sets:
+                    # This file, with the checkout's `service` first on the path.
+                    result = subprocess.run(
+                        [sys.executable, str(Path(__file__).resolve()), "--child", "engine",
+                         "--topic", f"{workload}:{hot}:{compiled}", "--events", str(count)],
+                        capture_output=True, text=True, check=True, cwd=checkout,
+                        env={**os.environ, "PYTHONPATH": str(checkout)})
+                    measured = json.loads(result.stdout.strip().splitlines()[-1])
+                    kept = best.get((name, hot))
+                    if kept is None or measured["cpu_us_per_event"] < kept["cpu_us_per_event"]:
+                        best[(name, hot)] = measured
+        print(f"[{workload}] the engine alone, {count:,} events, CPU µs per event, best of "
+              f"{rounds}")
         print(f"| build | hot set {OLD_DEFAULT_HOT_SET:,} (the old default) | hot set "
               f"{default_hot:,} (the default budget's) | every account hot | gap at "
               f"{OLD_DEFAULT_HOT_SET:,} | gap at {default_hot:,} | unpacks at "
               f"{OLD_DEFAULT_HOT_SET:,} | pack µs | unpack µs |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for name, checkout, compiled in contenders:
-            row = []
-            for hot in hot_sets:
-                # This file, with the checkout's `service` first on the path.
-                result = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--child", "engine",
-                     "--topic", f"{workload}:{hot}:{compiled}", "--events", str(count)],
-                    capture_output=True, text=True, check=True, cwd=checkout,
-                    env={**os.environ, "PYTHONPATH": str(checkout)})
-                row.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        for name, _, _ in contenders:
+            row = [best[(name, hot)] for hot in hot_sets]
             old, budget, every = (measured["cpu_us_per_event"] for measured in row)
             print(f"| {name} | {old:.2f} | {budget:.2f} | {every:.2f} | {old / every:.2f}x | "
                   f"{budget / every:.2f}x | {row[0]['unpacks']:,} | {row[0]['pack_us']:.2f} | "
@@ -355,7 +364,7 @@ def main() -> None:
     checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
     if arguments.engine_alone:
         run_engine_alone(arguments.workloads, count, checkouts,
-                         with_reference=not arguments.skip_reference)
+                         with_reference=not arguments.skip_reference, rounds=arguments.rounds)
         return
     ensure_broker()
     for workload in arguments.workloads:
