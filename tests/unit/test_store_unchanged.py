@@ -3,8 +3,6 @@ in between (an event, an audience signal, expiry) packs it again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from service.engine import Engine, EngineConfig, packing
@@ -16,7 +14,7 @@ DAY = 86_400.0
 
 
 @pytest.fixture
-def packs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def packs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     packed: list[str] = []
     original = packing.pack
 
@@ -25,7 +23,7 @@ def packs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return original(account)
 
     monkeypatch.setattr(packing, "pack", counting)
-    yield packed
+    return packed
 
 
 def _engine(packs: list[str], window_s: float = 10 * DAY) -> Engine:
