@@ -3,6 +3,8 @@ in between (an event, an audience signal, expiry) packs it again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from service.engine import Engine, EngineConfig, packing
@@ -14,7 +16,7 @@ DAY = 86_400.0
 
 
 @pytest.fixture
-def packs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def packs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     packed: list[str] = []
     original = packing.pack
 
@@ -23,7 +25,7 @@ def packs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return original(account)
 
     monkeypatch.setattr(packing, "pack", counting)
-    return packed
+    yield packed
 
 
 def _engine(packs: list[str], window_s: float = 10 * DAY) -> Engine:
