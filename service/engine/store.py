@@ -103,13 +103,6 @@ class AccountStore:
             _tracked_dict() for _ in range(ACTIVITY_SHARDS)]
         self._count = 0
         self._hot: OrderedDict[str, Account] = OrderedDict()  # least recently used first
-        # The packed bytes of hot accounts unpacked for reading (`get`: a score, a
-        # discovery build) and not changed since: packing one out again would build these
-        # very bytes, so they are put back as they are (a pack saved: ~6 us of the ~11 an
-        # access past the hot set costs). An event drops the entry, and so do expiry and
-        # a restored record; an audience signal, read through `get`, moves the version,
-        # which is checked.
-        self._unchanged: dict[str, bytes] = {}
         # Ids changed or removed since the last `drain_changed` (events, expiry, eviction):
         # what the next changelog checkpoint writes, one record per account. A partial
         # expiry is not a change: replaying it after a restore gives the same state.
@@ -136,11 +129,9 @@ class AccountStore:
         return len(self._hot)
 
     def estimated_bytes(self) -> int:
-        """What the accounts take, by the per-form averages (for a gauge); a hot account
-        read but not changed also keeps its packed bytes."""
+        """What the accounts take, by the per-form averages (for a gauge)."""
         hot = len(self._hot)
-        return (hot * HOT_ACCOUNT_BYTES
-                + (self._count - hot + len(self._unchanged)) * PACKED_ACCOUNT_BYTES)
+        return hot * HOT_ACCOUNT_BYTES + (self._count - hot) * PACKED_ACCOUNT_BYTES
 
     def get(self, account_id: str) -> Account | None:
         """The account, for reading: it becomes the most recently used."""
@@ -150,7 +141,7 @@ class AccountStore:
             return None
         if isinstance(held, Account):
             return self._used(account_id, held)
-        return self._promote(shard, account_id, held, unchanged=True)
+        return self._promote(shard, account_id, held)
 
     def activate(self, account_id: str) -> Account | None:
         """The account, for an event: it becomes the most recently active and used."""
@@ -161,9 +152,8 @@ class AccountStore:
         self.changed.add(account_id)
         shard[account_id] = held  # re-inserted: now the most recently active of its shard
         if isinstance(held, Account):
-            self._unchanged.pop(account_id, None)
             return self._used(account_id, held)
-        return self._promote(shard, account_id, held, unchanged=False)
+        return self._promote(shard, account_id, held)
 
     def add(self, account: Account) -> None:
         account_id = account.account_id
@@ -173,7 +163,6 @@ class AccountStore:
             self._count += 1
         shard[account_id] = account
         self._hot[account_id] = account
-        self._unchanged.pop(account_id, None)
         self._keep_hot_bounded()
 
     def evict_least_active(self) -> None:
@@ -190,7 +179,6 @@ class AccountStore:
         del self._shards[index][account_id]
         self._count -= 1
         self._hot.pop(account_id, None)
-        self._unchanged.pop(account_id, None)
         self.changed.add(account_id)
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
@@ -209,7 +197,6 @@ class AccountStore:
             if held is None:
                 pass
             elif isinstance(held, Account):
-                self._unchanged.pop(account_id, None)  # expiry may change it
                 limit = limits.get(held.partition)
                 if limit is not None and not held.expire(*limit):
                     del shard[account_id]
@@ -264,7 +251,6 @@ class AccountStore:
         """Restore of one changelog record: the newest state of an account, or its
         removal (a tombstone)."""
         self._hot.pop(account_id, None)
-        self._unchanged.pop(account_id, None)
         shard = self._shards[_shard_of(account_id)]
         if shard.pop(account_id, None) is not None:
             self._count -= 1
@@ -280,12 +266,10 @@ class AccountStore:
         self._hot.move_to_end(account_id)  # now the most recently used
         return account
 
-    def _promote(self, shard: dict[str, Account | bytes], account_id: str, packed: bytes,
-                 unchanged: bool) -> Account:
+    def _promote(self, shard: dict[str, Account | bytes], account_id: str, packed: bytes
+                 ) -> Account:
         account = packing.unpack(account_id, packed)
         self.stats.unpacks += 1
-        if unchanged:
-            self._unchanged[account_id] = packed
         shard[account_id] = account  # in its place: a use is not activity
         self._hot[account_id] = account
         self._keep_hot_bounded()
@@ -293,10 +277,6 @@ class AccountStore:
 
     def _keep_hot_bounded(self) -> None:
         hot = self._hot
-        unchanged = self._unchanged
         while len(hot) > self.hot_capacity:
             account_id, account = hot.popitem(last=False)
-            packed = unchanged.pop(account_id, None)
-            if packed is None or _version(packed) != account.version:
-                packed = packing.pack(account)
-            self._shards[_shard_of(account_id)][account_id] = packed
+            self._shards[_shard_of(account_id)][account_id] = packing.pack(account)
