@@ -5,9 +5,9 @@ each account of a restored engine (all packed), in CPU µs per account, past the
 
 Each build in its own process (this checkout, then each PATH with its `service` first on
 the path), on the same accounts (`bench.workload`), with the engine's default hot set of
-20,000: every score unpacks an account and pushes another out of the hot set. Since
-session 5 an account that was only read goes back as the bytes it came from, where it
-was packed again before (store.AccountStore._unchanged).
+20,000: every score unpacks an account and pushes another out of the hot set (packs it).
+Session 5 measured with it whether putting an account that was only read back as the
+bytes it came from (no pack) paid: it did not measurably (docs/benchmarks.md 8b).
 """
 
 from __future__ import annotations
