@@ -2,24 +2,30 @@
 Python paces it and with the pacer (service/runtime_tuning.py), in the same run.
 
     python -m bench.stalls [--accounts 1000000] [--seconds 60] [--max-event-ids 5000000]
-                           [--pacer-interval-s 0.05]
+                           [--pacer-interval-s 0.05] [--compare PATH ...]
     python -m bench.stalls --structures [--accounts 1000000] [--max-event-ids 5000000]
     python -m bench.stalls --configurations paced paced-reference   (a choice of them)
 
 Each configuration runs in its own process, one after the other, on the same state and
 the same stream. The state: `accounts` accounts, each with a follower count and a post,
-packed as after a restore, the collector frozen as the restore freezes it (default
-settings: 20,000 hot accounts). Then, for `seconds`, in one event loop as in the service
-(no Kafka, no HTTP: what the engine does to the loop):
+packed as after a restore, the collector frozen as the restore freezes it (the engine's
+default hot set of 20,000 accounts: the service now sizes it from a memory budget, but a
+working set of every account passes any hot set, so every event unpacks one). Then, for
+`seconds`, in one event loop as in the service (no Kafka, no HTTP: what the engine does
+to the loop):
   * ingest: likes on the posts of random accounts (the working set is every account,
     far past the hot set: each event unpacks one account and packs another) by actors of
     a 1 M-actor audience, in batches of 2,000 with a yield every 256 (as StreamConsumer);
   * queries: a cold score of a random account, as often as the loop allows;
   * expiry: one slice of a sweep per batch, a sweep every 10 s (as StreamConsumer);
   * the event-loop monitor (service/loop_monitor.py), every 10 ms.
-Configurations: `default` (the collector as Python runs it), `paced` (the pacer), and
+Configurations: `floor` (no engine: the loop computes 5 ms of CPU at a time and yields,
+so its longest block is what waiting for a core adds on this machine at this load),
+`default` (the collector as Python runs it), `paced` (the pacer), and
 `paced-reference` (the pacer, with the Python reference of the packed-account codec
-instead of the compiled one). It reports the longest block, the slowest apply and
+instead of the compiled one). Each reports the 1-minute load average at its start and
+end. It reports the longest block (on the wall clock, and in the loop thread's CPU
+time: the service's own part, see service/loop_monitor.py), the slowest apply and
 score, the collector's pauses by generation (gc.callbacks; durations also in the thread's
 CPU time, which the machine's other processes do not stretch), and at the end one full
 collection of the whole heap: what it finds (the engine makes no reference cycles) and
@@ -61,6 +67,8 @@ YIELD_EVERY = 256
 AUDIENCE = 1_000_000
 EVENTS_PER_EVENT_SECOND = 300.0  # event time moves 1 s per 300 events
 EXPIRY_EVERY_S = 10.0
+FLOOR_CHUNK_S = 0.005
+CHECKPOINT_EVERY_S = 1.0  # ENGAGEMENT_COMMIT_INTERVAL_S
 START = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
 
@@ -97,11 +105,16 @@ def build(accounts: int, max_event_ids: int) -> Engine:
                      index % 3)
         engine.apply(PostEvent(f"{account}-p", account, moment, START, f"{account}-p",
                                index % 5 == 0, ("veganism",)), index % 3)
-    # As after a restore: every account packed, the collector frozen.
-    restored = import_state(engine.config, export_partitions(engine),
-                            list(export_accounts(engine)), engine.changes)
+    # As after a restore: every account packed, the collector frozen (as the consumer
+    # does it: no full collection between the restore and the freeze, which would
+    # untrack the store's dicts of packed accounts).
+    partitions, packed, changes = (export_partitions(engine), list(export_accounts(engine)),
+                                   engine.changes)
+    config = engine.config
     del engine
     gc.collect()
+    restored = import_state(config, partitions, packed, changes)
+    del partitions, packed
     gc.freeze()
     return restored
 
@@ -123,6 +136,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
     async def ingest() -> None:
         nonlocal stream_time
         next_expiry = time.perf_counter() + EXPIRY_EVERY_S
+        next_checkpoint = time.perf_counter() + CHECKPOINT_EVERY_S
         sweep = None
         number = 0
         while time.perf_counter() < stop:
@@ -143,6 +157,12 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
                 slowest["apply"] = max(slowest["apply"], time.perf_counter() - started)
                 slowest["apply_cpu"] = max(slowest["apply_cpu"], time.thread_time() - cpu)
             counts["events"] += BATCH
+            if time.perf_counter() >= next_checkpoint:
+                # What the consumer's checkpoint takes (the changelog's ids): otherwise
+                # the set of changed ids grows to every account, and its resizes (25 ms
+                # of CPU at 1 M) are the bench's own.
+                engine.accounts.drain_changed()
+                next_checkpoint = time.perf_counter() + CHECKPOINT_EVERY_S
             if sweep is None and time.perf_counter() >= next_expiry:
                 sweep = engine.expire_in_slices()
                 next_expiry = time.perf_counter() + EXPIRY_EVERY_S
@@ -170,6 +190,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
+            "longest_block_cpu_ms": round(getattr(monitor, "longest_cpu_s", -1e-3) * 1e3, 1),
             "slowest_apply_ms": round(slowest["apply"] * 1e3, 1),
             "slowest_score_ms": round(slowest["score"] * 1e3, 1),
             "slowest_apply_cpu_ms": round(slowest["apply_cpu"] * 1e3, 1),
@@ -183,11 +204,39 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
             "pacer_longest_step_ms": round(pacer.stats.longest_step_s * 1e3, 1)}
 
 
+async def floor(seconds: float) -> dict[str, Any]:
+    """The machine's floor: the same monitor over a loop that only computes, FLOOR_CHUNK_S
+    of CPU at a time, then yields. Its longest block is what waiting for a core adds."""
+    monitor = LoopBlockMonitor()
+    task = asyncio.create_task(monitor.run())
+    stop = time.perf_counter() + seconds
+    longest_chunk = longest_chunk_cpu = 0.0
+    while time.perf_counter() < stop:
+        started, cpu = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu < FLOOR_CHUNK_S:
+            pass
+        longest_chunk = max(longest_chunk, time.perf_counter() - started)
+        longest_chunk_cpu = max(longest_chunk_cpu, time.thread_time() - cpu)
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return {"longest_block_ms": round(monitor.longest_s * 1e3, 1),
+            "longest_block_cpu_ms": round(monitor.longest_cpu_s * 1e3, 1),
+            "longest_chunk_ms": round(longest_chunk * 1e3, 1),
+            "longest_chunk_cpu_ms": round(longest_chunk_cpu * 1e3, 1)}
+
+
 def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
           pacer_interval_s: float) -> None:
+    if configuration == "floor":
+        load = os.getloadavg()[0]
+        print(json.dumps({**asyncio.run(floor(seconds)), "load_1m": [
+            round(load, 2), round(os.getloadavg()[0], 2)]}))
+        return
     started = time.perf_counter()
     engine = build(accounts, max_event_ids)
     built_s = time.perf_counter() - started
+    load = os.getloadavg()[0]
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     paced = configuration.startswith("paced")
@@ -198,7 +247,8 @@ def child(configuration: str, accounts: int, seconds: float, max_event_ids: int,
     started = time.perf_counter()
     found = gc.collect()
     full_s = time.perf_counter() - started
-    print(json.dumps({**result, "gc_pauses": pauses.summary(), "build_s": round(built_s, 1),
+    print(json.dumps({**result, "load_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
+                      "gc_pauses": pauses.summary(), "build_s": round(built_s, 1),
                       "whole_heap_collection_ms": round(full_s * 1e3, 1),
                       "whole_heap_garbage_found": found, "tracked_objects": len(gc.get_objects())}))
 
@@ -246,11 +296,15 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-event-ids", type=int, default=5_000_000)
-    parser.add_argument("--pacer-interval-s", type=float, default=DEFAULT_INTERVAL_S)
+    parser.add_argument("--pacer-interval-s", type=float, default=None,
+                        help="default: each checkout's own (service.runtime_tuning)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
+                        help="checkouts whose engines run the same configurations after "
+                             "this one's (this checkout's bench)")
     parser.add_argument("--structures", action="store_true")
     parser.add_argument("--configurations", nargs="+",
-                        default=["default", "paced", "paced-reference"],
-                        choices=["default", "paced", "paced-reference"])
+                        default=["floor", "default", "paced", "paced-reference"],
+                        choices=["floor", "default", "paced", "paced-reference"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.structures:
@@ -258,16 +312,31 @@ def main() -> None:
         return
     if arguments.child:
         child(arguments.child, arguments.accounts, arguments.seconds, arguments.max_event_ids,
-              arguments.pacer_interval_s)
+              arguments.pacer_interval_s or DEFAULT_INTERVAL_S)
         return
+    checkouts = [("", REPO), *((f"{Path(path).resolve().name} ", Path(path).resolve())
+                               for path in arguments.compare)]
     for configuration in arguments.configurations:
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.stalls", "--child", configuration,
-             "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
-             "--max-event-ids", str(arguments.max_event_ids),
-             "--pacer-interval-s", str(arguments.pacer_interval_s)],
-            capture_output=True, text=True, check=True, cwd=REPO, env=dict(os.environ))
-        print(f"{configuration:>8}: {result.stdout.strip()}", flush=True)
+        for name, checkout in checkouts if configuration != "floor" else checkouts[:1]:
+            # This file, with the checkout's `service` first on the path.
+            result = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--child", configuration,
+                 "--accounts", str(arguments.accounts), "--seconds", str(arguments.seconds),
+                 "--max-event-ids", str(arguments.max_event_ids),
+                 "--pacer-interval-s", str(arguments.pacer_interval_s
+                                           or _interval_of(checkout))],
+                capture_output=True, text=True, check=True, cwd=checkout,
+                env={**os.environ, "PYTHONPATH": str(checkout)})
+            print(f"{name}{configuration:>8}: {result.stdout.strip()}", flush=True)
+
+
+def _interval_of(checkout: Path) -> float:
+    """The pacer's default interval in a checkout's service/runtime_tuning.py."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from service.runtime_tuning import DEFAULT_INTERVAL_S as i; "
+         "print(i)"], capture_output=True, text=True, check=True, cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)})
+    return float(result.stdout)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import AccountScore, EngineConfig, Outcome
 from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
+from service.engine.store import hot_capacity_for
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
 from service.kafka_clients import (
     Backoff,
@@ -74,16 +75,20 @@ _INTERACTIONS = (LikeEvent, CommentEvent, ShareEvent)
 
 def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
     """Caps are per instance in the settings; each partition's engine gets its share of
-    the account cap (an instance owning every partition has all of it)."""
+    the account cap and of the memory budget (an instance owning every partition has all
+    of it). The hot set is sized from that share unless set as a count."""
+    max_accounts = max(1, settings.max_accounts // partitions)
+    hot_accounts = settings.hot_accounts or hot_capacity_for(
+        settings.account_memory_budget // partitions, max_accounts)
     return EngineConfig(
         window_s=settings.window_days * 86_400.0,
         allowed_lateness_s=settings.allowed_lateness_s,
         burst_window_s=settings.burst_window_s,
         tier_scheme=settings.tier_scheme,
-        max_accounts=max(1, settings.max_accounts // partitions),
+        max_accounts=max_accounts,
         max_posts_per_account=settings.max_posts_per_account,
         max_event_ids=max(1_000, settings.max_event_ids // partitions),
-        hot_accounts=settings.hot_accounts,
+        hot_accounts=hot_accounts,
     )
 
 

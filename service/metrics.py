@@ -53,8 +53,19 @@ class PartitionsCollector(Collector):
         yield GaugeMetricFamily(
             "engagement_accounts_hot",
             "Accounts held as objects; the rest are packed until an event or query needs "
-            "them (ENGAGEMENT_HOT_ACCOUNTS caps this, per partition).",
+            "them (at most engagement_accounts_hot_capacity).",
             value=sum(engine.accounts.hot for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_accounts_hot_capacity",
+            "How many accounts may be held as objects, over this instance's partitions: "
+            "sized from ENGAGEMENT_MEMORY_BUDGET_BYTES unless ENGAGEMENT_HOT_ACCOUNTS "
+            "sets it.",
+            value=sum(engine.accounts.hot_capacity for engine in engines))
+        yield GaugeMetricFamily(
+            "engagement_accounts_estimated_bytes",
+            "Memory the accounts take, estimated from the average bytes of a hot and "
+            "of a packed account (compare with ENGAGEMENT_MEMORY_BUDGET_BYTES).",
+            value=sum(engine.accounts.estimated_bytes() for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_unpacks",
             "Packed accounts opened for an event or a query; a steep rate means the hot "
@@ -291,6 +302,12 @@ class Metrics:
             "engagement_event_loop_longest_block_seconds",
             "The longest event-loop block since start-up.", registry=r,
         )
+        self.event_loop_longest_block_cpu_seconds = Gauge(
+            "engagement_event_loop_longest_block_cpu_seconds",
+            "The longest event-loop block since start-up in the loop thread's CPU time: "
+            "the service's own part of it, without the waits for a busy core.",
+            registry=r,
+        )
         for route in ("/accounts/{account_id}/score",):  # exported before the first one
             self.forwarded.labels(route)
             self.forwarding_errors.labels(route)
@@ -308,6 +325,7 @@ class Metrics:
         """A monitor that feeds the event-loop metrics; run its `run()` as a task."""
         monitor = LoopBlockMonitor(observe=self.event_loop_block_seconds.observe)
         self.event_loop_longest_block_seconds.set_function(lambda: monitor.longest_s)
+        self.event_loop_longest_block_cpu_seconds.set_function(lambda: monitor.longest_cpu_s)
         return monitor
 
     def watch_partitions(self, states: Callable[[], list[PartitionState]],

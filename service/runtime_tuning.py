@@ -9,9 +9,9 @@ thousands of them. And every object that survives joins the old generation, so t
 full collection, which walks all of it (the hot accounts, the score cache, every dedupe
 set with its millions of ids), comes whenever a quarter of it is new: seconds at a time.
 
-The pacer collects the young generation every `interval_s` (20 ms) of loop time, so it never
-holds more than what was allocated since, and moves what survived two young collections
-to the permanent generation (`gc.freeze()`), which no collection walks: a full
+The pacer collects the young generation every `interval_s` (5 ms) of loop time, so it never
+holds more than what was allocated since, and moves what survived to the permanent
+generation (`gc.freeze()`), which no collection walks: a full
 collection then sees only what became old since the last step. The engine's state is
 freed by reference counting when it goes (it makes no reference cycles: a full
 collection of the whole heap after the stall bench finds nothing to collect).
@@ -30,7 +30,11 @@ import gc
 import time
 from dataclasses import dataclass
 
-DEFAULT_INTERVAL_S = 0.02
+# A step's pause is the walk of what was allocated since the last one: at 1 M accounts,
+# every event unpacking one, 20 ms held up to 7 ms of CPU, 5 ms at most 2-4 ms for the
+# same total (bench/stalls.py; docs/benchmarks.md 8b). A step comes at the loop's next
+# yield, so a shorter interval only means a step at (almost) every yield.
+DEFAULT_INTERVAL_S = 0.005
 
 
 @dataclass(slots=True)

@@ -10,6 +10,14 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Without ENGAGEMENT_MEMORY_BUDGET_BYTES the accounts may take this share of the
+# container's memory limit: the rest is the interpreter, the dedupe memory (~8.5 bytes
+# per remembered event id), the score cache, discovery's index, and the pages the forked
+# snapshot writer copies while it runs.
+MEMORY_BUDGET_SHARE_OF_LIMIT = 0.4
+# Without a budget or a known limit (a process outside a container).
+DEFAULT_MEMORY_BUDGET_BYTES = 512 * 2**20
+
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")
 
 
@@ -63,7 +71,12 @@ class Settings(BaseSettings):
     tier_scheme: Literal["article", "industry"] = "article"
     max_accounts: int = Field(default=1_000_000, ge=1)
     max_posts_per_account: int = Field(default=256, ge=1)
-    hot_accounts: int = Field(default=20_000, ge=1)
+    # Bytes the accounts of this instance may take, hot and packed; sizes the hot set
+    # (see `account_memory_budget`). 0: a share of memory_limit_bytes.
+    memory_budget_bytes: int = Field(default=0, ge=0)
+    memory_limit_bytes: int = Field(default=0, ge=0)  # the container's; 0: not known
+    # Accounts held as objects, per partition: set, it overrides the memory budget.
+    hot_accounts: int | None = Field(default=None, ge=1)
     max_event_ids: int = Field(default=50_000_000, ge=1_000)
     max_event_bytes: int = Field(default=8192, ge=256)
     expiry_interval_s: float = Field(default=60.0, gt=0)
@@ -86,6 +99,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{server!r} is not host:port (ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS={value!r})")
         return ",".join(servers)
+
+    @property
+    def account_memory_budget(self) -> int:
+        """The accounts' budget: as set, else a share of the container's memory limit,
+        else a fixed default."""
+        if self.memory_budget_bytes:
+            return self.memory_budget_bytes
+        if self.memory_limit_bytes:
+            return int(self.memory_limit_bytes * MEMORY_BUDGET_SHARE_OF_LIMIT)
+        return DEFAULT_MEMORY_BUDGET_BYTES
 
     @property
     def changelog(self) -> str:

@@ -1,11 +1,11 @@
 """Accounts by id: the recently used ones as objects, the rest packed into bytes.
 
-An account as objects costs ~1.6 KB, packed ~0.3 KB with its id and dict entry (see
+An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry (see
 `packing`). Events and score queries touch a small working set, so the store keeps the
 `hot_capacity` most recently used accounts as objects and packs the one that falls out;
 an access to a packed account unpacks it again (tens of microseconds for a typical
-account). Ops see the churn in `engagement_account_unpacks_total` and size the hot set
-to the working set.
+account). Ops see the churn in `engagement_account_unpacks_total`; the hot set is sized
+from a memory budget (`hot_capacity_for`) or set as a count.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
 count as activity) and use (which account is packed; queries count too).
@@ -44,8 +44,43 @@ _PACKED_VERSION = struct.Struct("<Q")  # the version in a packed account's heade
 _PACKED_VERSION_AT = 4
 
 
+# Resident bytes of one account of `bench.workload` (a follower count, 2 posts, 6
+# interactions by 4 actors) with its id and dict entries, in each form, measured by
+# `python -m bench.memory --forms`. Bigger accounts take more in both forms; the budget
+# is an estimate from these averages, not a hard limit.
+HOT_ACCOUNT_BYTES = 1_950
+PACKED_ACCOUNT_BYTES = 440
+# A hot set so small that most events unpack would make every event slow; below this
+# the budget is too small for the account cap, which the operator should fix instead.
+MIN_HOT_ACCOUNTS = 1_000
+
+
+def hot_capacity_for(budget_bytes: int, max_accounts: int) -> int:
+    """How many accounts may be hot so that `max_accounts` accounts, the rest packed, fit
+    in `budget_bytes`: the cap's accounts all packed, then what is left of the budget
+    spent on holding the most recently used ones as objects instead. Sized for the cap,
+    not for today's count, so that the hot set never has to shrink as accounts arrive."""
+    spare = budget_bytes - max_accounts * PACKED_ACCOUNT_BYTES
+    hot = spare // (HOT_ACCOUNT_BYTES - PACKED_ACCOUNT_BYTES)
+    return max(MIN_HOT_ACCOUNTS, min(max_accounts, hot))
+
+
 def _shard_of(account_id: str) -> int:
     return zlib.crc32(account_id.encode()) & _SHARD_MASK
+
+
+def _tracked_dict() -> dict[str, Account | bytes]:
+    """An empty dict that the cyclic garbage collector tracks from the start. CPython
+    leaves a dict of only strings and bytes untracked and starts tracking it when the
+    first object that can hold references goes in; it then joins the young generation,
+    whose next collection walks all its entries. A shard restored packed (all bytes) would
+    do that at its first unpack, after the restore froze everything (gc.freeze): 18 ms of
+    CPU for three shards of 15,600 accounts at once in bench/stalls.py. Tracked from the
+    start, a shard is frozen with the restore. (Only a full collection untracks it again.)"""
+    shard: dict[str, Account | bytes] = {}
+    shard[""] = []  # type: ignore[assignment]  # any object the collector tracks
+    del shard[""]
+    return shard
 
 
 def _version(held: Account | bytes) -> int:
@@ -65,7 +100,7 @@ class AccountStore:
         # Each shard least recently active first. A value is the account itself while
         # hot, its packed bytes when not.
         self._shards: list[dict[str, Account | bytes]] = [
-            {} for _ in range(ACTIVITY_SHARDS)]
+            _tracked_dict() for _ in range(ACTIVITY_SHARDS)]
         self._count = 0
         self._hot: OrderedDict[str, Account] = OrderedDict()  # least recently used first
         # Ids changed or removed since the last `drain_changed` (events, expiry, eviction):
@@ -92,6 +127,11 @@ class AccountStore:
     @property
     def hot(self) -> int:
         return len(self._hot)
+
+    def estimated_bytes(self) -> int:
+        """What the accounts take, by the per-form averages (for a gauge)."""
+        hot = len(self._hot)
+        return hot * HOT_ACCOUNT_BYTES + (self._count - hot) * PACKED_ACCOUNT_BYTES
 
     def get(self, account_id: str) -> Account | None:
         """The account, for reading: it becomes the most recently used."""
