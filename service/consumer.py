@@ -63,8 +63,10 @@ from service.settings import Settings
 from service.standby import Standbys, StandbyTopics
 
 log = logging.getLogger(__name__)
-# A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it.
-YIELD_EVERY_RECORDS = 256
+# A batch of 2,000 events takes ~20 ms; queries should not wait behind all of it: the
+# loop lets them in once it has computed this long (checked every few records).
+YIELD_AFTER_S = 0.005
+YIELD_CHECK_RECORDS = 32
 LAG_INTERVAL_S = 5.0
 # Lag reads and commits wait on the broker (aiokafka's own request timeout is 40 s);
 # bounded, so that a lost broker cannot hold up the loop, shutdown or its final snapshot.
@@ -687,8 +689,10 @@ class StreamProcessor:
             if now >= next_expiry and expiry is None:
                 expiry = self._expire_all()
                 next_expiry = now + settings.expiry_interval_s
-            if expiry is not None and next(expiry, None) is None:
-                expiry = None  # one slice per turn: ingestion and queries go on between
+            if expiry is not None:
+                await asyncio.sleep(0)  # what waited behind the batch goes first
+                if next(expiry, None) is None:
+                    expiry = None  # one slice per turn: ingestion and queries go on between
             if now >= next_lag:
                 await self._update_lag(consumer)
                 self._take_back_fenced()
@@ -711,6 +715,7 @@ class StreamProcessor:
         rejected: list[DeadLetter] = []
         messages = 0
         partitions = self.partition_count or 1
+        yielded_at = started
         for tp, records in batch.items():
             state = self.states.get(tp.partition)
             if state is None or state.status is not Status.ACTIVE:
@@ -721,8 +726,10 @@ class StreamProcessor:
             engine = state.engine
             partition = tp.partition
             for index, record in enumerate(records):
-                if index % YIELD_EVERY_RECORDS == YIELD_EVERY_RECORDS - 1:
+                if (index % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
+                        and time.perf_counter() - yielded_at > YIELD_AFTER_S):
                     await asyncio.sleep(0)  # let score queries in between
+                    yielded_at = time.perf_counter()
                     if self.states.get(partition) is not state:
                         break  # dropped while we yielded
                 result = decode_event(

@@ -29,10 +29,13 @@ class RescoreBudget:
     event time. History that arrives faster than real time (a backfill, a catch-up after
     downtime) passes event time quickly, and every event could then cost a score. So the
     stream may take at most `share` of the consumer's time, judged from what re-scoring
-    measured so far (a moving average per account); the accounts left over wait their
-    turn, each once however often it moves (`PartitionState.score_changes`)."""
+    measured so far (a moving average per account), and a partition's share of it at
+    most MOST_BLOCK_S at a time (it runs on the event loop); the accounts left over wait
+    their turn, each once however often it moves (`PartitionState.score_changes`)."""
 
     AT_LEAST_PER_PARTITION = 20  # progress, whatever a score costs
+    # A partition's re-scoring runs on the event loop in one go: queries wait behind it.
+    MOST_BLOCK_S = 0.025
     SMOOTHING = 0.2
     LEAST_COST_S = 1e-6
 
@@ -50,10 +53,12 @@ class RescoreBudget:
         """Accounts each partition may score at a checkpoint `elapsed_s` after the last
         one, in proportion to what waits in each (`waiting`: partition -> accounts)."""
         elapsed_s = min(max(elapsed_s, 0.0), self.most_elapsed_s)
-        affordable = self.share * elapsed_s / max(self.cost_s, self.LEAST_COST_S)
+        cost_s = max(self.cost_s, self.LEAST_COST_S)
+        affordable = self.share * elapsed_s / cost_s
+        most = max(self.AT_LEAST_PER_PARTITION, int(self.MOST_BLOCK_S / cost_s))
         total = sum(waiting.values())
         return {partition: max(self.AT_LEAST_PER_PARTITION,
-                               int(affordable * count / total) if total else 0)
+                               min(most, int(affordable * count / total) if total else 0))
                 for partition, count in waiting.items()}
 
     def spent(self, accounts: int, seconds: float) -> None:

@@ -93,7 +93,7 @@ def test_the_allowance_after_a_long_stall_does_not_block_the_loop_for_long() -> 
     # session timeouts (ENGAGEMENT_SESSION_TIMEOUT_S=10) with the loop blocked.
     budget = RescoreBudget(share=0.1, commit_interval_s=1.0, first_cost_s=100e-6)
     blocked_s = budget.allowances(300.0, {0: 10**9})[0] * budget.cost_s
-    assert blocked_s <= 0.2 + 1e-9  # two intervals' worth at most
+    assert blocked_s <= RescoreBudget.MOST_BLOCK_S + 1e-9  # a partition at a time
 
 
 def test_what_waits_travels_in_the_changelog_and_the_local_snapshot_and_only_that() -> None:

@@ -179,11 +179,14 @@ def test_an_account_held_by_its_interval_is_not_scored_and_costs_no_allowance() 
 
 def test_the_budget_shares_the_time_by_what_waits_at_the_measured_cost() -> None:
     budget = RescoreBudget(share=0.1, commit_interval_s=1.0, first_cost_s=100e-6)
-    # 0.1 s at 100 us: 1,000 accounts, three to one by what waits.
-    assert budget.allowances(1.0, {0: 300, 1: 100}) == {0: 750, 1: 250}
+    # 0.1 s at 100 us: 1,000 accounts, three to one by what waits, each partition at
+    # most 25 ms (250 accounts) at a time.
+    assert budget.allowances(1.0, {0: 100, 1: 100, 2: 100, 3: 300}) == {
+        0: 166, 1: 166, 2: 166, 3: 250}
+    assert budget.allowances(0.5, {0: 300, 1: 100}) == {0: 250, 1: 125}
     budget.spent(1_000, 0.05)  # 50 us each: the average moves towards it
     assert budget.cost_s == pytest.approx(90e-6)
-    assert budget.allowances(1.0, {0: 5}) == {0: 1_111}
+    assert budget.allowances(0.1, {0: 5}) == {0: 111}
     least = RescoreBudget.AT_LEAST_PER_PARTITION
     assert budget.allowances(0.0, {0: 5, 1: 0}) == {0: least, 1: least}
     assert budget.allowances(1.0, {}) == {}
