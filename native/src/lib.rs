@@ -8,6 +8,8 @@
 //! directions against the reference on generated accounts
 //! (tests/unit/test_packing_native.py).
 
+mod actors;
+
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
@@ -691,5 +693,6 @@ impl Codec {
 #[pymodule]
 fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
+    module.add_class::<actors::NativeActors>()?;
     Ok(())
 }
