@@ -8,12 +8,14 @@
 //!
 //! Per actor one record of `2 + buckets` words in first-seen order: the actor hash, its
 //! newest bucket number, and a 64-bit account bitmap per bucket slot (48 bytes with 4
-//! buckets), plus one entry of a hash index (actor -> record). Evicting the oldest actor
+//! buckets), plus a 4-byte record number in a hash index. Evicting the oldest actor
 //! moves a front mark; expired actors are marked dead; the records are compacted when the
 //! dead ones are as many as the live ones, so both cost O(1) amortized.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+
+use hashbrown::HashTable;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -51,6 +53,46 @@ impl Hasher for FoldHasher {
 }
 
 type Fold = BuildHasherDefault<FoldHasher>;
+
+fn spread(actor: u64) -> u64 {
+    let mut hasher = FoldHasher::default();
+    hasher.write_u64(actor);
+    hasher.finish()
+}
+
+/// Actor hash -> its record number. The table holds only the numbers and compares keys in
+/// the records themselves: ~10 bytes an actor, where a map of (hash, number) pairs took ~35.
+#[derive(Default)]
+struct ActorIndex {
+    table: HashTable<u32>,
+}
+
+impl ActorIndex {
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find(&self, words: &[u64], stride: usize, actor: u64) -> Option<usize> {
+        self.table
+            .find(spread(actor), |&record| words[record as usize * stride] == actor)
+            .map(|&record| record as usize)
+    }
+
+    /// Indexes a record (already in `words`) whose actor is not indexed yet.
+    fn insert(&mut self, words: &[u64], stride: usize, record: usize) {
+        self.table.insert_unique(spread(words[record * stride]), record as u32, |&other| {
+            spread(words[other as usize * stride])
+        });
+    }
+
+    fn remove(&mut self, words: &[u64], stride: usize, actor: u64) {
+        if let Ok(entry) =
+            self.table.find_entry(spread(actor), |&record| words[record as usize * stride] == actor)
+        {
+            entry.remove();
+        }
+    }
+}
 
 // ---------------------------------------------------------------- the account bit
 
@@ -164,7 +206,7 @@ pub struct NativeActors {
     words: Vec<u64>,
     front: usize, // records before it were evicted
     dead: usize,  // expired records at or after `front`
-    index: HashMap<u64, usize, Fold>,
+    index: ActorIndex,
     too_old: u64,
     evicted: u64,
 }
@@ -183,7 +225,7 @@ impl NativeActors {
                 self.dead -= 1;
                 continue;
             }
-            self.index.remove(&self.words[at]);
+            self.index.remove(&self.words, stride, self.words[at]);
             self.evicted += 1;
             break;
         }
@@ -207,12 +249,13 @@ impl NativeActors {
             if to != from {
                 self.words.copy_within(at..at + stride, to * stride);
             }
-            if let Some(record) = self.index.get_mut(&self.words[to * stride]) {
-                *record = to;
-            }
             to += 1;
         }
         self.words.truncate(to * stride);
+        self.index.table.clear();
+        for record in 0..to {
+            self.index.insert(&self.words, stride, record);
+        }
         self.words.shrink_to(2 * to * stride);
         self.front = 0;
         self.dead = 0;
@@ -222,8 +265,8 @@ impl NativeActors {
     fn observe_one(&mut self, actor: u64, bit: u32, bucket: i64) -> u8 {
         let stride = self.stride;
         let slots = self.buckets as i64;
-        let record = match self.index.get(&actor) {
-            Some(&record) => record,
+        let record = match self.index.find(&self.words, stride, actor) {
+            Some(record) => record,
             None => {
                 if self.index.len() >= self.max_actors {
                     self.evict_oldest();
@@ -232,7 +275,7 @@ impl NativeActors {
                 self.words.push(actor);
                 self.words.push(bucket as u64);
                 self.words.extend(std::iter::repeat_n(0, self.buckets));
-                self.index.insert(actor, record);
+                self.index.insert(&self.words, stride, record);
                 record
             }
         };
@@ -402,11 +445,12 @@ impl NativeActors {
         rotating_accounts: i64,
         rotating_active_slots: i64,
     ) -> PyResult<Self> {
-        if buckets == 0 || !(bucket_s > 0.0) {
+        if buckets == 0 || bucket_s.is_nan() || bucket_s <= 0.0 {
             return Err(PyValueError::new_err("buckets and bucket_s must be positive"));
         }
-        if max_actors == 0 {
-            return Err(PyValueError::new_err("max_actors must be positive"));
+        // Record numbers are 4 bytes, and the records up to twice the live actors.
+        if max_actors == 0 || max_actors > (u32::MAX / 4) as usize {
+            return Err(PyValueError::new_err("max_actors must be between 1 and 2**30"));
         }
         Ok(NativeActors {
             bucket_s,
@@ -420,7 +464,7 @@ impl NativeActors {
             words: Vec::new(),
             front: 0,
             dead: 0,
-            index: HashMap::default(),
+            index: ActorIndex::default(),
             too_old: 0,
             evicted: 0,
         })
@@ -483,9 +527,9 @@ impl NativeActors {
 
     /// The union of the actor's bitmaps over its period (0 if unknown).
     fn union(&self, actor: u64) -> u64 {
-        match self.index.get(&actor) {
+        match self.index.find(&self.words, self.stride, actor) {
             None => 0,
-            Some(&record) => {
+            Some(record) => {
                 let at = record * self.stride;
                 self.words[at + 2..at + self.stride].iter().fold(0, |union, slot| union | slot)
             }
@@ -501,7 +545,7 @@ impl NativeActors {
             let newest = self.words[at + 1];
             if newest & DEAD == 0 && (newest as i64) < first_live {
                 self.words[at + 1] |= DEAD;
-                self.index.remove(&self.words[at]);
+                self.index.remove(&self.words, stride, self.words[at]);
                 expired += 1;
             }
         }
@@ -533,12 +577,12 @@ impl NativeActors {
     /// Replaces the actors with a snapshot's records (`snapshot_records`' layout).
     fn restore_records(&mut self, body: &[u8]) -> PyResult<()> {
         let record = 12 + 8 * self.buckets;
-        if body.len() % record != 0 {
+        if !body.len().is_multiple_of(record) {
             return Err(PyValueError::new_err("actor snapshot: a record is incomplete"));
         }
         let count = body.len() / record;
         self.words = Vec::with_capacity(count * self.stride);
-        self.index = HashMap::with_capacity_and_hasher(count, Fold::default());
+        self.index = ActorIndex { table: HashTable::with_capacity(count) };
         self.front = 0;
         self.dead = 0;
         for raw in body.chunks_exact(record) {
@@ -548,16 +592,17 @@ impl NativeActors {
             for slot in raw[12..].chunks_exact(8) {
                 state.push(u64::from_le_bytes(slot.try_into().unwrap()));
             }
-            match self.index.get(&actor) {
+            match self.index.find(&self.words, self.stride, actor) {
                 // Twice in one snapshot: the later state, in the first place (a dict's).
-                Some(&number) => {
+                Some(number) => {
                     let at = number * self.stride;
                     self.words[at + 1..at + self.stride].copy_from_slice(&state);
                 }
                 None => {
-                    self.index.insert(actor, self.records());
+                    let record = self.records();
                     self.words.push(actor);
                     self.words.extend_from_slice(&state);
+                    self.index.insert(&self.words, self.stride, record);
                 }
             }
         }
