@@ -7,6 +7,9 @@
 //! `ActorSketch` gains in `__init__` is there after unpacking too. The tests compare both
 //! directions against the reference on generated accounts
 //! (tests/unit/test_packing_native.py).
+//!
+//! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
+//! actors.rs.
 
 mod actors;
 
