@@ -321,14 +321,27 @@ impl NativeActors {
         verdict
     }
 
+    /// The bucket number of a time; a batch with a time that has none (NaN, infinite) is
+    /// refused before anything of it is recorded.
     fn bucket_of(&self, occurred_at: f64) -> PyResult<i64> {
         let bucket = python_floor_div(occurred_at, self.bucket_s);
-        // The reference keeps the newest bucket in 32 bits too; a time outside them (or
-        // NaN) is refused before anything of the batch is recorded.
-        if !(0.0..=MAX_BUCKET as f64).contains(&bucket) {
+        if !bucket.is_finite() || bucket.abs() >= 9.0e18 {
             return Err(corrupt(&format!("occurred_at {occurred_at} is out of range")));
         }
         Ok(bucket as i64)
+    }
+
+    /// `observe_one` for a bucket the state can hold (the newest bucket lives in 32 bits,
+    /// as in the reference): an interaction before 1970 (valid in the event contract, and
+    /// counted while its partition's stream time is as old) counts as too old and judges
+    /// its actor ordinary, where the reference would keep a negative state.
+    fn judge_one(&mut self, actor: u64, bit: u32, bucket: i64) -> u8 {
+        if (0..=MAX_BUCKET).contains(&bucket) {
+            self.observe_one(actor, bit, bucket)
+        } else {
+            self.too_old += 1;
+            0
+        }
     }
 
     fn parse_v2<'a>(&self, data: &'a [u8]) -> PyResult<Batch<'a>> {
@@ -400,7 +413,7 @@ impl NativeActors {
         bits.shrink_to_fit();
         let (mut last_bucket, mut last_rank) = (i64::MIN, 0u32);
         for &(actor, bucket, index) in &batch.records {
-            let verdict = self.observe_one(actor, bits[index as usize], bucket);
+            let verdict = self.judge_one(actor, bits[index as usize], bucket);
             if bucket != last_bucket {
                 last_rank = *ranks.entry(bucket).or_insert_with(|| {
                     buckets.push(bucket);
@@ -488,7 +501,7 @@ impl NativeActors {
             return Err(PyValueError::new_err("an account bit is below 64"));
         }
         let bucket = self.bucket_of(occurred_at)?;
-        Ok(self.observe_one(actor, bit, bucket))
+        Ok(self.judge_one(actor, bit, bucket))
     }
 
     /// A packed batch (version 1 or 2): its rows (account id, bucket number,

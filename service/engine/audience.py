@@ -312,7 +312,9 @@ class ActorActivity:
     With the compiled core selected (`use_compiled`, or `compiled=` for one object), the
     public methods hand the work to it and the Python state below stays empty: the same
     state as fixed-size words, ~70 bytes an actor, and a batch judged without a Python
-    object per interaction. The methods here are the reference it is held to.
+    object per interaction. The methods here are the reference it is held to, for times
+    from 1970 on (before, the core counts an interaction as too old and its actor as
+    ordinary: its bucket numbers are 32-bit, as the reference's state assumes).
     """
 
     def __init__(self, bucket_s: float = ACTIVITY_BUCKET_S, buckets: int = ACTIVITY_BUCKETS,

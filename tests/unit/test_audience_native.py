@@ -197,12 +197,34 @@ def test_a_batch_that_does_not_read_is_refused_and_changes_nothing() -> None:
     before = compiled.snapshot()
     bad_index = bytearray(good)
     struct.pack_into("<I", bad_index, len(good) - 4, 99)  # the last record's account
-    late = pack_interactions([ActorInteraction(1, "a", T0), ActorInteraction(2, "b", 1e300)])
-    for data in (good[:-3], bytes(bad_index), late, b"\x07", b""):
+    timeless = pack_interactions([ActorInteraction(1, "a", T0),
+                                  ActorInteraction(2, "b", float("inf"))])
+    for data in (good[:-3], bytes(bad_index), timeless, b"\x07", b""):
         with pytest.raises(ValueError, match="interaction batch"):
             compiled.observe_packed(data)
     assert compiled.snapshot() == before
     assert compiled.stats.observed == 10
+
+
+def test_an_interaction_before_1970_counts_as_too_old_and_judges_its_actor_ordinary() -> None:
+    # Valid in the event contract; the reference would keep a negative state (and fail
+    # to write its snapshot), the compiled core keeps its 32-bit bucket numbers.
+    compiled = ActorActivity()
+    bot = 99
+    compiled.observe_batch([ActorInteraction(bot, f"acc-{n}", T0) for n in range(100)])
+    old = -86_400.0 * 365
+    signals = compiled.observe_batch([ActorInteraction(bot, "acc-0", old),
+                                      ActorInteraction(3, "acc-1", old)])
+    bucket_start = (old // 172_800.0) * 172_800.0
+    assert signals == [AudienceSignal("acc-0", bucket_start, 1, 0, 0),
+                       AudienceSignal("acc-1", bucket_start, 1, 0, 0)]
+    assert compiled.stats.too_old == 2
+    assert len(compiled) == 1
+    assert compiled.observe(3, "acc-1", old) == 0
+    assert compiled.stats.too_old == 3
+    restored = ActorActivity()
+    restored.restore(compiled.snapshot())
+    assert restored.snapshot() == compiled.snapshot()
 
 
 def rss_bytes() -> int:
