@@ -3,13 +3,16 @@
 service processes, all in one run.
 
     python -m bench.cluster [--events 1000000] [--accounts 200000]
-                            [--failover-only | --ingest-only]
+                            [--failover-only | --ingest-only] [--reference-actors]
 
 * ingest: the same events (bench.ingest's realistic mix, 6 partitions) consumed by one
   instance, then by two in one group, each a `StreamProcessor` in its own process; the
   time from start to the last event consumed (both include joining the group). Also one
   instance with checkpoints every hour (no changelog writes during the run) against the
-  default commit interval: the changelog's cost on ingest.
+  default commit interval: the changelog's cost on ingest. With `--reference-actors`,
+  three more pairs of one-instance runs (commit every 1 s), alternating the compiled actor
+  core and the Python reference (`audience.use_compiled(False)`): the core's share of the
+  cost, by the median of each, in the same run.
 * failover: two service processes own `--accounts` accounts (one event each); one is
   killed with SIGKILL; the time until every sampled account of its partitions answers
   through the other, and that instance's restore rate from the changelog. Measured
@@ -69,9 +72,11 @@ async def produce(topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def consume_child(topic: str, group: str, progress: Path, commit_s: float) -> None:
+async def consume_child(topic: str, group: str, progress: Path, commit_s: float,
+                        reference_actors: bool = False) -> None:
     """One instance: a StreamProcessor writing how many events it consumed to a file."""
     from service.consumer import StreamProcessor
+    from service.engine import audience
     from service.metrics import Metrics
     from service.settings import Settings
 
@@ -82,6 +87,8 @@ async def consume_child(topic: str, group: str, progress: Path, commit_s: float)
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600, commit_interval_s=commit_s,
                             advertised_url=f"http://bench-{os.getpid()}")
+        if reference_actors:
+            audience.use_compiled(False)
         processor = StreamProcessor(settings, Metrics())
         task = asyncio.create_task(processor.run())
         while not task.done():
@@ -122,7 +129,8 @@ def _progress(path: Path) -> tuple[int, float]:
     return int(consumed), float(cpu)
 
 
-def ingest(topic: str, count: int, instances: int, commit_s: float) -> IngestRun:
+def ingest(topic: str, count: int, instances: int, commit_s: float,
+           reference_actors: bool = False) -> IngestRun:
     """One group of `instances` consuming `count` events. The rate that matters is once
     the group has formed: process start-up, joining and the first assignment are not
     throughput. CPU time is what the machine's other load disturbs least."""
@@ -135,7 +143,8 @@ def ingest(topic: str, count: int, instances: int, commit_s: float) -> IngestRun
         cpu_at_first: dict[Path, float] = {}
         children = [subprocess.Popen(
             [sys.executable, "-m", "bench.cluster", "--child", topic, "--group", group,
-             "--progress", str(path), "--commit-s", str(commit_s)], cwd=REPO,
+             "--progress", str(path), "--commit-s", str(commit_s),
+             *(["--reference-actors"] if reference_actors else [])], cwd=REPO,
             env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING"}) for path in files]
         try:
             while True:
@@ -326,10 +335,13 @@ def main() -> None:
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--progress", help=argparse.SUPPRESS)
     parser.add_argument("--commit-s", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--reference-actors", action="store_true",
+                        help="one more ingest run with the actor side in Python")
     arguments = parser.parse_args()
     if arguments.child:
         asyncio.run(consume_child(arguments.child, arguments.group,
-                                  Path(arguments.progress), arguments.commit_s))
+                                  Path(arguments.progress), arguments.commit_s,
+                                  arguments.reference_actors))
         return
     ensure_broker()
     if arguments.failover_only:
@@ -359,11 +371,25 @@ def main() -> None:
         # The cores the broker used meanwhile: what the instances could not have.
         "broker_cores": {"one_instance": one.broker_cpu_s / one.consuming_s,
                          "two_instances": two.broker_cpu_s / two.consuming_s},
+        "load_average": os.getloadavg(),
         # ... and from starting the processes, start-up and the group's forming included.
         "with_start_up": {"one_instance_s": one.total_s, "two_instances_s": two.total_s,
                           "two_over_one": one.total_s / two.total_s,
                           "without_checkpoints_s": quiet.total_s},
     }
+    if arguments.reference_actors:
+        cpu: dict[str, list[float]] = {"compiled": [], "reference": []}
+        for _ in range(3):
+            for name in cpu:
+                run = ingest(topic, count, 1, 1.0, reference_actors=name == "reference")
+                cpu[name].append(run.cpu_s / count * 1e6)
+        medians = {name: statistics.median(values) for name, values in cpu.items()}
+        quiet_us = quiet.cpu_s / count * 1e6
+        figures["actor_core_cpu_us_per_event"] = {
+            **cpu, "load_average": os.getloadavg(),
+            "changelog_overhead_by_cpu": {name: median / quiet_us - 1
+                                          for name, median in medians.items()},
+            "compiled_saves_cpu": 1 - medians["compiled"] / medians["reference"]}
     if not arguments.ingest_only:
         figures.update(failover_and_queries(arguments.accounts))
         figures["with_standby"] = failover_and_queries(arguments.accounts, 1)

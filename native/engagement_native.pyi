@@ -1,7 +1,9 @@
-"""Typed stubs of the compiled packed-account codec (native/src/lib.rs).
+"""Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs)
+and the actor side of the audience signal (actors.rs).
 
-`service/engine/packing.py` holds the pure-Python reference and selects the
-implementation; the tests hold the two to the same bytes and the same accounts."""
+`service/engine/packing.py` and `service/engine/audience.py` hold the pure-Python
+references and select the implementation; the tests hold each pair to the same bytes,
+the same accounts and the same verdicts."""
 
 from collections.abc import Callable
 
@@ -19,3 +21,26 @@ class Codec:
     ) -> None: ...
     def pack(self, account: Account, /) -> bytes: ...
     def unpack(self, account_id: str, packed: bytes, /) -> Account: ...
+
+class NativeActors:
+    def __init__(
+        self,
+        bucket_s: float,
+        buckets: int,
+        busy_bits: int,
+        farm_bits: int,
+        max_actors: int,
+        rotating_accounts: int,
+        rotating_active_slots: int,
+        /,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def take_counts(self) -> tuple[int, int]: ...
+    def observe(self, actor: int, bit: int, occurred_at: float, /) -> int: ...
+    def observe_packed(
+        self, data: bytes, /
+    ) -> tuple[list[tuple[str, int, int, int, int]], int]: ...
+    def union(self, actor: int, /) -> int: ...
+    def expire(self, first_live: int, /) -> int: ...
+    def snapshot_records(self) -> bytes: ...
+    def restore_records(self, body: bytes, /) -> None: ...

@@ -7,6 +7,11 @@
 //! `ActorSketch` gains in `__init__` is there after unpacking too. The tests compare both
 //! directions against the reference on generated accounts
 //! (tests/unit/test_packing_native.py).
+//!
+//! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
+//! actors.rs.
+
+mod actors;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -691,5 +696,6 @@ impl Codec {
 #[pymodule]
 fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
+    module.add_class::<actors::NativeActors>()?;
     Ok(())
 }

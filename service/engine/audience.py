@@ -38,6 +38,11 @@ from dataclasses import dataclass
 
 from service.engine.sketches import actor_hash
 
+try:
+    import engagement_native
+except ImportError:  # not built: the reference serves, slower (docs/benchmarks.md)
+    engagement_native = None  # type: ignore[assignment]
+
 DAY_S = 86_400.0
 ACTIVITY_BUCKET_S = 2 * DAY_S
 ACTIVITY_BUCKETS = 4  # the period is the newest bucket and the 3 before: 6 to 8 days
@@ -273,6 +278,22 @@ def _bits_for(accounts: float) -> int:
     return math.ceil(BITMAP_BITS * (1.0 - math.exp(-accounts / BITMAP_BITS)))
 
 
+COMPILED_AVAILABLE = engagement_native is not None
+_compiled_selected = COMPILED_AVAILABLE
+
+
+def use_compiled(compiled: bool) -> None:
+    """Selects the compiled actor core (native/src/actors.rs, if it is installed) or the
+    Python reference below for every `ActorActivity` made from now on. Both give the same
+    verdicts, signals, statistics and snapshots (tests/unit/test_audience_native.py)."""
+    global _compiled_selected
+    _compiled_selected = compiled and COMPILED_AVAILABLE
+
+
+def compiled_in_use() -> bool:
+    return _compiled_selected
+
+
 @dataclass(slots=True)
 class ActivityStats:
     observed: int = 0
@@ -287,12 +308,20 @@ class ActorActivity:
     One actor is one dict entry: its hash -> one int holding its newest bucket number
     (low 32 bits) and a BITMAP_BITS-bit bitmap of account hashes per bucket slot
     (~150 bytes per actor with the dict entry; measured in tests/unit/test_audience.py).
+
+    With the compiled core selected (`use_compiled`, or `compiled=` for one object), the
+    public methods hand the work to it and the Python state below stays empty: the same
+    state as fixed-size words, ~70 bytes an actor, and a batch judged without a Python
+    object per interaction. The methods here are the reference it is held to, for times
+    from 1970 on (before, the core counts an interaction as too old and its actor as
+    ordinary: its bucket numbers are 32-bit, as the reference's state assumes).
     """
 
     def __init__(self, bucket_s: float = ACTIVITY_BUCKET_S, buckets: int = ACTIVITY_BUCKETS,
                  busy_accounts: float = BUSY_ACCOUNTS, farm_accounts: float = FARM_ACCOUNTS,
                  max_actors: int = MAX_ACTORS,
-                 rotating_accounts: int = ROTATING_ACCOUNTS) -> None:
+                 rotating_accounts: int = ROTATING_ACCOUNTS,
+                 compiled: bool | None = None) -> None:
         self.bucket_s = bucket_s
         self.buckets = buckets
         self.busy_accounts = busy_accounts
@@ -306,12 +335,31 @@ class ActorActivity:
         # Shifts that bring each later slot's bitmap down to the first slot's place.
         self._slot_shifts = tuple(_BUCKET_BITS + BITMAP_BITS * slot
                                   for slot in range(1, buckets))
+        if compiled is None:
+            compiled = _compiled_selected
+        self._core = (engagement_native.NativeActors(
+            bucket_s, buckets, self._busy_bits, self._farm_bits, max_actors,
+            rotating_accounts, ROTATING_ACTIVE_SLOTS)
+            if compiled and COMPILED_AVAILABLE else None)
+
+    @property
+    def compiled(self) -> bool:
+        return self._core is not None
+
+    def _take_counts(self, core: engagement_native.NativeActors) -> None:
+        too_old, evicted = core.take_counts()
+        self.stats.too_old += too_old
+        self.stats.evicted_actors += evicted
 
     def __len__(self) -> int:
+        if self._core is not None:
+            return len(self._core)
         return len(self._actors)
 
     def distinct_accounts(self, actor: int) -> float:
         """Estimated distinct accounts of the actor in its period (0 if unknown)."""
+        if self._core is not None:
+            return estimate_distinct(self._core.union(actor))
         state = self._actors.get(actor)
         if state is None:
             return 0.0
@@ -324,6 +372,11 @@ class ActorActivity:
         """Records one interaction; returns its actor's flags (BUSY, FARM_LIKE, both or
         0 for an ordinary actor), judged on its accounts in the period including this one."""
         self.stats.observed += 1
+        core = self._core
+        if core is not None:
+            verdict = core.observe(actor, account_bit(account_id), occurred_at)
+            self._take_counts(core)
+            return verdict
         return self._observe(actor, account_bit(account_id), int(occurred_at // self.bucket_s))
 
     def _observe(self, actor: int, bit: int, bucket: int) -> int:
@@ -374,6 +427,8 @@ class ActorActivity:
 
     def observe_batch(self, interactions: Iterable[ActorInteraction]) -> list[AudienceSignal]:
         """Observes a batch and returns its signals, one per (account, bucket) touched."""
+        if self._core is not None:
+            return self.observe_packed(pack_interactions(interactions))
         index: dict[str, int] = {}
         records = [(i.actor, i.occurred_at, index.setdefault(i.account_id, len(index)))
                    for i in interactions]
@@ -382,6 +437,14 @@ class ActorActivity:
     def observe_packed(self, data: bytes) -> list[AudienceSignal]:
         """`observe_batch` of a packed batch (the repartition topic's message), without an
         object per interaction."""
+        core = self._core
+        if core is not None:
+            rows, count = core.observe_packed(data)
+            self.stats.observed += count
+            self._take_counts(core)
+            bucket_s = self.bucket_s
+            return [AudienceSignal(account_id, bucket * bucket_s, n, busy, farm)
+                    for account_id, bucket, n, busy, farm in rows]
         ids, records = read_interactions(data)
         return self._observe_records(ids, records)
 
@@ -419,6 +482,8 @@ class ActorActivity:
         int). 8 + 36 bytes an actor with the default 4 buckets."""
         width = self._state_bytes
         parts = [_SNAPSHOT.pack(_FORMAT_VERSION, self.bucket_s, self.buckets)]
+        if self._core is not None:
+            return parts[0] + self._core.snapshot_records()
         parts += [actor.to_bytes(8, "little") + state.to_bytes(width, "little")
                   for actor, state in self._actors.items()]
         return b"".join(parts)
@@ -434,6 +499,9 @@ class ActorActivity:
                              f"not {self.buckets} of {self.bucket_s} s")
         width = self._state_bytes
         record = 8 + width
+        if self._core is not None:
+            self._core.restore_records(data[_SNAPSHOT.size :])
+            return
         body = memoryview(data)[_SNAPSHOT.size :]
         from_bytes = int.from_bytes
         self._actors = {
@@ -449,6 +517,10 @@ class ActorActivity:
     def expire(self, now: float) -> int:
         """Forgets actors with nothing in the period ending at `now`; returns how many."""
         first_live = int(now // self.bucket_s) - self.buckets + 1
+        if self._core is not None:
+            expired = self._core.expire(first_live)
+            self.stats.expired_actors += expired
+            return expired
         stale = [actor for actor, state in self._actors.items()
                  if state & _BUCKET_MASK < first_live]
         for actor in stale:

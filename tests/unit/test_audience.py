@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from collections.abc import Iterator
 
 import msgpack
 import pytest
 
-from service.engine import Engine, packing
+from service.engine import Engine, audience, packing
 from service.engine.audience import (
     ACTIVITY_BUCKET_S,
     BUSY,
@@ -29,6 +30,17 @@ from tests.events import T0, decoded, followers, interaction, post
 
 DAY = 86_400.0
 NOW = T0.timestamp()
+
+
+@pytest.fixture(autouse=True, params=["reference", "compiled"])
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here holds for the Python reference and the compiled actor core."""
+    if request.param == "compiled" and not audience.COMPILED_AVAILABLE:
+        pytest.skip("the compiled core is not built (make install)")
+    selected = audience.compiled_in_use()
+    audience.use_compiled(request.param == "compiled")
+    yield request.param
+    audience.use_compiled(selected)
 
 
 def test_signal_and_interaction_records_round_trip_through_bytes() -> None:
@@ -167,7 +179,9 @@ def test_actors_are_bounded_by_the_cap_and_forgotten_after_the_period() -> None:
     assert len(activity) == 0
 
 
-def test_memory_per_actor_stays_under_200_bytes() -> None:
+def test_memory_per_actor_stays_under_200_bytes(implementation: str) -> None:
+    if implementation == "compiled":
+        pytest.skip("not traced by tracemalloc: see test_audience_native.py")
     rng = random.Random(3)
     actors = 20_000
     tracemalloc.start()
