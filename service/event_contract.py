@@ -8,9 +8,20 @@ answers; anything the compiled decoder does not accept is decided here.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 MAX_ID_CHARS = 128
 MAX_TOPICS = 20
@@ -22,6 +33,8 @@ AccountId = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ACCOUNT_ID_PATTERN)
 ]
 Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS)]
+# A date, then a time: pydantic alone would also read "1700000000" as Unix seconds.
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt _]\d")
 
 
 class _EventBase(BaseModel):
@@ -30,9 +43,21 @@ class _EventBase(BaseModel):
 
     event_id: EventId = Field(description="Unique per event; a re-sent event counts once.")
     account_id: AccountId = Field(description="The scored account; also the Kafka key.")
-    occurred_at: AwareDatetime = Field(
+    # Lax only so that the check below can hand the string on; the check keeps what
+    # strict JSON parsing would also take, minus Unix seconds ("1700000000", 1700000000).
+    occurred_at: Annotated[AwareDatetime, Strict(False)] = Field(
         description="RFC 3339 time with offset, e.g. 2026-11-24T10:00:00Z."
     )
+
+    @field_validator("occurred_at", mode="wrap")
+    @classmethod
+    def _a_date_and_time(cls, value: object, handler: ValidatorFunctionWrapHandler
+                         ) -> object:
+        if isinstance(value, datetime):
+            return handler(value)
+        if not isinstance(value, str) or not _RFC3339_START.match(value):
+            raise ValueError("must be an RFC 3339 date and time, e.g. 2026-11-24T10:00:00Z")
+        return handler(value)
 
 
 class _InteractionBase(_EventBase):

@@ -114,3 +114,10 @@ def test_every_damaged_valid_event_is_rejected_with_a_reason(
         return
     assert isinstance(result, Rejection), (damaged, result)
     assert result.reason in RejectReason
+
+
+@pytest.mark.parametrize("moment", ["0", "1700000000", "12.5"])
+def test_unix_seconds_in_a_string_are_not_an_rfc_3339_time(moment: str) -> None:
+    # pydantic alone reads them as Unix seconds; the contract says RFC 3339.
+    assert rejected(json.dumps({**VALID, "occurred_at": moment}).encode()) \
+        is RejectReason.INVALID_TIMESTAMP
