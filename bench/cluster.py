@@ -104,6 +104,10 @@ class IngestRun:
     consuming_s: float  # from the first event consumed to the last
     cpu_s: float  # the instances' CPU time over that span, summed
     broker_cpu_s: float  # the broker's (every local Kafka JVM's) over the same span
+    # From the moment every instance consumes (the group formed, its partitions moved
+    # and restored) to the last event: the steady state that scaling is about.
+    formed_s: float
+    formed_events: int
 
 
 def broker_cpu_s() -> float:
@@ -139,6 +143,7 @@ def ingest(topic: str, count: int, instances: int, commit_s: float,
         files = [Path(folder) / f"progress-{n}" for n in range(instances)]
         started = time.perf_counter()
         first_consumed: float | None = None
+        formed: tuple[float, int] | None = None
         broker_at_first = broker_cpu_s()
         cpu_at_first: dict[Path, float] = {}
         children = [subprocess.Popen(
@@ -156,10 +161,15 @@ def ingest(topic: str, count: int, instances: int, commit_s: float,
                 if done and first_consumed is None:
                     first_consumed = now
                     broker_at_first = broker_cpu_s()
+                if formed is None and len(progress) == instances and all(
+                        consumed for consumed, _ in progress.values()):
+                    formed = (now, done)
                 if done >= count:
                     cpu = sum(cpu - cpu_at_first[path] for path, (_, cpu) in progress.items())
+                    formed_at, formed_done = formed or (now, done)
                     return IngestRun(now - started, now - (first_consumed or started), cpu,
-                                     broker_cpu_s() - broker_at_first)
+                                     broker_cpu_s() - broker_at_first,
+                                     now - formed_at, count - formed_done)
                 if any(child.poll() is not None for child in children):
                     raise RuntimeError("an instance exited")
                 time.sleep(0.01)
@@ -357,12 +367,15 @@ def main() -> None:
                        for instances, commit_s in ((1, 1.0), (2, 1.0), (1, 3600.0)))
     figures: dict[str, object] = {
         "events": count,
-        # Rates once the group has formed (first event consumed to last) ...
-        "one_instance_events_per_s": count / one.consuming_s,
-        "two_instances_events_per_s": count / two.consuming_s,
-        "two_over_one": one.consuming_s / two.consuming_s,
+        # Rates once the group has formed: every instance consuming, to the last event ...
+        "one_instance_events_per_s": one.formed_events / one.formed_s,
+        "two_instances_events_per_s": two.formed_events / two.formed_s,
+        "two_over_one": (two.formed_events / two.formed_s) / (one.formed_events / one.formed_s),
+        "two_instances_events_after_forming": two.formed_events,
         "one_instance_without_checkpoints_events_per_s": count / quiet.consuming_s,
         "changelog_overhead": one.consuming_s / quiet.consuming_s - 1,
+        # ... from the first event consumed (the second instance joining mid-run) ...
+        "from_first_event": {"two_over_one": one.consuming_s / two.consuming_s},
         # ... by the instances' CPU time per event (less disturbed by other load) ...
         "cpu_us_per_event": {"one_instance": one.cpu_s / count * 1e6,
                              "two_instances": two.cpu_s / count * 1e6,
