@@ -13,7 +13,6 @@ bytes it came from (no pack) paid: it did not measurably (docs/benchmarks.md 8b)
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -25,16 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def measure(accounts: int) -> dict[str, float]:
-    from bench.workload import fresh_engine, populate
-    from service.engine.persistence import export_accounts, export_partitions, import_state
+    from bench.cold_scores import restored as restored_engine
 
-    engine = fresh_engine()
-    populate(engine, accounts)
-    restored = import_state(engine.config, export_partitions(engine),
-                            list(export_accounts(engine)), engine.changes)
-    del engine
-    gc.collect()
-    gc.freeze()
+    restored = restored_engine(accounts)  # every account packed, the heap frozen
     ids = list(restored.accounts)
     cpu = time.process_time()
     for account_id in ids:
