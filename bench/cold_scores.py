@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import REPO
-from bench.queries import drive, free_port, summary, wait_http
+from bench.queries import alternate, free_port, wait_http
 from bench.workload import populate
 from service.engine import Engine, EngineConfig, packing
 from service.engine.persistence import export_accounts, export_partitions, import_state
@@ -182,22 +182,15 @@ async def run_http(accounts: int, seconds: float, connections: int, round_s: flo
         rng = random.Random(5)
         # Random ids, each asked once or so: almost every answer is a cold one.
         paths = [f"/accounts/acct-{rng.randrange(accounts)}/score" for _ in range(200_000)]
-        timings: dict[int, list[float]] = {service_port: [], bare_port: []}
-        failures = dict.fromkeys(timings, 0)
-        rounds = max(1, round(seconds / round_s))
-        for _ in range(rounds):
-            for port in (service_port, bare_port):
-                failures[port] += await drive(port, paths, seconds / rounds, connections,
-                                              timings[port])
+        summaries = await alternate((service_port, bare_port), paths, seconds, round_s,
+                                    connections)
     finally:
         service.terminate()
         bare.terminate()
         service.wait(30)
         bare.wait(30)
-    return {"cold score (engine + score_json)": summary(timings[service_port], seconds,
-                                                        failures[service_port]),
-            "constant JSON (bare FastAPI)": summary(timings[bare_port], seconds,
-                                                    failures[bare_port])}
+    return {"cold score (engine + score_json)": summaries[service_port],
+            "constant JSON (bare FastAPI)": summaries[bare_port]}
 
 
 def main() -> None:

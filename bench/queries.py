@@ -74,6 +74,20 @@ async def drive(port: int, paths: list[str], seconds: float, connections: int,
     return sum(failures)
 
 
+async def alternate(ports: tuple[int, ...], paths: list[str], seconds: float,
+                    round_s: float, connections: int) -> dict[int, dict[str, float]]:
+    """Each server in turn, in rounds of about `round_s`, so that the machine's other load
+    falls alike on all of them; a summary per port."""
+    timings: dict[int, list[float]] = {port: [] for port in ports}
+    failures = dict.fromkeys(ports, 0)
+    rounds = max(1, round(seconds / round_s))
+    for _ in range(rounds):
+        for port in ports:
+            failures[port] += await drive(port, paths, seconds / rounds, connections,
+                                          timings[port])
+    return {port: summary(timings[port], seconds, failures[port]) for port in ports}
+
+
 def summary(latencies: list[float], seconds: float, failures: int) -> dict[str, float]:
     latencies.sort()
     return {"rps": len(latencies) / seconds,
@@ -173,15 +187,9 @@ async def run(seconds: float, connections: int, accounts: int, rate: float,
         ingest = asyncio.create_task(background_ingest(topic, ids, stop, rate))
         paths = [f"/accounts/{account}/score" for account in ids]
         await asyncio.sleep(1)
-        timings: dict[int, list[float]] = {service_port: [], bare_port: []}
-        failures = dict.fromkeys(timings, 0)
-        rounds = max(1, round(seconds / round_s))
-        for _ in range(rounds):
-            for port in (service_port, bare_port):
-                failures[port] += await drive(port, paths, seconds / rounds, connections,
-                                              timings[port])
-        score = summary(timings[service_port], seconds, failures[service_port])
-        baseline = summary(timings[bare_port], seconds, failures[bare_port])
+        summaries = await alternate((service_port, bare_port), paths, seconds, round_s,
+                                    connections)
+        score, baseline = summaries[service_port], summaries[bare_port]
         stop.set()
         sent = await ingest
     finally:
@@ -192,7 +200,7 @@ async def run(seconds: float, connections: int, accounts: int, rate: float,
         bare.wait(30)
     print(f"ingest during the run: {sent / (2 * seconds + 1):,.0f} events/s produced "
           f"(target {rate:,.0f}); {connections} keep-alive connections, {seconds:g} s each "
-          f"in {rounds} alternating rounds")
+          f"in {max(1, round(seconds / round_s))} alternating rounds")
     print("| endpoint | requests/s | p50 | p99 | non-200 |")
     print("|---|---|---|---|---|")
     for name, result in (("GET /accounts/{id}/score (service)", score),
