@@ -44,6 +44,9 @@ class InMemoryBroker:
     committed_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     epochs: dict[str, int] = field(default_factory=dict)  # transactional id -> epoch
     fail_commits: int = 0  # the next n transactions fail to commit
+    # While set and not yet open, transactions wait in their commit (a slow broker).
+    commit_gate: asyncio.Event | None = None
+    commits_waiting: int = 0
     members: list[Any] = field(default_factory=list)  # the group's consumers, in join order
 
     async def rebalance(self) -> None:
@@ -248,6 +251,13 @@ class _Producer:
         self.offsets.update(offsets)
 
     async def commit_transaction(self) -> None:
+        gate = self.broker.commit_gate
+        if gate is not None and not gate.is_set():
+            self.broker.commits_waiting += 1
+            try:
+                await gate.wait()
+            finally:
+                self.broker.commits_waiting -= 1
         self._check_fenced()
         if self.broker.fail_commits:
             self.broker.fail_commits -= 1

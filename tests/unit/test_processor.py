@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from service.consumer import Owned, StreamProcessor, Unavailable
 from service.metrics import Metrics
@@ -106,6 +107,39 @@ async def test_a_checkpoint_that_fails_is_written_by_the_next_one(tmp_path: Path
     changelog = broker.logs["g-accounts-changelog"][0]
     assert any(r.key == b"x" and r.committed and not r.aborted for r in changelog)
     assert any(r.aborted for r in changelog)  # the failed ones never count
+
+
+async def test_events_are_folded_while_a_checkpoint_waits_for_the_broker(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint's transaction in flight does not hold up the loop, and commits exactly
+    what it took: the events folded meanwhile go into the next checkpoint."""
+    broker = broker_with_events(partitions=1)
+    broker.commit_gate = asyncio.Event()
+    produce(broker, events("x", 5, "a"))
+    settings = settings_for(tmp_path, "one")
+    processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(processor.run())
+    events_tp = TopicPartition(TOPIC, 0)
+    await run_until(processor, lambda: broker.commits_waiting == 1)
+    produce(broker, events("x", 4, "b"))
+    # Well within the transaction's timeout (BROKER_CALL_TIMEOUT_S), which would end it.
+    await run_until(processor, lambda: likes_of(processor, "x") == 9, timeout_s=2)
+    await asyncio.sleep(0.2)  # several commit intervals: none starts beside the one waiting
+    assert broker.commits_waiting == 1
+    assert events_tp not in broker.committed_offsets
+    broker.commit_gate.set()
+    await run_until(processor, lambda: broker.committed_offsets.get(events_tp) == 10)
+    processor.stop()
+    await task
+    # The committed changelog holds the newest state: another instance restores it whole.
+    settings = settings_for(tmp_path, "two")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, "x") == 9)
+    assert sum(s.restored_records for s in second.states.values()) > 0
+    second.stop()
+    await task
 
 
 async def test_a_fenced_instance_lets_its_partition_go_at_once(tmp_path: Path) -> None:
