@@ -1154,7 +1154,8 @@ def main() -> None:
                         help="also measure the candidate second signals against the narrow "
                              "docs reader (CANDIDATES), exactly")
     parser.add_argument("--candidates-only", action="store_true",
-                        help="the candidates on the raw events alone: no engine, no orderings")
+                        help="the candidates (and --co-engagement, exactly) on the raw events "
+                             "alone: no engine, no orderings")
     parser.add_argument("--communities", action="store_true",
                         help="the candidates' world: audiences as communities of topic and "
                              "time zone, docs readers' farms working on a human day")
@@ -1187,6 +1188,8 @@ def main() -> None:
     if args.candidates or args.candidates_only:
         report_candidates(world, scores)
     if scores is None:
+        if args.co_engagement:
+            report_co_engagement(world)
         print(f"\n(total {time.perf_counter() - began:.1f} s)")
         return
     if args.co_engagement:
