@@ -19,6 +19,7 @@ from bench.scoring import (
     build,
     candidate_signals,
     co_engagement,
+    outside_shard,
     run,
     without,
 )
@@ -126,3 +127,27 @@ def test_candidate_signals_read_an_actors_other_accounts_in_the_period() -> None
     assert signals["a"]["elsewhere_quiet"] == pytest.approx(1 / 7)
     # Elsewhere for b: the fan's 9:00 on a only: the quietest 6 hours hold none.
     assert signals["b"]["elsewhere_quiet"] == 0.0
+
+
+def test_the_defended_farm_takes_its_bots_other_work_from_their_customers_topic_and_zone() -> None:
+    world = build(Population(authentic=10, per_kind=2, docs_breadth=10, communities=True,
+                             farm_defence=True), seed=5)
+    customer_of: dict[str, str] = {}
+    for _, kind, account, _, actor, _ in world.raw:
+        if kind != "post" and actor.startswith("narrow"):
+            customer_of.setdefault(actor, account)
+    # (Bots drawn into a pool whose customer they never reached keep its shard too,
+    # but do not show which customer it was.)
+    outside = [(actor, account) for _, actor, account in world.actor_only
+               if actor in customer_of]
+    assert len(outside) > 100
+    # A bot serving two labelled customers takes the first one's shard, which may not be
+    # the first it was seen with here; every bot serving one must match it.
+    matching = sum(outside_shard(int(account.rsplit("-", 1)[1]))
+                   == (world.account_topic[customer_of[actor]],
+                       world.time_zone[customer_of[actor]])
+                   for actor, account in outside)
+    assert matching / len(outside) > 0.9
+    # People live in their own zone: every person has one, and only people have one.
+    assert world.person_zone
+    assert all(person.startswith("h") for person in world.person_zone)
