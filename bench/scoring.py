@@ -2,7 +2,8 @@
 randomised population fed straight into `Engine`, with the actor side
 (`ActorActivity`) in the same process for the cross-account signal.
 
-    python -m bench.scoring [--seed 1] [--quick] [--co-engagement]
+    python -m bench.scoring [--seed 1] [--quick] [--co-engagement] [--candidates]
+    python -m bench.scoring --candidates-only [--communities] [--farm-defence]
 
 Prints, for every kind of fraud: the AUC of credibility (authentic against that kind;
 1.0 = every authentic account above every fraud), the AUC with each component removed
@@ -17,6 +18,11 @@ organic follower growth. Farms: bot pools shared by all their customers, each bo
 serving accounts outside the labelled set (their interactions reach the actor side
 only). The kinds of fraud are in `FRAUD_KINDS`; every account's size, posts and rates
 are drawn at random.
+
+`--candidates` measures candidate second signals against the narrow docs reader
+(`CANDIDATES`) on the raw events; `--communities` builds the world they need (people with
+a home time zone and interests, audiences drawn from them), `--farm-defence` gives the
+docs readers' farms the defence a farm can afford against them.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
 SPAN_DAYS = 26  # posts go up over this many days; the score is taken at the end
 TOPICS = ("veganism", "motherhood", "running", "chronic-illness", "climate", "gardening",
           "gaming", "fashion", "travel", "finance", "cooking", "photography")
+ZONES = (-8, -5, 0, 1, 2, 5.5, 8, 9)  # accounts' (and, in --communities, people's) zones
 BRANDS = ("fashion", "finance", "travel", "cosmetics", "energy-drinks", "crypto")
 FRAUD_KINDS = ("engagement_pod", "burst_farm", "drip_bought_likes", "bought_comments",
                "mixed_real_and_bought", "fake_followers", "tuned_rate", "unflagged_sponsoring",
@@ -79,6 +86,10 @@ class World:
     interaction_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     time_zone: dict[str, float] = field(default_factory=dict)
     ids: Iterable[int] = field(default_factory=itertools.count)
+    # The candidates' world (`--communities`): each person's home time zone, and each
+    # labelled account's main topic (outside accounts: `outside_shard`).
+    person_zone: dict[str, float] = field(default_factory=dict)
+    account_topic: dict[str, str] = field(default_factory=dict)
 
     def emit(self, moment: float, kind: str, account: str, post_id: str = "",
              actor: str = "", payload: object = None) -> None:
@@ -118,6 +129,50 @@ def deal_audiences(sizes: dict[str, int], rng: random.Random) -> dict[str, list[
     return audiences
 
 
+def deal_communities(sizes: dict[str, int], shapes: dict[str, Shape], world: World,
+                     rng: random.Random) -> dict[str, list[str]]:
+    """Audiences as communities (`--communities`, the candidates' world): every person
+    has a home time zone and one or two interests; 80 % of a person's places are on one
+    of its interests, and an account's audience is drawn 70 % from people interested in
+    its main topic and 85 % from its own zone (the default world's sixth in other
+    zones). People's breadth is `human_breadth` as in the default world; only *whom*
+    they engage with changes."""
+    demand: Counter[tuple[str, float]] = Counter()
+    for account, size in sizes.items():
+        demand[(shapes[account].main_topic, shapes[account].zone_h)] += size
+    keys = list(demand)
+    weights = list(itertools.accumulate(demand[key] for key in keys))
+    places: dict[tuple[str, float], list[str]] = defaultdict(list)
+    total = 0
+    person = 0
+    while total < sum(sizes.values()) * 1.1:
+        topic, zone = keys[bisect.bisect_left(weights, rng.random() * weights[-1])]
+        interests = [topic] + ([rng.choice(TOPICS)] if rng.random() < 0.4 else [])
+        name = f"h{person}"
+        world.person_zone[name] = zone
+        for _ in range(human_breadth(rng)):
+            place_topic = rng.choice(interests) if rng.random() < 0.8 else rng.choice(TOPICS)
+            places[(place_topic, zone)].append(name)
+            total += 1
+        person += 1
+    for pool in places.values():
+        rng.shuffle(pool)
+    nonempty = [key for key, pool in places.items() if pool]
+    audiences: dict[str, list[str]] = {}
+    for account, size in sizes.items():
+        shape = shapes[account]
+        drawn = []
+        for _ in range(size):
+            key = (shape.main_topic if rng.random() < 0.7 else rng.choice(TOPICS),
+                   shape.zone_h if rng.random() < 0.85 else rng.choice(ZONES))
+            while not places.get(key):
+                nonempty = [k for k in nonempty if places[k]]
+                key = rng.choice(nonempty)
+            drawn.append(places[key].pop())
+        audiences[account] = list(dict.fromkeys(drawn))
+    return audiences
+
+
 def activity_weights(count: int, rng: random.Random) -> list[float]:
     """Cumulative weights: a few people interact on most posts, most now and then."""
     weights = [rng.paretovariate(1.3) for _ in range(count)]
@@ -130,13 +185,15 @@ def pick(audience: list[str], cumulative: list[float], rng: random.Random) -> st
 
 # -- time --------------------------------------------------------------------------------
 
-def human_delay(rng: random.Random, posted_at: float, zone_h: float) -> float:
+def human_delay(rng: random.Random, posted_at: float, zone_h: float,
+                own_zone: bool = False) -> float:
     """Seconds after posting at which a person interacts: mostly within hours, fewer at
-    night in the account's time zone, a few with notifications on within seconds."""
+    night in the account's time zone (`own_zone`: in the person's own, `zone_h`), a few
+    with notifications on within seconds."""
     if rng.random() < 0.01:
         return rng.uniform(2, 25)
     # A sixth of an audience lives in another time zone.
-    if rng.random() < 0.15:
+    if not own_zone and rng.random() < 0.15:
         zone_h += rng.choice((-9, -6, 6, 9))
     while True:
         delay = 30 + rng.expovariate(1 / (3 * HOUR))
@@ -160,15 +217,43 @@ class Farm:
     # How many accounts outside the labelled set each bot serves per day: their
     # interactions reach the actor side only.
     outside_per_day: float
+    # The candidates' world (`--communities`): outside work on a human day in the
+    # outside account's zone, as a docs reader must deliver (its other customers'
+    # daily_rhythm would catch it); `shard_of` (`--farm-defence`): each bot's outside
+    # accounts share the topic and zone of its (first) labelled customer.
+    human_day: bool = False
+    shard_of: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def background(self, world: World, rng: random.Random) -> None:
         # From a period before the first post (the actor side's memory) to the end.
         for bot in self.bots:
+            shard = self.shard_of.get(bot)
             for day in range(-8, SPAN_DAYS + 1):
                 for _ in range(_poisson(rng, self.outside_per_day)):
-                    moment = START + (day + rng.random()) * DAY
-                    world.actor_only.append(
-                        (moment, bot, f"outside-{self.name}-{rng.randrange(50_000)}"))
+                    if not self.human_day:  # the default world (its draws in this order)
+                        moment = START + (day + rng.random()) * DAY
+                        index = rng.randrange(OUTSIDE_ACCOUNTS)
+                    else:
+                        index = (rng.randrange(OUTSIDE_ACCOUNTS) if shard is None
+                                 else outside_index(shard, rng))
+                        local = rng.uniform(7, 25)  # 7:00 to 1:00
+                        moment = START + day * DAY + (local - outside_shard(index)[1]) * HOUR
+                    world.actor_only.append((moment, bot, f"outside-{self.name}-{index}"))
+
+
+OUTSIDE_ACCOUNTS = 50_000  # per farm
+
+
+def outside_shard(index: int) -> tuple[str, float]:
+    """The topic and time zone of a farm's outside account (the candidates' world)."""
+    return TOPICS[index % len(TOPICS)], ZONES[(index // len(TOPICS)) % len(ZONES)]
+
+
+def outside_index(shard: tuple[str, float], rng: random.Random) -> int:
+    """A random outside account of the given topic and zone."""
+    per_round = len(TOPICS) * len(ZONES)
+    return (TOPICS.index(shard[0]) + len(TOPICS) * ZONES.index(shard[1])
+            + per_round * rng.randrange(OUTSIDE_ACCOUNTS // per_round))
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -211,7 +296,7 @@ def authentic_shape(rng: random.Random) -> Shape:
         main_topic=rng.choice(TOPICS),
         off_topic_share=rng.choice((0.0, 0.0, 0.1, 0.2, 0.35)),
         growth=rng.uniform(-0.02, 0.15),
-        zone_h=rng.choice((-8, -5, 0, 1, 2, 5.5, 8, 9)),
+        zone_h=rng.choice(ZONES),
     )
 
 
@@ -251,8 +336,10 @@ def real_engagement(world: World, account: str, shape: Shape,
         for _ in range(count):
             actor = pick(audience, cumulative, rng)
             kind = _kind(rng, deep)
-            world.emit(posted_at + human_delay(rng, posted_at, shape.zone_h), kind, account,
-                       post_id, actor)
+            home = world.person_zone.get(actor)
+            delay = (human_delay(rng, posted_at, shape.zone_h) if home is None
+                     else human_delay(rng, posted_at, home, own_zone=True))
+            world.emit(posted_at + delay, kind, account, post_id, actor)
 
 
 def _kind(rng: random.Random, deep_share: float) -> str:
@@ -294,6 +381,11 @@ class Population:
     # The narrow docs reader's farm at --per-kind 30 (scaled with it): 3x the bots its
     # customers' pools take, so most of its bots serve one labelled customer.
     narrow_farm_bots: int = 40_000
+    # The candidates' world: audiences as communities of topic and zone, and farms of
+    # docs readers working on a human day (`deal_communities`, `Farm.human_day`).
+    communities: bool = False
+    # The docs readers' farms shard their bots by customer topic and zone.
+    farm_defence: bool = False
 
 
 def build(population: Population, seed: int) -> World:
@@ -313,7 +405,9 @@ def build(population: Population, seed: int) -> World:
     # Real people's audiences: about a fifth of the followers ever interact.
     sizes = {account: max(20, int(shape.followers * rng.uniform(0.1, 0.3)))
              for account, shape in shapes.items()}
-    audiences = deal_audiences(sizes, rng)
+    audiences = (deal_communities(sizes, shapes, world, rng) if population.communities
+                 else deal_audiences(sizes, rng))
+    world.account_topic = {account: shape.main_topic for account, shape in shapes.items()}
 
     # Pools scale with the number of customers in the labelled set, so a bot serves
     # about as many of them in --quick as in a full run.
@@ -327,6 +421,7 @@ def build(population: Population, seed: int) -> World:
     narrow_farm = Farm("narrow", [], outside_per_day=NARROW_BREADTH / 8.0)
     narrow_bots = [f"narrow{n}" for n in range(int(population.narrow_farm_bots * scale))]
     farms = (big_farm, cheap_farm, docs_farm, narrow_farm)
+    docs_farm.human_day = narrow_farm.human_day = population.communities
     pod_posts: dict[str, list[tuple[str, float, bool]]] = {}
     pods = [[account for account in kinds if kinds[account] == "engagement_pod"][start::2]
             for start in range(2)]
@@ -416,6 +511,9 @@ def build(population: Population, seed: int) -> World:
             # days, outside included.
             pool = rng.sample(bots, k=min(len(bots), max(30, int(per_post * 1.5))))
             farm.bots += pool
+            if population.farm_defence:
+                for bot in pool:
+                    farm.shard_of.setdefault(bot, (shape.main_topic, shape.zone_h))
             bought(world, account, posts, farm, per_post, rng, deep_share=0.22,
                    spread_s=0, jitter=0.45, diurnal_zone=shape.zone_h, returning_pool=pool)
     for pod in pods:
@@ -849,6 +947,144 @@ def report_lockstep_sketch(world: World, least: int) -> None:
           f"({sketch_s / baseline_s:.1f}x) in the same run")
 
 
+# Candidates for a second signal against the narrow docs reader, independent of
+# audience_rotation (which reads *when* an actor meets its accounts, not *which* ones or
+# at what hour), measured exactly on the raw events per 8-day period before deciding to
+# keep state for them. Each is a share of the account's interactions (higher: more
+# suspicious).
+CANDIDATES = {
+    "off_niche": "over the interactions whose actor engaged other accounts in the "
+                 "period, the mean share of those accounts off the account's main topic",
+    "elsewhere_quiet": "the quietest 6 hours' share (circular, UTC) of what the account's "
+                       "actors did on other accounts in the period",
+    "sleepless": "share of the interactions whose actor, with >= 6 interactions in the "
+                 "period over all accounts, never had 6 quiet hours in a row",
+}
+SLEEPLESS_LEAST = 6
+SLEEP_GAP_H = 6.0
+
+
+def account_topic(world: World, account: str) -> str:
+    known = world.account_topic.get(account)
+    if known is not None:
+        return known
+    return outside_shard(int(account.rsplit("-", 1)[1]))[0]
+
+
+def candidate_signals(world: World) -> dict[str, dict[str, float]]:
+    """Per labelled account, each of `CANDIDATES`."""
+    done: dict[tuple[int, str], list[tuple[str, float]]] = defaultdict(list)
+    for moment, _, account, _, actor, _ in world.raw:
+        if actor:
+            done[(int((moment - START) // LOCKSTEP_PERIOD), actor)].append((account, moment))
+    for moment, actor, account in world.actor_only:
+        done[(int((moment - START) // LOCKSTEP_PERIOD), actor)].append((account, moment))
+    judged_topic: Counter[str] = Counter()
+    off_niche: dict[str, float] = defaultdict(float)
+    elsewhere: dict[str, list[int]] = {a: [0] * 24 for a in world.labels}
+    judged_sleep: Counter[str] = Counter()
+    sleepless: Counter[str] = Counter()
+    topics: dict[str, str] = {}
+    for entries in done.values():
+        on: Counter[str] = Counter(account for account, _ in entries)
+        labelled = [account for account in on if account in world.labels]
+        if not labelled:
+            continue
+        for account in on:
+            if account not in topics:
+                topics[account] = account_topic(world, account)
+        hours = [0] * 24
+        for _, moment in entries:
+            hours[int(moment // HOUR) % 24] += 1
+        awake = len(entries) >= SLEEPLESS_LEAST
+        never_slept = awake and _longest_gap_h([m for _, m in entries]) < SLEEP_GAP_H
+        for account in labelled:
+            count = on[account]
+            others = [topics[other] for other in on if other != account]
+            if others:
+                judged_topic[account] += count
+                off = sum(topic != topics[account] for topic in others) / len(others)
+                off_niche[account] += count * off
+            own = [0] * 24
+            for other, moment in entries:
+                if other == account:
+                    own[int(moment // HOUR) % 24] += 1
+            elsewhere[account] = [total + h - o for total, h, o
+                                  in zip(elsewhere[account], hours, own, strict=True)]
+            if awake:
+                judged_sleep[account] += count
+                sleepless[account] += count * never_slept
+    result = {}
+    for account in world.labels:
+        profile = elsewhere[account]
+        total = sum(profile)
+        quiet = (min(sum(profile[(start + offset) % 24] for offset in range(6))
+                     for start in range(24)) / total) if total else 0.0
+        result[account] = {
+            "off_niche": off_niche[account] / max(judged_topic[account], 1),
+            "elsewhere_quiet": quiet,
+            "sleepless": sleepless[account] / max(judged_sleep[account], 1),
+        }
+    return result
+
+
+def _longest_gap_h(moments: list[float]) -> float:
+    """The longest stretch of the day (circular, hours) without an interaction."""
+    hours = sorted((moment / HOUR) % 24 for moment in moments)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(hours)]
+    return max([*gaps, hours[0] + 24 - hours[-1]])
+
+
+def report_candidates(world: World, scores: dict[str, Credibility] | None) -> None:
+    signals = candidate_signals(world)
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    authentic = by_kind["authentic"]
+    rows = [["kind", *CANDIDATES]]
+    for kind in ("authentic", *FRAUD_KINDS):
+        cells = []
+        for name in CANDIDATES:
+            values = sorted(signals[a][name] for a in by_kind[kind])
+            spread = (f"{values[len(values) // 2]:.3f} ({values[len(values) // 10]:.3f}-"
+                      f"{values[len(values) * 9 // 10]:.3f})")
+            if kind == "authentic":
+                cells.append(spread)
+            else:
+                separation = auc([-signals[a][name] for a in authentic],
+                                 [-signals[a][name] for a in by_kind[kind]])
+                cells.append(f"AUC {separation:.2f}, {spread}")
+        rows.append([kind, *cells])
+    print("\nCandidate second signals (exact, per 8-day period; authentic: median and "
+          "10th-90th percentile; fraud: AUC of the signal alone, and its spread):\n")
+    for name, meaning in CANDIDATES.items():
+        print(f"  {name}: {meaning}")
+    print()
+    print(table(rows))
+    if scores is None:
+        return
+    # What credibility without audience_rotation would give with each candidate as a
+    # factor, weight 0.7 like audience_rotation: tolerated up to the authentic 90th
+    # percentile, zero credit twice the authentic spread (p90 - median) above it. A
+    # quick check of the ablation, not a calibrated component.
+    print("\nAUC against narrow_docs_reader without audience_rotation, with each candidate "
+          "as an extra factor (weight 0.7; full credit to the authentic p90, zero at p90 + "
+          "2 x (p90 - median)):")
+    narrow = by_kind["narrow_docs_reader"]
+    for name in CANDIDATES:
+        values = sorted(signals[a][name] for a in authentic)
+        median, tolerance = values[len(values) // 2], values[len(values) * 9 // 10]
+        span = max(2 * (tolerance - median), 1e-9)
+
+        def ablated(account: str, name: str = name, tolerance: float = tolerance,
+                    span: float = span) -> float:
+            value = min(1.0, max(0.0, 1 - (signals[account][name] - tolerance) / span))
+            return without(scores[account], "audience_rotation") * (1 - 0.7 * (1 - value))
+
+        separation = auc([ablated(a) for a in authentic], [ablated(a) for a in narrow])
+        print(f"  {name}: {separation:.3f}")
+
+
 def seed_orderings(pairs: int, seed: int) -> None:
     """The article's principles as pairs with equal followers: the authentic niche
     account against each rival of service/simulation.py, each pair with its own seed."""
@@ -914,24 +1150,48 @@ def main() -> None:
     parser.add_argument("--co-engagement", action="store_true",
                         help="also measure the co-engagement (lockstep) candidate, exactly "
                              "(~2 min for the full population)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="also measure the candidate second signals against the narrow "
+                             "docs reader (CANDIDATES), exactly")
+    parser.add_argument("--candidates-only", action="store_true",
+                        help="the candidates (and --co-engagement, exactly) on the raw events "
+                             "alone: no engine, no orderings")
+    parser.add_argument("--communities", action="store_true",
+                        help="the candidates' world: audiences as communities of topic and "
+                             "time zone, docs readers' farms working on a human day")
+    parser.add_argument("--farm-defence", action="store_true",
+                        help="with --communities: the docs readers' farms shard their bots "
+                             "by customer topic and zone")
     args = parser.parse_args()
     population = Population(
         authentic=args.authentic or (40 if args.quick else 300),
         per_kind=args.per_kind or (6 if args.quick else 30),
         docs_breadth=args.docs_breadth,
         narrow_farm_bots=args.narrow_farm_bots,
+        communities=args.communities or args.farm_defence,
+        farm_defence=args.farm_defence,
     )
     began = time.perf_counter()
     world = build(population, args.seed)
     built = time.perf_counter()
-    scores = run(world)
+    scores = None if args.candidates_only else run(world)
     ran = time.perf_counter()
     print(f"# bench.scoring seed={args.seed} authentic={population.authentic} "
           f"per_kind={population.per_kind} docs_breadth={population.docs_breadth} "
-          f"narrow_farm_bots={population.narrow_farm_bots}: "
-          f"{len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
+          f"narrow_farm_bots={population.narrow_farm_bots}"
+          + (" communities" if population.communities else "")
+          + (" farm_defence" if population.farm_defence else "")
+          + f": {len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
           f"built in {built - began:.1f} s, engine in {ran - built:.1f} s\n")
-    report(world, scores)
+    if scores is not None:
+        report(world, scores)
+    if args.candidates or args.candidates_only:
+        report_candidates(world, scores)
+    if scores is None:
+        if args.co_engagement:
+            report_co_engagement(world)
+        print(f"\n(total {time.perf_counter() - began:.1f} s)")
+        return
     if args.co_engagement:
         report_co_engagement(world)
         report_lockstep_sketch(world, least=10)

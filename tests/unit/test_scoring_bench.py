@@ -17,7 +17,9 @@ from bench.scoring import (
     World,
     auc,
     build,
+    candidate_signals,
     co_engagement,
+    outside_shard,
     run,
     without,
 )
@@ -95,3 +97,57 @@ def test_the_lockstep_sketch_counts_actors_per_pair_once_and_forgets_old_buckets
     later = 4 * bucket + 30
     assert not sketch.observe(5, a, later)
     assert not sketch.observe(5, b, later + 1)
+
+
+def test_candidate_signals_read_an_actors_other_accounts_in_the_period() -> None:
+    world = World(random.Random(0))
+    world.labels = {"a": "authentic", "b": "authentic"}
+    world.account_topic = {"a": "running", "b": "running"}
+    hour = 3_600.0
+    # fan: a and b (both running) within one waking day; bot: a, then outside accounts
+    # 1 and 3 (motherhood, chronic-illness: not running) around the clock.
+    world.emit(START + 9 * hour, "like", "a", "a-p0", "fan")
+    world.emit(START + 10 * hour, "like", "b", "b-p0", "fan")
+    world.emit(START + 9 * hour, "like", "a", "a-p0", "bot")
+    world.actor_only += [(START + n * 4 * hour, "bot", f"outside-narrow-{1 + 2 * (n % 2)}")
+                         for n in range(6)]
+    # lone: only a, so it is judged by none of the three.
+    world.emit(START + 11 * hour, "like", "a", "a-p0", "lone")
+    # In the next period the fan meets b alone: nothing elsewhere for b there.
+    world.emit(START + LOCKSTEP_PERIOD + hour, "like", "b", "b-p1", "fan")
+    signals = candidate_signals(world)
+    # a: the fan's other account is on topic (0 off), the bot's two are not (1 off).
+    assert signals["a"]["off_niche"] == pytest.approx(0.5)
+    assert signals["b"]["off_niche"] == 0.0
+    # The bot's 7 interactions (>= 6) leave no 6 quiet hours: its 1 of a's 3 is sleepless.
+    assert signals["a"]["sleepless"] == pytest.approx(1.0)
+    assert signals["b"]["sleepless"] == 0.0
+    # Elsewhere for a: the fan's 10:00 on b and the bot's six, every 4 hours: some
+    # 6-hour stretch holds exactly one of the seven.
+    assert signals["a"]["elsewhere_quiet"] == pytest.approx(1 / 7)
+    # Elsewhere for b: the fan's 9:00 on a only: the quietest 6 hours hold none.
+    assert signals["b"]["elsewhere_quiet"] == 0.0
+
+
+def test_the_defended_farm_takes_its_bots_other_work_from_their_customers_topic_and_zone() -> None:
+    world = build(Population(authentic=10, per_kind=2, docs_breadth=10, communities=True,
+                             farm_defence=True), seed=5)
+    customer_of: dict[str, str] = {}
+    for _, kind, account, _, actor, _ in world.raw:
+        if kind != "post" and actor.startswith("narrow"):
+            customer_of.setdefault(actor, account)
+    # (Bots drawn into a pool whose customer they never reached keep its shard too,
+    # but do not show which customer it was.)
+    outside = [(actor, account) for _, actor, account in world.actor_only
+               if actor in customer_of]
+    assert len(outside) > 100
+    # A bot serving two labelled customers takes the first one's shard, which may not be
+    # the first it was seen with here; every bot serving one must match it.
+    matching = sum(outside_shard(int(account.rsplit("-", 1)[1]))
+                   == (world.account_topic[customer_of[actor]],
+                       world.time_zone[customer_of[actor]])
+                   for actor, account in outside)
+    assert matching / len(outside) > 0.9
+    # People live in their own zone: every person has one, and only people have one.
+    assert world.person_zone
+    assert all(person.startswith("h") for person in world.person_zone)
