@@ -381,6 +381,9 @@ def main() -> None:
                              "two_instances": two.cpu_s / count * 1e6,
                              "without_checkpoints": quiet.cpu_s / count * 1e6},
         "changelog_overhead_by_cpu": one.cpu_s / quiet.cpu_s - 1,
+        # The cores the instances kept busy: below 1 per instance, they waited.
+        "instance_cores": {"one_instance": one.cpu_s / one.consuming_s,
+                           "two_instances": two.cpu_s / two.consuming_s},
         # The cores the broker used meanwhile: what the instances could not have.
         "broker_cores": {"one_instance": one.broker_cpu_s / one.consuming_s,
                          "two_instances": two.broker_cpu_s / two.consuming_s},
