@@ -236,3 +236,12 @@ def test_posts_with_the_same_topics_share_one_tuple() -> None:
     first, *others = (post.topics for post in again.posts.values())
     assert first == ("gaming", "travel")
     assert all(topics is first for topics in others)
+
+
+def test_a_post_seen_when_posted_shares_one_time_and_changes_apart() -> None:
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, False, (), 30.0, 256)
+    post = CODEC.unpack("acc", packing.pack_reference(account)).posts["p"]
+    assert post.posted_at == post.first_seen_at == 1.7e9
+    post.posted_at = 1.8e9
+    assert post.first_seen_at == 1.7e9
