@@ -5,7 +5,8 @@ account, packing the one that leaves the hot set, and freeing that one's objects
                           [--compare PATH ...]
 
 The accounts are the wide workload's of `bench.ingest` (a follower count, 4 posts, one
-actor sketch of ~14 actors after 600,000 events), built once per process by the engine
+actor sketch of ~6 actors after 600,000 events; ~14 by the end of the
+`bench.ingest --engine-alone` run), built once per process by the engine
 with every account hot. Then, `rounds` times, all of them are packed, unpacked (kept) and
 freed, each step timed alone in CPU µs per account with the cyclic collector off (what
 the codec costs), and once more with the collector on, as an event pays it: the three
