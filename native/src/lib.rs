@@ -2,11 +2,14 @@
 //!
 //! `packing.pack_reference` and `packing.unpack_reference` are the specification: the
 //! same account packs to the same bytes (a fixed header, then what `msgpack.packb` writes
-//! for the account's fields) and unpacks to an equal account. The Python objects are built
-//! through their own classes (passed to `Codec`), so a field that `Account`, `Post` or
-//! `ActorSketch` gains in `__init__` is there after unpacking too. The tests compare both
-//! directions against the reference on generated accounts
-//! (tests/unit/test_packing_native.py).
+//! for the account's fields) and unpacks to an equal account. The Python objects are
+//! instances of their own classes (passed to `Codec`): while a class has exactly the slots
+//! the codec knows, their fields are read and written at their offsets and instances are
+//! allocated without `__init__`; a class that gains a field is built through its
+//! `__init__`, so the field is there after unpacking too (`Layout`). The tests compare
+//! both directions against the reference on generated accounts
+//! (tests/unit/test_packing_native.py); the figures are in docs/benchmarks.md, "The cliff
+//! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
 //! actors.rs.
