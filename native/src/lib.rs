@@ -418,9 +418,9 @@ mod sketch_slot {
 /// codec knows (its own, plain object slots, on `object`), their offsets in the instance
 /// are read once from the slots' member descriptors, and the fields are read and written
 /// there, as `PyMember_GetOne` and `PyMember_SetOne` do, without an attribute lookup
-/// (most of what packing cost), and instances are allocated without their `__init__`
-/// (every slot is then set by the codec). Otherwise (a field added since) it goes through
-/// `getattr`, `setattr` and `__init__`, so that nothing is left unset.
+/// (first in session 5's profile of the codec), and instances are allocated without their
+/// `__init__` (every slot is then set by the codec). Otherwise (a field added since) it
+/// goes through `getattr`, `setattr` and `__init__`, so that nothing is left unset.
 struct Layout {
     class: Py<PyAny>,
     names: Vec<Py<PyString>>,
