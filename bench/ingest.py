@@ -5,6 +5,7 @@ ceiling) and a Quix Streams application (the peer), on the same topic, in the sa
                            [--rounds 1] [--compare PATH ...] [--variants]
     python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
                            [--compare PATH ...] [--skip-reference] [--rounds 1]
+                           [--codec-variants]
 
 For each workload, produces N events to a fresh topic on the local broker (started if
 none answers), then times, each in its own process, from start to the last message
@@ -22,7 +23,9 @@ processed:
                         the cost of a working set past the hot set;
   * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
     engine, each contender in its own process (this checkout with the compiled codec and
-    with the reference, unless --skip-reference; the checkouts of --compare), each with
+    with the reference, unless --skip-reference; with --codec-variants, the compiled codec
+    without each of its options, bench/codec.py, at the old default and every account
+    hot only; the checkouts of --compare), each with
     three hot sets: 20,000 (the old default), the one the service now sizes from its
     default memory budget, and every account), in CPU µs per event after a warm-up of
     300,000 events (the wide workload's accounts and posts); then, in the same process,
@@ -215,20 +218,24 @@ def quix(topic: str, count: int, changelog: bool) -> float:
 
 
 ENGINE_WARM_UP = 300_000
+# bench.codec.CODECS's variants of the compiled codec, for --codec-variants.
+CODEC_VARIANTS = ("compiled, collector tracks", "compiled, no prefetch")
 OLD_DEFAULT_HOT_SET = 20_000  # ENGAGEMENT_HOT_ACCOUNTS's default before the memory budget
 CODEC_SAMPLE = 2_000
 
 
-def engine_alone(workload: str, count: int, hot_accounts: int, compiled: bool
+def engine_alone(workload: str, count: int, hot_accounts: int, codec: str
                  ) -> dict[str, float]:
     import gc
+
+    # This file's sibling, whichever checkout's `service` runs: the child runs this file
+    # as a script, so its folder is first on the path.
+    from codec import select
 
     from service.engine import Engine, EngineConfig, packing
     from service.events import Rejection, decode_event
 
-    use_compiled = getattr(packing, "use_compiled", None)  # absent in older checkouts
-    if use_compiled is not None:
-        use_compiled(compiled)
+    select(codec)
     now = time.time()
     events = []
     for value in WORKLOADS[workload](count):
@@ -270,11 +277,18 @@ def default_hot_set() -> int:
 
 
 def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path],
-                     with_reference: bool = True, rounds: int = 1) -> None:
-    contenders = [("this checkout, compiled", REPO, "1"),
-                  *([("this checkout, reference", REPO, "0")] if with_reference else []),
+                     with_reference: bool = True, rounds: int = 1,
+                     codec_variants: bool = False) -> None:
+    # (name, checkout, codec as bench.codec.select names it, with every hot set)
+    contenders = [("this checkout, compiled", REPO, "compiled", True),
+                  *([("this checkout, reference", REPO, "reference", True)]
+                    if with_reference else []),
+                  # Each option of the compiled codec against its absence: only the hot
+                  # sets where accounts are packed (the old default) and none (every).
+                  *[(f"this checkout, {variant}", REPO, variant, False)
+                    for variant in (CODEC_VARIANTS if codec_variants else ())],
                   # The compiled codec where the checkout has one (`use_compiled`).
-                  *[(name, path, "1") for name, path in checkouts.items()]]
+                  *[(name, path, "checkout", True) for name, path in checkouts.items()]]
     default_hot = default_hot_set()
     hot_sets = (OLD_DEFAULT_HOT_SET, default_hot, 1_000_000)
     for workload in workloads:
@@ -282,12 +296,14 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
         # processes on a shared machine slow CPU time too, through the caches).
         best: dict[tuple[str, int], dict[str, float]] = {}
         for _ in range(rounds):
-            for name, checkout, compiled in contenders:
+            for name, checkout, codec, every_hot_set in contenders:
                 for hot in hot_sets:
+                    if not every_hot_set and hot == default_hot:
+                        continue
                     # This file, with the checkout's `service` first on the path.
                     result = subprocess.run(
                         [sys.executable, str(Path(__file__).resolve()), "--child", "engine",
-                         "--topic", f"{workload}:{hot}:{compiled}", "--events", str(count)],
+                         "--topic", f"{workload}:{hot}:{codec}", "--events", str(count)],
                         capture_output=True, text=True, check=True, cwd=checkout,
                         env={**os.environ, "PYTHONPATH": str(checkout)})
                     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -301,12 +317,16 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
               f"{OLD_DEFAULT_HOT_SET:,} | gap at {default_hot:,} | unpacks at "
               f"{OLD_DEFAULT_HOT_SET:,} | pack µs | unpack µs |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for name, _, _ in contenders:
-            row = [best[(name, hot)] for hot in hot_sets]
-            old, budget, every = (measured["cpu_us_per_event"] for measured in row)
-            print(f"| {name} | {old:.2f} | {budget:.2f} | {every:.2f} | {old / every:.2f}x | "
-                  f"{budget / every:.2f}x | {row[0]['unpacks']:,} | {row[0]['pack_us']:.2f} | "
-                  f"{row[0]['unpack_us']:.2f} |", flush=True)
+        for name, _, _, _ in contenders:
+            old, every = best[(name, OLD_DEFAULT_HOT_SET)], best[(name, 1_000_000)]
+            budget = best.get((name, default_hot))
+            old_us, every_us = old["cpu_us_per_event"], every["cpu_us_per_event"]
+            budget_cells = ("-", "-") if budget is None else (
+                f"{budget['cpu_us_per_event']:.2f}",
+                f"{budget['cpu_us_per_event'] / every_us:.2f}x")
+            print(f"| {name} | {old_us:.2f} | {budget_cells[0]} | {every_us:.2f} | "
+                  f"{old_us / every_us:.2f}x | {budget_cells[1]} | {old['unpacks']:,} | "
+                  f"{old['pack_us']:.2f} | {old['unpack_us']:.2f} |", flush=True)
 
 
 VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
@@ -340,6 +360,9 @@ def main() -> None:
                         help="no Kafka: the engine alone, with both codecs and hot sets")
     parser.add_argument("--skip-reference", action="store_true",
                         help="with --engine-alone: not the reference codec")
+    parser.add_argument("--codec-variants", action="store_true",
+                        help="with --engine-alone: also the compiled codec without each of "
+                             "its options (bench.codec.CODECS)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -349,8 +372,8 @@ def main() -> None:
         # machine disturbs least (bench.backfill compares builds by it).
         cpu: float | None = None
         if kind == "engine":
-            workload, hot, compiled = topic.split(":")
-            print(json.dumps(engine_alone(workload, count, int(hot), compiled == "1")))
+            workload, hot, codec = topic.split(":", 2)
+            print(json.dumps(engine_alone(workload, count, int(hot), codec)))
             return
         if kind == "bare":
             seconds, cpu = asyncio.run(bare(topic, count))
@@ -364,7 +387,8 @@ def main() -> None:
     checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
     if arguments.engine_alone:
         run_engine_alone(arguments.workloads, count, checkouts,
-                         with_reference=not arguments.skip_reference, rounds=arguments.rounds)
+                         with_reference=not arguments.skip_reference, rounds=arguments.rounds,
+                         codec_variants=arguments.codec_variants)
         return
     ensure_broker()
     for workload in arguments.workloads:

@@ -2,20 +2,25 @@
 //!
 //! `packing.pack_reference` and `packing.unpack_reference` are the specification: the
 //! same account packs to the same bytes (a fixed header, then what `msgpack.packb` writes
-//! for the account's fields) and unpacks to an equal account. The Python objects are built
-//! through their own classes (passed to `Codec`), so a field that `Account`, `Post` or
-//! `ActorSketch` gains in `__init__` is there after unpacking too. The tests compare both
-//! directions against the reference on generated accounts
-//! (tests/unit/test_packing_native.py).
+//! for the account's fields) and unpacks to an equal account. The Python objects are
+//! instances of their own classes (passed to `Codec`): while a class has exactly the slots
+//! the codec knows, their fields are read and written at their offsets and instances are
+//! allocated without `__init__`; a class that gains a field is built through its
+//! `__init__`, so the field is there after unpacking too (`Layout`). The tests compare
+//! both directions against the reference on generated accounts
+//! (tests/unit/test_packing_native.py); the figures are in docs/benchmarks.md, "The cliff
+//! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
 //! actors.rs.
 
 mod actors;
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyAttributeError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
@@ -347,7 +352,9 @@ impl<'a> Reader<'a> {
         if length % 2 != 0 {
             return Err(PyValueError::new_err("packed account: a counter without its count"));
         }
-        let dict = PyDict::new(py);
+        // Sized for its entries at once: a sketch's ~14-32 counters would otherwise grow
+        // it twice or three times (the same final size, the same order).
+        let dict = presized_dict(py, length / 2)?;
         for _ in 0..length / 2 {
             let key = self.value(py)?;
             let value = self.value(py)?;
@@ -357,24 +364,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-// ---------------------------------------------------------------- the codec
+// ---------------------------------------------------------------- reaching the fields
 
-/// Packs and unpacks accounts as `packing.pack_reference` and `packing.unpack_reference`
-/// do, building objects through the classes it was given.
-#[pyclass(frozen)]
-struct Codec {
-    account: Py<PyAny>,
-    post: Py<PyAny>,
-    sketch: Py<PyAny>,
-    shared_topics: Py<PyAny>,
-    // Whether the classes have exactly the slots this codec sets: then an instance is
-    // allocated without running its `__init__` (~0.5 us each in Python) and every slot is
-    // set here. A class with other slots (a field added since) is built through its
-    // `__init__` instead, so nothing is left unset.
-    bare_post: bool,
-    bare_sketch: bool,
-}
-
+// The slots of `Account`, `Post` and `ActorSketch`, sorted; the modules below name their
+// indices.
+const ACCOUNT_SLOTS: [&str; 8] = [
+    "account_id", "actors", "audience", "followers", "last_event_at", "partition", "posts",
+    "version",
+];
 const POST_SLOTS: [&str; 9] = [
     "comments", "early", "first_seen_at", "likes", "pending", "posted_at", "shares",
     "sponsored", "topics",
@@ -382,6 +379,137 @@ const POST_SLOTS: [&str; 9] = [
 const SKETCH_SLOTS: [&str; 8] = [
     "_at_floor", "_floor", "bucket", "counts", "errors", "interactions", "registers", "rhythm",
 ];
+
+mod account_slot {
+    pub const ACCOUNT_ID: usize = 0;
+    pub const ACTORS: usize = 1;
+    pub const AUDIENCE: usize = 2;
+    pub const FOLLOWERS: usize = 3;
+    pub const LAST_EVENT_AT: usize = 4;
+    pub const PARTITION: usize = 5;
+    pub const POSTS: usize = 6;
+    pub const VERSION: usize = 7;
+}
+
+mod post_slot {
+    pub const COMMENTS: usize = 0;
+    pub const EARLY: usize = 1;
+    pub const FIRST_SEEN_AT: usize = 2;
+    pub const LIKES: usize = 3;
+    pub const PENDING: usize = 4;
+    pub const POSTED_AT: usize = 5;
+    pub const SHARES: usize = 6;
+    pub const SPONSORED: usize = 7;
+    pub const TOPICS: usize = 8;
+}
+
+mod sketch_slot {
+    pub const AT_FLOOR: usize = 0;
+    pub const FLOOR: usize = 1;
+    pub const BUCKET: usize = 2;
+    pub const COUNTS: usize = 3;
+    pub const ERRORS: usize = 4;
+    pub const INTERACTIONS: usize = 5;
+    pub const REGISTERS: usize = 6;
+    pub const RHYTHM: usize = 7;
+}
+
+/// How the codec reaches the fields of one class. If the class has exactly the slots the
+/// codec knows (its own, plain object slots, on `object`), their offsets in the instance
+/// are read once from the slots' member descriptors, and the fields are read and written
+/// there, as `PyMember_GetOne` and `PyMember_SetOne` do, without an attribute lookup
+/// (first in session 5's profile of the codec), and instances are allocated without their
+/// `__init__` (every slot is then set by the codec). Otherwise (a field added since) it
+/// goes through `getattr`, `setattr` and `__init__`, so that nothing is left unset.
+struct Layout {
+    class: Py<PyAny>,
+    names: Vec<Py<PyString>>,
+    offsets: Option<Vec<isize>>,
+}
+
+/// A field's place in an instance.
+#[inline]
+unsafe fn slot_at(object: *mut ffi::PyObject, offset: isize) -> *mut *mut ffi::PyObject {
+    object.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()
+}
+
+impl Layout {
+    fn new(class: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Self> {
+        let py = class.py();
+        let offsets =
+            if has_exactly_slots(class, names)? { member_offsets(class, names)? } else { None };
+        Ok(Layout {
+            class: class.clone().unbind(),
+            names: names.iter().map(|name| PyString::intern(py, name).unbind()).collect(),
+            offsets,
+        })
+    }
+
+    fn direct(&self) -> bool {
+        self.offsets.is_some()
+    }
+
+    /// The offsets, if `object` is an instance of exactly this class and they are known
+    /// (a subclass may have a layout of its own).
+    #[inline]
+    fn offsets_for(&self, object: &Bound<'_, PyAny>) -> Option<&[isize]> {
+        match &self.offsets {
+            Some(offsets)
+                if unsafe { ffi::Py_TYPE(object.as_ptr()) }.cast::<ffi::PyObject>()
+                    == self.class.as_ptr() =>
+            {
+                Some(offsets)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn get<'py>(
+        &self,
+        object: &Bound<'py, PyAny>,
+        offsets: Option<&[isize]>,
+        field: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = object.py();
+        match offsets {
+            Some(offsets) => {
+                let value = unsafe { *slot_at(object.as_ptr(), offsets[field]) };
+                if value.is_null() {
+                    return Err(PyAttributeError::new_err(format!(
+                        "'{}' is not set",
+                        self.names[field].bind(py)
+                    )));
+                }
+                Ok(unsafe { Bound::from_borrowed_ptr(py, value) })
+            }
+            None => object.getattr(self.names[field].bind(py)),
+        }
+    }
+
+    #[inline]
+    fn set<'py>(
+        &self,
+        object: &Bound<'py, PyAny>,
+        offsets: Option<&[isize]>,
+        field: usize,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        match offsets {
+            Some(offsets) => {
+                unsafe {
+                    let slot = slot_at(object.as_ptr(), offsets[field]);
+                    let old = std::mem::replace(&mut *slot, value.into_ptr());
+                    if !old.is_null() {
+                        ffi::Py_DECREF(old);
+                    }
+                }
+                Ok(())
+            }
+            None => object.setattr(self.names[field].bind(object.py()), value),
+        }
+    }
+}
 
 fn has_exactly_slots(class: &Bound<'_, PyAny>, expected: &[&str]) -> PyResult<bool> {
     let Ok(class) = class.cast::<PyType>() else { return Ok(false) };
@@ -398,6 +526,36 @@ fn has_exactly_slots(class: &Bound<'_, PyAny>, expected: &[&str]) -> PyResult<bo
     Ok(names == wanted && base_is_object)
 }
 
+/// Where each named slot sits in an instance of `class`, if each is a plain, writable
+/// object slot of that class (`Py_T_OBJECT_EX`: unset reads raise AttributeError).
+fn member_offsets(class: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Option<Vec<isize>>> {
+    let namespace = class.getattr("__dict__")?;
+    let mut offsets = Vec::with_capacity(names.len());
+    for name in names {
+        let descriptor = namespace.get_item(name)?;
+        let raw = descriptor.as_ptr();
+        unsafe {
+            if ffi::Py_TYPE(raw) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+                return Ok(None);
+            }
+            let descriptor = raw.cast::<ffi::PyMemberDescrObject>();
+            if (*descriptor).d_common.d_type.cast::<ffi::PyObject>() != class.as_ptr() {
+                return Ok(None);
+            }
+            // pyo3-ffi declares the field as a PyGetSetDef pointer; CPython's is a
+            // PyMemberDef pointer.
+            let member = (*descriptor).d_member.cast::<ffi::PyMemberDef>();
+            if (*member).type_code != ffi::Py_T_OBJECT_EX
+                || (*member).flags & ffi::Py_READONLY != 0
+            {
+                return Ok(None);
+            }
+            offsets.push((*member).offset);
+        }
+    }
+    Ok(Some(offsets))
+}
+
 /// An instance of `class` with every slot unset, as `object.__new__(class)` makes it.
 fn allocate<'py>(class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = class.py();
@@ -405,6 +563,105 @@ fn allocate<'py>(class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let raw = ffi::PyType_GenericAlloc(class.as_ptr().cast::<ffi::PyTypeObject>(), 0);
         Bound::from_owned_ptr_or_err(py, raw)
     }
+}
+
+/// Takes a container out of the cyclic garbage collector's lists (see `Codec`).
+#[inline]
+fn untrack(object: &Bound<'_, PyAny>) {
+    let raw = object.as_ptr();
+    unsafe {
+        if ffi::PyType_IS_GC(ffi::Py_TYPE(raw)) != 0 && ffi::PyObject_GC_IsTracked(raw) != 0 {
+            ffi::PyObject_GC_UnTrack(raw.cast());
+        }
+    }
+}
+
+/// An empty dict with room for `entries` without growing.
+fn presized_dict(py: Python<'_>, entries: usize) -> PyResult<Bound<'_, PyDict>> {
+    let entries = ffi::Py_ssize_t::try_from(entries)
+        .map_err(|_| PyValueError::new_err("packed account: too many entries"))?;
+    let raw = unsafe { ffi::_PyDict_NewPresized(entries) };
+    Ok(unsafe { Bound::from_owned_ptr_or_err(py, raw)?.cast_into_unchecked::<PyDict>() })
+}
+
+/// Asks the CPU to bring an object's first cache line in, without waiting for it.
+#[inline(always)]
+fn prefetch(object: *mut ffi::PyObject) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        // A prefetch never faults, whatever the address.
+        std::arch::x86_64::_mm_prefetch(object.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = object;
+}
+
+impl Reader<'_> {
+    /// Moves past one value without building it.
+    fn skip(&mut self) -> PyResult<()> {
+        let marker = self.byte()?;
+        let (bytes, items) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 | 0xca => (4, 0),
+            0xcf | 0xd3 | 0xcb => (8, 0),
+            0xa0..=0xbf => ((marker & 0x1f) as usize, 0),
+            0xd9 | 0xc4 => (self.byte()? as usize, 0),
+            0xda | 0xc5 => (u16::from_be_bytes(self.be()?) as usize, 0),
+            0xdb | 0xc6 => (u32::from_be_bytes(self.be()?) as usize, 0),
+            0x90..=0x9f => (0, (marker & 0x0f) as usize),
+            0xdc => (0, u16::from_be_bytes(self.be()?) as usize),
+            0xdd => (0, u32::from_be_bytes(self.be()?) as usize),
+            0x80..=0x8f => (0, 2 * (marker & 0x0f) as usize),
+            0xde => (0, 2 * u16::from_be_bytes(self.be()?) as usize),
+            0xdf => (0, 2 * u32::from_be_bytes(self.be()?) as usize),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "packed account: unexpected msgpack marker {marker:#04x}"
+                )))
+            }
+        };
+        self.take(bytes)?;
+        for _ in 0..items {
+            self.skip()?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- the codec
+
+/// The topic tuples unpacked so far, by their packed bytes: most posts carry one of a few,
+/// and the tuple is then neither decoded nor passed to `shared_topics` again. Bounded
+/// like `account.SHARED_TOPIC_TUPLES`; past it, topics are decoded each time.
+const TOPIC_CACHE_ENTRIES: usize = 4_096;
+
+/// Packs and unpacks accounts as `packing.pack_reference` and `packing.unpack_reference`
+/// do, building objects through the classes it was given.
+///
+/// With `untrack` (the default) the containers an unpack builds (the account, its posts,
+/// sketches, lists, dicts and tuples) are taken out of the cyclic garbage collector's
+/// lists: otherwise the next young collection walks all of them once, for every account
+/// unpacked. The collector is there for reference cycles, and an account holds none (its
+/// fields hold numbers, strings, bytes and containers of those, and its own posts and
+/// sketches, which refer to nothing back); reference counting frees it as before. A
+/// container that the engine creates later (a new post) is tracked as usual, and a dict
+/// that receives one is tracked again by CPython. (Were a cycle ever made through an
+/// untracked object, it would not be collected: memory kept, never memory corrupted.)
+///
+/// With `prefetch` (the default) packing first asks for the account's objects level by
+/// level (`prefetch_account`). Both options exist so that the benches can set each
+/// against its absence in one run (bench/codec.py).
+#[pyclass(frozen)]
+struct Codec {
+    account: Layout,
+    post: Layout,
+    sketch: Layout,
+    shared_topics: Py<PyAny>,
+    untrack: bool,
+    prefetches: bool,
+    topics: Mutex<HashMap<Vec<u8>, Py<PyAny>>>,
 }
 
 /// Python's `min(a, b)`: `a` unless `b < a` (so a NaN keeps its place as Python's does).
@@ -416,51 +673,168 @@ fn python_min(current: f64, candidate: f64) -> f64 {
     }
 }
 
+impl Codec {
+    /// Asks for the objects that packing an account reads, one level of the account at a
+    /// time: its posts, ids, follower entries and sketches, then their fields, then the
+    /// sketches' actor ids. The account leaving the hot set is the one used longest ago,
+    /// so most of its ~40 objects are out of the CPU's caches; read one after another, each
+    /// read waits for the memory in turn, while requests made together overlap. Only for
+    /// the classes whose slots it reaches directly; it reads pointers, runs no Python code.
+    fn prefetch_account(
+        &self,
+        posts: &Bound<'_, PyDict>,
+        followers: &Bound<'_, PyList>,
+        actors: &Bound<'_, PyList>,
+    ) {
+        let (Some(post_offsets), Some(sketch_offsets)) = (&self.post.offsets, &self.sketch.offsets)
+        else {
+            return;
+        };
+        let post_class = self.post.class.as_ptr();
+        let sketch_class = self.sketch.class.as_ptr();
+        unsafe {
+            let (mut position, mut key, mut value) =
+                (0 as ffi::Py_ssize_t, std::ptr::null_mut(), std::ptr::null_mut());
+            while ffi::PyDict_Next(posts.as_ptr(), &mut position, &mut key, &mut value) != 0 {
+                prefetch(key);
+                prefetch(value);
+            }
+            for index in 0..ffi::PyList_GET_SIZE(followers.as_ptr()) {
+                prefetch(ffi::PyList_GET_ITEM(followers.as_ptr(), index));
+            }
+            let sketches = ffi::PyList_GET_SIZE(actors.as_ptr());
+            for index in 0..sketches {
+                prefetch(ffi::PyList_GET_ITEM(actors.as_ptr(), index));
+            }
+            position = 0;
+            while ffi::PyDict_Next(posts.as_ptr(), &mut position, &mut key, &mut value) != 0 {
+                if ffi::Py_TYPE(value).cast::<ffi::PyObject>() == post_class {
+                    prefetch(*slot_at(value, post_offsets[post_slot::POSTED_AT]));
+                    prefetch(*slot_at(value, post_offsets[post_slot::FIRST_SEEN_AT]));
+                }
+            }
+            for index in 0..ffi::PyList_GET_SIZE(followers.as_ptr()) {
+                let entry = ffi::PyList_GET_ITEM(followers.as_ptr(), index);
+                if ffi::PyTuple_CheckExact(entry) != 0 && ffi::PyTuple_GET_SIZE(entry) == 2 {
+                    prefetch(ffi::PyTuple_GET_ITEM(entry, 0));
+                    prefetch(ffi::PyTuple_GET_ITEM(entry, 1));
+                }
+            }
+            for index in 0..sketches {
+                let sketch = ffi::PyList_GET_ITEM(actors.as_ptr(), index);
+                if ffi::Py_TYPE(sketch).cast::<ffi::PyObject>() == sketch_class {
+                    prefetch(*slot_at(sketch, sketch_offsets[sketch_slot::COUNTS]));
+                    prefetch(*slot_at(sketch, sketch_offsets[sketch_slot::RHYTHM]));
+                }
+            }
+            for index in 0..sketches {
+                let sketch = ffi::PyList_GET_ITEM(actors.as_ptr(), index);
+                if ffi::Py_TYPE(sketch).cast::<ffi::PyObject>() != sketch_class {
+                    continue;
+                }
+                let counts = *slot_at(sketch, sketch_offsets[sketch_slot::COUNTS]);
+                if counts.is_null() || ffi::PyDict_CheckExact(counts) == 0 {
+                    continue;
+                }
+                position = 0;
+                while ffi::PyDict_Next(counts, &mut position, &mut key, &mut value) != 0 {
+                    prefetch(key);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn untracked(&self, object: &Bound<'_, PyAny>) {
+        if self.untrack {
+            untrack(object);
+        }
+    }
+
+    /// A post's topics: the shared tuple for these bytes, decoded and shared once.
+    fn read_topics<'py>(&self, py: Python<'py>, reader: &mut Reader<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let start = reader.pos;
+        let count = reader.array_len()?;
+        let items = reader.pos;
+        for _ in 0..count {
+            reader.skip()?;
+        }
+        let key = &reader.buf[start..reader.pos];
+        if let Some(shared) = self.topics.lock().unwrap().get(key) {
+            return Ok(shared.bind(py).clone());
+        }
+        let mut decoder = Reader { buf: &reader.buf[..reader.pos], pos: items };
+        let mut topics = Vec::with_capacity(count);
+        for _ in 0..count {
+            topics.push(decoder.value(py)?);
+        }
+        // Python code runs here: no lock is held across it.
+        let shared = self.shared_topics.bind(py).call1((PyTuple::new(py, topics)?,))?;
+        let mut cache = self.topics.lock().unwrap();
+        if cache.len() < TOPIC_CACHE_ENTRIES {
+            cache.insert(key.to_vec(), shared.clone().unbind());
+        }
+        Ok(shared)
+    }
+}
+
 #[pymethods]
 impl Codec {
     #[new]
+    #[pyo3(signature = (account, post, sketch, shared_topics, /, *, untrack = true, prefetch = true))]
     fn new(
-        account: Py<PyAny>,
-        post: Py<PyAny>,
-        sketch: Py<PyAny>,
+        account: &Bound<'_, PyAny>,
+        post: &Bound<'_, PyAny>,
+        sketch: &Bound<'_, PyAny>,
         shared_topics: Py<PyAny>,
+        untrack: bool,
+        prefetch: bool,
     ) -> PyResult<Self> {
-        let (bare_post, bare_sketch) = Python::attach(|py| -> PyResult<(bool, bool)> {
-            Ok((
-                has_exactly_slots(post.bind(py), &POST_SLOTS)?,
-                has_exactly_slots(sketch.bind(py), &SKETCH_SLOTS)?,
-            ))
-        })?;
-        Ok(Codec { account, post, sketch, shared_topics, bare_post, bare_sketch })
+        Ok(Codec {
+            account: Layout::new(account, &ACCOUNT_SLOTS)?,
+            post: Layout::new(post, &POST_SLOTS)?,
+            sketch: Layout::new(sketch, &SKETCH_SLOTS)?,
+            shared_topics,
+            untrack,
+            prefetches: prefetch,
+            topics: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Whether posts and sketches are built without their `__init__` (see `Codec`).
+    /// Whether accounts, posts and sketches are built without their `__init__` and their
+    /// slots reached directly (see `Layout`).
     #[getter]
-    fn builds_bare(&self) -> (bool, bool) {
-        (self.bare_post, self.bare_sketch)
+    fn builds_bare(&self) -> (bool, bool, bool) {
+        (self.account.direct(), self.post.direct(), self.sketch.direct())
     }
 
     fn pack<'py>(&self, account: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         let py = account.py();
         let mut out: Vec<u8> = Vec::with_capacity(512);
         out.resize(HEADER_SIZE, 0);
-        let posts = account.getattr(intern!(py, "posts"))?;
+        let fields = self.account.offsets_for(account);
+        let posts = self.account.get(account, fields, account_slot::POSTS)?;
         let posts = posts.cast::<PyDict>()?;
-        let followers = account.getattr(intern!(py, "followers"))?;
+        let followers = self.account.get(account, fields, account_slot::FOLLOWERS)?;
         let followers = followers.cast::<PyList>()?;
-        let actors = account.getattr(intern!(py, "actors"))?;
+        let actors = self.account.get(account, fields, account_slot::ACTORS)?;
         let actors = actors.cast::<PyList>()?;
-        let audience = account.getattr(intern!(py, "audience"))?;
+        let audience = self.account.get(account, fields, account_slot::AUDIENCE)?;
         let has_audience = !audience.is_none() && audience.is_truthy()?;
+        if self.prefetches && fields.is_some() {
+            self.prefetch_account(posts, followers, actors);
+        }
         write_array_header(&mut out, if has_audience { 4 } else { 3 });
 
         // Posts, ten fields each, and the oldest anchor time among them.
         let mut settled_from = f64::INFINITY;
         let mut first_anchor = true;
         write_array_header(&mut out, POST_FIELDS * posts.len());
+        let layout = &self.post;
         for (post_id, post) in posts.iter() {
-            let posted_at = post.getattr(intern!(py, "posted_at"))?;
-            let first_seen_at = post.getattr(intern!(py, "first_seen_at"))?;
+            let fields = layout.offsets_for(&post);
+            let posted_at = layout.get(&post, fields, post_slot::POSTED_AT)?;
+            let first_seen_at = layout.get(&post, fields, post_slot::FIRST_SEEN_AT)?;
             let anchor: f64 = if posted_at.is_none() {
                 first_seen_at.extract()?
             } else {
@@ -475,13 +849,17 @@ impl Codec {
             write_value(&mut out, &post_id)?;
             write_value(&mut out, &posted_at)?;
             write_value(&mut out, &first_seen_at)?;
-            write_value(&mut out, &post.getattr(intern!(py, "sponsored"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "topics"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "likes"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "comments"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "shares"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "early"))?)?;
-            write_value(&mut out, &post.getattr(intern!(py, "pending"))?)?;
+            for field in [
+                post_slot::SPONSORED,
+                post_slot::TOPICS,
+                post_slot::LIKES,
+                post_slot::COMMENTS,
+                post_slot::SHARES,
+                post_slot::EARLY,
+                post_slot::PENDING,
+            ] {
+                write_value(&mut out, &layout.get(&post, fields, field)?)?;
+            }
         }
 
         // Follower history, flat: time, count, time, count, ...
@@ -499,14 +877,17 @@ impl Codec {
             let second: f64 = followers.get_item(1)?.cast::<PyTuple>()?.get_item(0)?.extract()?;
             settled_from = python_min(settled_from, second);
         }
-        let last_event_at: f64 = account.getattr(intern!(py, "last_event_at"))?.extract()?;
+        let last_event_at: f64 =
+            self.account.get(account, fields, account_slot::LAST_EVENT_AT)?.extract()?;
         settled_from = python_min(settled_from, last_event_at);
 
         // Actor sketches, in bucket order.
         let (mut first_bucket, mut last_bucket) = (NO_FIRST_BUCKET, NO_LAST_BUCKET);
         write_array_header(&mut out, actors.len());
+        let layout = &self.sketch;
         for (index, sketch) in actors.iter().enumerate() {
-            let bucket = sketch.getattr(intern!(py, "bucket"))?;
+            let fields = layout.offsets_for(&sketch);
+            let bucket = layout.get(&sketch, fields, sketch_slot::BUCKET)?;
             if index == 0 {
                 first_bucket = bucket.extract()?;
             }
@@ -515,15 +896,18 @@ impl Codec {
             }
             write_array_header(&mut out, 6);
             write_value(&mut out, &bucket)?;
-            write_value(&mut out, &sketch.getattr(intern!(py, "interactions"))?)?;
-            write_flat_dict(&mut out, sketch.getattr(intern!(py, "counts"))?.cast::<PyDict>()?)?;
-            let errors = sketch.getattr(intern!(py, "errors"))?;
+            write_value(&mut out, &layout.get(&sketch, fields, sketch_slot::INTERACTIONS)?)?;
+            write_flat_dict(
+                &mut out,
+                layout.get(&sketch, fields, sketch_slot::COUNTS)?.cast::<PyDict>()?,
+            )?;
+            let errors = layout.get(&sketch, fields, sketch_slot::ERRORS)?;
             if errors.is_none() || !errors.is_truthy()? {
                 out.push(0xc0);
             } else {
                 write_flat_dict(&mut out, errors.cast::<PyDict>()?)?;
             }
-            let registers = sketch.getattr(intern!(py, "registers"))?;
+            let registers = layout.get(&sketch, fields, sketch_slot::REGISTERS)?;
             if registers.is_none() {
                 out.push(0xc0);
             } else if let Ok(registers) = registers.cast::<PyByteArray>() {
@@ -531,7 +915,7 @@ impl Codec {
             } else {
                 write_bin(&mut out, registers.cast::<PyBytes>()?.as_bytes());
             }
-            write_value(&mut out, &sketch.getattr(intern!(py, "rhythm"))?)?;
+            write_value(&mut out, &layout.get(&sketch, fields, sketch_slot::RHYTHM)?)?;
         }
 
         if has_audience {
@@ -547,12 +931,14 @@ impl Codec {
             write_value(&mut out, &audience)?;
         }
 
-        let partition: u32 = account
-            .getattr(intern!(py, "partition"))?
+        let partition: u32 = self
+            .account
+            .get(account, fields, account_slot::PARTITION)?
             .extract()
             .map_err(|_| PyValueError::new_err("partition out of range for the header"))?;
-        let version: u64 = account
-            .getattr(intern!(py, "version"))?
+        let version: u64 = self
+            .account
+            .get(account, fields, account_slot::VERSION)?
             .extract()
             .map_err(|_| PyValueError::new_err("version out of range for the header"))?;
         out[0..4].copy_from_slice(&partition.to_le_bytes());
@@ -577,51 +963,57 @@ impl Codec {
         let version = u64::from_le_bytes(packed[4..12].try_into().unwrap());
         let last_event_at = f64::from_le_bytes(packed[20..28].try_into().unwrap());
         let mut reader = Reader { buf: &packed[HEADER_SIZE..], pos: 0 };
-        let fields = reader.array_len()?;
-        if !(3..=4).contains(&fields) {
+        let field_count = reader.array_len()?;
+        if !(3..=4).contains(&field_count) {
             return Err(PyValueError::new_err("packed account: 3 or 4 fields expected"));
         }
-
-        let account = self.account.bind(py).call1((account_id, partition))?;
-        account.setattr(intern!(py, "version"), version)?;
-        account.setattr(intern!(py, "last_event_at"), last_event_at)?;
 
         let posts_field = reader.array_len()?;
         if posts_field % POST_FIELDS != 0 {
             return Err(PyValueError::new_err("packed account: a post is incomplete"));
         }
-        let posts = account.getattr(intern!(py, "posts"))?;
-        let posts = posts.cast::<PyDict>()?;
-        let post_class = self.post.bind(py);
-        let shared_topics = self.shared_topics.bind(py);
+        let posts = presized_dict(py, posts_field / POST_FIELDS)?;
+        let layout = &self.post;
+        let post_class = layout.class.bind(py);
         for _ in 0..posts_field / POST_FIELDS {
             let post_id = reader.value(py)?;
+            let posted_at_from = reader.pos;
             let posted_at = reader.value(py)?;
-            let first_seen_at = reader.value(py)?;
-            let sponsored = reader.value(py)?;
-            let topic_count = reader.array_len()?;
-            let mut topics = Vec::with_capacity(topic_count);
-            for _ in 0..topic_count {
-                topics.push(reader.value(py)?);
-            }
-            let topics = shared_topics.call1((PyTuple::new(py, topics)?,))?;
-            let post = if self.bare_post {
-                let post = allocate(post_class)?;
-                post.setattr(intern!(py, "first_seen_at"), first_seen_at)?;
-                post
+            let posted_at_bytes = &reader.buf[posted_at_from..reader.pos];
+            // A post usually arrives before its interactions, so it was first seen when
+            // it was posted: then one float object serves both (the same bits, and a
+            // float is immutable), two fewer objects to build and free.
+            let first_seen_at = if posted_at_bytes.len() == 9
+                && reader.buf.get(reader.pos..reader.pos + 9) == Some(posted_at_bytes)
+            {
+                reader.pos += 9;
+                posted_at.clone()
             } else {
-                post_class.call1((first_seen_at,))?
+                reader.value(py)?
             };
-            post.setattr(intern!(py, "posted_at"), posted_at)?;
-            post.setattr(intern!(py, "sponsored"), sponsored)?;
-            post.setattr(intern!(py, "topics"), topics)?;
-            post.setattr(intern!(py, "likes"), reader.value(py)?)?;
-            post.setattr(intern!(py, "comments"), reader.value(py)?)?;
-            post.setattr(intern!(py, "shares"), reader.value(py)?)?;
-            post.setattr(intern!(py, "early"), reader.value(py)?)?;
-            post.setattr(intern!(py, "pending"), reader.value(py)?)?;
+            let sponsored = reader.value(py)?;
+            let topics = self.read_topics(py, &mut reader)?;
+            let post = if layout.direct() {
+                allocate(post_class)?
+            } else {
+                post_class.call1((first_seen_at.clone(),))?
+            };
+            let fields = layout.offsets_for(&post);
+            layout.set(&post, fields, post_slot::FIRST_SEEN_AT, first_seen_at)?;
+            layout.set(&post, fields, post_slot::POSTED_AT, posted_at)?;
+            layout.set(&post, fields, post_slot::SPONSORED, sponsored)?;
+            layout.set(&post, fields, post_slot::TOPICS, topics)?;
+            layout.set(&post, fields, post_slot::LIKES, reader.value(py)?)?;
+            layout.set(&post, fields, post_slot::COMMENTS, reader.value(py)?)?;
+            layout.set(&post, fields, post_slot::SHARES, reader.value(py)?)?;
+            layout.set(&post, fields, post_slot::EARLY, reader.value(py)?)?;
+            let pending = reader.value(py)?;
+            self.untracked(&pending);
+            layout.set(&post, fields, post_slot::PENDING, pending)?;
+            self.untracked(&post);
             posts.set_item(post_id, post)?;
         }
+        self.untracked(&posts);
 
         let follower_fields = reader.array_len()?;
         if follower_fields % 2 != 0 {
@@ -631,14 +1023,16 @@ impl Codec {
         for _ in 0..follower_fields / 2 {
             let moment = reader.value(py)?;
             let count = reader.value(py)?;
-            followers.append(PyTuple::new(py, [moment, count])?)?;
+            let entry = PyTuple::new(py, [moment, count])?;
+            self.untracked(&entry);
+            followers.append(entry)?;
         }
-        account.setattr(intern!(py, "followers"), followers)?;
+        self.untracked(&followers);
 
         let sketch_count = reader.array_len()?;
-        let actors = account.getattr(intern!(py, "actors"))?;
-        let actors = actors.cast::<PyList>()?;
-        let sketch_class = self.sketch.bind(py);
+        let actors = PyList::empty(py);
+        let layout = &self.sketch;
+        let sketch_class = layout.class.bind(py);
         for _ in 0..sketch_count {
             let sketch_fields = reader.array_len()?;
             if !(5..=6).contains(&sketch_fields) {
@@ -655,40 +1049,81 @@ impl Codec {
             };
             let registers = reader.value(py)?;
             // An old sketch (5 fields, no time-of-day counters) takes `__init__`'s.
-            let sketch = if self.bare_sketch && sketch_fields == 6 {
+            let sketch = if layout.direct() && sketch_fields == 6 {
                 let sketch = allocate(sketch_class)?;
-                sketch.setattr(intern!(py, "bucket"), bucket)?;
-                sketch.setattr(intern!(py, "_at_floor"), py.None())?;
-                sketch.setattr(intern!(py, "_floor"), 0)?;
+                let fields = layout.offsets_for(&sketch);
+                layout.set(&sketch, fields, sketch_slot::AT_FLOOR, py.None().into_bound(py))?;
+                layout.set(&sketch, fields, sketch_slot::FLOOR, 0i64.into_pyobject(py)?.into_any())?;
+                layout.set(&sketch, fields, sketch_slot::BUCKET, bucket)?;
                 sketch
             } else {
                 sketch_class.call1((bucket,))?
             };
+            let fields = layout.offsets_for(&sketch);
             if sketch_fields == 6 {
                 // Absent in accounts packed before the time-of-day profile.
-                sketch.setattr(intern!(py, "rhythm"), reader.value(py)?)?;
+                let rhythm = reader.value(py)?;
+                self.untracked(&rhythm);
+                layout.set(&sketch, fields, sketch_slot::RHYTHM, rhythm)?;
             }
-            sketch.setattr(intern!(py, "interactions"), interactions)?;
-            sketch.setattr(intern!(py, "counts"), counts)?;
-            sketch.setattr(intern!(py, "errors"), errors)?;
-            if registers.is_none() {
-                sketch.setattr(intern!(py, "registers"), registers)?;
+            layout.set(&sketch, fields, sketch_slot::INTERACTIONS, interactions)?;
+            self.untracked(&counts);
+            layout.set(&sketch, fields, sketch_slot::COUNTS, counts.into_any())?;
+            self.untracked(&errors);
+            layout.set(&sketch, fields, sketch_slot::ERRORS, errors)?;
+            let registers = if registers.is_none() {
+                registers
             } else {
-                let registers = registers.cast::<PyBytes>()?;
-                sketch.setattr(
-                    intern!(py, "registers"),
-                    PyByteArray::new(py, registers.as_bytes()),
-                )?;
-            }
+                PyByteArray::new(py, registers.cast::<PyBytes>()?.as_bytes()).into_any()
+            };
+            layout.set(&sketch, fields, sketch_slot::REGISTERS, registers)?;
+            self.untracked(&sketch);
             actors.append(sketch)?;
         }
+        self.untracked(&actors);
 
-        if fields == 4 {
-            account.setattr(intern!(py, "audience"), reader.value(py)?)?;
-        }
+        let audience = if field_count == 4 {
+            let audience = reader.value(py)?;
+            self.untracked(&audience);
+            audience
+        } else {
+            py.None().into_bound(py)
+        };
         if reader.pos != reader.buf.len() {
             return Err(PyValueError::new_err("packed account: extra data after its fields"));
         }
+
+        let layout = &self.account;
+        let account_class = layout.class.bind(py);
+        let account = if layout.direct() {
+            let account = allocate(account_class)?;
+            let fields = layout.offsets_for(&account);
+            layout.set(&account, fields, account_slot::ACCOUNT_ID, account_id.clone().into_any())?;
+            layout.set(
+                &account,
+                fields,
+                account_slot::PARTITION,
+                partition.into_pyobject(py)?.into_any(),
+            )?;
+            account
+        } else {
+            account_class.call1((account_id, partition))?
+        };
+        let fields = layout.offsets_for(&account);
+        layout.set(&account, fields, account_slot::VERSION, version.into_pyobject(py)?.into_any())?;
+        layout.set(
+            &account,
+            fields,
+            account_slot::LAST_EVENT_AT,
+            PyFloat::new(py, last_event_at).into_any(),
+        )?;
+        layout.set(&account, fields, account_slot::POSTS, posts.into_any())?;
+        layout.set(&account, fields, account_slot::FOLLOWERS, followers.into_any())?;
+        layout.set(&account, fields, account_slot::ACTORS, actors.into_any())?;
+        if field_count == 4 || layout.direct() {
+            layout.set(&account, fields, account_slot::AUDIENCE, audience)?;
+        }
+        self.untracked(&account);
         Ok(account)
     }
 }

@@ -147,8 +147,9 @@ def _unflatten(flat: list[int]) -> dict[int, int]:
 
 # The implementation in use, chosen here and nowhere else. The compiled codec
 # (native/src/lib.rs, installed by `make install`) writes the same bytes and builds equal
-# accounts, ~5x faster (docs/benchmarks.md); tests/unit/test_packing_native.py holds the
-# two to that.
+# accounts, ~3x faster to pack and unpack on the wide workload's accounts, and leaves what
+# it unpacks out of the cyclic collector (docs/benchmarks.md, "The cliff past the hot set,
+# session 6"); tests/unit/test_packing_native.py holds the two to that.
 pack: Callable[[Account], bytes] = pack_reference
 unpack: Callable[[str, bytes], Account] = unpack_reference
 COMPILED_AVAILABLE = engagement_native is not None

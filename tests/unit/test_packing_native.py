@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,7 @@ def test_the_compiled_codec_is_installed_and_selected() -> None:
     # `make install` builds it; without it the suite would test the reference twice.
     assert packing.COMPILED_AVAILABLE
     assert packing.compiled_in_use()
-    assert CODEC.builds_bare == (True, True)  # the classes have the slots it knows
+    assert CODEC.builds_bare == (True, True, True)  # the classes have the slots it knows
 
 
 def state(value: Any) -> Any:
@@ -152,7 +153,7 @@ def test_a_class_with_other_slots_is_built_through_its_init() -> None:
             self.tag = "set by __init__"
 
     codec = engagement_native.Codec(Account, Tagged, ActorSketch, shared_topics)
-    assert codec.builds_bare == (False, True)
+    assert codec.builds_bare == (True, False, True)
     account = Account("acc", 1)
     account.record_post("p", 1.7e9, False, ("a",), 30.0, 256)
     again = codec.unpack("acc", packing.pack_reference(account))
@@ -160,3 +161,87 @@ def test_a_class_with_other_slots_is_built_through_its_init() -> None:
     assert isinstance(post, Tagged)
     assert post.tag == "set by __init__"
     assert post.posted_at == 1.7e9
+
+
+def containers(account: Account) -> Iterator[object]:
+    """The account and every container it holds."""
+    yield account
+    yield account.posts
+    for post in account.posts.values():
+        yield post
+        if post.pending is not None:
+            yield post.pending
+    yield account.followers
+    yield from account.followers
+    yield account.actors
+    for sketch in account.actors:
+        yield from (sketch, sketch.counts, sketch.rhythm)
+        if sketch.errors is not None:
+            yield sketch.errors
+    if account.audience is not None:
+        yield account.audience
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(accounts())
+def test_an_unpacked_account_is_left_out_of_the_cyclic_collector(account: Account) -> None:
+    packed = packing.pack_reference(account)
+    unpacked = CODEC.unpack(account.account_id, packed)
+    assert not any(gc.is_tracked(held) for held in containers(unpacked))
+    tracked = engagement_native.Codec(Account, Post, ActorSketch, shared_topics, untrack=False)
+    kept = tracked.unpack(account.account_id, packed)
+    assert gc.is_tracked(kept)
+    assert gc.is_tracked(kept.actors)
+    assert state(kept) == state(unpacked)
+
+
+def test_an_untracked_account_tracks_what_the_engine_adds_later() -> None:
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, False, ("a",), 30.0, 256)
+    again = CODEC.unpack("acc", packing.pack_reference(account))
+    assert not gc.is_tracked(again.posts)
+    again.record_interaction("like", "q", 1.7e9, 7, 3, 30.0, 256)  # a new post and sketch
+    assert gc.is_tracked(again.posts["q"])
+    assert gc.is_tracked(again.posts)  # CPython tracks a dict again when it takes one
+    assert gc.is_tracked(again.actors[-1])
+    assert CODEC.pack(again) == packing.pack_reference(again)
+
+
+def test_instances_of_other_classes_are_packed_through_their_attributes() -> None:
+    class Tagged(Post):
+        __slots__ = ("tag",)
+
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, True, ("a", "b"), 30.0, 256)
+    tagged = Tagged(1.6e9)
+    tagged.likes = 3
+    account.posts["t"] = tagged
+    assert CODEC.pack(account) == packing.pack_reference(account)
+
+
+def test_both_refuse_an_unset_field() -> None:
+    account = Account("acc", 1)
+    account.posts["p"] = Post.__new__(Post)
+    with pytest.raises(AttributeError):
+        packing.pack_reference(account)
+    with pytest.raises(AttributeError):
+        CODEC.pack(account)
+
+
+def test_posts_with_the_same_topics_share_one_tuple() -> None:
+    account = Account("acc", 1)
+    for post_id in ("p", "q", "r"):
+        account.record_post(post_id, 1.7e9, False, ("gaming", "travel"), 30.0, 256)
+    again = CODEC.unpack("acc", packing.pack_reference(account))
+    first, *others = (post.topics for post in again.posts.values())
+    assert first == ("gaming", "travel")
+    assert all(topics is first for topics in others)
+
+
+def test_a_post_seen_when_posted_shares_one_time_and_changes_apart() -> None:
+    account = Account("acc", 1)
+    account.record_post("p", 1.7e9, False, (), 30.0, 256)
+    post = CODEC.unpack("acc", packing.pack_reference(account)).posts["p"]
+    assert post.posted_at == post.first_seen_at == 1.7e9
+    post.posted_at = 1.8e9
+    assert post.first_seen_at == 1.7e9
