@@ -165,6 +165,32 @@ class PartitionState:
         return bool(self.engine.accounts.changed or self._pending_records
                     or self.interactions_out or self.signals_out or self._pending_produced)
 
+    @property
+    def committed(self) -> bool:
+        """Whether the state is exactly what the changelog holds up to `changelog_next`:
+        the last checkpoint committed and nothing has happened since (no input consumed,
+        no output gathered, nothing queued for the score-change gate). A checkpoint in
+        flight looks committed here; the caller must know that none is."""
+        return (not self.uncommitted and self.position == self._checkpointed_position
+                and (self.actors_position, self.signals_position) == self._checkpointed_sides
+                and not self.clock.event_ids.has_added and not self._queued_since_checkpoint)
+
+    def become_standby(self) -> None:
+        """The partition moves to another owner and this instance keeps it warm: from
+        its committed state on, it follows the changelog like a standby loaded from a
+        local snapshot of that checkpoint, whose actor side has already read the
+        repartition partition up to the committed offset. The accounts waiting for the
+        score-change gate are not queued any more: the changelog's gate records say who
+        waits (`_marked`), and a takeover offers those again."""
+        if not self.committed:
+            raise ValueError(f"partition {self.partition} has uncommitted changes")
+        self._to_offer.clear()
+        self._offered.clear()
+        self._left.clear()
+        self.actors_warm_next = self.actors_position or 0
+        self.lag = None
+        self.status = Status.STANDBY
+
     def progressed(self) -> None:
         self.last_progress_at = time.monotonic()
 
