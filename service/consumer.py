@@ -453,9 +453,11 @@ class StreamProcessor:
                 self._seek(consumer, state)  # before any wait: the consumer would refetch
         # Only now: a partition in it that has no state here was fenced, not being taken.
         self._assigned = set(assigned)
-        if any(not self.states[p].committed for p in kept_warm if p in self.states):
+        if kept_warm and (self._checkpointing.locked() or any(
+                not self.states[p].committed for p in kept_warm if p in self.states)):
             # Consumed after the revoke's checkpoint (aiokafka goes on fetching during the
-            # callback): commit that too, so that the copy can be the committed state.
+            # callback), or the loop's checkpoint is in flight: wait for it and commit
+            # the rest, so that the copy can be the committed state.
             await self._checkpoint_all()
         for partition in kept_warm:
             self._release(partition)
