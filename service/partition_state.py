@@ -506,8 +506,8 @@ class PartitionState:
         # Changes the previous owner had not yet offered to the gate (waiting for the
         # budget or their interval) are offered here: none stays unpublished after a
         # move. Their records already say so.
-        # In bulk, in the order they came to wait (one by one, sorted, took a third of
-        # the restore of accounts that all wait: `bench.restore`).
+        # In bulk, in the order they came to wait (sorted and one by one, this was a
+        # fifth of the restore when every account waits: `bench.restore`).
         offered = self._offered
         waiting = [account_id for account_id in self._marked if account_id not in offered]
         offered.update(waiting)
