@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 
 from service.consumer import engine_config
@@ -164,3 +165,25 @@ def test_a_restore_waits_for_exactly_what_the_owner_has_waiting_after_failed_che
             for key, value in done.changelog:
                 restored.apply_changelog(key, value)
         assert set(restored._marked) == _waiting_in_memory(state)
+
+
+def test_a_changelog_written_with_a_gate_record_for_every_waiting_account_restores_as_written(
+) -> None:
+    """Session 5's checkpoints wrote `[None, None, None, true]` for each account left
+    waiting, and `[tier, credibility, emitted_at, false]` once one was offered."""
+    state = _partition_with_accounts(3)
+    packed = dict(state.packed_accounts())
+    records = [
+        (b"acc-0", packed["acc-0"]), (b"!gate/acc-0", msgpack.packb([None, None, None, True])),
+        (b"acc-1", packed["acc-1"]),
+        (b"!gate/acc-1", msgpack.packb(["nano", 40.0, 100.0, False])),
+        (b"acc-2", packed["acc-2"]), (b"!gate/acc-2", msgpack.packb(["nano", 40.0, 100.0, True])),
+    ]
+    restored = PartitionState(0, engine_config(Settings()))
+    for key, value in records:
+        restored.apply_changelog(key, value)
+    assert list(restored._marked) == ["acc-0", "acc-2"]
+    assert restored.gate.last("acc-0") is None
+    assert restored.gate.last("acc-1") is not None
+    restored.finish_restore()
+    assert restored.rescores_pending == 2
