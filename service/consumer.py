@@ -434,7 +434,8 @@ class StreamProcessor:
     async def partitions_revoked(self, revoked: list[int]) -> None:
         """Eager rebalancing revokes everything; the partitions that stay here are kept
         (sticky assignment), so only commit now: whoever gets one next restores exactly
-        what is committed."""
+        what is committed, and a partition that goes to this instance's standby set
+        goes as exactly that (`partitions_assigned`)."""
         self._assigned = set()  # until the next assignment: nothing to take back
         await self._checkpoint_all()
 
@@ -446,16 +447,27 @@ class StreamProcessor:
         self.joined = True
         self.last_joined_at = time.time()
         consumer = self._consumer
-        for partition in [p for p in self.states if p not in assigned]:
-            self._drop(partition, "revoked")
+        leaving = [p for p in self.states if p not in assigned]
+        kept_warm = [p for p in leaving if self._may_keep_warm(p)]
+        for partition in leaving:
+            if partition not in kept_warm:
+                self._drop(partition, "revoked")
         for partition in assigned:
             state = self.states.get(partition)
             if state is None:
                 self._start_restore(partition, warm=self.standbys.take(partition))
             elif state.status is Status.ACTIVE and consumer is not None:
-                self._seek(consumer, state)
+                self._seek(consumer, state)  # before any wait: the consumer would refetch
         # Only now: a partition in it that has no state here was fenced, not being taken.
         self._assigned = set(assigned)
+        if kept_warm and (self._checkpointing.locked() or any(
+                not self.states[p].committed for p in kept_warm if p in self.states)):
+            # Consumed after the revoke's checkpoint (aiokafka goes on fetching during the
+            # callback), or the loop's checkpoint is in flight: wait for it and commit
+            # the rest, so that the copy can be the committed state.
+            await self._checkpoint_all()
+        for partition in kept_warm:
+            self._release(partition)
         self.standbys.want(self.cluster.standby_here - set(assigned))
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
@@ -479,6 +491,29 @@ class StreamProcessor:
             log.warning("partition still assigned here after it was fenced; restoring it",
                         extra={"partition": partition})
             self._start_restore(partition, warm=self.standbys.take(partition))
+
+    def _may_keep_warm(self, partition: int) -> bool:
+        """Whether a partition taken away from this instance goes to its standby set
+        (the group names this instance one of its standbys) if its state allows."""
+        state = self.states.get(partition)
+        return (state is not None and state.status is Status.ACTIVE
+                and partition in self.cluster.standby_here
+                and self.settings.standby_replicas > 0)
+
+    def _release(self, partition: int) -> None:
+        """A partition taken away that may be kept warm: its state goes on as the
+        standby copy provided it is exactly what the partition's changelog holds: its
+        last checkpoint committed, nothing consumed since, and no checkpoint in flight
+        (one that then failed would leave changes in the copy that the changelog never
+        got). Otherwise it is dropped, and the standby copy starts from the local
+        snapshot and the changelog after it, as any other."""
+        state = self.states.get(partition)
+        if state is None:
+            return  # fenced meanwhile: dropped already
+        warm = not self._checkpointing.locked() and state.committed
+        self._drop(partition, "revoked; kept as a standby" if warm else "revoked")
+        if warm:
+            self.standbys.adopt(state)
 
     def _drop(self, partition: int, why: str) -> None:
         """The partition is no longer served here, at once; its producer is closed."""

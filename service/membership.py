@@ -11,7 +11,9 @@ with no coordination service but Kafka.
 With `ENGAGEMENT_STANDBY_REPLICAS` = n, the leader also names n other members per
 partition to keep a standby copy (Kafka Streams' `num.standby.replicas`): they tail its
 changelog, so that when the owner dies, one of them takes over warm. A partition without
-an owner goes first to a member that holds its standby.
+an owner goes first to a member that holds its standby. A partition that moves away from
+a member (to balance, or in a warm swap) names that member its standby first: it hands
+its committed state over to its standby set (service/consumer.py) instead of dropping it.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def standby_assignment(active: Mapping[str, Iterable[int]],
                        warm: Mapping[str, Iterable[int]], replicas: int
                        ) -> dict[str, list[int]]:
     """`replicas` standbys per partition, never on its owner: members that already keep
-    it warm first (no copy to rebuild), then the members with the fewest standbys."""
+    it warm first (a standby copy, or the state of its previous owner: no copy to
+    rebuild), then the members with the fewest standbys."""
     members = sorted(active)
     owner = {p: member for member, ps in active.items() for p in ps}
     standby: dict[str, list[int]] = {member: [] for member in members}
@@ -172,7 +175,10 @@ class MembershipAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
             per_topic[topic] = sticky_assignment(partitions, held, warm)
         # The inputs are co-partitioned, so one topic's assignment is every topic's.
         active = per_topic[topics[0]] if topics else {}
-        standby = standby_assignment(active, warm, replicas)
+        # A member that held a partition it loses keeps the most current copy of all:
+        # as its standby, it hands its state over instead of rebuilding one.
+        keeps = {member: held[member] + warm[member] for member in members}
+        standby = standby_assignment(active, keeps, replicas)
         owners = {partition: urls[member]
                   for assigned in per_topic.values()
                   for member, partitions in assigned.items() for partition in partitions}

@@ -7,7 +7,10 @@ the event ids remembered since then, and which id segments have left the window.
 
 Changelog records (key -> value), all in the partition of the same number:
     <account id>           -> the packed account (service/engine/packing.py); None when
-                              the account left the window or was evicted (a tombstone)
+                              the account left the window or was evicted (a tombstone).
+                              Either way the account changed, so a change of it waits
+                              to be offered to the score-change gate: the record says
+                              so, until a later gate record of the account says not
     !ids/<sequence>        -> msgpack {"max_hour", "hours": {hour: hashes}}: the event
                               ids (8-byte hashes, service/engine/dedupe.py) remembered
                               since the last checkpoint; written once, tombstoned when
@@ -17,7 +20,11 @@ Changelog records (key -> value), all in the partition of the same number:
                               first three None if nothing yet), written with the record,
                               and whether a change of the account still waits to be
                               offered (for the budget or its interval): a new owner
-                              offers those again. None: nothing said, nothing waiting
+                              offers those again. None: nothing said, nothing waiting.
+                              Written when the account is emitted, or when its waiting
+                              differs from what its newest records say (an account
+                              record alone says it waits: a checkpoint that leaves a
+                              changed account waiting writes no gate record for it)
     !clock                 -> msgpack {"position", "actors_position", "signals_position",
                               "stream_time", "changes", "sequence"}: the input offsets
                               the state reflects, written last in every checkpoint
@@ -119,9 +126,10 @@ class PartitionState:
         self._to_offer: deque[str] = deque()
         self._offered: set[str] = set()  # what _to_offer holds
         self._left: set[str] = set()  # of those, the accounts that left the window
-        # Accounts whose gate record in the changelog says a change waits, and the ones
-        # a restore read so; and the accounts queued since the last checkpoint.
-        self._marked: set[str] = set()
+        # Accounts whose newest records in the changelog say a change waits, in the
+        # order they came to (what a restore read so); and the accounts queued since
+        # the last checkpoint.
+        self._marked: dict[str, None] = {}
         self._queued_since_checkpoint: set[str] = set()
         # The changelog carries the dedupe ids added between checkpoints.
         config = dataclasses.replace(config, track_dedupe_changes=True)
@@ -164,6 +172,32 @@ class PartitionState:
         """Whether the state holds changes that no checkpoint has committed yet."""
         return bool(self.engine.accounts.changed or self._pending_records
                     or self.interactions_out or self.signals_out or self._pending_produced)
+
+    @property
+    def committed(self) -> bool:
+        """Whether the state is exactly what the changelog holds up to `changelog_next`:
+        the last checkpoint committed and nothing has happened since (no input consumed,
+        no output gathered, nothing queued for the score-change gate). A checkpoint in
+        flight looks committed here; the caller must know that none is."""
+        return (not self.uncommitted and self.position == self._checkpointed_position
+                and (self.actors_position, self.signals_position) == self._checkpointed_sides
+                and not self.clock.event_ids.has_added and not self._queued_since_checkpoint)
+
+    def become_standby(self) -> None:
+        """The partition moves to another owner and this instance keeps it warm: from
+        its committed state on, it follows the changelog like a standby loaded from a
+        local snapshot of that checkpoint, whose actor side has already read the
+        repartition partition up to the committed offset. The accounts waiting for the
+        score-change gate are not queued any more: the changelog's gate records say who
+        waits (`_marked`), and a takeover offers those again."""
+        if not self.committed:
+            raise ValueError(f"partition {self.partition} has uncommitted changes")
+        self._to_offer.clear()
+        self._offered.clear()
+        self._left.clear()
+        self.actors_warm_next = self.actors_position or 0
+        self.lag = None
+        self.status = Status.STANDBY
 
     def progressed(self) -> None:
         self.last_progress_at = time.monotonic()
@@ -226,10 +260,12 @@ class PartitionState:
                      for target, batch in self.signals_out.items()]
         self.interactions_out, self.signals_out = {}, {}
         changelog = self.checkpoint_records()
+        marked = self._marked
         for key, value in changelog:
             if key[:1] != b"!":
                 account_id = key.decode()
                 self._offer(account_id)
+                marked[account_id] = None  # what its record says (see the module doc)
                 if value is None:  # left the window: its tombstone is not held back
                     self._left.add(account_id)
                 else:
@@ -250,7 +286,8 @@ class PartitionState:
         """Gate records of the accounts emitted, and of those whose waiting changed
         (queued, held for their interval, or offered) since the changelog last said so:
         in live traffic, an account that changes within its interval adds one record
-        when it starts waiting and one when it is offered."""
+        when it is offered (its account record said that it waits); one that waits for
+        the budget, none until it is offered."""
         records = []
         gate, marked = self.gate, self._marked
         for account_id in emitted | maybe_changed:
@@ -258,9 +295,9 @@ class PartitionState:
             if account_id not in emitted and pending == (account_id in marked):
                 continue
             if pending:
-                marked.add(account_id)
+                marked[account_id] = None
             else:
-                marked.discard(account_id)
+                marked.pop(account_id, None)
             records.append((GATE_PREFIX + account_id.encode(),
                             _gate_value(gate, account_id, pending)))
         return records
@@ -328,10 +365,11 @@ class PartitionState:
         marked, so the caller must `requeue` what it drained if the write fails."""
         accounts = self.engine.accounts
         self._checkpointed_position = self.position
-        records: list[Record] = [
-            (account_id.encode(), accounts.packed_one(account_id))
-            for account_id in accounts.drain_changed()
-        ]
+        # What a failed checkpoint wrote goes first: its gate records are older than
+        # this checkpoint's account records, which say that their accounts wait.
+        records, self._pending_records = self._pending_records, []
+        records.extend((account_id.encode(), accounts.packed_one(account_id))
+                       for account_id in accounts.drain_changed())
         records.extend(self._new_segments())
         records.extend(self._expired_segments())
         records.append((CLOCK_KEY, self._clock_value()))
@@ -354,8 +392,6 @@ class PartitionState:
             changed.add(key.decode())
 
     def _new_segments(self) -> Iterator[Record]:
-        pending, self._pending_records = self._pending_records, []
-        yield from pending
         event_ids = self.clock.event_ids
         event_ids.drain_retired()  # their segments go by their newest hour, below
         added = event_ids.drain_added()
@@ -405,7 +441,11 @@ class PartitionState:
     def apply_changelog(self, key: bytes, value: bytes | None) -> None:
         """One changelog record, read in offset order; the newest record of a key wins."""
         self.restored_records += 1
-        if key == CLOCK_KEY:
+        if key[:1] != b"!":  # an account, the most frequent record: tested first
+            account_id = key.decode()
+            self.engine.accounts.put_packed(account_id, value)
+            self._marked[account_id] = None  # changed: it waits for the gate
+        elif key == CLOCK_KEY:
             if value is not None:
                 clock = msgpack.unpackb(value)
                 self.position = clock["position"]
@@ -416,14 +456,23 @@ class PartitionState:
                 self.sequence = max(self.sequence, int(clock["sequence"]))
         elif key.startswith(GATE_PREFIX):
             account_id = key[len(GATE_PREFIX):].decode()
-            self.gate.leave(account_id)
-            self._marked.discard(account_id)
-            if value is not None:
-                tier, credibility, emitted_at, *waiting = msgpack.unpackb(value)
-                if tier is not None:
-                    self.gate.record(account_id, tier, credibility, emitted_at)
-                if waiting and waiting[0]:
-                    self._marked.add(account_id)
+            marked = self._marked
+            if value == _WAITING_ONLY:  # waits, never emitted: a changelog written before
+                # account records said so has one per changed account
+                self.gate.leave(account_id)
+                marked[account_id] = None
+                return
+            marked.pop(account_id, None)
+            if value is None:
+                self.gate.leave(account_id)
+                return
+            tier, credibility, emitted_at, *waiting = msgpack.unpackb(value)
+            if tier is None:
+                self.gate.leave(account_id)
+            else:
+                self.gate.record(account_id, tier, credibility, emitted_at)
+            if waiting and waiting[0]:
+                marked[account_id] = None
         elif key.startswith(IDS_PREFIX):
             if value is None:
                 self.segments.pop(key, None)
@@ -433,8 +482,6 @@ class PartitionState:
             event_ids = self.clock.event_ids
             for hour, payload in segment["hours"].items():
                 event_ids.merge(int(hour), payload)
-        else:
-            self.engine.accounts.put_packed(key.decode(), value)
 
     def forget_expired(self) -> None:
         """A standby's trim, as the owner's expiry does it: event ids and actor activity
@@ -459,8 +506,12 @@ class PartitionState:
         # Changes the previous owner had not yet offered to the gate (waiting for the
         # budget or their interval) are offered here: none stays unpublished after a
         # move. Their records already say so.
-        for account_id in sorted(self._marked):
-            self._offer(account_id)
+        # In bulk, in the order they came to wait (sorted and one by one, this was a
+        # fifth of the restore when every account waits: `bench.restore`).
+        offered = self._offered
+        waiting = [account_id for account_id in self._marked if account_id not in offered]
+        offered.update(waiting)
+        self._to_offer.extend(waiting)
         self._queued_since_checkpoint = set()
         self.status = Status.ACTIVE
         self.progressed()
@@ -479,7 +530,7 @@ class PartitionState:
             "changes": self.engine.changes,
             "clock": export_partitions(self.engine).get(self.partition),
             "gate": [list(row) for row in self.gate.export()],
-            "waiting": sorted(self._marked),  # as the changelog says at this checkpoint
+            "waiting": list(self._marked),  # as the changelog says at this checkpoint
         }
 
     def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
@@ -494,10 +545,14 @@ class PartitionState:
         self.sequence = int(header["sequence"])
         self.segments = {key.encode(): int(hour) for key, hour in header["segments"].items()}
         self.gate.restore(tuple(row) for row in header.get("gate", ()))
-        self._marked = set(header.get("waiting", ()))
+        self._marked = dict.fromkeys(header.get("waiting", ()))
         clocks = {} if header["clock"] is None else {self.partition: header["clock"]}
         self.engine = import_state(self.engine.config, clocks, accounts,
                                    int(header["changes"]))
+
+
+# The gate value of an account that waits and was never emitted.
+_WAITING_ONLY: bytes = msgpack.packb([None, None, None, True])
 
 
 def _gate_value(gate: ChangeGate, account_id: str, pending: bool) -> bytes | None:

@@ -50,7 +50,10 @@ class Standbys:
         self._load_snapshot = load_snapshot  # async: the local snapshot, if there is one
         self.states: dict[int, PartitionState] = {}
         self._wanted: frozenset[int] = frozenset()
-        self._assigned: frozenset[int] = frozenset()
+        # The states the reader's assignment was made for: one adopted or taken since
+        # waits for the next `_reassign`, and records fetched for a partition whose state
+        # has changed meanwhile are not applied to the new one.
+        self._assigned: dict[int, PartitionState] = {}
         self._held_actors: dict[int, list[tuple[int, bytes]]] = {}
         self._changed = asyncio.Event()
         self._reader: AIOKafkaConsumer | None = None
@@ -62,6 +65,21 @@ class Standbys:
         if partitions != self._wanted:
             self._wanted = partitions
             self._changed.set()
+
+    def adopt(self, state: PartitionState) -> None:
+        """A partition that was active here and that the group now names this instance a
+        standby of: its state, exactly as committed (`PartitionState.committed`), goes
+        on as the standby copy from where it is, instead of one rebuilt from the local
+        snapshot and the changelog after it."""
+        state.become_standby()
+        partition = state.partition
+        self.states[partition] = state
+        self._held_actors[partition] = []
+        self._wanted = self._wanted | {partition}
+        self._changed.set()
+        log.info("standby adopted the active state", extra={
+            "partition": partition, "changelog_next": state.changelog_next,
+            "accounts": len(state.engine.accounts)})
 
     def take(self, partition: int) -> PartitionState | None:
         """The warm state of a partition that becomes active here, if there is one; it is
@@ -112,7 +130,7 @@ class Standbys:
             self._reader = None
             self.states.clear()
             self._held_actors.clear()
-            self._assigned = frozenset()
+            self._assigned = {}
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(reader.stop(), 5.0)
 
@@ -125,28 +143,32 @@ class Standbys:
         for partition in sorted(wanted - set(self.states)):
             state = self._new_state(partition)
             await self._load_snapshot(state)
+            if partition not in self._wanted or partition in self.states:
+                continue  # taken, adopted or no longer wanted while the snapshot loaded
             state.status = Status.STANDBY
             self.states[partition] = state
             self._held_actors[partition] = []
             log.info("standby started", extra={"partition": partition,
                                                "changelog_next": state.changelog_next})
-        self._assigned = frozenset(self.states)
+        self._assigned = assigned = dict(self.states)
         topics = self._topics
-        tps = [TopicPartition(topic, p) for p in sorted(self.states)
+        tps = [TopicPartition(topic, p) for p in sorted(assigned)
                for topic in (topics.changelog, topics.actors)]
         reader.assign(tps)  # positions start over: seek each to what its state has read
         if not tps:
             return
         begins = await reader.beginning_offsets(tps)
         ends = await reader.end_offsets(tps)
-        for partition, state in list(self.states.items()):
+        for partition, state in assigned.items():
+            if self.states.get(partition) is not state:
+                continue  # taken (or adopted anew) meanwhile: the next `_reassign` seeks
             changelog = TopicPartition(topics.changelog, partition)
             if not begins[changelog] <= state.changelog_next <= ends[changelog]:
                 log.warning("local snapshot does not match the changelog; the standby "
                             "reads it all", extra={"partition": partition})
                 state = self._new_state(partition)
                 state.status = Status.STANDBY
-                self.states[partition] = state
+                self.states[partition] = assigned[partition] = state
                 self._held_actors[partition] = []
             reader.seek(changelog, max(begins[changelog], state.changelog_next))
             actors = TopicPartition(topics.actors, partition)
@@ -155,22 +177,29 @@ class Standbys:
     async def _note_positions(self, reader: AIOKafkaConsumer) -> None:
         """Transaction markers take offsets too: a standby that has read everything is at
         the reader's position, past the last marker, not at the last record + 1."""
-        for partition, state in self.states.items():
-            state.changelog_next = await reader.position(
-                TopicPartition(self._topics.changelog, partition))
+        for partition, state in list(self._assigned.items()):
+            if self.states.get(partition) is state:
+                state.changelog_next = await reader.position(
+                    TopicPartition(self._topics.changelog, partition))
+
+    def _followed(self, partition: int) -> PartitionState | None:
+        """The partition's standby state, if the reader's records are for it."""
+        state = self.states.get(partition)
+        return state if state is not None and self._assigned.get(partition) is state \
+            else None
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         topics = self._topics
         # The changelog first: its clock says how far the actor side's judging went.
         for tp, records in batch.items():
-            state = self.states.get(tp.partition)
+            state = self._followed(tp.partition)
             if state is None or tp.topic != topics.changelog:
                 continue
             for record in records:
                 state.apply_changelog(record.key, record.value)
             state.engine.accounts.drain_changed()  # a standby writes no changelog
         for tp, records in batch.items():
-            state = self.states.get(tp.partition)
+            state = self._followed(tp.partition)
             if state is None:
                 continue
             if tp.topic == topics.actors:

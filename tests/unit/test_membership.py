@@ -169,6 +169,27 @@ def test_with_a_standby_replica_each_member_learns_what_to_keep_warm() -> None:
     assert all(a.owners[p] not in urls for p, urls in a.standbys.items())
 
 
+def test_a_member_that_loses_partitions_is_named_their_standby_first() -> None:
+    """"a" held all six partitions; "b" and "c" join, with copies of nothing. Each
+    partition that leaves "a" names "a" its standby: it holds the newest state of them
+    and hands it over, where a member without a copy would rebuild one."""
+    learned: dict[str, ClusterMap] = {}
+    urls = ("http://a:8080", "http://b:8080", "http://c:8080")
+    holdings = {"http://a:8080": list(range(6))}
+    assignors = {url: MembershipAssignor(
+        url, lambda url=url: holdings.get(url, []),
+        lambda c, url=url: learned.__setitem__(url, c), standby_replicas=1) for url in urls}
+    members = {f"id-{n}": assignor.metadata(["events"])
+               for n, assignor in enumerate(assignors.values())}
+    assignments = assignors["http://b:8080"].assign(_Cluster(6), members)
+    for n, assignor in enumerate(assignors.values()):
+        assignor.on_assignment(assignments[f"id-{n}"])
+    owners = learned["http://a:8080"].owners
+    moved = {p for p, url in owners.items() if url != "http://a:8080"}
+    assert len(moved) == 4
+    assert learned["http://a:8080"].standby_here == moved
+
+
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:@", min_size=1,
                max_size=40), st.integers(1, 64))
 def test_the_partition_of_an_account_is_the_producers(account_id: str, partitions: int

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from service.consumer import Owned, StreamProcessor, Unavailable
@@ -308,6 +309,119 @@ async def test_a_standby_copy_follows_the_owner_and_takes_over_warm(tmp_path: Pa
     await run_until(second, lambda: all(likes_of(second, a) == 5 for a in accounts))
     second.stop()
     await second_task
+
+
+def _standby_instance(tmp_path: Path, broker: InMemoryBroker, name: str) -> StreamProcessor:
+    settings = settings_for(tmp_path, name).model_copy(update={"standby_replicas": 1})
+    return StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+
+
+def _copy_matches_owner(copy: StreamProcessor, owner: StreamProcessor, partition: int
+                        ) -> bool:
+    standby, active = copy.standbys.states.get(partition), owner.states.get(partition)
+    return (standby is not None and active is not None and not active.uncommitted
+            and standby.changelog_next == active.changelog_next
+            and dict(standby.engine.accounts.packed()) == dict(active.engine.accounts.packed()))
+
+
+async def test_a_partition_that_moves_away_goes_on_as_this_instances_standby_copy(
+    tmp_path: Path,
+) -> None:
+    """The first instance owns both partitions; a second joins and gets one. The group
+    names the first that partition's standby: its active state, committed by the revoke,
+    goes on as the standby copy (the same object, not one rebuilt from the snapshot and
+    the changelog) and follows the new owner's changelog from there."""
+    broker = broker_with_events(partitions=2)
+    accounts = [f"acct-{n}" for n in range(12)]
+    produce(broker, [e for account in accounts for e in events(account, 4, "a")])
+    first = _standby_instance(tmp_path, broker, "first")
+    first_task = asyncio.create_task(first.run())
+    await run_until(first, lambda: len(first.states) == 2
+                    and all(likes_of(first, a) == 4 for a in accounts))
+    before = dict(first.states)
+
+    second = _standby_instance(tmp_path, broker, "second")
+    second_task = asyncio.create_task(second.run())
+    await run_until(second, lambda: len(second.states) == 1 and len(first.states) == 1)
+    (moved,) = set(before) - set(first.states)
+    assert first.standbys.states[moved] is before[moved]
+    assert [p["state"] for p in first.local_partitions()] == ["active", "standby"]
+
+    produce(broker, [interaction("like", a, "p1", "b", 300.0) for a in accounts])
+    await run_until(second, lambda: all(likes_of(first, a) == 5 or likes_of(second, a) == 5
+                                        for a in accounts))
+    await run_until(first, lambda: _copy_matches_owner(first, second, moved))
+    assert first.standbys.states[moved] is before[moved]
+    # And back: the second leaves; the first takes the partition over from the copy.
+    second.stop()
+    await second_task
+    await run_until(first, lambda: len(first.states) == 2
+                    and all(likes_of(first, a) == 5 for a in accounts))
+    assert first.states[moved] is before[moved]
+    assert first.metrics.restores.labels("standby")._value.get() == 1
+    first.stop()
+    await first_task
+
+
+async def test_a_partition_whose_last_checkpoint_failed_is_not_kept_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """The same move, but the checkpoints fail from before it: the state holds changes
+    that the changelog never got. It must not go on as the standby copy (a copy must be
+    exactly what is committed); the copy is rebuilt from the changelog instead, and
+    agrees with the new owner."""
+    broker = broker_with_events(partitions=2)
+    accounts = [f"acct-{n}" for n in range(12)]
+    produce(broker, [e for account in accounts for e in events(account, 4, "a")])
+    first = _standby_instance(tmp_path, broker, "first")
+    first_task = asyncio.create_task(first.run())
+    await run_until(first, lambda: len(first.states) == 2
+                    and all(likes_of(first, a) == 4 for a in accounts))
+    await run_until(first, lambda: all(s.committed for s in first.states.values()))
+    broker.fail_commits = 10**9
+    produce(broker, [interaction("like", a, "p1", "b", 300.0) for a in accounts])
+    await run_until(first, lambda: all(likes_of(first, a) == 5 for a in accounts))
+    before = dict(first.states)
+    assert not any(s.committed for s in before.values())
+
+    second = _standby_instance(tmp_path, broker, "second")
+    second_task = asyncio.create_task(second.run())
+    await run_until(second, lambda: len(second.states) == 1 and len(first.states) == 1)
+    broker.fail_commits = 0
+    (moved,) = set(before) - set(first.states)
+    await run_until(second, lambda: all(likes_of(first, a) == 5 or likes_of(second, a) == 5
+                                        for a in accounts))
+    await run_until(first, lambda: _copy_matches_owner(first, second, moved))
+    assert first.standbys.states[moved] is not before[moved]
+    second.stop()
+    first.stop()
+    await asyncio.gather(first_task, second_task)
+
+
+def test_only_a_committed_state_can_become_a_standby() -> None:
+    from datetime import UTC, datetime
+
+    from service.consumer import engine_config
+    from service.events import FollowersEvent
+    from service.partition_state import PartitionState
+
+    state = PartitionState(0, engine_config(Settings()))
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    state.engine.apply(FollowersEvent("f-1", "x", moment, moment.timestamp(), 500), 0)
+    state.position = 1
+    assert not state.committed
+    checkpoint = state.checkpoint(TOPIC, "actors", "signals")
+    assert checkpoint is not None
+    assert state.committed  # (once its transaction commits; the caller knows)
+    state.requeue_checkpoint(checkpoint)  # it did not
+    assert not state.committed
+    with pytest.raises(ValueError, match="uncommitted"):
+        state.become_standby()
+    checkpoint = state.checkpoint(TOPIC, "actors", "signals")
+    assert checkpoint is not None
+    assert state.committed
+    state.become_standby()
+    assert state.status.value == "standby"
 
 
 def test_the_change_gate_travels_in_the_local_snapshot() -> None:

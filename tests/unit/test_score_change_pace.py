@@ -4,11 +4,16 @@ gate records say what waits), and without holding live changes back."""
 
 from __future__ import annotations
 
+import random
+
+import msgpack
+import pytest
+
 from service.consumer import engine_config
 from service.partition_state import Checkpoint, PartitionState
 from service.score_stream import RescoreBudget
 from service.settings import Settings
-from tests.events import decoded, post
+from tests.events import decoded, interaction, post
 
 TOPICS = ("events", "actors", "signals")
 
@@ -121,3 +126,64 @@ def test_live_traffic_writes_no_gate_record_beyond_the_ones_emitted() -> None:
     assert checkpoint is not None
     gate_records = [key for key, _ in checkpoint.changelog if key.startswith(b"!gate/")]
     assert len(gate_records) == len(checkpoint.score_changes) == 5
+
+
+def _waiting_in_memory(state: PartitionState) -> set[str]:
+    return {account for account in state._offered} | {
+        account for account in state.engine.accounts if state.gate.holds(account)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_restore_waits_for_exactly_what_the_owner_has_waiting_after_failed_checkpoints_too(
+    seed: int,
+) -> None:
+    """Account records say that their account waits, gate records say when it stops
+    (or starts without a change): over random traffic, budgets and checkpoints that fail
+    (given back, their records written with the next one), a state restored from what
+    committed waits for the accounts the owner has waiting, no more, no fewer."""
+    rng = random.Random(seed)
+    state = PartitionState(0, engine_config(Settings().model_copy(
+        update={"score_change_interval_s": 30.0})))
+    committed: list[Checkpoint] = []
+    clock = 0.0
+    for _ in range(40):
+        for _ in range(rng.randrange(0, 6)):
+            clock += rng.random() * 20
+            account = f"acc-{rng.randrange(12)}"
+            state.engine.apply(decoded(
+                post(account, "p1", clock) if rng.random() < 0.3 else
+                interaction("like", account, "p1", f"u{rng.randrange(50)}", clock)))
+        checkpoint = state.checkpoint(*TOPICS, rescore_at_most=rng.randrange(0, 4))
+        if checkpoint is None:
+            continue
+        if rng.random() < 0.3:
+            state.requeue_checkpoint(checkpoint)  # its transaction failed
+            continue
+        committed.append(checkpoint)
+        restored = PartitionState(0, state.engine.config)
+        for done in committed:
+            for key, value in done.changelog:
+                restored.apply_changelog(key, value)
+        assert set(restored._marked) == _waiting_in_memory(state)
+
+
+def test_a_changelog_written_with_a_gate_record_for_every_waiting_account_restores_as_written(
+) -> None:
+    """Session 5's checkpoints wrote `[None, None, None, true]` for each account left
+    waiting, and `[tier, credibility, emitted_at, false]` once one was offered."""
+    state = _partition_with_accounts(3)
+    packed = dict(state.packed_accounts())
+    records = [
+        (b"acc-0", packed["acc-0"]), (b"!gate/acc-0", msgpack.packb([None, None, None, True])),
+        (b"acc-1", packed["acc-1"]),
+        (b"!gate/acc-1", msgpack.packb(["nano", 40.0, 100.0, False])),
+        (b"acc-2", packed["acc-2"]), (b"!gate/acc-2", msgpack.packb(["nano", 40.0, 100.0, True])),
+    ]
+    restored = PartitionState(0, engine_config(Settings()))
+    for key, value in records:
+        restored.apply_changelog(key, value)
+    assert list(restored._marked) == ["acc-0", "acc-2"]
+    assert restored.gate.last("acc-0") is None
+    assert restored.gate.last("acc-1") is not None
+    restored.finish_restore()
+    assert restored.rescores_pending == 2
