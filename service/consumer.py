@@ -460,14 +460,8 @@ class StreamProcessor:
                 self._seek(consumer, state)  # before any wait: the consumer would refetch
         # Only now: a partition in it that has no state here was fenced, not being taken.
         self._assigned = set(assigned)
-        if kept_warm and (self._checkpointing.locked() or any(
-                not self.states[p].committed for p in kept_warm if p in self.states)):
-            # Consumed after the revoke's checkpoint (aiokafka goes on fetching during the
-            # callback), or the loop's checkpoint is in flight: wait for it and commit
-            # the rest, so that the copy can be the committed state.
-            await self._checkpoint_all()
-        for partition in kept_warm:
-            self._release(partition)
+        if kept_warm:
+            await self._hand_over(kept_warm)
         self.standbys.want(self.cluster.standby_here - set(assigned))
         log.info("partitions assigned", extra={"partitions": assigned,
                                                "generation": self.cluster.generation})
@@ -500,20 +494,22 @@ class StreamProcessor:
                 and partition in self.cluster.standby_here
                 and self.settings.standby_replicas > 0)
 
-    def _release(self, partition: int) -> None:
-        """A partition taken away that may be kept warm: its state goes on as the
-        standby copy provided it is exactly what the partition's changelog holds: its
-        last checkpoint committed, nothing consumed since, and no checkpoint in flight
-        (one that then failed would leave changes in the copy that the changelog never
-        got). Otherwise it is dropped, and the standby copy starts from the local
-        snapshot and the changelog after it, as any other."""
-        state = self.states.get(partition)
-        if state is None:
-            return  # fenced meanwhile: dropped already
-        warm = not self._checkpointing.locked() and state.committed
-        self._drop(partition, "revoked; kept as a standby" if warm else "revoked")
-        if warm:
-            self.standbys.adopt(state)
+    async def _hand_over(self, partitions: list[int]) -> None:
+        """Partitions taken away that this instance keeps warm. The loop stops folding
+        them at once (they leave `states`; it went on fetching during the rebalance, and
+        a checkpoint may be in flight), then their last changes are committed. Each one
+        whose state is then exactly what its changelog holds goes on as the standby
+        copy; one whose commit failed holds changes the changelog never got, so it is
+        dropped and its standby copy rebuilt from the snapshot and the changelog."""
+        leaving = [state for partition in partitions
+                   if (state := self.states.pop(partition, None)) is not None]
+        async with self._checkpointing:  # after the one in flight, if any
+            written = await asyncio.gather(*(self._checkpoint(state, 0) for state in leaving))
+        for state, ok in zip(leaving, written, strict=True):
+            warm = ok and state.committed
+            self._drop(state.partition, "revoked; kept as a standby" if warm else "revoked")
+            if warm:
+                self.standbys.adopt(state)
 
     def _drop(self, partition: int, why: str) -> None:
         """The partition is no longer served here, at once; its producer is closed."""
