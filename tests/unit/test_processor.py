@@ -322,3 +322,108 @@ def test_the_change_gate_travels_in_the_local_snapshot() -> None:
     copy.load_snapshot(state.snapshot_header(), [])
     assert list(copy.gate.export()) == list(state.gate.export())
     assert copy.gate.due(160.0) == ["x"]
+
+
+class _DeadLetterTopicDown(InMemoryClients):
+    """The dead-letter topic cannot be written; `inject` is asked before each fetch
+    whether to append an invalid message to the events' partition 0 first."""
+
+    inject: Any = None
+
+    def producer(self) -> Any:
+        producer = super().producer()
+
+        async def send(*_: Any, **__: Any) -> Any:
+            raise OSError("the dead-letter topic cannot be written")
+
+        producer.send = send
+        return producer
+
+    def group_consumer(self, assignor: Any) -> Any:
+        consumer = super().group_consumer(assignor)
+        fetch = consumer.getmany
+
+        async def getmany(*tps: TopicPartition, **options: Any) -> Any:
+            if self.inject is not None and self.inject():
+                self.inject = None
+                self.broker.append(TOPIC, 0, b"x", b"not an event")
+            return await fetch(*tps, **options)
+
+        consumer.getmany = getmany
+        return consumer
+
+
+async def test_a_background_checkpoint_never_commits_past_a_message_not_yet_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    """The offsets of a checkpoint are those of the batches folded before it starts: the
+    batch fetched while it is in flight may hold a message whose dead letter cannot be
+    written yet (the loop waits in `publish`); committing past it would lose the message
+    if the process died then (docs/operations.md: the consumer never moves past it)."""
+    broker = broker_with_events(partitions=1)
+    produce(broker, events("x", 5, "a"))
+    settings = settings_for(tmp_path, "one").model_copy(update={"expiry_interval_s": 3600})
+    clients = _DeadLetterTopicDown(settings, broker)
+    processor = StreamProcessor(settings, Metrics(), clients)
+    events_tp = TopicPartition(TOPIC, 0)
+    task = asyncio.create_task(processor.run())
+    await run_until(processor, lambda: broker.committed_offsets.get(events_tp) == 6)
+    # The next fetch after a checkpoint has started brings an invalid message.
+    clients.inject = processor._committing
+    await run_until(processor, lambda: clients.inject is None)
+    invalid = len(broker.logs[TOPIC][0]) - 1
+    await run_until(processor,
+                    lambda: processor.metrics.dead_letter_failures._value.get() > 0)
+    await asyncio.sleep(0.2)  # several commit intervals
+    assert broker.committed_offsets[events_tp] <= invalid
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_one(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint that raises something no retry covers has taken its changes without
+    writing them: nothing may commit the offsets past them afterwards, not even the
+    final checkpoint of a stop that arrives while it is in flight; the consumer fails."""
+    broker = broker_with_events(partitions=1)
+    settings = settings_for(tmp_path, "one")
+    clients = InMemoryClients(settings, broker)
+    processor = StreamProcessor(settings, Metrics(), clients)
+    transactional = clients.transactional_producer
+    held, release = asyncio.Event(), asyncio.Event()
+
+    def failing_producer(partition: int) -> Any:
+        producer = transactional(partition)
+        commit = producer.commit_transaction
+
+        async def commit_or_fail() -> None:
+            if any(r.key == b"x" for r in producer.pending):
+                held.set()
+                await release.wait()
+                raise RuntimeError("a bug in the transaction")
+            await commit()
+
+        producer.commit_transaction = commit_or_fail
+        return producer
+
+    clients.transactional_producer = failing_producer  # type: ignore[method-assign]
+    task = asyncio.create_task(processor.run())
+    await run_until(processor, lambda: 0 in processor.states
+                    and processor.states[0].status.value == "active")
+    produce(broker, events("x", 5, "a"))
+    await run_until(processor, held.is_set)
+    produce(broker, events("y", 2, "a"))  # folded while that checkpoint is in flight
+    await run_until(processor, lambda: likes_of(processor, "y") == 2)
+    processor.stop()  # a SIGTERM, then the checkpoint fails
+    release.set()
+    results = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    # Whatever was committed, another instance restores the counts exactly.
+    settings = settings_for(tmp_path, "two")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, "y") == 2)
+    assert likes_of(second, "x") == 5
+    second.stop()
+    await task
