@@ -96,6 +96,11 @@ def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
     )
 
 
+# A partition's next transaction as taken: its producer (None: it has none, nothing is
+# taken) and its checkpoint (None: nothing new since the last one).
+Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotResult:
     path: str
@@ -333,6 +338,9 @@ class StreamProcessor:
             finally:
                 standbys.cancel()
                 await asyncio.gather(standbys, return_exceptions=True)
+            if self._commit_task is not None:  # a stop: the checkpoint in flight first
+                await asyncio.gather(self._commit_task, return_exceptions=True)
+                self._settle_commit()
             active = sum(1 for s in self.states.values() if s.status is Status.ACTIVE)
             committed = len(await self._checkpoint_all())
             await self._finish_in_flight()
@@ -345,7 +353,7 @@ class StreamProcessor:
                             extra={"partitions": active, "committed": committed})
         finally:
             self.metrics.consumer_ready.set(0)
-            if self._commit_task is not None:  # left in flight by a failure: settle it first
+            if self._commit_task is not None:  # left in flight by a failure: end it first
                 self._commit_task.cancel()
                 await asyncio.gather(self._commit_task, return_exceptions=True)
                 self._commit_task = None
@@ -681,6 +689,7 @@ class StreamProcessor:
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure
+            self._settle_commit()
             batch = await consumer.getmany(
                 timeout_ms=settings.fetch_timeout_ms, max_records=settings.fetch_max_records
             )
@@ -688,6 +697,7 @@ class StreamProcessor:
                 await self._process(batch)
             now = time.monotonic()
             if now >= next_checkpoint and not self._committing():
+                self._settle_commit()
                 next_checkpoint = now + settings.commit_interval_s
                 if self._snapshot_requests or now >= next_snapshot:
                     # A snapshot must hold exactly the committed state: this checkpoint
@@ -697,7 +707,7 @@ class StreamProcessor:
                         await self._start_snapshot(committed)
                         next_snapshot = now + settings.snapshot_interval_s
                 else:
-                    self._commit_in_background()
+                    await self._commit_in_background()
             if now >= next_expiry and expiry is None:
                 expiry = self._expire_all()
                 next_expiry = now + settings.expiry_interval_s
@@ -715,17 +725,30 @@ class StreamProcessor:
     def _committing(self) -> bool:
         return self._commit_task is not None and not self._commit_task.done()
 
-    def _commit_in_background(self) -> None:
-        """Checkpoints while the loop goes on folding: a checkpoint takes its changes and
-        positions at once, then waits several round trips for its transactions, ~15 % of
+    async def _commit_in_background(self) -> None:
+        """Checkpoints while the loop goes on folding: the changes and positions are taken
+        here, between batches, then the transactions wait several round trips, ~15 % of
         the loop's time when it waited with them (docs/benchmarks.md). What is folded
-        meanwhile goes into the next one; one is in flight at a time."""
-        def settle(task: asyncio.Task[list[PartitionState]]) -> None:
+        meanwhile goes into the next one; one is in flight at a time (the lock is held
+        until it is done, even if it is cancelled before it starts)."""
+        await self._checkpointing.acquire()  # at once, unless a rebalance's checkpoint runs
+        try:
+            taken = self._take_all()
+        except BaseException:
+            self._checkpointing.release()
+            raise
+        self._commit_task = asyncio.create_task(self._commit_all(taken), name="checkpoint")
+        self._commit_task.add_done_callback(lambda _: self._checkpointing.release())
+
+    def _settle_commit(self) -> None:
+        """Raises what a finished background checkpoint raised beyond the failures it
+        requeues: it took changes it did not write, so no later checkpoint may commit
+        offsets past them. The consumer fails; its next life restores what is committed."""
+        task = self._commit_task
+        if task is not None and task.done():
+            self._commit_task = None
             if not task.cancelled() and (error := task.exception()) is not None:
-                self._failure = error if isinstance(error, Exception) else RuntimeError(
-                    f"checkpoint: {error!r}")
-        self._commit_task = asyncio.create_task(self._checkpoint_all(), name="checkpoint")
-        self._commit_task.add_done_callback(settle)
+                raise error
 
     def _expire_all(self) -> Iterator[int]:
         for state in list(self.states.values()):
@@ -807,31 +830,39 @@ class StreamProcessor:
         rebalance listener from its coordinator's task, which can arrive while the loop's
         own checkpoint is in a transaction on the same producers."""
         async with self._checkpointing:
-            active = [s for s in self.states.values() if s.status is Status.ACTIVE]
-            now = time.monotonic()
-            rescore = self._rescore.allowances(
-                now - self._last_checkpoint_at,
-                {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
-                 for s in active})
-            self._last_checkpoint_at = now
-            results = await asyncio.gather(*(self._checkpoint(s, rescore[s.partition])
-                                             for s in active))
-            self.metrics.score_changes_pending.set(
-                sum(state.rescores_pending for state in active))
-            return [state for state, ok in zip(active, results, strict=True) if ok]
+            return await self._commit_all(self._take_all())
 
-    async def _checkpoint(self, state: PartitionState, rescore: int) -> bool:
+    def _take_all(self) -> list[Taken]:
+        """What each active partition's next transaction commits, taken at one instant:
+        called by the loop between batches, so a batch's dead letters are written before
+        its offsets can be. The caller holds `_checkpointing` until they are committed."""
+        active = [s for s in self.states.values() if s.status is Status.ACTIVE]
+        now = time.monotonic()
+        rescore = self._rescore.allowances(
+            now - self._last_checkpoint_at,
+            {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
+             for s in active})
+        self._last_checkpoint_at = now
+        return [self._take(s, rescore[s.partition]) for s in active]
+
+    async def _commit_all(self, taken: list[Taken]) -> list[PartitionState]:
+        results = await asyncio.gather(*(self._commit(*one) for one in taken))
+        self.metrics.score_changes_pending.set(
+            sum(state.rescores_pending for state, _, _ in taken))
+        return [state for (state, _, _), ok in zip(taken, results, strict=True) if ok]
+
+    def _take(self, state: PartitionState, rescore: int) -> Taken:
         partition = state.partition
         producer = self._producers.get(partition)
         if producer is None:
-            return False
+            return state, None, None
         if self.on_checkpoint is not None and state.engine.accounts.changed:
             self.on_checkpoint(partition, state.engine.accounts.changed)
         settings = self.settings
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals,
                                       rescore)
         if checkpoint is None:
-            return True  # nothing new: the committed state is the current one
+            return state, producer, None
         started = time.perf_counter()
         if self.on_scored is not None:
             for account_id, score in checkpoint.score_changes:
@@ -843,6 +874,15 @@ class StreamProcessor:
             for account_id, score in checkpoint.score_changes]
         self._rescore.spent(checkpoint.rescored, checkpoint.rescore_seconds
                             + time.perf_counter() - started)
+        return state, producer, checkpoint
+
+    async def _commit(self, state: PartitionState, producer: AIOKafkaProducer | None,
+                      checkpoint: Checkpoint | None) -> bool:
+        if producer is None:
+            return False
+        if checkpoint is None:
+            return True  # nothing new: the committed state is the current one
+        partition = state.partition
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, checkpoint),
