@@ -898,7 +898,9 @@ class StreamProcessor:
             log.warning("checkpoint failed; its changes are written with the next one",
                         extra={"partition": partition,
                                "reason": f"{type(error).__name__}: {error}"})
-            await self._reset_producer(partition)
+            if self.states.get(partition) is state:
+                # Not once dropped meanwhile: the id is the new owner's, a producer fences it.
+                await self._reset_producer(partition)
             self._broker_unreachable()
             return False
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)

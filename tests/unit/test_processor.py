@@ -427,3 +427,35 @@ async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_o
     assert likes_of(second, "x") == 5
     second.stop()
     await task
+
+
+async def test_a_partition_dropped_while_its_checkpoint_is_in_flight_gets_no_new_producer(
+    tmp_path: Path,
+) -> None:
+    """The coordinator's task can take a partition away (`partitions_assigned`) while the
+    loop's checkpoint of it waits for the broker. If that transaction then fails, no
+    producer is started again for the partition: its transactional id belongs to the new
+    owner now, and starting one would fence that owner."""
+    broker = broker_with_events(partitions=2)
+    produce(broker, events("acct-0", 2, "a") + events("acct-2", 2, "a"))  # partitions 0, 1
+    settings = settings_for(tmp_path, "one")
+    processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(processor.run())
+    await run_until(processor, lambda: likes_of(processor, "acct-0") == 2
+                    and likes_of(processor, "acct-2") == 2)
+    await processor.partitions_revoked([0, 1])  # a rebalance begins: all committed
+    broker.commit_gate = asyncio.Event()
+    produce(broker, events("acct-2", 1, "b"))
+    # The loop's checkpoint waits: partition 1's, and partition 0's (the audience signal's
+    # interactions of partition 1 go to it).
+    await run_until(processor, lambda: broker.commits_waiting == 2)
+    await processor.partitions_assigned([0])  # partition 1 goes to another member
+    epoch = broker.epochs["g-events-1"]
+    broker.fail_commits = 2
+    broker.commit_gate.set()
+    await run_until(processor, lambda: processor.metrics.checkpoint_failures._value.get() == 2)
+    await asyncio.sleep(0.1)
+    assert broker.epochs["g-events-1"] == epoch
+    assert 1 not in processor._producers
+    processor.stop()
+    await task
