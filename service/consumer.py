@@ -743,11 +743,15 @@ class StreamProcessor:
     def _settle_commit(self) -> None:
         """Raises what a finished background checkpoint raised beyond the failures it
         requeues: it took changes it did not write, so no later checkpoint may commit
-        offsets past them. The consumer fails; its next life restores what is committed."""
+        offsets past them. The consumer fails; its next life restores what is committed.
+        Only `run` cancels it, after the loop: cancelled here, aiokafka raised the
+        CancelledError (as it can with the broker gone, see `_close`)."""
         task = self._commit_task
         if task is not None and task.done():
             self._commit_task = None
-            if not task.cancelled() and (error := task.exception()) is not None:
+            if task.cancelled():
+                raise RuntimeError("a checkpoint's transaction was cancelled inside aiokafka")
+            if (error := task.exception()) is not None:
                 raise error
 
     def _expire_all(self) -> Iterator[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from service.consumer import Owned, StreamProcessor, Unavailable
@@ -380,8 +381,10 @@ async def test_a_background_checkpoint_never_commits_past_a_message_not_yet_dead
     await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.parametrize("error", [RuntimeError("a bug in the transaction"),
+                                   asyncio.CancelledError()])  # aiokafka's, see `_close`
 async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_one(
-    tmp_path: Path,
+    tmp_path: Path, error: BaseException,
 ) -> None:
     """A checkpoint that raises something no retry covers has taken its changes without
     writing them: nothing may commit the offsets past them afterwards, not even the
@@ -401,7 +404,7 @@ async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_o
             if any(r.key == b"x" for r in producer.pending):
                 held.set()
                 await release.wait()
-                raise RuntimeError("a bug in the transaction")
+                raise error
             await commit()
 
         producer.commit_transaction = commit_or_fail
