@@ -338,9 +338,6 @@ class StreamProcessor:
             finally:
                 standbys.cancel()
                 await asyncio.gather(standbys, return_exceptions=True)
-            if self._commit_task is not None:  # a stop: the checkpoint in flight first
-                await asyncio.gather(self._commit_task, return_exceptions=True)
-                self._settle_commit()
             active = sum(1 for s in self.states.values() if s.status is Status.ACTIVE)
             committed = len(await self._checkpoint_all())
             await self._finish_in_flight()
@@ -357,6 +354,7 @@ class StreamProcessor:
                 self._commit_task.cancel()
                 await asyncio.gather(self._commit_task, return_exceptions=True)
                 self._commit_task = None
+            self._failure = None  # raised, or moot: the next life starts from Kafka
             for task in self._restores.values():
                 task.cancel()
             self._restores.clear()
@@ -444,7 +442,11 @@ class StreamProcessor:
         (sticky assignment), so only commit now: whoever gets one next restores exactly
         what is committed."""
         self._assigned = set()  # until the next assignment: nothing to take back
-        await self._checkpoint_all()
+        try:
+            await self._checkpoint_all()
+        except Exception as error:  # aiokafka only logs it: the loop raises it
+            self._failure = self._failure or error
+            raise
 
     async def partitions_assigned(self, assigned: list[int]) -> None:
         if self.partition_count is not None and any(
@@ -689,7 +691,6 @@ class StreamProcessor:
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure
-            self._settle_commit()
             batch = await consumer.getmany(
                 timeout_ms=settings.fetch_timeout_ms, max_records=settings.fetch_max_records
             )
@@ -697,7 +698,6 @@ class StreamProcessor:
                 await self._process(batch)
             now = time.monotonic()
             if now >= next_checkpoint and not self._committing():
-                self._settle_commit()
                 next_checkpoint = now + settings.commit_interval_s
                 if self._snapshot_requests or now >= next_snapshot:
                     # A snapshot must hold exactly the committed state: this checkpoint
@@ -738,21 +738,18 @@ class StreamProcessor:
             self._checkpointing.release()
             raise
         self._commit_task = asyncio.create_task(self._commit_all(taken), name="checkpoint")
-        self._commit_task.add_done_callback(lambda _: self._checkpointing.release())
+        self._commit_task.add_done_callback(self._committed_in_background)
 
-    def _settle_commit(self) -> None:
-        """Raises what a finished background checkpoint raised beyond the failures it
-        requeues: it took changes it did not write, so no later checkpoint may commit
-        offsets past them. The consumer fails; its next life restores what is committed.
-        Only `run` cancels it, after the loop: cancelled here, aiokafka raised the
-        CancelledError (as it can with the broker gone, see `_close`)."""
-        task = self._commit_task
-        if task is not None and task.done():
-            self._commit_task = None
-            if task.cancelled():
-                raise RuntimeError("a checkpoint's transaction was cancelled inside aiokafka")
-            if (error := task.exception()) is not None:
-                raise error
+    def _committed_in_background(self, task: asyncio.Task[list[PartitionState]]) -> None:
+        """A failure beyond those a checkpoint requeues is recorded before the lock is
+        released, so that no checkpoint after it (the loop's, a rebalance's, the final
+        one) commits offsets past the changes it took. Cancelled: by `run` ending, or by
+        aiokafka raising CancelledError (as it can with the broker gone, see `_close`)."""
+        if self._failure is None and (task.cancelled() or task.exception() is not None):
+            error = None if task.cancelled() else task.exception()
+            self._failure = error if isinstance(error, Exception) else RuntimeError(
+                f"a checkpoint in flight ended with {error or 'a cancellation'!r}")
+        self._checkpointing.release()
 
     def _expire_all(self) -> Iterator[int]:
         for state in list(self.states.values()):
@@ -839,7 +836,10 @@ class StreamProcessor:
     def _take_all(self) -> list[Taken]:
         """What each active partition's next transaction commits, taken at one instant:
         called by the loop between batches, so a batch's dead letters are written before
-        its offsets can be. The caller holds `_checkpointing` until they are committed."""
+        its offsets can be. The caller holds `_checkpointing` until they are committed.
+        Never after a checkpoint failed beyond requeueing: the consumer must fail first."""
+        if self._failure is not None:
+            raise self._failure
         active = [s for s in self.states.values() if s.status is Status.ACTIVE]
         now = time.monotonic()
         rescore = self._rescore.allowances(

@@ -462,3 +462,55 @@ async def test_a_partition_dropped_while_its_checkpoint_is_in_flight_gets_no_new
     assert 1 not in processor._producers
     processor.stop()
     await task
+
+
+async def test_a_rebalance_checkpoint_that_fails_unexpectedly_fails_the_consumer(
+    tmp_path: Path,
+) -> None:
+    """aiokafka only logs what the rebalance listener raises. A checkpoint of
+    `partitions_revoked` that fails beyond the failures it requeues has taken changes
+    it did not write: the loop must fail before any later checkpoint commits the offsets
+    past them."""
+    broker = broker_with_events(partitions=1)
+    settings = settings_for(tmp_path, "one")
+    clients = InMemoryClients(settings, broker)
+    processor = StreamProcessor(settings, Metrics(), clients)
+    transactional = clients.transactional_producer
+    armed = asyncio.Event()
+
+    def failing_producer(partition: int) -> Any:
+        producer = transactional(partition)
+        commit = producer.commit_transaction
+
+        async def commit_or_fail() -> None:
+            if armed.is_set():
+                armed.clear()
+                raise RuntimeError("a bug in the transaction")
+            await commit()
+
+        producer.commit_transaction = commit_or_fail
+        return producer
+
+    clients.transactional_producer = failing_producer  # type: ignore[method-assign]
+    task = asyncio.create_task(processor.run())
+    await run_until(processor, lambda: 0 in processor.states
+                    and processor.states[0].status.value == "active")
+    produce(broker, [post("x", "p1", 0.0)])  # no interaction: nothing else touches x
+    await run_until(processor, lambda: likes_of(processor, "x") == 0)
+    # The rebalance's checkpoint takes x (before the loop's next one) and fails.
+    armed.set()
+    revoked = await asyncio.gather(processor.partitions_revoked([0]), return_exceptions=True)
+    assert isinstance(revoked[0], RuntimeError)  # aiokafka's coordinator logs it, no more
+    await processor.partitions_assigned([0])
+    produce(broker, events("y", 2, "a"))
+    await asyncio.sleep(0.3)  # several commit intervals
+    processor.stop()
+    results = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    settings = settings_for(tmp_path, "two")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, "y") == 2)
+    assert likes_of(second, "x") == 0
+    second.stop()
+    await task
