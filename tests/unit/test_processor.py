@@ -514,3 +514,20 @@ async def test_a_rebalance_checkpoint_that_fails_unexpectedly_fails_the_consumer
     assert likes_of(second, "x") == 0
     second.stop()
     await task
+
+
+def test_a_checkpoint_that_failed_writes_its_expired_id_segments_tombstones_again() -> None:
+    """An id segment that left the horizon is tombstoned once (it leaves `segments`
+    then): a checkpoint whose transaction failed must give the tombstone back, or the
+    segment stays in the compacted changelog and every restore merges it again."""
+    from service.consumer import engine_config
+    from service.partition_state import PartitionState
+
+    state = PartitionState(0, engine_config(Settings()))
+    key = b"!ids/000000000001"
+    state.segments[key] = 0  # its newest hour: long gone below
+    state.clock.stream_time = 90 * 86_400.0
+    failed = state.checkpoint_records()
+    assert (key, None) in failed
+    state.requeue(failed)
+    assert (key, None) in state.checkpoint_records()
