@@ -96,6 +96,11 @@ def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
     )
 
 
+# A partition's next transaction as taken: its producer (None: it has none, nothing is
+# taken) and its checkpoint (None: nothing new since the last one).
+Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotResult:
     path: str
@@ -345,10 +350,11 @@ class StreamProcessor:
                             extra={"partitions": active, "committed": committed})
         finally:
             self.metrics.consumer_ready.set(0)
-            if self._commit_task is not None:  # left in flight by a failure: settle it first
+            if self._commit_task is not None:  # left in flight by a failure: end it first
                 self._commit_task.cancel()
                 await asyncio.gather(self._commit_task, return_exceptions=True)
                 self._commit_task = None
+            self._failure = None  # raised, or moot: the next life starts from Kafka
             for task in self._restores.values():
                 task.cancel()
             self._restores.clear()
@@ -437,7 +443,11 @@ class StreamProcessor:
         what is committed, and a partition that goes to this instance's standby set
         goes as exactly that (`partitions_assigned`)."""
         self._assigned = set()  # until the next assignment: nothing to take back
-        await self._checkpoint_all()
+        try:
+            await self._checkpoint_all()
+        except Exception as error:  # aiokafka only logs it: the loop raises it
+            self._failure = self._failure or error
+            raise
 
     async def partitions_assigned(self, assigned: list[int]) -> None:
         if self.partition_count is not None and any(
@@ -728,7 +738,7 @@ class StreamProcessor:
                         await self._start_snapshot(committed)
                         next_snapshot = now + settings.snapshot_interval_s
                 else:
-                    self._commit_in_background()
+                    await self._commit_in_background()
             if now >= next_expiry and expiry is None:
                 expiry = self._expire_all()
                 next_expiry = now + settings.expiry_interval_s
@@ -746,17 +756,31 @@ class StreamProcessor:
     def _committing(self) -> bool:
         return self._commit_task is not None and not self._commit_task.done()
 
-    def _commit_in_background(self) -> None:
-        """Checkpoints while the loop goes on folding: a checkpoint takes its changes and
-        positions at once, then waits several round trips for its transactions, ~15 % of
+    async def _commit_in_background(self) -> None:
+        """Checkpoints while the loop goes on folding: the changes and positions are taken
+        here, between batches, then the transactions wait several round trips, ~15 % of
         the loop's time when it waited with them (docs/benchmarks.md). What is folded
-        meanwhile goes into the next one; one is in flight at a time."""
-        def settle(task: asyncio.Task[list[PartitionState]]) -> None:
-            if not task.cancelled() and (error := task.exception()) is not None:
-                self._failure = error if isinstance(error, Exception) else RuntimeError(
-                    f"checkpoint: {error!r}")
-        self._commit_task = asyncio.create_task(self._checkpoint_all(), name="checkpoint")
-        self._commit_task.add_done_callback(settle)
+        meanwhile goes into the next one; one is in flight at a time (the lock is held
+        until it is done, even if it is cancelled before it starts)."""
+        await self._checkpointing.acquire()  # at once, unless a rebalance's checkpoint runs
+        try:
+            taken = self._take_all()
+        except BaseException:
+            self._checkpointing.release()
+            raise
+        self._commit_task = asyncio.create_task(self._commit_all(taken), name="checkpoint")
+        self._commit_task.add_done_callback(self._committed_in_background)
+
+    def _committed_in_background(self, task: asyncio.Task[list[PartitionState]]) -> None:
+        """A failure beyond those a checkpoint requeues is recorded before the lock is
+        released, so that no checkpoint after it (the loop's, a rebalance's, the final
+        one) commits offsets past the changes it took. Cancelled: by `run` ending, or by
+        aiokafka raising CancelledError (as it can with the broker gone, see `_close`)."""
+        if self._failure is None and (task.cancelled() or task.exception() is not None):
+            error = None if task.cancelled() else task.exception()
+            self._failure = error if isinstance(error, Exception) else RuntimeError(
+                f"a checkpoint in flight ended with {error or 'a cancellation'!r}")
+        self._checkpointing.release()
 
     def _expire_all(self) -> Iterator[int]:
         for state in list(self.states.values()):
@@ -838,31 +862,42 @@ class StreamProcessor:
         rebalance listener from its coordinator's task, which can arrive while the loop's
         own checkpoint is in a transaction on the same producers."""
         async with self._checkpointing:
-            active = [s for s in self.states.values() if s.status is Status.ACTIVE]
-            now = time.monotonic()
-            rescore = self._rescore.allowances(
-                now - self._last_checkpoint_at,
-                {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
-                 for s in active})
-            self._last_checkpoint_at = now
-            results = await asyncio.gather(*(self._checkpoint(s, rescore[s.partition])
-                                             for s in active))
-            self.metrics.score_changes_pending.set(
-                sum(state.rescores_pending for state in active))
-            return [state for state, ok in zip(active, results, strict=True) if ok]
+            return await self._commit_all(self._take_all())
 
-    async def _checkpoint(self, state: PartitionState, rescore: int) -> bool:
+    def _take_all(self) -> list[Taken]:
+        """What each active partition's next transaction commits, taken at one instant:
+        called by the loop between batches, so a batch's dead letters are written before
+        its offsets can be. The caller holds `_checkpointing` until they are committed.
+        Never after a checkpoint failed beyond requeueing: the consumer must fail first."""
+        if self._failure is not None:
+            raise self._failure
+        active = [s for s in self.states.values() if s.status is Status.ACTIVE]
+        now = time.monotonic()
+        rescore = self._rescore.allowances(
+            now - self._last_checkpoint_at,
+            {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
+             for s in active})
+        self._last_checkpoint_at = now
+        return [self._take(s, rescore[s.partition]) for s in active]
+
+    async def _commit_all(self, taken: list[Taken]) -> list[PartitionState]:
+        results = await asyncio.gather(*(self._commit(*one) for one in taken))
+        self.metrics.score_changes_pending.set(
+            sum(state.rescores_pending for state, _, _ in taken))
+        return [state for (state, _, _), ok in zip(taken, results, strict=True) if ok]
+
+    def _take(self, state: PartitionState, rescore: int) -> Taken:
         partition = state.partition
         producer = self._producers.get(partition)
         if producer is None:
-            return False
+            return state, None, None
         if self.on_checkpoint is not None and state.engine.accounts.changed:
             self.on_checkpoint(partition, state.engine.accounts.changed)
         settings = self.settings
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals,
                                       rescore)
         if checkpoint is None:
-            return True  # nothing new: the committed state is the current one
+            return state, producer, None
         started = time.perf_counter()
         if self.on_scored is not None:
             for account_id, score in checkpoint.score_changes:
@@ -874,6 +909,15 @@ class StreamProcessor:
             for account_id, score in checkpoint.score_changes]
         self._rescore.spent(checkpoint.rescored, checkpoint.rescore_seconds
                             + time.perf_counter() - started)
+        return state, producer, checkpoint
+
+    async def _commit(self, state: PartitionState, producer: AIOKafkaProducer | None,
+                      checkpoint: Checkpoint | None) -> bool:
+        if producer is None:
+            return False
+        if checkpoint is None:
+            return True  # nothing new: the committed state is the current one
+        partition = state.partition
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._transaction(producer, state, checkpoint),
@@ -889,7 +933,9 @@ class StreamProcessor:
             log.warning("checkpoint failed; its changes are written with the next one",
                         extra={"partition": partition,
                                "reason": f"{type(error).__name__}: {error}"})
-            await self._reset_producer(partition)
+            if self.states.get(partition) is state:
+                # Not once dropped meanwhile: the id is the new owner's, a producer fences it.
+                await self._reset_producer(partition)
             self._broker_unreachable()
             return False
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)

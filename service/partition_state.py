@@ -377,17 +377,15 @@ class PartitionState:
 
     def requeue(self, records: Iterable[Record]) -> None:
         """A checkpoint that did not commit: its accounts are written next time (their
-        newest state then); id segments are kept under their keys and rewritten."""
+        newest state then); id segments and the tombstones of expired ones (no longer in
+        `segments`, so never found again) are kept under their keys and rewritten."""
         changed = self.engine.accounts.changed
         self._checkpointed_position = -1  # the clock must be written again
         for key, value in records:
             if key == CLOCK_KEY:
                 continue
-            if key.startswith(GATE_PREFIX) or (key.startswith(IDS_PREFIX)
-                                               and value is not None):
+            if key.startswith((GATE_PREFIX, IDS_PREFIX)):
                 self._pending_records.append((key, value))
-                continue
-            if key.startswith(IDS_PREFIX):
                 continue
             changed.add(key.decode())
 
