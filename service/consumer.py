@@ -514,7 +514,11 @@ class StreamProcessor:
         leaving = [state for partition in partitions
                    if (state := self.states.pop(partition, None)) is not None]
         async with self._checkpointing:  # after the one in flight, if any
-            written = await asyncio.gather(*(self._checkpoint(state, 0) for state in leaving))
+            if self._failure is None:  # else none may be taken: the consumer fails first
+                written = await asyncio.gather(
+                    *(self._commit(*self._take(state, 0)) for state in leaving))
+            else:
+                written = [False] * len(leaving)
         for state, ok in zip(leaving, written, strict=True):
             warm = ok and state.committed
             self._drop(state.partition, "revoked; kept as a standby" if warm else "revoked")
