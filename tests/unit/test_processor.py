@@ -60,6 +60,22 @@ async def run_until(processor: StreamProcessor, done: Any, timeout_s: float = 10
         await asyncio.sleep(0.01)
 
 
+async def restore_elsewhere(tmp_path: Path, broker: InMemoryBroker,
+                            likes: dict[str, int]) -> int:
+    """Another instance restores what committed: once the first account has its likes,
+    every other one must have its own. Returns how many changelog records it read."""
+    (first, first_likes), *rest = likes.items()
+    settings = settings_for(tmp_path, "two")
+    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(second.run())
+    await run_until(second, lambda: likes_of(second, first) == first_likes)
+    assert {account: likes_of(second, account) for account, _ in rest} == dict(rest)
+    restored = sum(state.restored_records for state in second.states.values())
+    second.stop()
+    await task
+    return restored
+
+
 def events(account: str, likes: int, tag: str) -> list[dict[str, Any]]:
     return ([post(account, "p1", 0.0)] if tag == "a" else []) + [
         interaction("like", account, "p1", f"{tag}{n}", 60.0 + n) for n in range(likes)]
@@ -134,13 +150,7 @@ async def test_events_are_folded_while_a_checkpoint_waits_for_the_broker(
     processor.stop()
     await task
     # The committed changelog holds the newest state: another instance restores it whole.
-    settings = settings_for(tmp_path, "two")
-    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
-    task = asyncio.create_task(second.run())
-    await run_until(second, lambda: likes_of(second, "x") == 9)
-    assert sum(s.restored_records for s in second.states.values()) > 0
-    second.stop()
-    await task
+    assert await restore_elsewhere(tmp_path, broker, {"x": 9}) > 0
 
 
 async def test_a_fenced_instance_lets_its_partition_go_at_once(tmp_path: Path) -> None:
@@ -536,13 +546,7 @@ async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_o
     results = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
     # Whatever was committed, another instance restores the counts exactly.
-    settings = settings_for(tmp_path, "two")
-    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
-    task = asyncio.create_task(second.run())
-    await run_until(second, lambda: likes_of(second, "y") == 2)
-    assert likes_of(second, "x") == 5
-    second.stop()
-    await task
+    await restore_elsewhere(tmp_path, broker, {"y": 2, "x": 5})
 
 
 async def test_a_partition_dropped_while_its_checkpoint_is_in_flight_gets_no_new_producer(
@@ -620,13 +624,7 @@ async def test_a_rebalance_checkpoint_that_fails_unexpectedly_fails_the_consumer
     processor.stop()
     results = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
-    settings = settings_for(tmp_path, "two")
-    second = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
-    task = asyncio.create_task(second.run())
-    await run_until(second, lambda: likes_of(second, "y") == 2)
-    assert likes_of(second, "x") == 0
-    second.stop()
-    await task
+    await restore_elsewhere(tmp_path, broker, {"y": 2, "x": 0})
 
 
 def test_a_checkpoint_that_failed_writes_its_expired_id_segments_tombstones_again() -> None:
