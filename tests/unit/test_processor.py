@@ -6,6 +6,7 @@ The same paths run against the real broker in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,22 @@ async def restore_elsewhere(tmp_path: Path, broker: InMemoryBroker,
     second.stop()
     await task
     return restored
+
+
+Commit = Callable[[], Awaitable[None]]
+
+
+def wrap_commits(clients: InMemoryClients, wrap: Callable[[Any, Commit], Commit]) -> None:
+    """Each transactional producer's commit becomes `wrap(producer, its commit)`: how a
+    test holds, fails or loses a commit."""
+    transactional = clients.transactional_producer
+
+    def wrapped(partition: int) -> Any:
+        producer = transactional(partition)
+        producer.commit_transaction = wrap(producer, producer.commit_transaction)
+        return producer
+
+    clients.transactional_producer = wrapped  # type: ignore[method-assign]
 
 
 def events(account: str, likes: int, tag: str) -> list[dict[str, Any]]:
@@ -516,24 +533,18 @@ async def test_a_checkpoint_that_fails_unexpectedly_is_not_followed_by_a_final_o
     settings = settings_for(tmp_path, "one")
     clients = InMemoryClients(settings, broker)
     processor = StreamProcessor(settings, Metrics(), clients)
-    transactional = clients.transactional_producer
     held, release = asyncio.Event(), asyncio.Event()
 
-    def failing_producer(partition: int) -> Any:
-        producer = transactional(partition)
-        commit = producer.commit_transaction
-
+    def failing(producer: Any, commit: Commit) -> Commit:
         async def commit_or_fail() -> None:
             if any(r.key == b"x" for r in producer.pending):
                 held.set()
                 await release.wait()
                 raise error
             await commit()
+        return commit_or_fail
 
-        producer.commit_transaction = commit_or_fail
-        return producer
-
-    clients.transactional_producer = failing_producer  # type: ignore[method-assign]
+    wrap_commits(clients, failing)
     task = asyncio.create_task(processor.run())
     await run_until(processor, lambda: 0 in processor.states
                     and processor.states[0].status.value == "active")
@@ -592,23 +603,17 @@ async def test_a_rebalance_checkpoint_that_fails_unexpectedly_fails_the_consumer
     settings = settings_for(tmp_path, "one")
     clients = InMemoryClients(settings, broker)
     processor = StreamProcessor(settings, Metrics(), clients)
-    transactional = clients.transactional_producer
     armed = asyncio.Event()
 
-    def failing_producer(partition: int) -> Any:
-        producer = transactional(partition)
-        commit = producer.commit_transaction
-
+    def failing_once_armed(producer: Any, commit: Commit) -> Commit:
         async def commit_or_fail() -> None:
             if armed.is_set():
                 armed.clear()
                 raise RuntimeError("a bug in the transaction")
             await commit()
+        return commit_or_fail
 
-        producer.commit_transaction = commit_or_fail
-        return producer
-
-    clients.transactional_producer = failing_producer  # type: ignore[method-assign]
+    wrap_commits(clients, failing_once_armed)
     task = asyncio.create_task(processor.run())
     await run_until(processor, lambda: 0 in processor.states
                     and processor.states[0].status.value == "active")
@@ -658,24 +663,18 @@ async def test_a_transaction_committed_though_its_commit_call_failed_sends_nothi
                      interaction("like", "acct-0", "p1", "fan-2", 130.0)])
     settings = settings_for(tmp_path, "one")
     clients = InMemoryClients(settings, broker)
-    transactional = clients.transactional_producer
     lost: list[bool] = []
 
-    def losing_producer(partition: int) -> Any:
-        producer = transactional(partition)
-        commit = producer.commit_transaction
-
+    def losing_the_answer(producer: Any, commit: Commit) -> Commit:
         async def commit_then_fail() -> None:
             carries = any(r.topic == settings.actors for r in producer.pending)
             await commit()
             if carries and not lost:
                 lost.append(True)
                 raise OSError("the answer to the commit was lost")
+        return commit_then_fail
 
-        producer.commit_transaction = commit_then_fail
-        return producer
-
-    clients.transactional_producer = losing_producer  # type: ignore[method-assign]
+    wrap_commits(clients, losing_the_answer)
     processor = StreamProcessor(settings, Metrics(), clients)
     task = asyncio.create_task(processor.run())
 
