@@ -14,6 +14,7 @@ as before. `tests/unit/test_decoders_agree.py` holds the two decoders to the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -32,6 +33,11 @@ from service.event_contract import (
     json_schemas,
 )
 
+try:
+    import engagement_native
+except ImportError:  # not built: the msgspec path serves, slower (bench/decode.py)
+    engagement_native = None  # type: ignore[assignment]
+
 __all__ = [
     "ACCOUNT_ID_PATTERN",
     "MAX_ID_CHARS",
@@ -46,6 +52,7 @@ __all__ = [
     "decode_event",
     "decode_event_compiled",
     "decode_event_reference",
+    "decode_interaction_native",
     "json_schemas",
 ]
 
@@ -126,11 +133,48 @@ def decode_event(
     `now` is the wall clock in epoch seconds, passed in so the check stays deterministic.
     """
     if value is not None and len(value) <= max_event_bytes:
-        event = decode_event_compiled(key, value, now=now, max_future_skew_s=max_future_skew_s)
+        event: Event | None = None
+        if _native_interactions is not None:
+            event = _native_interactions(key, value, now, max_event_bytes, max_future_skew_s)
+        if event is None:
+            event = decode_event_compiled(key, value, now=now,
+                                          max_future_skew_s=max_future_skew_s)
         if event is not None:
             return event
     return decode_event_reference(key, value, now=now, max_event_bytes=max_event_bytes,
                                   max_future_skew_s=max_future_skew_s)
+
+
+# The native path (native/src/wire.rs): likes, comments and shares in the usual forms,
+# decoded in Rust into the same events; None hands the message to the msgspec path.
+_NativeDecode = Callable[[bytes | None, bytes, float, int, float],
+                         "LikeEvent | CommentEvent | ShareEvent | None"]
+_native_interactions: _NativeDecode | None = None
+NATIVE_AVAILABLE = engagement_native is not None
+
+
+def use_native(native: bool) -> None:
+    """Selects whether `decode_event` tries the Rust decoder first (if it is installed);
+    the msgspec and pydantic paths decide the same messages the same way without it."""
+    global _native_interactions
+    _native_interactions = (
+        engagement_native.InteractionDecoder(LikeEvent, CommentEvent, ShareEvent).decode
+        if native and engagement_native is not None else None)
+
+
+def native_in_use() -> bool:
+    return _native_interactions is not None
+
+
+def decode_interaction_native(
+    key: bytes | None, value: bytes, *, now: float, max_event_bytes: int,
+    max_future_skew_s: float,
+) -> LikeEvent | CommentEvent | ShareEvent | None:
+    """The Rust decoder alone: the interaction if it takes the message as it is, else None
+    (also when it is not installed or switched off)."""
+    if _native_interactions is None:
+        return None
+    return _native_interactions(key, value, now, max_event_bytes, max_future_skew_s)
 
 
 # The compiled path. One flat struct for all types rather than a tagged union: msgspec
@@ -216,6 +260,9 @@ def _finer_than_microseconds(quoted: bytes) -> bool:
     # Index 20 is the "." after the seconds, 21 to 27 the first 7 fractional digits; an
     # escaped string does not keep those positions.
     return b"\\" in quoted or (quoted[20:21] == b"." and quoted[21:28].isdigit())
+
+
+use_native(True)
 
 
 # The reference path: the contract's pydantic validator.

@@ -324,14 +324,19 @@ impl InteractionDecoder {
     fn decode<'py>(
         &self,
         py: Python<'py>,
-        key: Option<&Bound<'py, PyBytes>>,
-        value: &Bound<'py, PyBytes>,
+        key: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyAny>,
         now: f64,
         max_event_bytes: usize,
         max_future_skew_s: f64,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        // Anything but bytes (a tombstone's None, a bytearray) is for Python to decide.
+        let Ok(value) = value.cast::<PyBytes>() else {
+            return Ok(None);
+        };
+        let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());
         let Some(wire) = decode_interaction(
-            key.map(|key| key.as_bytes()),
+            key,
             value.as_bytes(),
             now,
             max_event_bytes,
