@@ -134,7 +134,7 @@ pub(crate) fn decode_interaction<'a>(
     if cursor.pos != value.len() || seen != ALL_FIELDS {
         return None;
     }
-    if key != account_id.as_bytes() || !account_id.bytes().all(is_account_id_byte) {
+    if key != account_id.as_bytes() || !account_id.bytes().all(|byte| ACCOUNT_ID_BYTE[usize::from(byte)]) {
         return None;
     }
     let (moment, micros) = moment?;
@@ -145,11 +145,6 @@ pub(crate) fn decode_interaction<'a>(
         return None; // Python gives the rejection with its detail
     }
     Some(WireInteraction { kind, event_id, account_id, post_id, actor_id, occurred_at_s, moment })
-}
-
-/// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`.
-fn is_account_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'@' | b'-')
 }
 
 struct Cursor<'a> {
@@ -176,16 +171,17 @@ impl<'a> Cursor<'a> {
 
     /// A JSON string of printable ASCII without escapes, its contents without the quotes.
     fn string(&mut self) -> Option<&'a [u8]> {
-        self.expect(b'"')?;
-        let start = self.pos;
-        loop {
-            match self.next()? {
-                b'"' => return Some(&self.buf[start..self.pos - 1]),
-                b'\\' => return None,
-                0x20..=0x7e => {}
-                _ => return None,
-            }
+        let rest = self.buf.get(self.pos..)?;
+        if rest.first() != Some(&b'"') {
+            return None;
         }
+        let rest = &rest[1..];
+        let length = plain_prefix(rest);
+        if rest.get(length) != Some(&b'"') {
+            return None; // an escape, a control character or non-ASCII
+        }
+        self.pos += length + 2;
+        Some(&rest[..length])
     }
 
     /// An id: 1 to MAX_ID_BYTES characters.
@@ -194,10 +190,60 @@ impl<'a> Cursor<'a> {
         if text.is_empty() || text.len() > MAX_ID_BYTES {
             return None;
         }
-        // Printable ASCII only, checked by `string`.
-        std::str::from_utf8(text).ok()
+        // SAFETY: `string` returns printable ASCII only, which is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(text) })
     }
 }
+
+/// The bytes a string may hold as they are: printable ASCII but the quote and backslash.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0x20;
+    while byte <= 0x7e {
+        table[byte] = byte != b'"' as usize && byte != b'\\' as usize;
+        byte += 1;
+    }
+    table
+};
+
+/// How many bytes at the start of `text` a string may hold as they are (`PLAIN`): eight at a
+/// time, the ids and times being 10 to 40 bytes long.
+fn plain_prefix(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte that is zero (the lowest such byte exactly; a borrow can
+    // only mark bytes above it).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let mut offset = 0;
+    while let Some(chunk) = text.get(offset..offset + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let special = below_space
+            | zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            | zero_bytes(word ^ (ONES * 0x7f))
+            | (word & HIGHS);
+        if special != 0 {
+            return offset + (special.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    offset + text[offset..].iter().position(|&byte| !PLAIN[usize::from(byte)]).unwrap_or(text.len() - offset)
+}
+
+/// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`, by byte.
+static ACCOUNT_ID_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-');
+        byte += 1;
+    }
+    table
+};
 
 fn digits(text: &[u8]) -> Option<u32> {
     let mut value = 0u32;

@@ -180,6 +180,8 @@ moments = st.builds(
 WHITESPACE = st.text(" \t\r\n", max_size=3)
 # Characters that look like whitespace and are not JSON's.
 ODD_WHITESPACE = ["\x0b", "\x0c", "\x85", "\xa0", "\u2028", "\x00"]
+RAW_BYTES = [b"\x00", b"\x01", b"\t", b"\n", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9", b"\xff",
+             b'"', b"\\"]
 # Calendar strings built from numbers in and just past every field's range.
 raw_moments = st.builds(
     lambda year, month, day, hour, minute, second, fraction, offset: (
@@ -296,7 +298,7 @@ def near_valid_messages(draw: st.DrawFn) -> tuple[bytes | None, bytes]:
             pairs[index] = (name, RawJson(escaped))
     value = serialize(draw, pairs)
     mangle = draw(st.sampled_from(["none"] * 6 + ["truncate", "byte", "insert", "bom",
-                                                  "space"]))
+                                                  "space", "raw"]))
     if mangle == "truncate":
         value = value[:draw(st.integers(min_value=0, max_value=len(value) - 1))]
     elif mangle == "byte":
@@ -307,6 +309,10 @@ def near_valid_messages(draw: st.DrawFn) -> tuple[bytes | None, bytes]:
         value = value[:at] + draw(st.binary(min_size=1, max_size=2)) + value[at:]
     elif mangle == "bom":
         value = b"\xef\xbb\xbf" + value
+    elif mangle == "raw":  # a byte a JSON string may not hold as it is, or ends it
+        at = draw(st.sampled_from([index for index, byte in enumerate(value)
+                                   if chr(byte).isalnum()]))
+        value = value[:at] + draw(st.sampled_from(RAW_BYTES)) + value[at:]
     elif mangle == "space":  # between two tokens, or at either end
         at = draw(st.sampled_from([0, len(value), *(index + 1 for index, byte
                                                     in enumerate(value) if byte in b"{,:")]))
