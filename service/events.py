@@ -3,13 +3,16 @@
 A `Rejection` names why, so that the consumer can dead-letter the message with a reason
 producers can act on.
 
-The hot path decodes with msgspec (compiled) into the small structs below, the objects
-the engine folds; the event time is parsed once, and converted to epoch seconds once
-(`occurred_at_s`). The pydantic models in `service.event_contract` remain the contract
-and the source of the JSON Schemas: whatever the compiled decoder does not accept as it
+The hot path decodes with compiled code into the small structs below, the objects the
+engine folds; the event time is parsed once, and converted to epoch seconds once
+(`occurred_at_s`). Likes, comments and shares in the usual forms are decoded in Rust
+(native/src/wire.rs, about twice as fast as msgspec: bench/decode.py); what it does not
+take goes to msgspec. The pydantic models in `service.event_contract` remain the contract
+and the source of the JSON Schemas: whatever the compiled decoders do not accept as it
 is - every bad message, and the rare valid forms listed at `decode_event_compiled` - is
 decided by the contract's validator, so a rejection has the same reason code and detail
-as before. `tests/unit/test_decoders_agree.py` holds the two decoders to the same answers.
+as before. `tests/unit/test_decoders_agree.py` and `tests/unit/test_wire_native.py` hold
+the decoders to the same answers.
 """
 
 from __future__ import annotations

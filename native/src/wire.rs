@@ -11,6 +11,7 @@
 //! never depends on covering a rare form. The accepted path allocates nothing: the ids are
 //! borrowed from the message. tests/unit/test_wire_native.py holds it to the contract.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDict, PyString, PyTzInfo};
 
@@ -412,12 +413,12 @@ impl InteractionDecoder {
             InteractionKind::Share => &self.share,
         };
         let event = class.bind(py).call1((
-            PyString::new(py, wire.event_id),
-            PyString::new(py, wire.account_id),
+            ascii_string(py, wire.event_id)?,
+            ascii_string(py, wire.account_id)?,
             occurred_at,
             wire.occurred_at_s,
-            PyString::new(py, wire.post_id),
-            PyString::new(py, wire.actor_id),
+            ascii_string(py, wire.post_id)?,
+            ascii_string(py, wire.actor_id)?,
         ))?;
         Ok(Some(event))
     }
@@ -437,5 +438,18 @@ impl InteractionDecoder {
             .cast_into::<PyTzInfo>()?;
         zones.set_item(minutes, &zone)?;
         Ok(zone)
+    }
+}
+
+/// A str of ASCII text, copied in (`PyString::new` would decode it as UTF-8 first).
+fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    debug_assert!(text.is_ascii());
+    // SAFETY: PyUnicode_New(n, 127) makes a compact ASCII str of n bytes to fill; `text`
+    // is ASCII (`Cursor::string` lets nothing else through) and exactly n bytes long.
+    unsafe {
+        let raw = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
+        let string = Bound::from_owned_ptr_or_err(py, raw)?;
+        std::ptr::copy_nonoverlapping(text.as_ptr(), ffi::PyUnicode_1BYTE_DATA(raw), text.len());
+        Ok(string.cast_into_unchecked())
     }
 }
