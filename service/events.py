@@ -154,15 +154,18 @@ _NativeDecode = Callable[[bytes | None, bytes, float, int, float],
                          "LikeEvent | CommentEvent | ShareEvent | None"]
 _native_interactions: _NativeDecode | None = None
 NATIVE_AVAILABLE = engagement_native is not None
+# Builds this module's event classes; compiled code that decodes on its own (the batch
+# fold) builds the events it hands to Python through it too.
+native_decoder = (None if engagement_native is None else
+                  engagement_native.InteractionDecoder(LikeEvent, CommentEvent, ShareEvent))
 
 
 def use_native(native: bool) -> None:
     """Selects whether `decode_event` tries the Rust decoder first (if it is installed);
     the msgspec and pydantic paths decide the same messages the same way without it."""
     global _native_interactions
-    _native_interactions = (
-        engagement_native.InteractionDecoder(LikeEvent, CommentEvent, ShareEvent).decode
-        if native and engagement_native is not None else None)
+    _native_interactions = (native_decoder.decode if native and native_decoder is not None
+                            else None)
 
 
 def native_in_use() -> bool:

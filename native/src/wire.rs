@@ -382,15 +382,21 @@ impl InteractionDecoder {
             return Ok(None);
         };
         let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());
-        let Some(wire) = decode_interaction(
-            key,
-            value.as_bytes(),
-            now,
-            max_event_bytes,
-            max_future_skew_s,
-        ) else {
-            return Ok(None);
-        };
+        match decode_interaction(key, value.as_bytes(), now, max_event_bytes, max_future_skew_s) {
+            Some(wire) => Ok(Some(self.event(py, &wire)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl InteractionDecoder {
+    /// The Like/Comment/ShareEvent `decode_event` gives for the message `wire` was decoded
+    /// from.
+    pub(crate) fn event<'py>(
+        &self,
+        py: Python<'py>,
+        wire: &WireInteraction<'_>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let moment = wire.moment;
         let zone = match moment.offset_minutes {
             None => self.utc.bind(py).clone(),
@@ -412,19 +418,16 @@ impl InteractionDecoder {
             InteractionKind::Comment => &self.comment,
             InteractionKind::Share => &self.share,
         };
-        let event = class.bind(py).call1((
+        class.bind(py).call1((
             ascii_string(py, wire.event_id)?,
             ascii_string(py, wire.account_id)?,
             occurred_at,
             wire.occurred_at_s,
             ascii_string(py, wire.post_id)?,
             ascii_string(py, wire.actor_id)?,
-        ))?;
-        Ok(Some(event))
+        ))
     }
-}
 
-impl InteractionDecoder {
     fn zone<'py>(&self, py: Python<'py>, minutes: i16) -> PyResult<Bound<'py, PyTzInfo>> {
         let zones = self.zones.bind(py);
         if let Some(zone) = zones.get_item(minutes)? {
