@@ -373,12 +373,18 @@ impl InteractionDecoder {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
-        now: f64,
-        max_event_bytes: usize,
-        max_future_skew_s: f64,
+        now: &Bound<'py, PyAny>,
+        max_event_bytes: &Bound<'py, PyAny>,
+        max_future_skew_s: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        // Anything but bytes (a tombstone's None, a bytearray) is for Python to decide.
-        let Ok(value) = value.cast::<PyBytes>() else {
+        // Anything but bytes (a tombstone's None, a bytearray), and limits that do not fit
+        // (decode_event never raises), are for Python to decide.
+        let (Ok(value), Ok(now), Ok(max_event_bytes), Ok(max_future_skew_s)) = (
+            value.cast::<PyBytes>(),
+            now.extract::<f64>(),
+            max_event_bytes.extract::<usize>(),
+            max_future_skew_s.extract::<f64>(),
+        ) else {
             return Ok(None);
         };
         let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());

@@ -141,6 +141,16 @@ def test_what_is_not_an_interaction_in_bytes_is_pythons(key: bytes | None,
     assert native(key, value) is None
 
 
+@pytest.mark.parametrize("limits", [
+    {"max_event_bytes": 2**70}, {"max_event_bytes": -1}, {"now": 10**400},
+    {"max_future_skew_s": -(10**400)}, {"now": "soon"},
+])
+def test_limits_it_cannot_hold_are_pythons(limits: dict[str, Any]) -> None:
+    value = orjson.dumps({"type": "like", "event_id": "e", "account_id": "a", "post_id": "p",
+                          "actor_id": "u", "occurred_at": "2026-11-01T10:00:03Z"})
+    assert native(b"a", value, **limits) is None
+
+
 def test_a_message_over_the_size_limit_is_pythons() -> None:
     value = orjson.dumps({"type": "like", "event_id": "e", "account_id": "a", "post_id": "p",
                           "actor_id": "u", "occurred_at": "2026-11-01T10:00:03Z"})
