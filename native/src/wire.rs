@@ -135,7 +135,11 @@ pub(crate) fn decode_interaction<'a>(
     if cursor.pos != value.len() || seen != ALL_FIELDS {
         return None;
     }
-    if key != account_id.as_bytes() || !account_id.bytes().all(|byte| ACCOUNT_ID_BYTE[usize::from(byte)]) {
+    if key != account_id.as_bytes()
+        || !account_id
+            .bytes()
+            .all(|byte| ACCOUNT_ID_BYTE[usize::from(byte)])
+    {
         return None;
     }
     let (moment, micros) = moment?;
@@ -145,7 +149,15 @@ pub(crate) fn decode_interaction<'a>(
     if occurred_at_s > now + max_future_skew_s {
         return None; // Python gives the rejection with its detail
     }
-    Some(WireInteraction { kind, event_id, account_id, post_id, actor_id, occurred_at_s, moment })
+    Some(WireInteraction {
+        kind,
+        event_id,
+        account_id,
+        post_id,
+        actor_id,
+        occurred_at_s,
+        moment,
+    })
 }
 
 struct Cursor<'a> {
@@ -231,7 +243,11 @@ fn plain_prefix(text: &[u8]) -> usize {
         }
         offset += 8;
     }
-    offset + text[offset..].iter().position(|&byte| !PLAIN[usize::from(byte)]).unwrap_or(text.len() - offset)
+    offset
+        + text[offset..]
+            .iter()
+            .position(|&byte| !PLAIN[usize::from(byte)])
+            .unwrap_or(text.len() - offset)
 }
 
 /// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`, by byte.
@@ -279,8 +295,12 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,6}](Z|z|±HH:MM)`, years 1900 to 2199: the moment and
 /// its microseconds since the epoch.
 fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
-    if text.len() < 20 || text[4] != b'-' || text[7] != b'-' || text[13] != b':'
-        || text[16] != b':' || !matches!(text[10], b'T' | b't' | b' ')
+    if text.len() < 20
+        || text[4] != b'-'
+        || text[7] != b'-'
+        || text[13] != b':'
+        || text[16] != b':'
+        || !matches!(text[10], b'T' | b't' | b' ')
     {
         return None;
     }
@@ -290,15 +310,23 @@ fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
     let hour = digits(&text[11..13])?;
     let minute = digits(&text[14..16])?;
     let second = digits(&text[17..19])?;
-    if !(1900..=2199).contains(&year) || !(1..=12).contains(&month) || day == 0
-        || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59
+    if !(1900..=2199).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
     {
         return None;
     }
     let mut rest = &text[19..];
     let mut microsecond = 0u32;
     if rest.first() == Some(&b'.') {
-        let count = rest[1..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+        let count = rest[1..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
         if !(1..=6).contains(&count) {
             return None; // past 6 digits msgspec rounds and pydantic truncates
         }
@@ -323,8 +351,9 @@ fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
         _ => return None,
     };
     let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
-    let seconds = days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60
-        + i64::from(second) - i64::from(offset_minutes.unwrap_or(0)) * 60;
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second)
+            - i64::from(offset_minutes.unwrap_or(0)) * 60;
     let micros = seconds * 1_000_000 + i64::from(microsecond);
     let moment = WireMoment {
         year: year as u16,
@@ -363,7 +392,13 @@ impl InteractionDecoder {
         share: Py<PyAny>,
     ) -> PyResult<Self> {
         let utc = PyTzInfo::utc(py)?.to_owned().unbind();
-        Ok(Self { like, comment, share, utc, zones: PyDict::new(py).unbind() })
+        Ok(Self {
+            like,
+            comment,
+            share,
+            utc,
+            zones: PyDict::new(py).unbind(),
+        })
     }
 
     /// The event, or None when Python must decide.
@@ -388,7 +423,13 @@ impl InteractionDecoder {
             return Ok(None);
         };
         let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());
-        match decode_interaction(key, value.as_bytes(), now, max_event_bytes, max_future_skew_s) {
+        match decode_interaction(
+            key,
+            value.as_bytes(),
+            now,
+            max_event_bytes,
+            max_future_skew_s,
+        ) {
             Some(wire) => Ok(Some(self.event(py, &wire)?)),
             None => Ok(None),
         }
