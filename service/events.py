@@ -151,7 +151,7 @@ def decode_event(
 # The native path (native/src/wire.rs): likes, comments and shares in the usual forms,
 # decoded in Rust into the same events; None hands the message to the msgspec path.
 _NativeDecode = Callable[[bytes | None, bytes, float, int, float],
-                         "LikeEvent | CommentEvent | ShareEvent | None"]
+                         LikeEvent | CommentEvent | ShareEvent | None]
 _native_interactions: _NativeDecode | None = None
 NATIVE_AVAILABLE = engagement_native is not None
 # Builds this module's event classes; compiled code that decodes on its own (the batch
@@ -181,6 +181,9 @@ def decode_interaction_native(
     if _native_interactions is None:
         return None
     return _native_interactions(key, value, now, max_event_bytes, max_future_skew_s)
+
+
+use_native(True)
 
 
 # The compiled path. One flat struct for all types rather than a tagged union: msgspec
@@ -266,9 +269,6 @@ def _finer_than_microseconds(quoted: bytes) -> bool:
     # Index 20 is the "." after the seconds, 21 to 27 the first 7 fractional digits; an
     # escaped string does not keep those positions.
     return b"\\" in quoted or (quoted[20:21] == b"." and quoted[21:28].isdigit())
-
-
-use_native(True)
 
 
 # The reference path: the contract's pydantic validator.
