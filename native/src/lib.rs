@@ -13,8 +13,6 @@
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
 //! actors.rs.
-//! One like/comment/share message decoded from its Kafka bytes (`service.events`'s first
-//! path) is in wire.rs.
 
 mod actors;
 mod wire;
