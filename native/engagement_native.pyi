@@ -1,5 +1,5 @@
-"""Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs)
-and the actor side of the audience signal (actors.rs).
+"""Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
+the actor side of the audience signal (actors.rs) and the interaction decoder (wire.rs).
 
 `service/engine/packing.py` and `service/engine/audience.py` hold the pure-Python
 references and select the implementation; the tests hold each pair to the same bytes,
@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from service.engine.account import Account, Post
 from service.engine.sketches import ActorSketch
+from service.events import CommentEvent, LikeEvent, ShareEvent
 
 class Codec:
     def __init__(
@@ -48,3 +49,17 @@ class NativeActors:
     def expire(self, first_live: int, /) -> int: ...
     def snapshot_records(self) -> bytes: ...
     def restore_records(self, body: bytes, /) -> None: ...
+
+class InteractionDecoder:
+    def __init__(
+        self, like: type[LikeEvent], comment: type[CommentEvent], share: type[ShareEvent], /
+    ) -> None: ...
+    def decode(
+        self,
+        key: bytes | None,
+        value: bytes,
+        now: float,
+        max_event_bytes: int,
+        max_future_skew_s: float,
+        /,
+    ) -> LikeEvent | CommentEvent | ShareEvent | None: ...
