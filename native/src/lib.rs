@@ -15,6 +15,7 @@
 //! actors.rs.
 
 mod actors;
+mod dedupe;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1132,5 +1133,6 @@ impl Codec {
 fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
+    module.add_class::<dedupe::EventIdsCore>()?;
     Ok(())
 }
