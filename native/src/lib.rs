@@ -12,7 +12,7 @@
 //! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
-//! actors.rs.
+//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs.
 
 mod actors;
 mod dedupe;

@@ -165,7 +165,6 @@ class EventIdsReference:
 
     @property
     def has_added(self) -> bool:
-        """Whether ids were added since the last `drain_added`."""
         return bool(self._added)
 
     @property
@@ -213,11 +212,9 @@ class EventIdsReference:
         return min(self._hours, default=None)
 
     def expired_hours(self, first_live_hour: int) -> list[int]:
-        """The hours that `retire_before(first_live_hour)` would let go."""
         return sorted(hour for hour in self._hours if hour < first_live_hour)
 
     def retire_before(self, first_live_hour: int) -> int:
-        """Lets go every hour before `first_live_hour`; returns how many ids went."""
         gone = 0
         for hour in self.expired_hours(first_live_hour):
             gone += self._retire(hour)
@@ -226,8 +223,6 @@ class EventIdsReference:
         return gone
 
     def forget_oldest(self, before_hour: int) -> int:
-        """Lets go the oldest hour if it is older than `before_hour` (the memory cap was
-        reached); returns how many ids went. Events of that hour are late from now on."""
         oldest = self.oldest_hour()
         if oldest is None or oldest >= before_hour:
             return 0
@@ -245,47 +240,36 @@ class EventIdsReference:
         return ids.count
 
     def expected_false_duplicates(self) -> float:
-        """Expected pairs of different ids that shared an hour and a hash, over every
-        hour held so far: an upper bound on re-sends wrongly seen."""
         live = 0.0  # summed in the hours' order, as the compiled core does: the same bits
         for ids in self._hours.values():
             live += ids.count * (ids.count - 1) / 2
         return (self._retired_pairs + live) / _PAIRS_PER_COLLISION
 
     def nbytes(self) -> int:
-        """Bytes of the hashes, the shards' headers and the directories; cheap enough for
-        every scrape (the arrays' spare capacity, a few per cent, is left out)."""
         return sum(8 * ids.count + _ARRAY_HEADER_BYTES * ids.shards + 8 * len(ids.directory)
                    + _HOUR_BYTES for ids in self._hours.values())
 
     def export(self) -> dict[int, bytes]:
-        """Every hour as its sorted hashes, little-endian (what `restore` reads)."""
         return {hour: _to_bytes(ids.sorted_values()) for hour, ids in self._hours.items()}
 
     def restore(self, hour: int, data: bytes) -> None:
-        """Sets an hour from `export`ed bytes (sorted, distinct: not checked)."""
         old = self._hours.get(hour)
         ids = self._hours[hour] = _Hour.from_sorted(_from_bytes(data), self._shard_ids)
         self.count += ids.count - (0 if old is None else old.count)
 
     def drain_added(self) -> dict[int, bytes]:
-        """The hashes added since the last drain, by hour, as little-endian bytes; what a
-        changelog record carries. Needs `track_changes`."""
         if self._added is None:
             raise RuntimeError("this dedupe memory does not track changes")
         added, self._added = self._added, {}
         return {hour: _to_bytes(values) for hour, values in added.items()}
 
     def drain_retired(self) -> list[int]:
-        """The hours let go since the last drain (a changelog's tombstones)."""
         if self._retired is None:
             raise RuntimeError("this dedupe memory does not track changes")
         retired, self._retired = self._retired, []
         return retired
 
     def merge(self, hour: int, data: bytes) -> int:
-        """Adds hashes in `drain_added`'s or `export`'s bytes to an hour (any order,
-        repeats allowed); returns how many were new. Not recorded as added."""
         if hour < self.floor_hour:
             return 0
         incoming = _from_bytes(data)
