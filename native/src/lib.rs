@@ -12,10 +12,11 @@
 //! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
-//! actors.rs.
+//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs.
 
 mod actors;
 mod wire;
+mod dedupe;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1134,5 +1135,6 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
     module.add_class::<wire::InteractionDecoder>()?;
+    module.add_class::<dedupe::EventIdsCore>()?;
     Ok(())
 }
