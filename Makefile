@@ -12,7 +12,7 @@ export ENGAGEMENT_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 # Two install stamps: `make run` needs the service only; tests and benches need the rest.
 # Both build the compiled packed-account codec (native/: Rust, PyO3, built by maturin,
 # which pip fetches; about a minute the first time, seconds after a change).
-NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs native/src/actors.rs \
+NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs) \
           native/engagement_native.pyi
 
 $(VENV)/.runtime: pyproject.toml $(NATIVE)

@@ -15,6 +15,8 @@
 //! actors.rs.
 
 mod actors;
+mod fold;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1132,5 +1134,6 @@ impl Codec {
 fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
+    module.add_class::<fold::Fold>()?;
     Ok(())
 }
