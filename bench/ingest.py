@@ -2,7 +2,7 @@
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
-                           [--rounds 1] [--compare PATH ...] [--variants]
+                           [--rounds 1] [--compare PATH ...] [--variants [NAME ...]]
     python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
                            [--compare PATH ...] [--skip-reference] [--rounds 1]
                            [--codec-variants]
@@ -15,12 +15,16 @@ processed:
               changelog transactions every commit interval);
   * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
               with this checkout's virtualenv, named by its folder; only with --compare;
-  * with --variants, two more runs of this checkout's pipeline:
+  * with --variants [NAME ...], more runs of this checkout's pipeline (all if none is
+    named):
     pipeline-reference: the Python reference of the packed-account codec instead of the
                         compiled one (service/engine/packing.py, native/);
     pipeline-all-hot:   a hot set of 1 M accounts (ENGAGEMENT_HOT_ACCOUNTS), so that no
                         account is ever packed: against `pipeline` on the wide workload,
                         the cost of a working set past the hot set;
+    pipeline-python-fold: the engine's Python reference for every event instead of the
+                        compiled batch fold of interactions (ENGAGEMENT_NATIVE_FOLD=0,
+                        native/src/fold.rs);
   * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
     engine, each contender in its own process (this checkout with the compiled codec and
     with the reference, unless --skip-reference; with --codec-variants, the compiled codec
@@ -330,7 +334,8 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
 
 
 VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
-            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"})}
+            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"}),
+            "pipeline-python-fold": ("pipeline", {"ENGAGEMENT_NATIVE_FOLD": "0"})}
 
 
 def run_child(kind: str, topic: str, count: int, checkout: Path = REPO,
@@ -354,8 +359,10 @@ def main() -> None:
                         help="every contender this many times, in turn; the best counts")
     parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
                         help="checkouts whose pipelines run too, named by their folders")
-    parser.add_argument("--variants", action="store_true",
-                        help="also the reference codec and a hot set of every account")
+    parser.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=None,
+                        help="also these variants of the pipeline (all of them if none is "
+                             "named): the reference codec, a hot set of every account, the "
+                             "Python fold")
     parser.add_argument("--engine-alone", action="store_true",
                         help="no Kafka: the engine alone, with both codecs and hot sets")
     parser.add_argument("--skip-reference", action="store_true",
@@ -397,7 +404,8 @@ def main() -> None:
         asyncio.run(produce(topic, count, workload))
         print(f"[{workload}] produced {count:,} events to {topic} in "
               f"{time.perf_counter() - started:.1f} s")
-        variants = list(VARIANTS) if arguments.variants else []
+        variants = ([] if arguments.variants is None
+                    else arguments.variants or list(VARIANTS))
         kinds = ["bare", "pipeline", *variants, *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]

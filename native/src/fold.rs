@@ -56,7 +56,6 @@ const YIELD_CHECK_RECORDS: usize = 32;
 const COUNTED: usize = 0;
 const DUPLICATE: usize = 1;
 const LATE: usize = 2;
-const KINDS: [&str; 3] = ["like", "comment", "share"];
 
 const BATCH_SLOTS: [&str; 3] = ["_accounts", "_records", "count"];
 mod batch_slot {
@@ -492,37 +491,15 @@ impl Fold {
     ) -> PyResult<()> {
         let py = account.py();
         let bucket = floor_index(occurred_at, self.actor_bucket_s);
-        // Everything this needs is looked up before anything changes: if the post or
-        // the sketch is new, or the actor would push a full sketch into Space-Saving,
-        // the Python method does it all.
         let posts = self.account.get(account, fields, account_slot::POSTS)?;
-        let post = posts.cast::<PyDict>()?.get_item(post_id)?;
-        let sketch = self.sketch_for(account, fields, bucket)?;
-        let fast = match (&post, &sketch) {
-            (Some(_), Some(sketch)) => {
-                let sketch_fields = self.sketch.offsets_for(sketch);
-                let sketch_counts = self.sketch.get(sketch, sketch_fields, sketch_slot::COUNTS)?;
-                let sketch_counts = sketch_counts.cast::<PyDict>()?;
-                sketch_counts.len() < HEAVY_HITTER_CAPACITY || sketch_counts.contains(actor)?
-            }
-            _ => false,
+        let post = match posts.cast::<PyDict>()?.get_item(post_id)? {
+            Some(post) => post,
+            // A new post (and the oldest one evicted at the cap): Python's.
+            None => account.call_method1(
+                intern!(py, "_new_post"),
+                (post_id, occurred_at, self.max_posts),
+            )?,
         };
-        if !fast {
-            account.call_method1(
-                intern!(py, "record_interaction"),
-                (
-                    KINDS[kind],
-                    post_id,
-                    occurred_at,
-                    actor,
-                    bucket,
-                    self.burst_window_s,
-                    self.max_posts,
-                ),
-            )?;
-            return Ok(());
-        }
-        let (post, sketch) = (post.unwrap(), sketch.unwrap());
 
         let layout = &self.post;
         let post_fields = layout.offsets_for(&post);
@@ -548,31 +525,125 @@ impl Fold {
             }
         }
 
-        // ActorSketch.add, its exact part (the actor known, or room for it)
+        let sketch = match self.sketch_for(account, fields, bucket)? {
+            Some(sketch) => sketch,
+            // A new bucket: Python's (a sketch inserted in bucket order).
+            None => account.call_method1(intern!(py, "_sketch_for"), (bucket,))?,
+        };
         let layout = &self.sketch;
         let sketch_fields = layout.offsets_for(&sketch);
-        increment(layout, &sketch, sketch_fields, sketch_slot::INTERACTIONS)?;
-        let sketch_counts = layout.get(&sketch, sketch_fields, sketch_slot::COUNTS)?;
-        let sketch_counts = sketch_counts.cast::<PyDict>()?;
-        match sketch_counts.get_item(actor)? {
-            Some(seen) => {
-                let seen: i64 = seen.extract()?;
-                sketch_counts.set_item(actor, seen + 1)?;
-            }
-            None => {
-                sketch_counts.set_item(actor, 1)?;
-                let registers = layout.get(&sketch, sketch_fields, sketch_slot::REGISTERS)?;
-                if !registers.is_none() {
-                    hll_add(registers.cast::<PyByteArray>()?, actor.extract::<u64>()?);
-                }
-            }
-        }
+        self.sketch_add(&sketch, sketch_fields, actor)?;
         let rhythm = layout.get(&sketch, sketch_fields, sketch_slot::RHYTHM)?;
         let rhythm = rhythm.cast::<PyList>()?;
         let bin = floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize;
         let before: i64 = rhythm.get_item(bin)?.extract()?;
         rhythm.set_item(bin, before + 1)?;
         Ok(())
+    }
+
+    /// ActorSketch.add: exact while it has room, then Space-Saving and HyperLogLog.
+    fn sketch_add<'py>(
+        &self,
+        sketch: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        actor: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let py = sketch.py();
+        let layout = &self.sketch;
+        increment(layout, sketch, fields, sketch_slot::INTERACTIONS)?;
+        let counts = layout.get(sketch, fields, sketch_slot::COUNTS)?;
+        let counts = counts.cast::<PyDict>()?;
+        if let Some(seen) = counts.get_item(actor)? {
+            let seen: i64 = seen.extract()?;
+            return counts.set_item(actor, seen + 1);
+        }
+        let hashed: u64 = actor.extract()?;
+        let registers = layout.get(sketch, fields, sketch_slot::REGISTERS)?;
+        if counts.len() < HEAVY_HITTER_CAPACITY {
+            counts.set_item(actor, 1)?;
+            if !registers.is_none() {
+                hll_add(registers.cast::<PyByteArray>()?, hashed);
+            }
+            return Ok(());
+        }
+        let registers = if registers.is_none() {
+            let fresh = PyByteArray::new(py, &[0u8; 1 << HLL_PRECISION]);
+            for known in counts.keys().iter() {
+                hll_add(&fresh, known.extract()?);
+            }
+            layout.set(sketch, fields, sketch_slot::REGISTERS, fresh.clone().into_any())?;
+            fresh
+        } else {
+            registers.cast_into::<PyByteArray>()?
+        };
+        hll_add(&registers, hashed);
+        let errors = layout.get(sketch, fields, sketch_slot::ERRORS)?;
+        let errors = if errors.is_none() {
+            let fresh = PyDict::new(py);
+            layout.set(sketch, fields, sketch_slot::ERRORS, fresh.clone().into_any())?;
+            fresh
+        } else {
+            errors.cast_into::<PyDict>()?
+        };
+        let victim = self.first_at_floor(sketch, fields, counts)?;
+        let floor: i64 = counts.get_item(&victim)?.expect("the victim is counted").extract()?;
+        counts.del_item(&victim)?;
+        if errors.contains(&victim)? {
+            errors.del_item(&victim)?;
+        }
+        counts.set_item(actor, floor + 1)?;
+        errors.set_item(actor, floor)?;
+        Ok(())
+    }
+
+    /// ActorSketch._first_at_floor: the first actor (in the order of `counts`) with the
+    /// smallest count, from the list of those at the floor, rebuilt when used up.
+    fn first_at_floor<'py>(
+        &self,
+        sketch: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        counts: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = sketch.py();
+        let layout = &self.sketch;
+        let at_floor = layout.get(sketch, fields, sketch_slot::AT_FLOOR)?;
+        let at_floor = if at_floor.is_none() {
+            let fresh = PyList::empty(py);
+            layout.set(sketch, fields, sketch_slot::AT_FLOOR, fresh.clone().into_any())?;
+            fresh
+        } else {
+            at_floor.cast_into::<PyList>()?
+        };
+        let floor: i64 = layout.get(sketch, fields, sketch_slot::FLOOR)?.extract()?;
+        while !at_floor.is_empty() {
+            let last = at_floor.len() - 1;
+            let candidate = at_floor.get_item(last)?;
+            at_floor.del_item(last)?;
+            if let Some(count) = counts.get_item(&candidate)? {
+                if count.extract::<i64>()? == floor {
+                    return Ok(candidate);
+                }
+            }
+        }
+        let mut floor = i64::MAX;
+        for count in counts.values().iter() {
+            floor = floor.min(count.extract()?);
+        }
+        layout.set(sketch, fields, sketch_slot::FLOOR, floor.into_pyobject(py)?.into_any())?;
+        // Those at the floor, reversed: the first one is popped first.
+        let mut found = Vec::new();
+        for (actor, count) in counts.iter() {
+            if count.extract::<i64>()? == floor {
+                found.push(actor);
+            }
+        }
+        for actor in found.into_iter().rev() {
+            at_floor.append(actor)?;
+        }
+        let last = at_floor.len() - 1;
+        let victim = at_floor.get_item(last)?;
+        at_floor.del_item(last)?;
+        Ok(victim)
     }
 
     /// Account._sketch_for without creating one: the newest sketch of the bucket.
