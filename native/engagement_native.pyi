@@ -1,6 +1,6 @@
 """Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
-the actor side of the audience signal (actors.rs) and the batch fold of interactions
-(fold.rs, with wire.rs and dedupe.rs).
+the actor side of the audience signal (actors.rs), the interaction decoder (wire.rs)
+and the batch fold of interactions (fold.rs, with wire.rs and dedupe.rs).
 
 `service/engine/packing.py` and `service/engine/audience.py` hold the pure-Python
 references and select the implementation; the tests hold each pair to the same bytes,
@@ -13,6 +13,7 @@ from service.engine.audience import InteractionBatch
 from service.engine.engine import Engine, KafkaRecord, PartitionClock
 from service.engine.sketches import ActorSketch
 from service.engine.store import AccountStore
+from service.events import CommentEvent, LikeEvent, ShareEvent
 
 class Codec:
     def __init__(
@@ -84,3 +85,17 @@ class Fold:
         outcomes: list[int],
         /,
     ) -> tuple[int, bool]: ...
+
+class InteractionDecoder:
+    def __init__(
+        self, like: type[LikeEvent], comment: type[CommentEvent], share: type[ShareEvent], /
+    ) -> None: ...
+    def decode(
+        self,
+        key: bytes | None,
+        value: bytes,
+        now: float,
+        max_event_bytes: int,
+        max_future_skew_s: float,
+        /,
+    ) -> LikeEvent | CommentEvent | ShareEvent | None: ...

@@ -1135,5 +1135,6 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
     module.add_class::<fold::Fold>()?;
+    module.add_class::<wire::InteractionDecoder>()?;
     Ok(())
 }

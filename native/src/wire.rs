@@ -1,0 +1,390 @@
+//! One interaction message (like, comment, share) decoded straight from its Kafka bytes.
+//!
+//! `service.events.decode_event` is the specification, and the contract's pydantic
+//! validator (`service/event_contract.py`) behind it. This decoder accepts only the forms
+//! the streams use and that provably decode to the same event there: a JSON object with
+//! exactly the six fields of an interaction, in any order, each once; strings of printable
+//! ASCII without escapes; an RFC 3339 time `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,6}](Z|z|±HH:MM)`
+//! between 1900 and 2199; the key equal to the account id. Anything else - posts, follower
+//! counts, unknown or duplicate keys, escapes, non-ASCII, other time forms, times in the
+//! future, every invalid message - gives None, and Python decides as before, so correctness
+//! never depends on covering a rare form. The accepted path allocates nothing: the ids are
+//! borrowed from the message. tests/unit/test_wire_native.py holds it to the contract.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDict, PyString, PyTzInfo};
+
+/// service/event_contract.py's MAX_ID_CHARS (ASCII only here, so bytes = characters).
+const MAX_ID_BYTES: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InteractionKind {
+    Like,
+    Comment,
+    Share,
+}
+
+/// The calendar fields of `occurred_at` as written, and its offset from UTC: what the
+/// Python event's datetime is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WireMoment {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub microsecond: u32,
+    /// None for "Z"/"z", "+00:00" and "-00:00" (the datetime's tzinfo is then
+    /// `timezone.utc`, as msgspec gives it); else minutes east of UTC.
+    pub offset_minutes: Option<i16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct WireInteraction<'a> {
+    pub kind: InteractionKind,
+    pub event_id: &'a str,
+    pub account_id: &'a str,
+    pub post_id: &'a str,
+    pub actor_id: &'a str,
+    /// Bit-identical to Python's `occurred_at.timestamp()`: total microseconds / 1e6.
+    pub occurred_at_s: f64,
+    pub moment: WireMoment,
+}
+
+const TYPE: u8 = 1;
+const EVENT_ID: u8 = 2;
+const ACCOUNT_ID: u8 = 4;
+const POST_ID: u8 = 8;
+const ACTOR_ID: u8 = 16;
+const OCCURRED_AT: u8 = 32;
+const ALL_FIELDS: u8 = 63;
+
+/// Some only if `service.events.decode_event(key, value, now=now, max_event_bytes=..,
+/// max_future_skew_s=..)` returns a Like/Comment/ShareEvent with exactly these field values;
+/// None = "let Python decide".
+pub(crate) fn decode_interaction<'a>(
+    key: Option<&[u8]>,
+    value: &'a [u8],
+    now: f64,
+    max_event_bytes: usize,
+    max_future_skew_s: f64,
+) -> Option<WireInteraction<'a>> {
+    if value.len() > max_event_bytes {
+        return None;
+    }
+    let key = key?;
+    let mut cursor = Cursor { buf: value, pos: 0 };
+    cursor.skip_whitespace();
+    cursor.expect(b'{')?;
+    let mut seen = 0u8;
+    let mut kind = InteractionKind::Like;
+    let (mut event_id, mut account_id, mut post_id, mut actor_id) = ("", "", "", "");
+    let mut moment: Option<(WireMoment, i64)> = None;
+    loop {
+        cursor.skip_whitespace();
+        let name = cursor.string()?;
+        cursor.skip_whitespace();
+        cursor.expect(b':')?;
+        cursor.skip_whitespace();
+        let field = match name {
+            b"type" => {
+                kind = match cursor.string()? {
+                    b"like" => InteractionKind::Like,
+                    b"comment" => InteractionKind::Comment,
+                    b"share" => InteractionKind::Share,
+                    _ => return None,
+                };
+                TYPE
+            }
+            b"event_id" => {
+                event_id = cursor.id()?;
+                EVENT_ID
+            }
+            b"account_id" => {
+                account_id = cursor.id()?;
+                ACCOUNT_ID
+            }
+            b"post_id" => {
+                post_id = cursor.id()?;
+                POST_ID
+            }
+            b"actor_id" => {
+                actor_id = cursor.id()?;
+                ACTOR_ID
+            }
+            b"occurred_at" => {
+                moment = Some(parse_moment(cursor.string()?)?);
+                OCCURRED_AT
+            }
+            _ => return None,
+        };
+        if seen & field != 0 {
+            return None; // a duplicate: the contract takes the last, this decoder none
+        }
+        seen |= field;
+        cursor.skip_whitespace();
+        match cursor.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    cursor.skip_whitespace();
+    if cursor.pos != value.len() || seen != ALL_FIELDS {
+        return None;
+    }
+    if key != account_id.as_bytes() || !account_id.bytes().all(is_account_id_byte) {
+        return None;
+    }
+    let (moment, micros) = moment?;
+    // Exact: |micros| < 2**53 for the years accepted, and one IEEE division is correctly
+    // rounded, as Python's int / int is.
+    let occurred_at_s = micros as f64 / 1e6;
+    if occurred_at_s > now + max_future_skew_s {
+        return None; // Python gives the rejection with its detail
+    }
+    Some(WireInteraction { kind, event_id, account_id, post_id, actor_id, occurred_at_s, moment })
+}
+
+/// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`.
+fn is_account_id_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'@' | b'-')
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.buf.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, wanted: u8) -> Option<()> {
+        (self.next()? == wanted).then_some(())
+    }
+
+    /// A JSON string of printable ASCII without escapes, its contents without the quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        loop {
+            match self.next()? {
+                b'"' => return Some(&self.buf[start..self.pos - 1]),
+                b'\\' => return None,
+                0x20..=0x7e => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// An id: 1 to MAX_ID_BYTES characters.
+    fn id(&mut self) -> Option<&'a str> {
+        let text = self.string()?;
+        if text.is_empty() || text.len() > MAX_ID_BYTES {
+            return None;
+        }
+        // Printable ASCII only, checked by `string`.
+        std::str::from_utf8(text).ok()
+    }
+}
+
+fn digits(text: &[u8]) -> Option<u32> {
+    let mut value = 0u32;
+    for &byte in text {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(byte - b'0');
+    }
+    Some(value)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,6}](Z|z|±HH:MM)`, years 1900 to 2199: the moment and
+/// its microseconds since the epoch.
+fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
+    if text.len() < 20 || text[4] != b'-' || text[7] != b'-' || text[13] != b':'
+        || text[16] != b':' || !matches!(text[10], b'T' | b't' | b' ')
+    {
+        return None;
+    }
+    let year = digits(&text[0..4])?;
+    let month = digits(&text[5..7])?;
+    let day = digits(&text[8..10])?;
+    let hour = digits(&text[11..13])?;
+    let minute = digits(&text[14..16])?;
+    let second = digits(&text[17..19])?;
+    if !(1900..=2199).contains(&year) || !(1..=12).contains(&month) || day == 0
+        || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut microsecond = 0u32;
+    if rest.first() == Some(&b'.') {
+        let count = rest[1..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+        if !(1..=6).contains(&count) {
+            return None; // past 6 digits msgspec rounds and pydantic truncates
+        }
+        microsecond = digits(&rest[1..1 + count])? * 10u32.pow(6 - count as u32);
+        rest = &rest[1 + count..];
+    }
+    let offset_minutes = match rest {
+        b"Z" | b"z" => None,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hours = digits(&[*h1, *h2])?;
+            let minutes = digits(&[*m1, *m2])?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let east = (hours * 60 + minutes) as i16;
+            match (east, sign) {
+                (0, _) => None,
+                (_, b'-') => Some(-east),
+                _ => Some(east),
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+    let seconds = days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60
+        + i64::from(second) - i64::from(offset_minutes.unwrap_or(0)) * 60;
+    let micros = seconds * 1_000_000 + i64::from(microsecond);
+    let moment = WireMoment {
+        year: year as u16,
+        month: month as u8,
+        day: day as u8,
+        hour: hour as u8,
+        minute: minute as u8,
+        second: second as u8,
+        microsecond,
+        offset_minutes,
+    };
+    Some((moment, micros))
+}
+
+// ---------------------------------------------------------------- the Python side
+
+/// `decode_event`'s first path for interactions: the Like/Comment/ShareEvent the Python
+/// decoders would give, built here, or None (then msgspec's path, then the contract's).
+#[pyclass(frozen)]
+pub(crate) struct InteractionDecoder {
+    like: Py<PyAny>,
+    comment: Py<PyAny>,
+    share: Py<PyAny>,
+    utc: Py<PyTzInfo>,
+    /// timezone objects by minutes east of UTC, made once each (as msgspec caches them).
+    zones: Py<PyDict>,
+}
+
+#[pymethods]
+impl InteractionDecoder {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        like: Py<PyAny>,
+        comment: Py<PyAny>,
+        share: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let utc = PyTzInfo::utc(py)?.to_owned().unbind();
+        Ok(Self { like, comment, share, utc, zones: PyDict::new(py).unbind() })
+    }
+
+    /// The event, or None when Python must decide.
+    #[pyo3(signature = (key, value, now, max_event_bytes, max_future_skew_s, /))]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        key: Option<&Bound<'py, PyBytes>>,
+        value: &Bound<'py, PyBytes>,
+        now: f64,
+        max_event_bytes: usize,
+        max_future_skew_s: f64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(wire) = decode_interaction(
+            key.map(|key| key.as_bytes()),
+            value.as_bytes(),
+            now,
+            max_event_bytes,
+            max_future_skew_s,
+        ) else {
+            return Ok(None);
+        };
+        let moment = wire.moment;
+        let zone = match moment.offset_minutes {
+            None => self.utc.bind(py).clone(),
+            Some(minutes) => self.zone(py, minutes)?,
+        };
+        let occurred_at = PyDateTime::new(
+            py,
+            i32::from(moment.year),
+            moment.month,
+            moment.day,
+            moment.hour,
+            moment.minute,
+            moment.second,
+            moment.microsecond,
+            Some(&zone),
+        )?;
+        let class = match wire.kind {
+            InteractionKind::Like => &self.like,
+            InteractionKind::Comment => &self.comment,
+            InteractionKind::Share => &self.share,
+        };
+        let event = class.bind(py).call1((
+            PyString::new(py, wire.event_id),
+            PyString::new(py, wire.account_id),
+            occurred_at,
+            wire.occurred_at_s,
+            PyString::new(py, wire.post_id),
+            PyString::new(py, wire.actor_id),
+        ))?;
+        Ok(Some(event))
+    }
+}
+
+impl InteractionDecoder {
+    fn zone<'py>(&self, py: Python<'py>, minutes: i16) -> PyResult<Bound<'py, PyTzInfo>> {
+        let zones = self.zones.bind(py);
+        if let Some(zone) = zones.get_item(minutes)? {
+            return Ok(zone.cast_into::<PyTzInfo>()?);
+        }
+        let offset = PyDelta::new(py, 0, i32::from(minutes) * 60, 0, true)?;
+        let zone = py
+            .import("datetime")?
+            .getattr("timezone")?
+            .call1((offset,))?
+            .cast_into::<PyTzInfo>()?;
+        zones.set_item(minutes, &zone)?;
+        Ok(zone)
+    }
+}
