@@ -24,6 +24,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
 
+use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::wire::{decode_interaction, InteractionKind};
 use crate::{account_slot, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS};
 
@@ -160,6 +161,9 @@ struct Context<'py> {
     stats: Bound<'py, PyAny>,
     clock: Bound<'py, PyAny>,
     event_ids: Bound<'py, PyAny>,
+    /// The compiled dedupe memory behind `event_ids` (EventIds.core), unless the
+    /// reference serves.
+    core: Option<Bound<'py, EventIdsCore>>,
     shards: Bound<'py, PyList>,
     hot: Bound<'py, PyAny>,
     changed: Bound<'py, PySet>,
@@ -174,7 +178,10 @@ impl<'py> Context<'py> {
             changes: self.engine.getattr(intern!(py, "changes"))?.extract()?,
             event_ids: self.engine.getattr(intern!(py, "_event_ids"))?.extract()?,
             stream_time: self.clock.getattr(intern!(py, "stream_time"))?.extract()?,
-            floor_hour: self.event_ids.getattr(intern!(py, "floor_hour"))?.extract()?,
+            floor_hour: match &self.core {
+                Some(core) => core.borrow().floor_hour(),
+                None => self.event_ids.getattr(intern!(py, "floor_hour"))?.extract()?,
+            },
             late_after_forgetting: 0,
             lag_counts: [0; LAG_BUCKETS],
             lag_sum: self.stats.getattr(intern!(py, "event_lag_sum_s"))?.extract()?,
@@ -282,11 +289,14 @@ impl Fold {
         budget_s: f64,
         outcomes: &Bound<'py, PyList>,
     ) -> PyResult<(usize, bool)> {
+        let event_ids = clock.getattr(intern!(py, "event_ids"))?;
+        let core = event_ids.getattr(intern!(py, "core"))?.cast_into::<EventIdsCore>().ok();
         let context = Context {
             engine: engine.clone(),
             stats: engine.getattr(intern!(py, "stats"))?,
             clock: clock.clone(),
-            event_ids: clock.getattr(intern!(py, "event_ids"))?,
+            event_ids,
+            core,
             shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
             hot: accounts.getattr(intern!(py, "_hot"))?,
             changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?,
@@ -439,6 +449,9 @@ impl Fold {
 
     /// EventIds.add.
     fn remember(&self, context: &Context<'_>, hour: i64, event_id: &str) -> PyResult<bool> {
+        if let Some(core) = &context.core {
+            return Ok(core.borrow_mut().add_hashed(hour, event_id_hash(event_id)));
+        }
         let py = context.engine.py();
         context
             .event_ids

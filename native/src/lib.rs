@@ -12,11 +12,12 @@
 //! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
-//! actors.rs.
+//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs.
 
 mod actors;
 mod fold;
 mod wire;
+mod dedupe;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1136,5 +1137,6 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<actors::NativeActors>()?;
     module.add_class::<fold::Fold>()?;
     module.add_class::<wire::InteractionDecoder>()?;
+    module.add_class::<dedupe::EventIdsCore>()?;
     Ok(())
 }

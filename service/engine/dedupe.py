@@ -21,6 +21,12 @@ pairs is n(n - 1) / 2 / 2**64: 2.7e-8 for a million ids in one partition-hour.
 `expected_false_duplicates` sums it over every hour this memory has held (retired hours
 included); the metrics layer exports it.
 
+Two implementations of the same structure: `EventIdsReference` below, the
+specification, and `engagement_native.EventIdsCore` (native/src/dedupe.rs, built by
+`make install`), which gives the same answers and the same bytes and lets the compiled
+fold add ids without coming back to Python. `EventIds` holds one of them as `core`
+(`use_compiled` selects which; tests/unit/test_dedupe_native.py holds the two together).
+
 Everything here is pure: no I/O, no clock. `drain_added` and `merge` carry the ids
 added since the last drain, hour by hour, as little-endian bytes (a changelog's records);
 `export` and `restore` carry whole hours, sorted (a snapshot's).
@@ -34,6 +40,11 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from xxhash import xxh3_64_intdigest
+
+try:
+    import engagement_native
+except ImportError:  # not built: the reference serves, slower (bench/dedupe.py)
+    engagement_native = None  # type: ignore[assignment]
 
 HASH_NAME = "xxh3_64"  # stored with exported hours: another hash could not read them
 SHARD_IDS = 256
@@ -80,10 +91,10 @@ class _Hour:
         return cls([array("Q")], 64, 0)
 
     @classmethod
-    def from_sorted(cls, values: array[int]) -> _Hour:
+    def from_sorted(cls, values: array[int], shard_ids: int) -> _Hour:
         """Shards cut from sorted, distinct hashes, about half full (room to grow)."""
         depth = 0
-        while len(values) >> depth > SHARD_IDS // 2:
+        while len(values) >> depth > shard_ids // 2:
             depth += 1
         shift = 64 - depth
         directory = []
@@ -131,16 +142,16 @@ class _Hour:
         self.shards += 1
 
 
-class EventIds:
-    """Remembered event ids of one partition, by hour of `occurred_at`.
+class EventIdsReference:
+    """The specification of `EventIds`' core, in Python (see `use_compiled`); its
+    methods are `EventIds`' own (documented there), `contains(hour, event_id)` is its
+    `in`, and `add_hashed` is `add` after the hash."""
 
-    `floor_hour` is the first hour the memory can answer for: hours below it were let go
-    (expired, or forgotten at the memory cap), so the engine treats an event there as
-    late rather than count a re-send twice."""
+    __slots__ = ("_added", "_hours", "_retired", "_retired_pairs", "_shard_ids", "count",
+                 "floor_hour")
 
-    __slots__ = ("_added", "_hours", "_retired", "_retired_pairs", "count", "floor_hour")
-
-    def __init__(self, track_changes: bool = False) -> None:
+    def __init__(self, track_changes: bool, shard_ids: int, /) -> None:
+        self._shard_ids = shard_ids
         self._hours: dict[int, _Hour] = {}
         self.count = 0
         self.floor_hour = -(2**62)
@@ -154,7 +165,6 @@ class EventIds:
 
     @property
     def has_added(self) -> bool:
-        """Whether ids were added since the last `drain_added`."""
         return bool(self._added)
 
     @property
@@ -162,8 +172,9 @@ class EventIds:
         return sorted(self._hours)
 
     def add(self, hour: int, event_id: str) -> bool:
-        """Remembers the id; False if it was already remembered (a re-send)."""
-        hashed = xxh3_64_intdigest(event_id.encode())
+        return self.add_hashed(hour, xxh3_64_intdigest(event_id.encode()))
+
+    def add_hashed(self, hour: int, hashed: int) -> bool:
         ids = self._hours.get(hour)
         if ids is None:
             ids = self._hours[hour] = _Hour.empty()
@@ -175,7 +186,7 @@ class EventIds:
         shard.insert(index, hashed)
         ids.count += 1
         self.count += 1
-        if len(shard) > SHARD_IDS:
+        if len(shard) > self._shard_ids:
             ids.split(slot)
         if self._added is not None:
             added = self._added.get(hour)
@@ -184,8 +195,7 @@ class EventIds:
             added.append(hashed)
         return True
 
-    def __contains__(self, key: tuple[int, str]) -> bool:
-        hour, event_id = key
+    def contains(self, hour: int, event_id: str) -> bool:
         ids = self._hours.get(hour)
         if ids is None:
             return False
@@ -202,11 +212,9 @@ class EventIds:
         return min(self._hours, default=None)
 
     def expired_hours(self, first_live_hour: int) -> list[int]:
-        """The hours that `retire_before(first_live_hour)` would let go."""
         return sorted(hour for hour in self._hours if hour < first_live_hour)
 
     def retire_before(self, first_live_hour: int) -> int:
-        """Lets go every hour before `first_live_hour`; returns how many ids went."""
         gone = 0
         for hour in self.expired_hours(first_live_hour):
             gone += self._retire(hour)
@@ -215,8 +223,6 @@ class EventIds:
         return gone
 
     def forget_oldest(self, before_hour: int) -> int:
-        """Lets go the oldest hour if it is older than `before_hour` (the memory cap was
-        reached); returns how many ids went. Events of that hour are late from now on."""
         oldest = self.oldest_hour()
         if oldest is None or oldest >= before_hour:
             return 0
@@ -234,45 +240,36 @@ class EventIds:
         return ids.count
 
     def expected_false_duplicates(self) -> float:
-        """Expected pairs of different ids that shared an hour and a hash, over every
-        hour held so far: an upper bound on re-sends wrongly seen."""
-        live = sum(ids.count * (ids.count - 1) / 2 for ids in self._hours.values())
+        live = 0.0  # summed in the hours' order, as the compiled core does: the same bits
+        for ids in self._hours.values():
+            live += ids.count * (ids.count - 1) / 2
         return (self._retired_pairs + live) / _PAIRS_PER_COLLISION
 
     def nbytes(self) -> int:
-        """Bytes of the hashes, the shards' headers and the directories; cheap enough for
-        every scrape (the arrays' spare capacity, a few per cent, is left out)."""
         return sum(8 * ids.count + _ARRAY_HEADER_BYTES * ids.shards + 8 * len(ids.directory)
                    + _HOUR_BYTES for ids in self._hours.values())
 
     def export(self) -> dict[int, bytes]:
-        """Every hour as its sorted hashes, little-endian (what `restore` reads)."""
         return {hour: _to_bytes(ids.sorted_values()) for hour, ids in self._hours.items()}
 
     def restore(self, hour: int, data: bytes) -> None:
-        """Sets an hour from `export`ed bytes (sorted, distinct: not checked)."""
         old = self._hours.get(hour)
-        ids = self._hours[hour] = _Hour.from_sorted(_from_bytes(data))
+        ids = self._hours[hour] = _Hour.from_sorted(_from_bytes(data), self._shard_ids)
         self.count += ids.count - (0 if old is None else old.count)
 
     def drain_added(self) -> dict[int, bytes]:
-        """The hashes added since the last drain, by hour, as little-endian bytes; what a
-        changelog record carries. Needs `track_changes`."""
         if self._added is None:
             raise RuntimeError("this dedupe memory does not track changes")
         added, self._added = self._added, {}
         return {hour: _to_bytes(values) for hour, values in added.items()}
 
     def drain_retired(self) -> list[int]:
-        """The hours let go since the last drain (a changelog's tombstones)."""
         if self._retired is None:
             raise RuntimeError("this dedupe memory does not track changes")
         retired, self._retired = self._retired, []
         return retired
 
     def merge(self, hour: int, data: bytes) -> int:
-        """Adds hashes in `drain_added`'s or `export`'s bytes to an hour (any order,
-        repeats allowed); returns how many were new. Not recorded as added."""
         if hour < self.floor_hour:
             return 0
         incoming = _from_bytes(data)
@@ -281,7 +278,7 @@ class EventIds:
             # Many at once: one sort of the union costs less than inserts one by one.
             known = ids.sorted_values() if ids is not None else array("Q")
             values = sorted(set(incoming).union(known))
-            rebuilt = self._hours[hour] = _Hour.from_sorted(array("Q", values))
+            rebuilt = self._hours[hour] = _Hour.from_sorted(array("Q", values), self._shard_ids)
             new = rebuilt.count - len(known)
         else:
             new = 0
@@ -294,7 +291,132 @@ class EventIds:
                 shard.insert(index, hashed)
                 ids.count += 1
                 new += 1
-                if len(shard) > SHARD_IDS:
+                if len(shard) > self._shard_ids:
                     ids.split(slot)
         self.count += new
         return new
+
+
+# The implementation in use, chosen here and nowhere else (as packing.py and audience.py
+# do for theirs).
+COMPILED_AVAILABLE = engagement_native is not None
+_compiled_selected = COMPILED_AVAILABLE
+
+
+def use_compiled(compiled: bool) -> None:
+    """Selects the compiled core (native/src/dedupe.rs, if it is installed) or
+    `EventIdsReference` for every `EventIds` made from now on."""
+    global _compiled_selected
+    _compiled_selected = compiled and COMPILED_AVAILABLE
+
+
+def compiled_in_use() -> bool:
+    return _compiled_selected
+
+
+class EventIds:
+    """Remembered event ids of one partition, by hour of `occurred_at`.
+
+    `floor_hour` is the first hour the memory can answer for: hours below it were let go
+    (expired, or forgotten at the memory cap), so the engine treats an event there as
+    late rather than count a re-send twice.
+
+    The ids live in `core`, compiled or the reference (`use_compiled`, or `compiled=`
+    for one memory); the compiled fold adds to it directly."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, track_changes: bool = False, compiled: bool | None = None) -> None:
+        if compiled is None:
+            compiled = _compiled_selected
+        self.core: engagement_native.EventIdsCore | EventIdsReference = (
+            engagement_native.EventIdsCore(track_changes, SHARD_IDS)
+            if compiled and COMPILED_AVAILABLE else EventIdsReference(track_changes, SHARD_IDS))
+
+    @property
+    def compiled(self) -> bool:
+        return not isinstance(self.core, EventIdsReference)
+
+    def __len__(self) -> int:
+        return len(self.core)
+
+    @property
+    def count(self) -> int:
+        return self.core.count
+
+    @property
+    def floor_hour(self) -> int:
+        return self.core.floor_hour
+
+    @floor_hour.setter
+    def floor_hour(self, hour: int) -> None:
+        self.core.floor_hour = hour
+
+    @property
+    def has_added(self) -> bool:
+        """Whether ids were added since the last `drain_added`."""
+        return self.core.has_added
+
+    @property
+    def hours(self) -> list[int]:
+        return self.core.hours
+
+    def add(self, hour: int, event_id: str) -> bool:
+        """Remembers the id; False if it was already remembered (a re-send)."""
+        return self.core.add(hour, event_id)
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        hour, event_id = key
+        return self.core.contains(hour, event_id)
+
+    def ids_in(self, hour: int) -> int:
+        return self.core.ids_in(hour)
+
+    def oldest_hour(self) -> int | None:
+        return self.core.oldest_hour()
+
+    def expired_hours(self, first_live_hour: int) -> list[int]:
+        """The hours that `retire_before(first_live_hour)` would let go."""
+        return self.core.expired_hours(first_live_hour)
+
+    def retire_before(self, first_live_hour: int) -> int:
+        """Lets go every hour before `first_live_hour`; returns how many ids went."""
+        return self.core.retire_before(first_live_hour)
+
+    def forget_oldest(self, before_hour: int) -> int:
+        """Lets go the oldest hour if it is older than `before_hour` (the memory cap was
+        reached); returns how many ids went. Events of that hour are late from now on."""
+        return self.core.forget_oldest(before_hour)
+
+    def expected_false_duplicates(self) -> float:
+        """Expected pairs of different ids that shared an hour and a hash, over every
+        hour held so far: an upper bound on re-sends wrongly seen."""
+        return self.core.expected_false_duplicates()
+
+    def nbytes(self) -> int:
+        """Bytes of the hashes, the shards and the directories; cheap enough for every
+        scrape. The reference estimates its objects' sizes (leaving out the arrays'
+        spare capacity, a few per cent); the compiled core counts its allocations."""
+        return self.core.nbytes()
+
+    def export(self) -> dict[int, bytes]:
+        """Every hour as its sorted hashes, little-endian (what `restore` reads)."""
+        return self.core.export()
+
+    def restore(self, hour: int, data: bytes) -> None:
+        """Sets an hour from `export`ed bytes (sorted, distinct: not checked)."""
+        self.core.restore(hour, data)
+
+    def drain_added(self) -> dict[int, bytes]:
+        """The hashes added since the last drain, by hour, as little-endian bytes; what a
+        changelog record carries. Needs `track_changes`."""
+        return self.core.drain_added()
+
+    def drain_retired(self) -> list[int]:
+        """The hours let go since the last drain (a changelog's tombstones)."""
+        return self.core.drain_retired()
+
+    def merge(self, hour: int, data: bytes) -> int:
+        """Adds hashes in `drain_added`'s or `export`'s bytes to an hour (any order,
+        repeats allowed); returns how many were new. Not recorded as added."""
+        return self.core.merge(hour, data)

@@ -1,8 +1,10 @@
-"""The dedupe memory (`service/engine/dedupe.py`) against a plain set of (hour, id)."""
+"""The dedupe memory (`service/engine/dedupe.py`) against a plain set of (hour, id), with
+each core: the compiled one and the reference (test_dedupe_native.py compares the two)."""
 
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +20,17 @@ adds = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 400)), max_size=600)
 def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     # Shards of 4 split after a handful of ids: every path of the directory is taken.
     monkeypatch.setattr(dedupe, "SHARD_IDS", 4)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "reference"])
+def core(request: pytest.FixtureRequest) -> Iterator[None]:
+    compiled = request.param == "compiled"
+    if compiled and not dedupe.COMPILED_AVAILABLE:
+        pytest.skip("engagement_native is not built")
+    selected = dedupe.compiled_in_use()
+    dedupe.use_compiled(compiled)
+    yield
+    dedupe.use_compiled(selected)
 
 
 def filled(pairs: list[tuple[int, int]], track: bool = False) -> EventIds:
@@ -134,6 +147,8 @@ def test_expected_false_duplicates_counts_pairs_per_hour_over_2_to_the_64() -> N
 def test_memory_per_id_stays_near_eight_bytes_and_nbytes_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if dedupe.compiled_in_use():
+        pytest.skip("Python's allocator does not see the compiled core: test_dedupe_native.py")
     monkeypatch.setattr(dedupe, "SHARD_IDS", 256)
     pairs = [(hour, n) for hour in range(4) for n in range(20_000)]
     tracemalloc.start()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from service import consumer
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
-from service.engine import EngineConfig
+from service.engine import EngineConfig, dedupe
 from service.engine.engine import NATIVE_FOLD_AVAILABLE
 from service.partition_state import PartitionState
 from service.settings import Settings
@@ -46,7 +46,10 @@ class Record:
     offset: int
 
 
-def stream(seed: int, length: int, accounts: int, actors: int) -> list[Record]:
+def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
+           ) -> list[Record]:
+    """`pace` scales the gaps between events: small, many events share an actor bucket
+    (sketches fill past their exact capacity)."""
     rng = random.Random(seed)
     account_ids = [f"acct-{number}" for number in range(accounts)]
     moment = rng.uniform(0, 10 * HOUR)
@@ -57,7 +60,7 @@ def stream(seed: int, length: int, accounts: int, actors: int) -> list[Record]:
         records.append(Record(key, value, len(records) + 1_000))
 
     for _ in range(length):
-        moment += rng.choice((0.0, 0.5, 7.0, 120.0, 0.3 * HOUR, 2 * HOUR))
+        moment += pace * rng.choice((0.0, 0.5, 7.0, 120.0, 0.3 * HOUR, 2 * HOUR))
         account = rng.choice(account_ids)
         roll = rng.random()
         # Mostly live; some a while back (a backfill), some past the horizon (late).
@@ -107,9 +110,14 @@ def config(native: bool) -> EngineConfig:
                         native_fold=native)
 
 
-def fold(records: list[Record], native: bool, budget_s: float
+def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True
          ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter]]:
-    state = PartitionState(PARTITION, config(native))
+    dedupe.use_compiled(compiled_dedupe)
+    try:
+        state = PartitionState(PARTITION, config(native))
+    finally:
+        dedupe.use_compiled(True)
+    assert state.clock.event_ids.compiled is (compiled_dedupe and dedupe.COMPILED_AVAILABLE)
     assert state.engine.folds_natively is native
     outcomes: Counter[tuple[str, str]] = Counter()
     rejected: list[DeadLetter] = []
@@ -150,14 +158,18 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
     }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), length=st.integers(1, 700), accounts=st.integers(1, 9),
-       actors=st.sampled_from((3, 40, 500)), budget_s=st.sampled_from((1e9, 0.0)))
+       actors=st.sampled_from((3, 40, 500)), pace=st.sampled_from((1.0, 0.02)),
+       budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans())
 def test_the_compiled_fold_leaves_the_state_the_reference_does(
-        seed: int, length: int, accounts: int, actors: int, budget_s: float) -> None:
-    records = stream(seed, length, accounts, actors)
-    native = observed(*fold(records, True, budget_s))
-    reference = observed(*fold(records, False, 1e9))
+        seed: int, length: int, accounts: int, actors: int, pace: float, budget_s: float,
+        compiled_dedupe: bool) -> None:
+    """The reference: Python's fold with the reference dedupe memory; the compiled fold
+    with either dedupe memory (the compiled one is reached without Python)."""
+    records = stream(seed, length, accounts, actors, pace)
+    native = observed(*fold(records, True, budget_s, compiled_dedupe))
+    reference = observed(*fold(records, False, 1e9, compiled_dedupe=False))
     for name, value in reference.items():
         assert native[name] == value, name
 
@@ -166,7 +178,7 @@ def test_a_long_stream_is_mostly_folded_natively_and_agrees(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a stream of stops: most records are folded without Python (else the comparison
     above would prove little), and the states still agree."""
-    records = stream(7, 3_000, 5, 40)
+    records = stream(7, 3_000, 5, 40, pace=0.05)
     by_python = 0
     python_fold = consumer._fold_one
 
