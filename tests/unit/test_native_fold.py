@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,14 @@ from hypothesis import strategies as st
 from service import consumer
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
-from service.engine import EngineConfig, dedupe
-from service.engine.engine import NATIVE_FOLD_AVAILABLE
+from service.engine import Engine, EngineConfig, dedupe
+from service.engine.audience import InteractionBatch
+from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
 from service.partition_state import PartitionState
+from service.responses import score_json
 from service.settings import Settings
-from tests.events import at
+from tests.events import at, decoded
+from tests.unit import test_replay_golden as golden
 
 pytestmark = pytest.mark.skipif(not NATIVE_FOLD_AVAILABLE, reason="native/ is not built")
 
@@ -194,3 +198,49 @@ def test_a_long_stream_is_mostly_folded_natively_and_agrees(
     assert by_python > 0.4 * len(records)
     assert native == reference
     assert reference["outcomes"][("like", "counted")] > 500
+
+
+def test_the_golden_replay_through_the_compiled_fold_gives_the_recorded_answers() -> None:
+    """tests/unit/test_replay_golden.py's stream and checkpoints, each partition's run of
+    events handed to `Engine.fold_records` as Kafka records (what it leaves to Python
+    applied as the consumer does): the same score bodies, byte for byte, as recorded."""
+    events = golden.stream()
+    engine = Engine(EngineConfig(window_s=5 * golden.DAY, hot_accounts=2,
+                                 max_accounts=golden.MAX_ACCOUNTS))
+    assert engine.folds_natively
+    account_ids = sorted({event["account_id"] for event in events})
+    step = len(events) // golden.CHECKPOINTS
+    cuts = sorted({*range(step, len(events), step), len(events)})
+    bodies: list[bytes] = []
+    counts = [0] * len(FOLD_OUTCOMES)
+    routes: dict[int, InteractionBatch] = {}
+    start = 0
+    for cut in cuts:
+        chunk = events[start:cut]
+        index = 0
+        while index < len(chunk):  # runs of one partition
+            partition = zlib.crc32(chunk[index]["account_id"].encode()) % 3
+            end = index
+            while (end < len(chunk)
+                   and zlib.crc32(chunk[end]["account_id"].encode()) % 3 == partition):
+                end += 1
+            run = chunk[index:end]
+            records = [Record(event["account_id"].encode(), orjson.dumps(event), offset)
+                       for offset, event in enumerate(run)]
+            position = 0
+            while position < len(records):
+                position, for_python = engine.fold_records(
+                    records, position, partition, routes, 3, now=2e9, max_event_bytes=8192,
+                    max_future_skew_s=300, budget_s=1e9, outcomes=counts)
+                if for_python:
+                    engine.apply(decoded(run[position]), partition)
+                    position += 1
+            index = end
+        start = cut
+        engine.expire()
+        for account_id in account_ids:
+            score = engine.score(account_id)
+            bodies.append(b"null" if score is None else score_json(score))
+    assert sum(counts) > len(events) // 2  # most of the stream folded natively
+    answers = b"\n".join(bodies) + b"\n"
+    assert answers.splitlines() == golden.GOLDEN.read_bytes().splitlines()
