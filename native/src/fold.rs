@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
@@ -85,10 +86,36 @@ pub(crate) fn python_floor_div(vx: f64, wx: f64) -> f64 {
     }
 }
 
-/// `int(a // b)` for the finite, moderate values of event times.
+/// `int(a // b)` for the finite, moderate values of event times. The quotient's rounding
+/// error is far below 1e-6 there, so a quotient that far from a whole number has the
+/// floor Python gives; nearer, Python's own steps decide (fmod is the costly one).
 #[inline]
 fn floor_index(vx: f64, wx: f64) -> i64 {
+    let quotient = vx / wx;
+    let floored = quotient.floor();
+    let fraction = quotient - floored;
+    if quotient.abs() < 1e12 && fraction > 1e-6 && fraction < 1.0 - 1e-6 {
+        return floored as i64;
+    }
     python_floor_div(vx, wx) as i64
+}
+
+/// A str of the id's bytes: ASCII (all that the decoder accepts) without UTF-8 decoding.
+#[inline]
+fn id_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    if !text.is_ascii() {
+        return Ok(PyString::new(py, text));
+    }
+    unsafe {
+        let raw = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
+        let object = Bound::from_owned_ptr_or_err(py, raw)?;
+        std::ptr::copy_nonoverlapping(
+            text.as_ptr(),
+            ffi::PyUnicode_DATA(raw).cast::<u8>(),
+            text.len(),
+        );
+        Ok(object.cast_into_unchecked::<PyString>())
+    }
 }
 
 /// `sketches.actor_hash`: blake2b with an 8-byte digest, read little-endian.
@@ -425,7 +452,7 @@ impl Fold {
         }
         scalars.lag_sum += lag;
 
-        let account_id = PyString::new(py, wire.account_id);
+        let account_id = id_string(py, wire.account_id)?;
         let account = self.activate(context, move_to_end, scalars, &account_id, wire.account_id)?;
         scalars.changes += 1;
         let layout = &self.account;
@@ -438,8 +465,8 @@ impl Fold {
         }
         let actor = actor_hash(wire.actor_id);
         let actor_object = actor.into_pyobject(py)?.into_any();
-        let post_id = PyString::new(py, wire.post_id);
-        self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object)?;
+        let post_id = id_string(py, wire.post_id)?;
+        self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object, actor)?;
         counts[kind * 3 + COUNTED] += 1;
 
         // PartitionState.route_interaction
@@ -501,6 +528,7 @@ impl Fold {
         post_id: &Bound<'py, PyString>,
         occurred_at: f64,
         actor: &Bound<'py, PyAny>,
+        hashed: u64,
     ) -> PyResult<()> {
         let py = account.py();
         let bucket = floor_index(occurred_at, self.actor_bucket_s);
@@ -545,7 +573,7 @@ impl Fold {
         };
         let layout = &self.sketch;
         let sketch_fields = layout.offsets_for(&sketch);
-        self.sketch_add(&sketch, sketch_fields, actor)?;
+        self.sketch_add(&sketch, sketch_fields, actor, hashed)?;
         let rhythm = layout.get(&sketch, sketch_fields, sketch_slot::RHYTHM)?;
         let rhythm = rhythm.cast::<PyList>()?;
         let bin = floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize;
@@ -560,6 +588,7 @@ impl Fold {
         sketch: &Bound<'py, PyAny>,
         fields: Option<&[isize]>,
         actor: &Bound<'py, PyAny>,
+        hashed: u64,
     ) -> PyResult<()> {
         let py = sketch.py();
         let layout = &self.sketch;
@@ -570,7 +599,6 @@ impl Fold {
             let seen: i64 = seen.extract()?;
             return counts.set_item(actor, seen + 1);
         }
-        let hashed: u64 = actor.extract()?;
         let registers = layout.get(sketch, fields, sketch_slot::REGISTERS)?;
         if counts.len() < HEAVY_HITTER_CAPACITY {
             counts.set_item(actor, 1)?;
