@@ -83,8 +83,9 @@ class Fold:
         max_future_skew_s: float,
         budget_s: float,
         outcomes: list[int],
+        otherwise: Callable[[KafkaRecord], object],
         /,
-    ) -> tuple[int, bool]: ...
+    ) -> int: ...
 
 class InteractionDecoder:
     def __init__(

@@ -105,30 +105,26 @@ def fold_records(state: PartitionState, records: list[Any], start: int, *, setti
     YIELD_CHECK_RECORDS records, until `budget_s` is spent; returns the index of the first
     record not folded, and `state.position` is past the last one folded. Compiled
     (`Engine.fold_records`) where the engine folds natively, with the records it leaves
-    to Python folded here one at a time; otherwise each in Python."""
+    to Python folded by `_fold_one` in their place; otherwise each by `_fold_one`."""
     engine = state.engine
-    deadline = time.perf_counter() + budget_s
     index = start
-    end = len(records)
     if engine.folds_natively:
         counts = [0] * len(FOLD_OUTCOMES)
-        while index < end:
-            index, for_python = engine.fold_records(
-                records, index, state.partition, state.interactions_out, partitions,
-                now=now, max_event_bytes=settings.max_event_bytes,
-                max_future_skew_s=settings.max_future_skew_s,
-                budget_s=deadline - time.perf_counter(), outcomes=counts)
-            if not for_python:
-                break
-            _fold_one(state, records[index], settings, now, partitions, outcomes, rejected)
-            index += 1
-            if time.perf_counter() > deadline:
-                break
+
+        def otherwise(record: Any) -> None:
+            _fold_one(state, record, settings, now, partitions, outcomes, rejected)
+
+        index = engine.fold_records(
+            records, start, state.partition, state.interactions_out, partitions, now=now,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_s=settings.max_future_skew_s, budget_s=budget_s,
+            outcomes=counts, otherwise=otherwise)
         for outcome, count in zip(FOLD_OUTCOMES, counts, strict=True):
             if count:
                 outcomes[outcome] += count
     else:
-        while index < end:
+        deadline = time.perf_counter() + budget_s
+        while index < len(records):
             if ((index - start) % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
                     and time.perf_counter() > deadline):
                 break

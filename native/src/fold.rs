@@ -180,6 +180,8 @@ struct Scalars {
     late_after_forgetting: i64, // added since the last flush
     lag_counts: [i64; LAG_BUCKETS], // likewise
     lag_sum: f64,
+    /// Whether anything above changed since the last load or flush.
+    dirty: bool,
 }
 
 /// The objects of one call.
@@ -212,10 +214,15 @@ impl<'py> Context<'py> {
             late_after_forgetting: 0,
             lag_counts: [0; LAG_BUCKETS],
             lag_sum: self.stats.getattr(intern!(py, "event_lag_sum_s"))?.extract()?,
+            dirty: false,
         })
     }
 
     fn flush(&self, scalars: &mut Scalars) -> PyResult<()> {
+        if !scalars.dirty {
+            return Ok(());
+        }
+        scalars.dirty = false;
         let py = self.engine.py();
         self.engine.setattr(intern!(py, "changes"), scalars.changes)?;
         self.engine.setattr(intern!(py, "_event_ids"), scalars.event_ids)?;
@@ -291,13 +298,14 @@ impl Fold {
         })
     }
 
-    /// Folds `records[start:]` until the end, a record for Python, or (checked every
-    /// YIELD_CHECK_RECORDS records) `budget_s` of time spent. Returns the index of the
-    /// first record not folded, and whether Python must fold that one (else: the end or
-    /// the budget). Outcomes are added to `outcomes` (kind * 3 + counted/duplicate/late).
+    /// Folds `records[start:]` until the end or (checked every YIELD_CHECK_RECORDS
+    /// records) `budget_s` of time spent; returns the index of the first record not
+    /// folded. A record it does not fold alone goes to `otherwise` (Python's fold of one
+    /// record), with the engine's numbers written back before and read again after.
+    /// Outcomes are added to `outcomes` (kind * 3 + counted/duplicate/late).
     #[pyo3(signature = (engine, clock, accounts, records, start, partition, routes,
                         partitions, now, max_event_bytes, max_future_skew_s, budget_s,
-                        outcomes, /))]
+                        outcomes, otherwise, /))]
     #[allow(clippy::too_many_arguments)]
     fn fold<'py>(
         &self,
@@ -315,7 +323,8 @@ impl Fold {
         max_future_skew_s: f64,
         budget_s: f64,
         outcomes: &Bound<'py, PyList>,
-    ) -> PyResult<(usize, bool)> {
+        otherwise: &Bound<'py, PyAny>,
+    ) -> PyResult<usize> {
         let event_ids = clock.getattr(intern!(py, "event_ids"))?;
         let core = event_ids.getattr(intern!(py, "core"))?.cast_into::<EventIdsCore>().ok();
         let context = Context {
@@ -337,13 +346,11 @@ impl Fold {
         let budget = Duration::from_secs_f64(budget_s.max(0.0));
         let total = records.len();
         let mut index = start;
-        let mut result = (total, false);
         let outcome = (|| -> PyResult<()> {
             while index < total {
                 if (index - start) % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
                     && started.elapsed() > budget
                 {
-                    result = (index, false);
                     return Ok(());
                 }
                 let record = records.get_item(index)?;
@@ -360,8 +367,10 @@ impl Fold {
                 )? {
                     Step::Folded => index += 1,
                     Step::Stop => {
-                        result = (index, true);
-                        return Ok(());
+                        context.flush(&mut scalars)?;
+                        otherwise.call1((&record,))?;
+                        scalars = context.load()?;
+                        index += 1;
                     }
                 }
             }
@@ -377,7 +386,7 @@ impl Fold {
         }
         outcome?;
         flushed?;
-        Ok(result)
+        Ok(index)
     }
 }
 
@@ -417,6 +426,7 @@ impl Fold {
             InteractionKind::Share => 2,
         };
         let occurred_at = wire.occurred_at_s;
+        scalars.dirty = true;
 
         // Engine.apply
         if occurred_at < scalars.stream_time - self.horizon_s {
@@ -438,6 +448,7 @@ impl Fold {
             context.flush(scalars)?;
             context.engine.call_method1(intern!(py, "_forget_oldest_event_ids"), (hour,))?;
             *scalars = context.load()?;
+            scalars.dirty = true;
         }
         if occurred_at > scalars.stream_time {
             scalars.stream_time = occurred_at;
@@ -516,6 +527,7 @@ impl Fold {
             .engine
             .call_method1(intern!(py, "_account_for"), (account_id, &context.partition))?;
         *scalars = context.load()?;
+        scalars.dirty = true;
         Ok(account)
     }
 

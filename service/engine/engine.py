@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -266,22 +266,23 @@ class Engine:
     def fold_records(self, records: list[KafkaRecord], start: int, partition: int,
                      routes: dict[int, InteractionBatch], partitions: int, *, now: float,
                      max_event_bytes: int, max_future_skew_s: float, budget_s: float,
-                     outcomes: list[int]) -> tuple[int, bool]:
-        """Folds `records[start:]` of one partition in compiled code (native/src/fold.rs):
-        for each like, comment or share, what the consumer does with `decode_event`,
-        `apply` and the route of a counted interaction into `routes` (the
-        `InteractionBatch` of each of the `partitions` repartition partitions). Stops
-        at the end, at the first record it leaves to Python (posts, follower counts,
-        invalid messages), or, checked every 32 records, once `budget_s` is spent.
-        Returns the index of the first record not folded and whether Python must fold
-        that one; adds the outcomes to `outcomes` (as `FOLD_OUTCOMES` orders them).
-        The compiled code calls `_account_for` and `_forget_oldest_event_ids` for the
-        rare steps. Only where `folds_natively`."""
+                     outcomes: list[int], otherwise: Callable[[KafkaRecord], object]) -> int:
+        """Folds `records[start:]` of one partition in compiled code (native/src/fold.rs)
+        until the end or, checked every 32 records, until `budget_s` is spent; returns
+        the index of the first record not folded. For each like, comment or share it
+        does what the consumer does with `decode_event`, `apply` and the route of a
+        counted interaction into `routes` (the `InteractionBatch` of each of the
+        `partitions` repartition partitions), and adds the outcome to `outcomes` (as
+        `FOLD_OUTCOMES` orders them); every other record (posts, follower counts,
+        invalid messages, forms the compiled decoder leaves to Python) goes to
+        `otherwise`, in its place in the order. The compiled code calls
+        `_account_for` and `_forget_oldest_event_ids` for the rare steps. Only where
+        `folds_natively`."""
         if self._fold is None:
             raise RuntimeError("the native fold is off or not built")
         return self._fold.fold(self, self.clock(partition), self.accounts, records, start,
                                partition, routes, partitions, now, max_event_bytes,
-                               max_future_skew_s, budget_s, outcomes)
+                               max_future_skew_s, budget_s, outcomes, otherwise)
 
     def apply_audience(self, signal: AudienceSignal) -> bool:
         """Folds what the actor side learned about an account's audience (a delta for one
