@@ -1,4 +1,5 @@
-"""Decoding one event: the compiled decoder against the pydantic path, in the same run.
+"""Decoding one event: the Rust and msgspec decoders against the pydantic path, in the
+same run.
 
     python -m bench.decode [--events 200000] [--rounds 5]
 
@@ -9,9 +10,12 @@ alternating rounds so that the machine's drift falls on both; the best round cou
                pydantic's own tzinfo);
   * reference: `decode_event_reference`, the pydantic path that now builds the decoded
                event (what every message the compiled decoder hands over costs);
-  * compiled:  `decode_event` (msgspec, the hot path), then the engine's read of
-               `occurred_at_s`.
-The same messages give the same events either way (tests/unit/test_decoders_agree.py).
+  * compiled:  `decode_event` with the Rust decoder switched off (msgspec, the hot path
+               before session 7), then the engine's read of `occurred_at_s`;
+  * native:    `decode_event` as it runs (the Rust decoder for likes, comments and
+               shares, native/src/wire.rs; msgspec for the rest), the same read.
+The same messages give the same events either way (tests/unit/test_decoders_agree.py,
+tests/unit/test_wire_native.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 import orjson
 
 from bench.ingest import realistic_events
-from service import event_contract
+from service import event_contract, events
 from service.events import Rejection, decode_event, decode_event_reference
 
 SKEW_S = 300.0
@@ -57,6 +61,14 @@ def reference_path(messages: list[tuple[bytes, bytes]], now: float) -> float:
 
 
 def compiled_path(messages: list[tuple[bytes, bytes]], now: float) -> float:
+    events.use_native(False)
+    try:
+        return native_path(messages, now)
+    finally:
+        events.use_native(True)
+
+
+def native_path(messages: list[tuple[bytes, bytes]], now: float) -> float:
     total = 0.0
     for key, value in messages:
         event = decode_event(key, value, now=now, max_event_bytes=MAX_BYTES,
@@ -76,7 +88,9 @@ def main() -> None:
     now = time.time()
     contenders: dict[str, Callable[[list[tuple[bytes, bytes]], float], float]] = {
         "pydantic": pydantic_path, "reference": reference_path, "compiled": compiled_path,
+        "native": native_path,
     }
+    assert events.native_in_use(), "the Rust decoder is not installed (make install)"
     sums = {name: run(messages, now) for name, run in contenders.items()}
     assert len(set(sums.values())) == 1, sums  # the same events, the same times
     best = dict.fromkeys(contenders, float("inf"))
@@ -90,6 +104,8 @@ def main() -> None:
         print(f"{name:>10}: {seconds / count * 1e6:6.2f} us per event  "
               f"{count / seconds:>12,.0f} events/s")
     print(f"compiled / pydantic: {best['pydantic'] / best['compiled']:.2f}x as fast")
+    print(f"native / pydantic:   {best['pydantic'] / best['native']:.2f}x as fast")
+    print(f"native / compiled:   {best['compiled'] / best['native']:.2f}x as fast")
 
 
 if __name__ == "__main__":

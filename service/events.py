@@ -3,17 +3,21 @@
 A `Rejection` names why, so that the consumer can dead-letter the message with a reason
 producers can act on.
 
-The hot path decodes with msgspec (compiled) into the small structs below, the objects
-the engine folds; the event time is parsed once, and converted to epoch seconds once
-(`occurred_at_s`). The pydantic models in `service.event_contract` remain the contract
-and the source of the JSON Schemas: whatever the compiled decoder does not accept as it
+The hot path decodes with compiled code into the small structs below, the objects the
+engine folds; the event time is parsed once, and converted to epoch seconds once
+(`occurred_at_s`). Likes, comments and shares in the usual forms are decoded in Rust
+(native/src/wire.rs, about twice as fast as msgspec: bench/decode.py); what it does not
+take goes to msgspec. The pydantic models in `service.event_contract` remain the contract
+and the source of the JSON Schemas: whatever the compiled decoders do not accept as it
 is - every bad message, and the rare valid forms listed at `decode_event_compiled` - is
 decided by the contract's validator, so a rejection has the same reason code and detail
-as before. `tests/unit/test_decoders_agree.py` holds the two decoders to the same answers.
+as before. `tests/unit/test_decoders_agree.py` and `tests/unit/test_wire_native.py` hold
+the decoders to the same answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -32,6 +36,11 @@ from service.event_contract import (
     json_schemas,
 )
 
+try:
+    import engagement_native
+except ImportError:  # not built: the msgspec path serves, slower (bench/decode.py)
+    engagement_native = None  # type: ignore[assignment]
+
 __all__ = [
     "ACCOUNT_ID_PATTERN",
     "MAX_ID_CHARS",
@@ -46,6 +55,7 @@ __all__ = [
     "decode_event",
     "decode_event_compiled",
     "decode_event_reference",
+    "decode_interaction_native",
     "json_schemas",
 ]
 
@@ -126,11 +136,54 @@ def decode_event(
     `now` is the wall clock in epoch seconds, passed in so the check stays deterministic.
     """
     if value is not None and len(value) <= max_event_bytes:
-        event = decode_event_compiled(key, value, now=now, max_future_skew_s=max_future_skew_s)
+        event: Event | None = None
+        if _native_interactions is not None:
+            event = _native_interactions(key, value, now, max_event_bytes, max_future_skew_s)
+        if event is None:
+            event = decode_event_compiled(key, value, now=now,
+                                          max_future_skew_s=max_future_skew_s)
         if event is not None:
             return event
     return decode_event_reference(key, value, now=now, max_event_bytes=max_event_bytes,
                                   max_future_skew_s=max_future_skew_s)
+
+
+# The native path (native/src/wire.rs): likes, comments and shares in the usual forms,
+# decoded in Rust into the same events; None hands the message to the msgspec path.
+_NativeDecode = Callable[[bytes | None, bytes, float, int, float],
+                         LikeEvent | CommentEvent | ShareEvent | None]
+_native_interactions: _NativeDecode | None = None
+NATIVE_AVAILABLE = engagement_native is not None
+# Builds this module's event classes; compiled code that decodes on its own (the batch
+# fold) builds the events it hands to Python through it too.
+native_decoder = (None if engagement_native is None else
+                  engagement_native.InteractionDecoder(LikeEvent, CommentEvent, ShareEvent))
+
+
+def use_native(native: bool) -> None:
+    """Selects whether `decode_event` tries the Rust decoder first (if it is installed);
+    the msgspec and pydantic paths decide the same messages the same way without it."""
+    global _native_interactions
+    _native_interactions = (native_decoder.decode if native and native_decoder is not None
+                            else None)
+
+
+def native_in_use() -> bool:
+    return _native_interactions is not None
+
+
+def decode_interaction_native(
+    key: bytes | None, value: bytes, *, now: float, max_event_bytes: int,
+    max_future_skew_s: float,
+) -> LikeEvent | CommentEvent | ShareEvent | None:
+    """The Rust decoder alone: the interaction if it takes the message as it is, else None
+    (also when it is not installed or switched off)."""
+    if _native_interactions is None:
+        return None
+    return _native_interactions(key, value, now, max_event_bytes, max_future_skew_s)
+
+
+use_native(True)
 
 
 # The compiled path. One flat struct for all types rather than a tagged union: msgspec

@@ -11,6 +11,7 @@
 //! never depends on covering a rare form. The accepted path allocates nothing: the ids are
 //! borrowed from the message. tests/unit/test_wire_native.py holds it to the contract.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDict, PyString, PyTzInfo};
 
@@ -134,7 +135,11 @@ pub(crate) fn decode_interaction<'a>(
     if cursor.pos != value.len() || seen != ALL_FIELDS {
         return None;
     }
-    if key != account_id.as_bytes() || !account_id.bytes().all(is_account_id_byte) {
+    if key != account_id.as_bytes()
+        || !account_id
+            .bytes()
+            .all(|byte| ACCOUNT_ID_BYTE[usize::from(byte)])
+    {
         return None;
     }
     let (moment, micros) = moment?;
@@ -144,12 +149,15 @@ pub(crate) fn decode_interaction<'a>(
     if occurred_at_s > now + max_future_skew_s {
         return None; // Python gives the rejection with its detail
     }
-    Some(WireInteraction { kind, event_id, account_id, post_id, actor_id, occurred_at_s, moment })
-}
-
-/// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`.
-fn is_account_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'@' | b'-')
+    Some(WireInteraction {
+        kind,
+        event_id,
+        account_id,
+        post_id,
+        actor_id,
+        occurred_at_s,
+        moment,
+    })
 }
 
 struct Cursor<'a> {
@@ -176,16 +184,17 @@ impl<'a> Cursor<'a> {
 
     /// A JSON string of printable ASCII without escapes, its contents without the quotes.
     fn string(&mut self) -> Option<&'a [u8]> {
-        self.expect(b'"')?;
-        let start = self.pos;
-        loop {
-            match self.next()? {
-                b'"' => return Some(&self.buf[start..self.pos - 1]),
-                b'\\' => return None,
-                0x20..=0x7e => {}
-                _ => return None,
-            }
+        let rest = self.buf.get(self.pos..)?;
+        if rest.first() != Some(&b'"') {
+            return None;
         }
+        let rest = &rest[1..];
+        let length = plain_prefix(rest);
+        if rest.get(length) != Some(&b'"') {
+            return None; // an escape, a control character or non-ASCII
+        }
+        self.pos += length + 2;
+        Some(&rest[..length])
     }
 
     /// An id: 1 to MAX_ID_BYTES characters.
@@ -194,10 +203,64 @@ impl<'a> Cursor<'a> {
         if text.is_empty() || text.len() > MAX_ID_BYTES {
             return None;
         }
-        // Printable ASCII only, checked by `string`.
-        std::str::from_utf8(text).ok()
+        // SAFETY: `string` returns printable ASCII only, which is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(text) })
     }
 }
+
+/// The bytes a string may hold as they are: printable ASCII but the quote and backslash.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0x20;
+    while byte <= 0x7e {
+        table[byte] = byte != b'"' as usize && byte != b'\\' as usize;
+        byte += 1;
+    }
+    table
+};
+
+/// How many bytes at the start of `text` a string may hold as they are (`PLAIN`): eight at a
+/// time, the ids and times being 10 to 40 bytes long.
+fn plain_prefix(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte that is zero (the lowest such byte exactly; a borrow can
+    // only mark bytes above it).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let mut offset = 0;
+    while let Some(chunk) = text.get(offset..offset + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let special = below_space
+            | zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            | zero_bytes(word ^ (ONES * 0x7f))
+            | (word & HIGHS);
+        if special != 0 {
+            return offset + (special.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    offset
+        + text[offset..]
+            .iter()
+            .position(|&byte| !PLAIN[usize::from(byte)])
+            .unwrap_or(text.len() - offset)
+}
+
+/// service/event_contract.py's ACCOUNT_ID_PATTERN, `^[A-Za-z0-9._:@-]+$`, by byte.
+static ACCOUNT_ID_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-');
+        byte += 1;
+    }
+    table
+};
 
 fn digits(text: &[u8]) -> Option<u32> {
     let mut value = 0u32;
@@ -232,8 +295,12 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,6}](Z|z|±HH:MM)`, years 1900 to 2199: the moment and
 /// its microseconds since the epoch.
 fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
-    if text.len() < 20 || text[4] != b'-' || text[7] != b'-' || text[13] != b':'
-        || text[16] != b':' || !matches!(text[10], b'T' | b't' | b' ')
+    if text.len() < 20
+        || text[4] != b'-'
+        || text[7] != b'-'
+        || text[13] != b':'
+        || text[16] != b':'
+        || !matches!(text[10], b'T' | b't' | b' ')
     {
         return None;
     }
@@ -243,15 +310,23 @@ fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
     let hour = digits(&text[11..13])?;
     let minute = digits(&text[14..16])?;
     let second = digits(&text[17..19])?;
-    if !(1900..=2199).contains(&year) || !(1..=12).contains(&month) || day == 0
-        || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59
+    if !(1900..=2199).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
     {
         return None;
     }
     let mut rest = &text[19..];
     let mut microsecond = 0u32;
     if rest.first() == Some(&b'.') {
-        let count = rest[1..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+        let count = rest[1..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
         if !(1..=6).contains(&count) {
             return None; // past 6 digits msgspec rounds and pydantic truncates
         }
@@ -276,8 +351,9 @@ fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
         _ => return None,
     };
     let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
-    let seconds = days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60
-        + i64::from(second) - i64::from(offset_minutes.unwrap_or(0)) * 60;
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second)
+            - i64::from(offset_minutes.unwrap_or(0)) * 60;
     let micros = seconds * 1_000_000 + i64::from(microsecond);
     let moment = WireMoment {
         year: year as u16,
@@ -316,7 +392,13 @@ impl InteractionDecoder {
         share: Py<PyAny>,
     ) -> PyResult<Self> {
         let utc = PyTzInfo::utc(py)?.to_owned().unbind();
-        Ok(Self { like, comment, share, utc, zones: PyDict::new(py).unbind() })
+        Ok(Self {
+            like,
+            comment,
+            share,
+            utc,
+            zones: PyDict::new(py).unbind(),
+        })
     }
 
     /// The event, or None when Python must decide.
@@ -324,21 +406,44 @@ impl InteractionDecoder {
     fn decode<'py>(
         &self,
         py: Python<'py>,
-        key: Option<&Bound<'py, PyBytes>>,
-        value: &Bound<'py, PyBytes>,
-        now: f64,
-        max_event_bytes: usize,
-        max_future_skew_s: f64,
+        key: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyAny>,
+        now: &Bound<'py, PyAny>,
+        max_event_bytes: &Bound<'py, PyAny>,
+        max_future_skew_s: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(wire) = decode_interaction(
-            key.map(|key| key.as_bytes()),
+        // Anything but bytes (a tombstone's None, a bytearray), and limits that do not fit
+        // (decode_event never raises), are for Python to decide.
+        let (Ok(value), Ok(now), Ok(max_event_bytes), Ok(max_future_skew_s)) = (
+            value.cast::<PyBytes>(),
+            now.extract::<f64>(),
+            max_event_bytes.extract::<usize>(),
+            max_future_skew_s.extract::<f64>(),
+        ) else {
+            return Ok(None);
+        };
+        let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());
+        match decode_interaction(
+            key,
             value.as_bytes(),
             now,
             max_event_bytes,
             max_future_skew_s,
-        ) else {
-            return Ok(None);
-        };
+        ) {
+            Some(wire) => Ok(Some(self.event(py, &wire)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl InteractionDecoder {
+    /// The Like/Comment/ShareEvent `decode_event` gives for the message `wire` was decoded
+    /// from.
+    pub(crate) fn event<'py>(
+        &self,
+        py: Python<'py>,
+        wire: &WireInteraction<'_>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let moment = wire.moment;
         let zone = match moment.offset_minutes {
             None => self.utc.bind(py).clone(),
@@ -360,19 +465,16 @@ impl InteractionDecoder {
             InteractionKind::Comment => &self.comment,
             InteractionKind::Share => &self.share,
         };
-        let event = class.bind(py).call1((
-            PyString::new(py, wire.event_id),
-            PyString::new(py, wire.account_id),
+        class.bind(py).call1((
+            ascii_string(py, wire.event_id)?,
+            ascii_string(py, wire.account_id)?,
             occurred_at,
             wire.occurred_at_s,
-            PyString::new(py, wire.post_id),
-            PyString::new(py, wire.actor_id),
-        ))?;
-        Ok(Some(event))
+            ascii_string(py, wire.post_id)?,
+            ascii_string(py, wire.actor_id)?,
+        ))
     }
-}
 
-impl InteractionDecoder {
     fn zone<'py>(&self, py: Python<'py>, minutes: i16) -> PyResult<Bound<'py, PyTzInfo>> {
         let zones = self.zones.bind(py);
         if let Some(zone) = zones.get_item(minutes)? {
@@ -386,5 +488,18 @@ impl InteractionDecoder {
             .cast_into::<PyTzInfo>()?;
         zones.set_item(minutes, &zone)?;
         Ok(zone)
+    }
+}
+
+/// A str of ASCII text, copied in (`PyString::new` would decode it as UTF-8 first).
+fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    debug_assert!(text.is_ascii());
+    // SAFETY: PyUnicode_New(n, 127) makes a compact ASCII str of n bytes to fill; `text`
+    // is ASCII (`Cursor::string` lets nothing else through) and exactly n bytes long.
+    unsafe {
+        let raw = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
+        let string = Bound::from_owned_ptr_or_err(py, raw)?;
+        std::ptr::copy_nonoverlapping(text.as_ptr(), ffi::PyUnicode_1BYTE_DATA(raw), text.len());
+        Ok(string.cast_into_unchecked())
     }
 }

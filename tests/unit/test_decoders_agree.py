@@ -1,9 +1,11 @@
-"""The compiled decoder (msgspec) and the contract's validator (pydantic) give the same
-answers: the same events, field for field, and the same dead-letter reasons and details.
+"""The compiled decoders (Rust for interactions, msgspec) and the contract's validator
+(pydantic) give the same answers: the same events, field for field, and the same
+dead-letter reasons and details.
 
-`decode_event` takes the compiled path and hands what it does not accept to the contract;
-these tests hold the compiled path to accepting only what the contract accepts, with the
-same values, and to accepting the usual forms itself (else it would be fast in name only).
+`decode_event` takes the Rust path, then the msgspec path, and hands what neither accepts
+to the contract; these tests hold both compiled paths to accepting only what the contract
+accepts, with the same values, and to accepting the usual forms themselves (else they
+would be fast in name only). tests/unit/test_wire_native.py tries the Rust path harder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from service.events import (
     decode_event,
     decode_event_compiled,
     decode_event_reference,
+    decode_interaction_native,
 )
 from tests.events import followers, interaction, post
 from tests.unit.test_decode import BAD_MESSAGES
@@ -54,6 +57,11 @@ def assert_agree(key: bytes | None, value: bytes | None) -> Event | Rejection:
         if compiled is not None:
             assert not isinstance(reference, Rejection), (value, compiled, reference)
             assert fields(compiled) == fields(reference), value
+        native = decode_interaction_native(key, value, **LIMITS)
+        if native is not None:
+            assert not isinstance(reference, Rejection), (value, native, reference)
+            assert fields(native) == fields(reference), value
+            assert native.occurred_at_s.hex() == reference.occurred_at_s.hex(), value
     return reference
 
 
