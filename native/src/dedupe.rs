@@ -69,19 +69,60 @@ fn slot_of(hashed: u64, shift: u32) -> usize {
     hashed.checked_shr(shift).unwrap_or(0) as usize
 }
 
-fn insert_sorted(shard: &mut Vec<u64>, index: usize, hashed: u64) {
-    if shard.len() == shard.capacity() {
-        // Python's array growth: a sixteenth more (a doubling would leave up to half of
-        // a shard empty, ~4 bytes an id).
-        let length = shard.len() + 1;
-        shard.reserve_exact((length >> 4) + if length < 8 { 3 } else { 7 });
+/// One shard: sorted hashes, all in [lo, lo + 2**bits) (the slots it spans).
+struct Shard {
+    values: Vec<u64>,
+    lo: u64,
+    bits: u32,
+}
+
+impl Shard {
+    /// Where `hashed` is or would go, as `binary_search` says it. Hashes are uniform, so
+    /// its place is guessed from its offset in the shard's range and then walked to
+    /// (a few values away, the same cache line mostly): one or two lines of a shard read
+    /// where a binary search reads five or six, which counts when the shard is not in
+    /// cache (ids in crawler order, re-sends of old hours).
+    #[inline]
+    fn position(&self, hashed: u64) -> Result<usize, usize> {
+        let values = &self.values;
+        let length = values.len();
+        if length < 16 {
+            return values.binary_search(&hashed);
+        }
+        let offset = hashed.saturating_sub(self.lo) as u128;
+        let mut index = (((offset * length as u128) >> self.bits) as usize).min(length - 1);
+        if values[index] < hashed {
+            index += 1;
+            while index < length && values[index] < hashed {
+                index += 1;
+            }
+        } else {
+            while index > 0 && values[index - 1] >= hashed {
+                index -= 1;
+            }
+        }
+        if index < length && values[index] == hashed {
+            Ok(index)
+        } else {
+            Err(index)
+        }
     }
-    shard.insert(index, hashed);
+
+    fn insert(&mut self, index: usize, hashed: u64) {
+        let values = &mut self.values;
+        if values.len() == values.capacity() {
+            // Python's array growth: a sixteenth more (a doubling would leave up to half
+            // of a shard empty, ~4 bytes an id).
+            let length = values.len() + 1;
+            values.reserve_exact((length >> 4) + if length < 8 { 3 } else { 7 });
+        }
+        values.insert(index, hashed);
+    }
 }
 
 /// One hour's hashes.
 struct Hour {
-    shards: Vec<Vec<u64>>,
+    shards: Vec<Shard>,
     directory: Vec<u32>, // slot -> shard; a shard spans an aligned block of slots
     shift: u32,          // 64 - depth
     count: u64,
@@ -92,7 +133,11 @@ struct Hour {
 impl Hour {
     fn empty() -> Hour {
         Hour {
-            shards: vec![Vec::new()],
+            shards: vec![Shard {
+                values: Vec::new(),
+                lo: 0,
+                bits: 64,
+            }],
             directory: vec![0],
             shift: 64,
             count: 0,
@@ -113,10 +158,18 @@ impl Hour {
         for slot in 1..slots {
             let bound = (slot as u64) << shift;
             let cut = start + values[start..].partition_point(|&value| value < bound);
-            shards.push(values[start..cut].to_vec());
+            shards.push(Shard {
+                values: values[start..cut].to_vec(),
+                lo: ((slot - 1) as u64) << shift,
+                bits: shift,
+            });
             start = cut;
         }
-        shards.push(values[start..].to_vec());
+        shards.push(Shard {
+            values: values[start..].to_vec(),
+            lo: ((slots - 1) as u64).checked_shl(shift).unwrap_or(0),
+            bits: shift,
+        });
         Hour {
             shards,
             directory: (0..slots as u32).collect(),
@@ -129,7 +182,7 @@ impl Hour {
     #[inline]
     fn contains(&self, hashed: u64) -> bool {
         let shard = &self.shards[self.directory[slot_of(hashed, self.shift)] as usize];
-        shard.binary_search(&hashed).is_ok()
+        shard.position(hashed).is_ok()
     }
 
     /// Inserts the hash; false if it was there.
@@ -137,13 +190,13 @@ impl Hour {
     fn insert(&mut self, hashed: u64, shard_ids: usize) -> bool {
         let slot = slot_of(hashed, self.shift);
         let shard = &mut self.shards[self.directory[slot] as usize];
-        let index = match shard.binary_search(&hashed) {
+        let index = match shard.position(hashed) {
             Ok(_) => return false,
             Err(index) => index,
         };
-        insert_sorted(shard, index, hashed);
+        shard.insert(index, hashed);
         self.count += 1;
-        if shard.len() > shard_ids {
+        if shard.values.len() > shard_ids {
             self.split(slot);
         }
         true
@@ -174,11 +227,17 @@ impl Hour {
         let base = slot & !(span - 1);
         let half = span / 2;
         let bound = ((base + half) as u64) << self.shift;
+        let bits = self.shift + half.trailing_zeros(); // each half's range
         let lower = &mut self.shards[shard as usize];
-        let cut = lower.partition_point(|&value| value < bound);
-        let upper = lower[cut..].to_vec();
-        lower.truncate(cut);
-        lower.shrink_to_fit();
+        let cut = lower.values.partition_point(|&value| value < bound);
+        let upper = Shard {
+            values: lower.values[cut..].to_vec(),
+            lo: bound,
+            bits,
+        };
+        lower.values.truncate(cut);
+        lower.values.shrink_to_fit();
+        lower.bits = bits;
         let upper_index = self.shards.len() as u32;
         self.shards.push(upper);
         for entry in &mut self.directory[base + half..base + span] {
@@ -192,7 +251,7 @@ impl Hour {
         let mut previous = u32::MAX;
         for &shard in &self.directory {
             if shard != previous {
-                values.extend_from_slice(&self.shards[shard as usize]);
+                values.extend_from_slice(&self.shards[shard as usize].values);
                 previous = shard;
             }
         }
@@ -208,8 +267,8 @@ impl Hour {
             .shards
             .iter()
             .map(|shard| {
-                8 * shard.capacity()
-                    + if shard.capacity() > 0 {
+                8 * shard.values.capacity()
+                    + if shard.values.capacity() > 0 {
                         MALLOC_OVERHEAD
                     } else {
                         0
@@ -217,7 +276,7 @@ impl Hour {
             })
             .sum();
         shards
-            + std::mem::size_of::<Vec<u64>>() * self.shards.capacity()
+            + std::mem::size_of::<Shard>() * self.shards.capacity()
             + 4 * self.directory.capacity()
             + 8 * self.added.capacity()
             + HOUR_BYTES

@@ -55,4 +55,6 @@ def test_backfill_bench_compares_crawler_order_with_time_order() -> None:
 
 def test_dedupe_bench_reports_ram_and_disk_per_id() -> None:
     output = bench("bench.dedupe", "--ids", "20000")
-    assert "| 20,000 | hashed | crawler |" in output
+    assert "| 20,000 | compiled | crawler |" in output
+    assert "| 20,000 | reference | crawler |" in output
+    assert "| 20,000 | crawler |" in output  # the ratios

@@ -111,7 +111,7 @@ def call(memory: EventIds, operation: tuple[Any, ...]) -> object:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.booleans(), st.sampled_from([1, 2, 4, 256]), OPERATIONS)
+@given(st.booleans(), st.sampled_from([1, 2, 4, 32, 256]), OPERATIONS)
 def test_both_cores_answer_every_call_alike(
     track: bool, shard_ids: int, operations: list[tuple[Any, ...]]
 ) -> None:
