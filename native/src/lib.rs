@@ -12,7 +12,9 @@
 //! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
-//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs.
+//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs, the decoder of
+//! one interaction message in wire.rs, and the batch fold of a partition's records
+//! (`Engine.fold_records`) in fold.rs.
 
 mod actors;
 mod fold;

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import consumer
+from service import consumer, events
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
 from service.engine import Engine, EngineConfig, dedupe
@@ -117,6 +117,7 @@ def config(native: bool) -> EngineConfig:
 
 def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True
          ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter]]:
+    """The reference (`native` off) decodes in Python too (msgspec and the contract)."""
     dedupe.use_compiled(compiled_dedupe)
     try:
         state = PartitionState(PARTITION, config(native))
@@ -128,10 +129,14 @@ def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: 
     rejected: list[DeadLetter] = []
     service_settings = Settings()
     index = 0
-    while index < len(records):
-        index = fold_records(state, records, index, settings=service_settings, now=NOW,
-                             partitions=PARTITIONS, budget_s=budget_s, outcomes=outcomes,
-                             rejected=rejected)
+    events.use_native(native)
+    try:
+        while index < len(records):
+            index = fold_records(state, records, index, settings=service_settings, now=NOW,
+                                 partitions=PARTITIONS, budget_s=budget_s, outcomes=outcomes,
+                                 rejected=rejected)
+    finally:
+        events.use_native(True)
     return state, outcomes, rejected
 
 
