@@ -2,7 +2,8 @@
 ceiling) and a Quix Streams application (the peer), on the same topic, in the same run.
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
-                           [--rounds 1] [--compare PATH ...] [--variants]
+                           [--rounds 1] [--compare PATH ...] [--variants [NAME ...]]
+    python -m bench.ingest --fold-alone [--events 1000000] [--workloads wide] [--rounds 1]
     python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
                            [--compare PATH ...] [--skip-reference] [--rounds 1]
                            [--codec-variants]
@@ -15,12 +16,16 @@ processed:
               changelog transactions every commit interval);
   * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
               with this checkout's virtualenv, named by its folder; only with --compare;
-  * with --variants, two more runs of this checkout's pipeline:
+  * with --variants [NAME ...], more runs of this checkout's pipeline (all if none is
+    named):
     pipeline-reference: the Python reference of the packed-account codec instead of the
                         compiled one (service/engine/packing.py, native/);
     pipeline-all-hot:   a hot set of 1 M accounts (ENGAGEMENT_HOT_ACCOUNTS), so that no
                         account is ever packed: against `pipeline` on the wide workload,
                         the cost of a working set past the hot set;
+    pipeline-python-fold: the engine's Python reference for every event instead of the
+                        compiled batch fold of interactions (ENGAGEMENT_NATIVE_FOLD=0,
+                        native/src/fold.rs);
   * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
     engine, each contender in its own process (this checkout with the compiled codec and
     with the reference, unless --skip-reference; with --codec-variants, the compiled codec
@@ -30,6 +35,11 @@ processed:
     default memory budget, and every account), in CPU µs per event after a warm-up of
     300,000 events (the wide workload's accounts and posts); then, in the same process,
     pack and unpack of 2,000 of its accounts (µs per account);
+  * with --fold-alone, no Kafka: the consumer's per-record loop (decode, fold, route:
+    `consumer.fold_records`) over the workload's messages as records, 2,000 at a time,
+    into one partition's state at default settings, with the native fold and with the
+    Python one (ENGAGEMENT_NATIVE_FOLD=0), each in its own process, in CPU µs per event
+    after a warm-up of 300,000 events;
   * quix:     Quix Streams counting per account in a 30-day tumbling window on event
               time (RocksDB state; with and without its changelog topic); realistic only.
 The workloads:
@@ -52,8 +62,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -329,8 +341,73 @@ def run_engine_alone(workloads: list[str], count: int, checkouts: dict[str, Path
                   f"{old['pack_us']:.2f} | {old['unpack_us']:.2f} |", flush=True)
 
 
+FOLD_BATCH = 2_000  # records per call of the consumer's loop, as a fetch gives them
+
+
+def fold_alone(workload: str, count: int, native: bool) -> dict[str, float]:
+    """The consumer's per-record loop (`consumer.fold_records`: decode, fold, route)
+    without Kafka: the workload's messages as records, FOLD_BATCH at a time, into one
+    partition's state at default settings; CPU µs per event after a warm-up."""
+    import gc
+    from types import SimpleNamespace
+
+    from service.consumer import engine_config, fold_records
+    from service.partition_state import PartitionState
+    from service.settings import Settings
+
+    settings = Settings(native_fold=native)
+    records = [SimpleNamespace(key=orjson.loads(value)["account_id"].encode(), value=value,
+                               offset=offset)
+               for offset, value in enumerate(WORKLOADS[workload](count))]
+    state = PartitionState(0, engine_config(settings))
+    assert state.engine.folds_natively is native
+    outcomes: Counter[tuple[str, str]] = Counter()
+    rejected: list[Any] = []
+    now = time.time()
+    gc.collect()
+    gc.freeze()
+    warm = min(ENGINE_WARM_UP, count // 2)
+    cpu = 0.0
+    for start in range(0, len(records), FOLD_BATCH):
+        if start == warm:
+            cpu = time.process_time()
+        batch = records[start : start + FOLD_BATCH]
+        index = 0
+        while index < len(batch):
+            index = fold_records(state, batch, index, settings=settings, now=now,
+                                 partitions=PARTITIONS, budget_s=1e9, outcomes=outcomes,
+                                 rejected=rejected)
+    per_event = (time.process_time() - cpu) / (len(records) - warm)
+    assert not rejected
+    return {"cpu_us_per_event": per_event * 1e6,
+            "unpacks": state.engine.accounts.stats.unpacks}
+
+
+def run_fold_alone(workloads: list[str], count: int, rounds: int) -> None:
+    for workload in workloads:
+        best: dict[str, dict[str, float]] = {}
+        for _ in range(rounds):
+            for mode in ("native", "python"):
+                result = subprocess.run(
+                    [sys.executable, "-m", "bench.ingest", "--child", "fold",
+                     "--topic", f"{workload}:{mode}", "--events", str(count)],
+                    capture_output=True, text=True, check=True, cwd=REPO)
+                measured = json.loads(result.stdout.strip().splitlines()[-1])
+                kept = best.get(mode)
+                if kept is None or measured["cpu_us_per_event"] < kept["cpu_us_per_event"]:
+                    best[mode] = measured
+        native, python = best["native"], best["python"]
+        print(f"[{workload}] the consumer's loop without Kafka, {count:,} events, CPU µs per "
+              f"event after {min(ENGINE_WARM_UP, count // 2):,}, best of {rounds}: "
+              f"native fold {native['cpu_us_per_event']:.2f}, Python fold "
+              f"{python['cpu_us_per_event']:.2f} "
+              f"({python['cpu_us_per_event'] / native['cpu_us_per_event']:.2f}x), unpacks "
+              f"{native['unpacks']:,} / {python['unpacks']:,}", flush=True)
+
+
 VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
-            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"})}
+            "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"}),
+            "pipeline-python-fold": ("pipeline", {"ENGAGEMENT_NATIVE_FOLD": "0"})}
 
 
 def run_child(kind: str, topic: str, count: int, checkout: Path = REPO,
@@ -354,8 +431,10 @@ def main() -> None:
                         help="every contender this many times, in turn; the best counts")
     parser.add_argument("--compare", nargs="*", default=[], metavar="PATH",
                         help="checkouts whose pipelines run too, named by their folders")
-    parser.add_argument("--variants", action="store_true",
-                        help="also the reference codec and a hot set of every account")
+    parser.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=None,
+                        help="also these variants of the pipeline (all of them if none is "
+                             "named): the reference codec, a hot set of every account, the "
+                             "Python fold")
     parser.add_argument("--engine-alone", action="store_true",
                         help="no Kafka: the engine alone, with both codecs and hot sets")
     parser.add_argument("--skip-reference", action="store_true",
@@ -363,6 +442,9 @@ def main() -> None:
     parser.add_argument("--codec-variants", action="store_true",
                         help="with --engine-alone: also the compiled codec without each of "
                              "its options (bench.codec.CODECS)")
+    parser.add_argument("--fold-alone", action="store_true",
+                        help="no Kafka: the consumer's loop with the native fold and with "
+                             "the Python one")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -375,6 +457,10 @@ def main() -> None:
             workload, hot, codec = topic.split(":", 2)
             print(json.dumps(engine_alone(workload, count, int(hot), codec)))
             return
+        if kind == "fold":
+            workload, mode = topic.split(":", 1)
+            print(json.dumps(fold_alone(workload, count, mode == "native")))
+            return
         if kind == "bare":
             seconds, cpu = asyncio.run(bare(topic, count))
         elif kind in ("pipeline", "pipeline-reference"):
@@ -385,6 +471,9 @@ def main() -> None:
         return
     count = arguments.events
     checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
+    if arguments.fold_alone:
+        run_fold_alone(arguments.workloads, count, arguments.rounds)
+        return
     if arguments.engine_alone:
         run_engine_alone(arguments.workloads, count, checkouts,
                          with_reference=not arguments.skip_reference, rounds=arguments.rounds,
@@ -397,7 +486,8 @@ def main() -> None:
         asyncio.run(produce(topic, count, workload))
         print(f"[{workload}] produced {count:,} events to {topic} in "
               f"{time.perf_counter() - started:.1f} s")
-        variants = list(VARIANTS) if arguments.variants else []
+        variants = ([] if arguments.variants is None
+                    else arguments.variants or list(VARIANTS))
         kinds = ["bare", "pipeline", *variants, *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]

@@ -1,6 +1,6 @@
 """Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
-the actor side of the audience signal (actors.rs), the interaction decoder (wire.rs)
-and the dedupe memory (dedupe.rs).
+the actor side of the audience signal (actors.rs), the dedupe memory (dedupe.rs),
+the interaction decoder (wire.rs) and the batch fold of interactions (fold.rs).
 
 `service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
@@ -9,7 +9,10 @@ to the same bytes, the same accounts, the same verdicts and the same answers."""
 from collections.abc import Callable
 
 from service.engine.account import Account, Post
+from service.engine.audience import InteractionBatch
+from service.engine.engine import Engine, KafkaRecord, PartitionClock
 from service.engine.sketches import ActorSketch
+from service.engine.store import AccountStore
 from service.events import CommentEvent, LikeEvent, ShareEvent
 
 class Codec:
@@ -50,6 +53,39 @@ class NativeActors:
     def expire(self, first_live: int, /) -> int: ...
     def snapshot_records(self) -> bytes: ...
     def restore_records(self, body: bytes, /) -> None: ...
+
+class Fold:
+    def __init__(
+        self,
+        account: type[Account],
+        post: type[Post],
+        sketch: type[ActorSketch],
+        batch: type[InteractionBatch],
+        horizon_s: float,
+        actor_bucket_s: float,
+        burst_window_s: float,
+        max_posts: int,
+        max_event_ids: int,
+        /,
+    ) -> None: ...
+    def fold(
+        self,
+        engine: Engine,
+        clock: PartitionClock,
+        accounts: AccountStore,
+        records: list[KafkaRecord],
+        start: int,
+        partition: int,
+        routes: dict[int, InteractionBatch],
+        partitions: int,
+        now: float,
+        max_event_bytes: int,
+        max_future_skew_s: float,
+        budget_s: float,
+        outcomes: list[int],
+        otherwise: Callable[[KafkaRecord], object],
+        /,
+    ) -> int: ...
 
 class InteractionDecoder:
     def __init__(

@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import AccountScore, EngineConfig, Outcome
+from service.engine.engine import FOLD_OUTCOMES
 from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
 from service.engine.store import hot_capacity_for
@@ -93,7 +94,69 @@ def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
         max_posts_per_account=settings.max_posts_per_account,
         max_event_ids=max(1_000, settings.max_event_ids // partitions),
         hot_accounts=hot_accounts,
+        native_fold=settings.native_fold,
     )
+
+
+def fold_records(state: PartitionState, records: list[Any], start: int, *, settings: Settings,
+                 now: float, partitions: int, budget_s: float,
+                 outcomes: Counter[tuple[str, str]], rejected: list[DeadLetter]) -> int:
+    """Folds the partition's `records[start:]` until the end or, checked every
+    YIELD_CHECK_RECORDS records, until `budget_s` is spent; returns the index of the first
+    record not folded, and `state.position` is past the last one folded. Compiled
+    (`Engine.fold_records`) where the engine folds natively, with the records it leaves
+    to Python folded by `_fold_one` in their place; otherwise each by `_fold_one`."""
+    engine = state.engine
+    index = start
+    if engine.folds_natively:
+        counts = [0] * len(FOLD_OUTCOMES)
+
+        def otherwise(record: Any) -> None:
+            _fold_one(state, record, settings, now, partitions, outcomes, rejected)
+
+        index = engine.fold_records(
+            records, start, state.partition, state.interactions_out, partitions, now=now,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_s=settings.max_future_skew_s, budget_s=budget_s,
+            outcomes=counts, otherwise=otherwise)
+        for outcome, count in zip(FOLD_OUTCOMES, counts, strict=True):
+            if count:
+                outcomes[outcome] += count
+    else:
+        deadline = time.perf_counter() + budget_s
+        while index < len(records):
+            if ((index - start) % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
+                    and time.perf_counter() > deadline):
+                break
+            _fold_one(state, records[index], settings, now, partitions, outcomes, rejected)
+            index += 1
+    if index > start:
+        state.position = records[index - 1].offset + 1
+    return index
+
+
+def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float,
+              partitions: int, outcomes: Counter[tuple[str, str]],
+              rejected: list[DeadLetter]) -> None:
+    """One record, the Python way (the reference)."""
+    result = decode_event(
+        record.key, record.value, now=now,
+        max_event_bytes=settings.max_event_bytes,
+        max_future_skew_s=settings.max_future_skew_s,
+    )
+    if isinstance(result, Rejection):
+        rejected.append(DeadLetter(record, result))
+        outcomes["invalid", "dead_lettered"] += 1
+    elif isinstance(result, _INTERACTIONS):
+        actor = actor_hash(result.actor_id)  # once: for the fold and the route
+        outcome = state.engine.apply(result, state.partition, actor)
+        outcomes[result.type, outcome] += 1
+        if outcome is Outcome.COUNTED:
+            state.route_interaction(actor, result.account_id, result.occurred_at_s,
+                                    partitions)
+    else:
+        outcome = state.engine.apply(result, state.partition)
+        outcomes[result.type, outcome] += 1
 
 
 # A partition's next transaction as taken: its producer (None: it has none, nothing is
@@ -809,34 +872,19 @@ class StreamProcessor:
             if tp.topic != settings.events_topic:
                 self._process_internal(state, tp.topic, records, partitions)
                 continue
-            engine = state.engine
             partition = tp.partition
-            for index, record in enumerate(records):
-                if (index % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
-                        and time.perf_counter() - yielded_at > YIELD_AFTER_S):
-                    await asyncio.sleep(0)  # let score queries in between
-                    yielded_at = time.perf_counter()
-                    if self.states.get(partition) is not state:
-                        break  # dropped while we yielded
-                result = decode_event(
-                    record.key, record.value, now=wall,
-                    max_event_bytes=settings.max_event_bytes,
-                    max_future_skew_s=settings.max_future_skew_s,
-                )
-                if isinstance(result, Rejection):
-                    rejected.append(DeadLetter(record, result))
-                    outcomes["invalid", "dead_lettered"] += 1
-                elif isinstance(result, _INTERACTIONS):
-                    actor = actor_hash(result.actor_id)  # once: for the fold and the route
-                    outcome = engine.apply(result, partition, actor)
-                    outcomes[result.type, outcome] += 1
-                    if outcome is Outcome.COUNTED:
-                        state.route_interaction(actor, result.account_id,
-                                                result.occurred_at_s, partitions)
-                else:
-                    outcome = engine.apply(result, partition)
-                    outcomes[result.type, outcome] += 1
-                state.position = record.offset + 1
+            index = 0
+            while True:
+                index = fold_records(state, records, index, settings=settings, now=wall,
+                                     partitions=partitions,
+                                     budget_s=yielded_at + YIELD_AFTER_S - time.perf_counter(),
+                                     outcomes=outcomes, rejected=rejected)
+                if index >= len(records):
+                    break
+                await asyncio.sleep(0)  # let score queries in between
+                yielded_at = time.perf_counter()
+                if self.states.get(partition) is not state:
+                    break  # dropped while we yielded
             messages += len(records)
             state.progressed()
         if rejected and self.dead_letters is not None:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     hot_accounts: int | None = Field(default=None, ge=1)
     max_event_ids: int = Field(default=50_000_000, ge=1_000)
     max_event_bytes: int = Field(default=8192, ge=256)
+    # Interactions folded in compiled code where it is built (native/src/fold.rs); off,
+    # the engine's Python reference folds every event.
+    native_fold: bool = True
     expiry_interval_s: float = Field(default=60.0, gt=0)
 
     dlq_send_timeout_s: float = Field(default=5.0, gt=0)

@@ -12,9 +12,12 @@
 //! past the hot set, session 6".
 //!
 //! The actor side of the audience signal (`audience.ActorActivity`'s core) is in
-//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs.
+//! actors.rs, the dedupe memory (`dedupe.EventIds`' core) in dedupe.rs, the decoder of
+//! one interaction message in wire.rs, and the batch fold of a partition's records
+//! (`Engine.fold_records`) in fold.rs.
 
 mod actors;
+mod fold;
 mod wire;
 mod dedupe;
 
@@ -1134,6 +1137,7 @@ impl Codec {
 fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
+    module.add_class::<fold::Fold>()?;
     module.add_class::<wire::InteractionDecoder>()?;
     module.add_class::<dedupe::EventIdsCore>()?;
     Ok(())

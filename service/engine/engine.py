@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-from service.engine.account import Account
-from service.engine.audience import AudienceSignal
+from service.engine.account import Account, Post
+from service.engine.audience import AudienceSignal, InteractionBatch
 from service.engine.dedupe import EventIds
 from service.engine.scoring import (
     TOP_ACTORS,
@@ -33,10 +34,15 @@ from service.engine.scoring import (
     PostSums,
     score_credibility,
 )
-from service.engine.sketches import actor_hash, summarize
+from service.engine.sketches import ActorSketch, actor_hash, summarize
 from service.engine.store import AccountStore
 from service.engine.tiers import TIER_SCHEMES, TierScheme
 from service.events import Event, FollowersEvent, PostEvent
+
+try:
+    import engagement_native
+except ImportError:  # not built: the Python fold serves, slower (docs/benchmarks.md)
+    engagement_native = None  # type: ignore[assignment]
 
 DAY_S = 86_400.0
 # A slice examines ~1-2 us per account (a packed one's header), so 5,000 keep a slice
@@ -65,6 +71,9 @@ class EngineConfig:
     max_event_ids: int = 50_000_000  # ~8.5 bytes each (bench/dedupe.py)
     hot_accounts: int = 20_000
     track_dedupe_changes: bool = False  # for a changelog: see EventIds.drain_added
+    # Interactions folded in compiled code (`Engine.fold_records`) where it is built;
+    # off, the Python reference folds every event (ENGAGEMENT_NATIVE_FOLD).
+    native_fold: bool = True
 
     @property
     def horizon_s(self) -> float:
@@ -84,6 +93,23 @@ class Outcome(StrEnum):
     COUNTED = "counted"
     DUPLICATE = "duplicate"
     LATE = "late"
+
+
+# What `Engine.fold_records` counts, in the order of its `outcomes` list.
+FOLD_OUTCOMES = tuple((kind, outcome) for kind in ("like", "comment", "share")
+                      for outcome in (Outcome.COUNTED, Outcome.DUPLICATE, Outcome.LATE))
+
+
+class KafkaRecord(Protocol):
+    """What the engine reads of a message (a Kafka consumer record): it knows no more of
+    Kafka than this."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def offset(self) -> int: ...
 
 
 class PartitionClock:
@@ -125,6 +151,7 @@ class _CachedScore:
     score: AccountScore
 
 
+NATIVE_FOLD_AVAILABLE = engagement_native is not None and hasattr(engagement_native, "Fold")
 SCORE_CACHE_ENTRIES = 10_000
 NO_AUDIENCE = AudienceCounts()  # for the accounts without audience signals (immutable)
 
@@ -168,6 +195,13 @@ class Engine:
         self.changes = 0
         self._event_ids = 0  # remembered for dedupe, over all partitions
         self._horizon_s = self.config.horizon_s
+        config = self.config
+        self._fold = (
+            engagement_native.Fold(Account, Post, ActorSketch, InteractionBatch,
+                                   config.horizon_s, config.actor_bucket_s,
+                                   config.burst_window_s, config.max_posts_per_account,
+                                   config.max_event_ids)
+            if config.native_fold and NATIVE_FOLD_AVAILABLE else None)
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -224,6 +258,31 @@ class Engine:
                 config.max_posts_per_account,
             )
         return Outcome.COUNTED
+
+    @property
+    def folds_natively(self) -> bool:
+        return self._fold is not None
+
+    def fold_records(self, records: list[KafkaRecord], start: int, partition: int,
+                     routes: dict[int, InteractionBatch], partitions: int, *, now: float,
+                     max_event_bytes: int, max_future_skew_s: float, budget_s: float,
+                     outcomes: list[int], otherwise: Callable[[KafkaRecord], object]) -> int:
+        """Folds `records[start:]` of one partition in compiled code (native/src/fold.rs)
+        until the end or, checked every 32 records, until `budget_s` is spent; returns
+        the index of the first record not folded. For each like, comment or share it
+        does what the consumer does with `decode_event`, `apply` and the route of a
+        counted interaction into `routes` (the `InteractionBatch` of each of the
+        `partitions` repartition partitions), and adds the outcome to `outcomes` (as
+        `FOLD_OUTCOMES` orders them); every other record (posts, follower counts,
+        invalid messages, forms the compiled decoder leaves to Python) goes to
+        `otherwise`, in its place in the order. The compiled code calls
+        `_account_for` and `_forget_oldest_event_ids` for the rare steps. Only where
+        `folds_natively`."""
+        if self._fold is None:
+            raise RuntimeError("the native fold is off or not built")
+        return self._fold.fold(self, self.clock(partition), self.accounts, records, start,
+                               partition, routes, partitions, now, max_event_bytes,
+                               max_future_skew_s, budget_s, outcomes, otherwise)
 
     def apply_audience(self, signal: AudienceSignal) -> bool:
         """Folds what the actor side learned about an account's audience (a delta for one

@@ -1,0 +1,789 @@
+//! The engine's per-event path for interactions, compiled: a partition's Kafka records
+//! folded in a loop (`Engine.fold_records` in service/engine/engine.py).
+//!
+//! For each record in order it does what the consumer's Python loop does for a like,
+//! comment or share: `decode_event` (wire.rs), `Engine.apply` (the horizon, the dedupe
+//! memory, stream time, the lag statistics, the account activated in the store as
+//! `AccountStore.activate` does, `Account.touch`, `Account.record_interaction` with
+//! `ActorSketch.add`), the outcome count and `PartitionState.route_interaction`, on the
+//! same Python objects (their slots read and written in place, as the codec in lib.rs
+//! does). It stops at the first record it does not fold alone, and returns its index:
+//! anything `decode_interaction` leaves to Python (posts, follower counts, invalid
+//! messages, unusual forms). The rarer steps of an interaction are the Python methods,
+//! called from here: an account not hot (`Engine._account_for`), a new post or sketch
+//! bucket, a sketch past its exact capacity (`Account.record_interaction`), the
+//! dedupe memory over its cap (`Engine._forget_oldest_event_ids`). The Python engine
+//! is the reference; tests/unit/test_native_fold.py folds random streams both ways and
+//! compares the states byte for byte.
+
+use std::time::{Duration, Instant};
+
+use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
+
+use crate::dedupe::{event_id_hash, EventIdsCore};
+use crate::wire::{decode_interaction, InteractionKind};
+use crate::{account_slot, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS};
+
+const DEDUPE_BUCKET_S: f64 = 3_600.0;
+const RHYTHM_BINS: i64 = 8;
+const RHYTHM_BIN_S: f64 = 86_400.0 / RHYTHM_BINS as f64;
+const HEAVY_HITTER_CAPACITY: usize = 32;
+const MAX_PENDING_TIMES: usize = 256;
+const HLL_PRECISION: u32 = 8;
+const REMAINING_BITS: u32 = 64 - HLL_PRECISION;
+const ACTIVITY_SHARD_MASK: u32 = 63;
+/// engine.EVENT_LAG_BUCKETS_S
+const EVENT_LAG_BUCKETS_S: [f64; 10] = [
+    1.0,
+    60.0,
+    600.0,
+    3_600.0,
+    6.0 * 3_600.0,
+    86_400.0,
+    3.0 * 86_400.0,
+    7.0 * 86_400.0,
+    14.0 * 86_400.0,
+    30.0 * 86_400.0,
+];
+const LAG_BUCKETS: usize = EVENT_LAG_BUCKETS_S.len() + 1;
+/// How often the loop looks at the clock (the consumer's YIELD_CHECK_RECORDS).
+const YIELD_CHECK_RECORDS: usize = 32;
+
+// Outcomes as `Fold.fold` counts them: index kind * 3 + outcome.
+const COUNTED: usize = 0;
+const DUPLICATE: usize = 1;
+const LATE: usize = 2;
+
+const BATCH_SLOTS: [&str; 3] = ["_accounts", "_records", "count"];
+mod batch_slot {
+    pub const ACCOUNTS: usize = 0;
+    pub const RECORDS: usize = 1;
+    pub const COUNT: usize = 2;
+}
+
+/// Python's `a // b` for floats (`float_floor_div`), which is not always `floor(a / b)`:
+/// where `a / b` rounds up to a whole number, Python's is one less.
+#[inline]
+pub(crate) fn python_floor_div(vx: f64, wx: f64) -> f64 {
+    let remainder = vx % wx; // C's fmod
+    let mut div = (vx - remainder) / wx;
+    if remainder != 0.0 && (wx < 0.0) != (remainder < 0.0) {
+        div -= 1.0;
+    }
+    if div != 0.0 {
+        let mut floored = div.floor();
+        if div - floored > 0.5 {
+            floored += 1.0;
+        }
+        floored
+    } else {
+        0.0f64.copysign(vx / wx)
+    }
+}
+
+/// `int(a // b)` for the finite, moderate values of event times. The quotient's rounding
+/// error is far below 1e-6 there, so a quotient that far from a whole number has the
+/// floor Python gives; nearer, Python's own steps decide (fmod is the costly one).
+#[inline]
+fn floor_index(vx: f64, wx: f64) -> i64 {
+    let quotient = vx / wx;
+    let floored = quotient.floor();
+    let fraction = quotient - floored;
+    if quotient.abs() < 1e12 && fraction > 1e-6 && fraction < 1.0 - 1e-6 {
+        return floored as i64;
+    }
+    python_floor_div(vx, wx) as i64
+}
+
+/// A str of the id's bytes: ASCII (all that the decoder accepts) without UTF-8 decoding.
+#[inline]
+fn id_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    if !text.is_ascii() {
+        return Ok(PyString::new(py, text));
+    }
+    unsafe {
+        let raw = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
+        let object = Bound::from_owned_ptr_or_err(py, raw)?;
+        std::ptr::copy_nonoverlapping(
+            text.as_ptr(),
+            ffi::PyUnicode_DATA(raw).cast::<u8>(),
+            text.len(),
+        );
+        Ok(object.cast_into_unchecked::<PyString>())
+    }
+}
+
+/// `sketches.actor_hash`: blake2b with an 8-byte digest, read little-endian.
+pub(crate) fn actor_hash(actor_id: &str) -> u64 {
+    let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
+    hasher.update(actor_id.as_bytes());
+    let mut digest = [0u8; 8];
+    hasher.finalize_variable(&mut digest).expect("the digest is 8 bytes");
+    u64::from_le_bytes(digest)
+}
+
+const fn crc32_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut value = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            value = if value & 1 != 0 { 0xEDB8_8320 ^ (value >> 1) } else { value >> 1 };
+            bit += 1;
+        }
+        table[index] = value;
+        index += 1;
+    }
+    table
+}
+
+static CRC32: [u32; 256] = crc32_table();
+
+/// `zlib.crc32`: the store's activity shard of an account is `crc32(id) & 63`.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in bytes {
+        crc = CRC32[((crc ^ byte as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// `sketches.hll_add` on a bytearray of 256 registers.
+fn hll_add(registers: &Bound<'_, PyByteArray>, hashed: u64) {
+    let index = (hashed >> REMAINING_BITS) as usize;
+    let remaining = hashed & ((1u64 << REMAINING_BITS) - 1);
+    let bit_length = 64 - remaining.leading_zeros();
+    let rank = (REMAINING_BITS - bit_length + 1) as u8;
+    // No Python code runs while the slice is held.
+    let bytes = unsafe { registers.as_bytes_mut() };
+    if let Some(register) = bytes.get_mut(index) {
+        if rank > *register {
+            *register = rank;
+        }
+    }
+}
+
+/// The engine-wide numbers the loop keeps in locals: read from the Python objects when
+/// a call starts, written back when it ends and around every call into Python code that
+/// may read or change them.
+struct Scalars {
+    changes: i64,
+    event_ids: i64,
+    stream_time: f64,
+    floor_hour: i64,
+    late_after_forgetting: i64, // added since the last flush
+    lag_counts: [i64; LAG_BUCKETS], // likewise
+    lag_sum: f64,
+    /// Whether anything above changed since the last load or flush.
+    dirty: bool,
+}
+
+/// The objects of one call.
+struct Context<'py> {
+    engine: Bound<'py, PyAny>,
+    stats: Bound<'py, PyAny>,
+    clock: Bound<'py, PyAny>,
+    event_ids: Bound<'py, PyAny>,
+    /// The compiled dedupe memory behind `event_ids` (EventIds.core), unless the
+    /// reference serves.
+    core: Option<Bound<'py, EventIdsCore>>,
+    shards: Bound<'py, PyList>,
+    hot: Bound<'py, PyAny>,
+    changed: Bound<'py, PySet>,
+    routes: Bound<'py, PyDict>,
+    partition: Bound<'py, PyAny>,
+}
+
+impl<'py> Context<'py> {
+    fn load(&self) -> PyResult<Scalars> {
+        let py = self.engine.py();
+        Ok(Scalars {
+            changes: self.engine.getattr(intern!(py, "changes"))?.extract()?,
+            event_ids: self.engine.getattr(intern!(py, "_event_ids"))?.extract()?,
+            stream_time: self.clock.getattr(intern!(py, "stream_time"))?.extract()?,
+            floor_hour: match &self.core {
+                Some(core) => core.borrow().floor_hour(),
+                None => self.event_ids.getattr(intern!(py, "floor_hour"))?.extract()?,
+            },
+            late_after_forgetting: 0,
+            lag_counts: [0; LAG_BUCKETS],
+            lag_sum: self.stats.getattr(intern!(py, "event_lag_sum_s"))?.extract()?,
+            dirty: false,
+        })
+    }
+
+    fn flush(&self, scalars: &mut Scalars) -> PyResult<()> {
+        if !scalars.dirty {
+            return Ok(());
+        }
+        scalars.dirty = false;
+        let py = self.engine.py();
+        self.engine.setattr(intern!(py, "changes"), scalars.changes)?;
+        self.engine.setattr(intern!(py, "_event_ids"), scalars.event_ids)?;
+        self.clock.setattr(intern!(py, "stream_time"), scalars.stream_time)?;
+        if scalars.late_after_forgetting != 0 {
+            let name = intern!(py, "late_after_forgetting");
+            let before: i64 = self.stats.getattr(name)?.extract()?;
+            self.stats.setattr(name, before + scalars.late_after_forgetting)?;
+            scalars.late_after_forgetting = 0;
+        }
+        let counts = self.stats.getattr(intern!(py, "event_lag_counts"))?;
+        let counts = counts.cast::<PyList>()?;
+        for (index, added) in scalars.lag_counts.iter_mut().enumerate() {
+            if *added != 0 {
+                let before: i64 = counts.get_item(index)?.extract()?;
+                counts.set_item(index, before + *added)?;
+                *added = 0;
+            }
+        }
+        self.stats.setattr(intern!(py, "event_lag_sum_s"), scalars.lag_sum)?;
+        Ok(())
+    }
+}
+
+/// The batch fold of one engine (`Engine.fold_records`): its configuration and how it
+/// reaches the fields of the engine's classes.
+#[pyclass(frozen)]
+pub(crate) struct Fold {
+    account: Layout,
+    post: Layout,
+    sketch: Layout,
+    batch: Layout,
+    horizon_s: f64,
+    actor_bucket_s: f64,
+    burst_window_s: f64,
+    max_posts: i64,
+    max_event_ids: i64,
+}
+
+enum Step {
+    Folded,
+    /// Python decides this record.
+    Stop,
+}
+
+#[pymethods]
+impl Fold {
+    #[new]
+    #[pyo3(signature = (account, post, sketch, batch, horizon_s, actor_bucket_s,
+                        burst_window_s, max_posts, max_event_ids, /))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        account: &Bound<'_, PyAny>,
+        post: &Bound<'_, PyAny>,
+        sketch: &Bound<'_, PyAny>,
+        batch: &Bound<'_, PyAny>,
+        horizon_s: f64,
+        actor_bucket_s: f64,
+        burst_window_s: f64,
+        max_posts: i64,
+        max_event_ids: i64,
+    ) -> PyResult<Self> {
+        Ok(Fold {
+            account: Layout::new(account, &ACCOUNT_SLOTS)?,
+            post: Layout::new(post, &POST_SLOTS)?,
+            sketch: Layout::new(sketch, &SKETCH_SLOTS)?,
+            batch: Layout::new(batch, &BATCH_SLOTS)?,
+            horizon_s,
+            actor_bucket_s,
+            burst_window_s,
+            max_posts,
+            max_event_ids,
+        })
+    }
+
+    /// Folds `records[start:]` until the end or (checked every YIELD_CHECK_RECORDS
+    /// records) `budget_s` of time spent; returns the index of the first record not
+    /// folded. A record it does not fold alone goes to `otherwise` (Python's fold of one
+    /// record), with the engine's numbers written back before and read again after.
+    /// Outcomes are added to `outcomes` (kind * 3 + counted/duplicate/late).
+    #[pyo3(signature = (engine, clock, accounts, records, start, partition, routes,
+                        partitions, now, max_event_bytes, max_future_skew_s, budget_s,
+                        outcomes, otherwise, /))]
+    #[allow(clippy::too_many_arguments)]
+    fn fold<'py>(
+        &self,
+        py: Python<'py>,
+        engine: &Bound<'py, PyAny>,
+        clock: &Bound<'py, PyAny>,
+        accounts: &Bound<'py, PyAny>,
+        records: &Bound<'py, PyList>,
+        start: usize,
+        partition: &Bound<'py, PyAny>,
+        routes: &Bound<'py, PyDict>,
+        partitions: u64,
+        now: f64,
+        max_event_bytes: usize,
+        max_future_skew_s: f64,
+        budget_s: f64,
+        outcomes: &Bound<'py, PyList>,
+        otherwise: &Bound<'py, PyAny>,
+    ) -> PyResult<usize> {
+        let event_ids = clock.getattr(intern!(py, "event_ids"))?;
+        let core = event_ids.getattr(intern!(py, "core"))?.cast_into::<EventIdsCore>().ok();
+        let context = Context {
+            engine: engine.clone(),
+            stats: engine.getattr(intern!(py, "stats"))?,
+            clock: clock.clone(),
+            event_ids,
+            core,
+            shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
+            hot: accounts.getattr(intern!(py, "_hot"))?,
+            changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?,
+            routes: routes.clone(),
+            partition: partition.clone(),
+        };
+        let move_to_end = context.hot.getattr(intern!(py, "move_to_end"))?;
+        let mut scalars = context.load()?;
+        let mut counts = [0i64; 9];
+        let started = Instant::now();
+        let budget = Duration::from_secs_f64(budget_s.max(0.0));
+        let total = records.len();
+        let mut index = start;
+        let outcome = (|| -> PyResult<()> {
+            while index < total {
+                if (index - start) % YIELD_CHECK_RECORDS == YIELD_CHECK_RECORDS - 1
+                    && started.elapsed() > budget
+                {
+                    return Ok(());
+                }
+                let record = records.get_item(index)?;
+                match self.fold_one(
+                    &context,
+                    &move_to_end,
+                    &mut scalars,
+                    &mut counts,
+                    &record,
+                    partitions,
+                    now,
+                    max_event_bytes,
+                    max_future_skew_s,
+                )? {
+                    Step::Folded => index += 1,
+                    Step::Stop => {
+                        context.flush(&mut scalars)?;
+                        otherwise.call1((&record,))?;
+                        scalars = context.load()?;
+                        index += 1;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Written back whatever happened: what was folded stays folded.
+        let flushed = context.flush(&mut scalars);
+        for (slot, added) in counts.iter().enumerate() {
+            if *added != 0 {
+                let before: i64 = outcomes.get_item(slot)?.extract()?;
+                outcomes.set_item(slot, before + *added)?;
+            }
+        }
+        outcome?;
+        flushed?;
+        Ok(index)
+    }
+}
+
+impl Fold {
+    #[allow(clippy::too_many_arguments)]
+    fn fold_one<'py>(
+        &self,
+        context: &Context<'py>,
+        move_to_end: &Bound<'py, PyAny>,
+        scalars: &mut Scalars,
+        counts: &mut [i64; 9],
+        record: &Bound<'py, PyAny>,
+        partitions: u64,
+        now: f64,
+        max_event_bytes: usize,
+        max_future_skew_s: f64,
+    ) -> PyResult<Step> {
+        let py = record.py();
+        let value = record.getattr(intern!(py, "value"))?;
+        let Ok(value) = value.cast::<PyBytes>() else { return Ok(Step::Stop) };
+        let key = record.getattr(intern!(py, "key"))?;
+        let key_bytes = if key.is_none() {
+            None
+        } else if let Ok(key) = key.cast::<PyBytes>() {
+            Some(key.as_bytes())
+        } else {
+            return Ok(Step::Stop);
+        };
+        let Some(wire) =
+            decode_interaction(key_bytes, value.as_bytes(), now, max_event_bytes, max_future_skew_s)
+        else {
+            return Ok(Step::Stop);
+        };
+        let kind = match wire.kind {
+            InteractionKind::Like => 0,
+            InteractionKind::Comment => 1,
+            InteractionKind::Share => 2,
+        };
+        let occurred_at = wire.occurred_at_s;
+        scalars.dirty = true;
+
+        // Engine.apply
+        if occurred_at < scalars.stream_time - self.horizon_s {
+            counts[kind * 3 + LATE] += 1;
+            return Ok(Step::Folded);
+        }
+        let hour = floor_index(occurred_at, DEDUPE_BUCKET_S);
+        if hour < scalars.floor_hour {
+            scalars.late_after_forgetting += 1;
+            counts[kind * 3 + LATE] += 1;
+            return Ok(Step::Folded);
+        }
+        if !self.remember(context, hour, wire.event_id)? {
+            counts[kind * 3 + DUPLICATE] += 1;
+            return Ok(Step::Folded);
+        }
+        scalars.event_ids += 1;
+        if scalars.event_ids > self.max_event_ids {
+            context.flush(scalars)?;
+            context.engine.call_method1(intern!(py, "_forget_oldest_event_ids"), (hour,))?;
+            *scalars = context.load()?;
+            scalars.dirty = true;
+        }
+        if occurred_at > scalars.stream_time {
+            scalars.stream_time = occurred_at;
+        }
+        let lag = scalars.stream_time - occurred_at;
+        if lag < EVENT_LAG_BUCKETS_S[0] {
+            scalars.lag_counts[0] += 1;
+        } else {
+            // bisect_left
+            let bucket = EVENT_LAG_BUCKETS_S.partition_point(|bound| *bound < lag);
+            scalars.lag_counts[bucket] += 1;
+        }
+        scalars.lag_sum += lag;
+
+        let account_id = id_string(py, wire.account_id)?;
+        let account = self.activate(context, move_to_end, scalars, &account_id, wire.account_id)?;
+        scalars.changes += 1;
+        let layout = &self.account;
+        let fields = layout.offsets_for(&account);
+        // Account.touch
+        layout.set(&account, fields, account_slot::VERSION, scalars.changes.into_pyobject(py)?.into_any())?;
+        let last_event_at: f64 = layout.get(&account, fields, account_slot::LAST_EVENT_AT)?.extract()?;
+        if occurred_at > last_event_at {
+            layout.set(&account, fields, account_slot::LAST_EVENT_AT, PyFloat::new(py, occurred_at).into_any())?;
+        }
+        let actor = actor_hash(wire.actor_id);
+        let actor_object = actor.into_pyobject(py)?.into_any();
+        let post_id = id_string(py, wire.post_id)?;
+        self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object, actor)?;
+        counts[kind * 3 + COUNTED] += 1;
+
+        // PartitionState.route_interaction
+        self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+        Ok(Step::Folded)
+    }
+
+    /// EventIds.add.
+    fn remember(&self, context: &Context<'_>, hour: i64, event_id: &str) -> PyResult<bool> {
+        if let Some(core) = &context.core {
+            return Ok(core.borrow_mut().add_hashed(hour, event_id_hash(event_id)));
+        }
+        let py = context.engine.py();
+        context
+            .event_ids
+            .call_method1(intern!(py, "add"), (hour, event_id))?
+            .extract()
+    }
+
+    /// Engine._account_for: AccountStore.activate for a hot account, else the Python.
+    fn activate<'py>(
+        &self,
+        context: &Context<'py>,
+        move_to_end: &Bound<'py, PyAny>,
+        scalars: &mut Scalars,
+        account_id: &Bound<'py, PyString>,
+        raw_id: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = context.engine.py();
+        let shard = context.shards.get_item((crc32(raw_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?;
+        let shard = shard.cast::<PyDict>()?;
+        if let Some(held) = shard.get_item(account_id)? {
+            if held.get_type().is(self.account.class.bind(py)) {
+                // Re-inserted: now the most recently active of its shard.
+                shard.del_item(account_id)?;
+                shard.set_item(account_id, &held)?;
+                context.changed.add(account_id)?;
+                move_to_end.call1((account_id,))?;
+                let fields = self.account.offsets_for(&held);
+                self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
+                return Ok(held);
+            }
+        }
+        // Packed or new: unpacked, or created (and another account evicted at the cap).
+        context.flush(scalars)?;
+        let account = context
+            .engine
+            .call_method1(intern!(py, "_account_for"), (account_id, &context.partition))?;
+        *scalars = context.load()?;
+        scalars.dirty = true;
+        Ok(account)
+    }
+
+    /// Account.record_interaction; the common case here, the rest in Python.
+    fn record_interaction<'py>(
+        &self,
+        account: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        kind: usize,
+        post_id: &Bound<'py, PyString>,
+        occurred_at: f64,
+        actor: &Bound<'py, PyAny>,
+        hashed: u64,
+    ) -> PyResult<()> {
+        let py = account.py();
+        let bucket = floor_index(occurred_at, self.actor_bucket_s);
+        let posts = self.account.get(account, fields, account_slot::POSTS)?;
+        let post = match posts.cast::<PyDict>()?.get_item(post_id)? {
+            Some(post) => post,
+            // A new post (and the oldest one evicted at the cap): Python's.
+            None => account.call_method1(
+                intern!(py, "_new_post"),
+                (post_id, occurred_at, self.max_posts),
+            )?,
+        };
+
+        let layout = &self.post;
+        let post_fields = layout.offsets_for(&post);
+        let counter = [post_slot::LIKES, post_slot::COMMENTS, post_slot::SHARES][kind];
+        increment(layout, &post, post_fields, counter)?;
+        let posted_at = layout.get(&post, post_fields, post_slot::POSTED_AT)?;
+        if posted_at.is_none() {
+            let pending = layout.get(&post, post_fields, post_slot::PENDING)?;
+            let pending = if pending.is_none() {
+                let list = PyList::empty(py);
+                layout.set(&post, post_fields, post_slot::PENDING, list.clone().into_any())?;
+                list
+            } else {
+                pending.cast_into::<PyList>()?
+            };
+            if pending.len() < MAX_PENDING_TIMES {
+                pending.append(occurred_at)?;
+            }
+        } else {
+            let posted_at: f64 = posted_at.extract()?;
+            if occurred_at - posted_at <= self.burst_window_s {
+                increment(layout, &post, post_fields, post_slot::EARLY)?;
+            }
+        }
+
+        let sketch = match self.sketch_for(account, fields, bucket)? {
+            Some(sketch) => sketch,
+            // A new bucket: Python's (a sketch inserted in bucket order).
+            None => account.call_method1(intern!(py, "_sketch_for"), (bucket,))?,
+        };
+        let layout = &self.sketch;
+        let sketch_fields = layout.offsets_for(&sketch);
+        self.sketch_add(&sketch, sketch_fields, actor, hashed)?;
+        let rhythm = layout.get(&sketch, sketch_fields, sketch_slot::RHYTHM)?;
+        let rhythm = rhythm.cast::<PyList>()?;
+        let bin = floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize;
+        let before: i64 = rhythm.get_item(bin)?.extract()?;
+        rhythm.set_item(bin, before + 1)?;
+        Ok(())
+    }
+
+    /// ActorSketch.add: exact while it has room, then Space-Saving and HyperLogLog.
+    fn sketch_add<'py>(
+        &self,
+        sketch: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        actor: &Bound<'py, PyAny>,
+        hashed: u64,
+    ) -> PyResult<()> {
+        let py = sketch.py();
+        let layout = &self.sketch;
+        increment(layout, sketch, fields, sketch_slot::INTERACTIONS)?;
+        let counts = layout.get(sketch, fields, sketch_slot::COUNTS)?;
+        let counts = counts.cast::<PyDict>()?;
+        if let Some(seen) = counts.get_item(actor)? {
+            let seen: i64 = seen.extract()?;
+            return counts.set_item(actor, seen + 1);
+        }
+        let registers = layout.get(sketch, fields, sketch_slot::REGISTERS)?;
+        if counts.len() < HEAVY_HITTER_CAPACITY {
+            counts.set_item(actor, 1)?;
+            if !registers.is_none() {
+                hll_add(registers.cast::<PyByteArray>()?, hashed);
+            }
+            return Ok(());
+        }
+        let registers = if registers.is_none() {
+            let fresh = PyByteArray::new(py, &[0u8; 1 << HLL_PRECISION]);
+            for known in counts.keys().iter() {
+                hll_add(&fresh, known.extract()?);
+            }
+            layout.set(sketch, fields, sketch_slot::REGISTERS, fresh.clone().into_any())?;
+            fresh
+        } else {
+            registers.cast_into::<PyByteArray>()?
+        };
+        hll_add(&registers, hashed);
+        let errors = layout.get(sketch, fields, sketch_slot::ERRORS)?;
+        let errors = if errors.is_none() {
+            let fresh = PyDict::new(py);
+            layout.set(sketch, fields, sketch_slot::ERRORS, fresh.clone().into_any())?;
+            fresh
+        } else {
+            errors.cast_into::<PyDict>()?
+        };
+        let victim = self.first_at_floor(sketch, fields, counts)?;
+        let floor: i64 = counts.get_item(&victim)?.expect("the victim is counted").extract()?;
+        counts.del_item(&victim)?;
+        if errors.contains(&victim)? {
+            errors.del_item(&victim)?;
+        }
+        counts.set_item(actor, floor + 1)?;
+        errors.set_item(actor, floor)?;
+        Ok(())
+    }
+
+    /// ActorSketch._first_at_floor: the first actor (in the order of `counts`) with the
+    /// smallest count, from the list of those at the floor, rebuilt when used up.
+    fn first_at_floor<'py>(
+        &self,
+        sketch: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        counts: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = sketch.py();
+        let layout = &self.sketch;
+        let at_floor = layout.get(sketch, fields, sketch_slot::AT_FLOOR)?;
+        let at_floor = if at_floor.is_none() {
+            let fresh = PyList::empty(py);
+            layout.set(sketch, fields, sketch_slot::AT_FLOOR, fresh.clone().into_any())?;
+            fresh
+        } else {
+            at_floor.cast_into::<PyList>()?
+        };
+        let floor: i64 = layout.get(sketch, fields, sketch_slot::FLOOR)?.extract()?;
+        while !at_floor.is_empty() {
+            let last = at_floor.len() - 1;
+            let candidate = at_floor.get_item(last)?;
+            at_floor.del_item(last)?;
+            if let Some(count) = counts.get_item(&candidate)? {
+                if count.extract::<i64>()? == floor {
+                    return Ok(candidate);
+                }
+            }
+        }
+        let mut floor = i64::MAX;
+        for count in counts.values().iter() {
+            floor = floor.min(count.extract()?);
+        }
+        layout.set(sketch, fields, sketch_slot::FLOOR, floor.into_pyobject(py)?.into_any())?;
+        // Those at the floor, reversed: the first one is popped first.
+        let mut found = Vec::new();
+        for (actor, count) in counts.iter() {
+            if count.extract::<i64>()? == floor {
+                found.push(actor);
+            }
+        }
+        for actor in found.into_iter().rev() {
+            at_floor.append(actor)?;
+        }
+        let last = at_floor.len() - 1;
+        let victim = at_floor.get_item(last)?;
+        at_floor.del_item(last)?;
+        Ok(victim)
+    }
+
+    /// Account._sketch_for without creating one: the newest sketch of the bucket.
+    fn sketch_for<'py>(
+        &self,
+        account: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        bucket: i64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let actors = self.account.get(account, fields, account_slot::ACTORS)?;
+        let actors = actors.cast::<PyList>()?;
+        for position in (0..actors.len()).rev() {
+            let sketch = actors.get_item(position)?;
+            let sketch_fields = self.sketch.offsets_for(&sketch);
+            let known: i64 = self.sketch.get(&sketch, sketch_fields, sketch_slot::BUCKET)?.extract()?;
+            if known == bucket {
+                return Ok(Some(sketch));
+            }
+        }
+        Ok(None)
+    }
+
+    /// InteractionBatch.add on the batch of the actor's repartition partition.
+    fn route<'py>(
+        &self,
+        context: &Context<'py>,
+        target: u64,
+        actor: u64,
+        account_id: &Bound<'py, PyString>,
+        occurred_at: f64,
+    ) -> PyResult<()> {
+        let py = account_id.py();
+        let batch = match context.routes.get_item(target)? {
+            Some(batch) => batch,
+            None => {
+                let batch = self.batch.class.bind(py).call0()?;
+                context.routes.set_item(target, &batch)?;
+                batch
+            }
+        };
+        let layout = &self.batch;
+        let fields = layout.offsets_for(&batch);
+        let accounts = layout.get(&batch, fields, batch_slot::ACCOUNTS)?;
+        let accounts = accounts.cast::<PyDict>()?;
+        let position: u32 = match accounts.get_item(account_id)? {
+            Some(position) => position.extract()?,
+            None => {
+                let position = accounts.len();
+                accounts.set_item(account_id, position)?;
+                position as u32
+            }
+        };
+        let records = layout.get(&batch, fields, batch_slot::RECORDS)?;
+        let records = records.cast::<PyByteArray>()?;
+        let length = records.len();
+        records.resize(length + 20)?;
+        // No Python code runs while the slice is held.
+        let bytes = unsafe { records.as_bytes_mut() };
+        bytes[length..length + 8].copy_from_slice(&actor.to_le_bytes());
+        bytes[length + 8..length + 16].copy_from_slice(&occurred_at.to_le_bytes());
+        bytes[length + 16..length + 20].copy_from_slice(&position.to_le_bytes());
+        increment(layout, &batch, fields, batch_slot::COUNT)?;
+        Ok(())
+    }
+}
+
+/// `object.field += 1` for an int field.
+#[inline]
+fn increment(layout: &Layout, object: &Bound<'_, PyAny>, fields: Option<&[isize]>, field: usize) -> PyResult<()> {
+    let before: i64 = layout.get(object, fields, field)?.extract()?;
+    layout.set(object, fields, field, (before + 1).into_pyobject(object.py())?.into_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_zlibs() {
+        assert_eq!(crc32(b"hello"), 0x3610_a686);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn floor_div_is_pythons() {
+        assert_eq!(python_floor_div(7.0, 2.0), 3.0);
+        assert_eq!(python_floor_div(-7.0, 2.0), -4.0);
+        assert_eq!(python_floor_div(1_700_000_000.5, 3_600.0), 472_222.0);
+    }
+}

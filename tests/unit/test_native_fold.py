@@ -1,0 +1,257 @@
+"""The compiled batch fold (native/src/fold.rs, `Engine.fold_records`) against the Python
+reference (`decode_event`, `Engine.apply`, `PartitionState.route_interaction`, one record
+at a time): random streams folded both ways through the consumer's loop
+(`consumer.fold_records`) must leave the same state, byte for byte.
+
+The streams mix interactions, posts, follower counts, re-sends, late events, invalid
+messages and interactions in unusual forms; a hot set of two accounts and an account cap
+(unpacks, packs, evictions), few posts per account (a post evicted), many actors (sketches
+past their exact capacity), a short window (several actor buckets, expiry of dedupe
+hours) and a small dedupe cap (the memory's oldest hour forgotten)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service import consumer, events
+from service.consumer import fold_records
+from service.dead_letter import DeadLetter
+from service.engine import Engine, EngineConfig, dedupe
+from service.engine.audience import InteractionBatch
+from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
+from service.partition_state import PartitionState
+from service.responses import score_json
+from service.settings import Settings
+from tests.events import at, decoded
+from tests.unit import test_replay_golden as golden
+
+pytestmark = pytest.mark.skipif(not NATIVE_FOLD_AVAILABLE, reason="native/ is not built")
+
+PARTITION = 1
+PARTITIONS = 3
+NOW = 2e9
+HOUR = 3_600.0
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+
+
+def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
+           ) -> list[Record]:
+    """`pace` scales the gaps between events: small, many events share an actor bucket
+    (sketches fill past their exact capacity)."""
+    rng = random.Random(seed)
+    account_ids = [f"acct-{number}" for number in range(accounts)]
+    moment = rng.uniform(0, 10 * HOUR)
+    sent: list[Record] = []
+    records: list[Record] = []
+
+    def add(key: bytes | None, value: bytes | None) -> None:
+        records.append(Record(key, value, len(records) + 1_000))
+
+    for _ in range(length):
+        moment += pace * rng.choice((0.0, 0.5, 7.0, 120.0, 0.3 * HOUR, 2 * HOUR))
+        account = rng.choice(account_ids)
+        roll = rng.random()
+        # Mostly live; some a while back (a backfill), some past the horizon (late).
+        when = moment - rng.choice((0.0,) * 12 + (5 * HOUR, 30 * HOUR, 200 * HOUR))
+        post_id = f"{account}-p{rng.randrange(6)}"
+        if roll < 0.70:
+            event: dict[str, Any] = {
+                "event_id": f"e{len(records)}", "type": rng.choice(("like", "like", "comment",
+                                                                    "share")),
+                "account_id": account, "post_id": post_id,
+                "actor_id": f"actor-{rng.randrange(actors)}", "occurred_at": at(when)}
+        elif roll < 0.78:
+            event = {"event_id": f"e{len(records)}", "type": "post", "account_id": account,
+                     "post_id": post_id, "sponsored": rng.random() < 0.2,
+                     "topics": ["travel"], "occurred_at": at(when)}
+        elif roll < 0.82:
+            event = {"event_id": f"e{len(records)}", "type": "followers",
+                     "account_id": account, "followers": rng.randrange(10_000),
+                     "occurred_at": at(when)}
+        elif roll < 0.90 and sent:
+            again = rng.choice(sent)  # a re-send
+            add(again.key, again.value)
+            continue
+        elif roll < 0.93:
+            add(account.encode(), rng.choice((b"{", b"null", b"[]", b'{"type": "like"}',
+                                              b"\xff\xfe", None)))
+            continue
+        elif roll < 0.95:  # a key that is not the account
+            event = {"event_id": f"e{len(records)}", "type": "like", "account_id": account,
+                     "post_id": post_id, "actor_id": "a", "occurred_at": at(when)}
+            add(b"someone-else", orjson.dumps(event))
+            continue
+        else:  # valid forms the compiled decoders may or may not take
+            event = {"occurred_at": at(when).replace("Z", "+00:00"), "type": "share",
+                     "account_id": account, "post_id": post_id, "actor_id": "act\u00e9",
+                     "event_id": f"e{len(records)}", "extra": [1, {"x": None}]}
+            add(account.encode(), b" " + orjson.dumps(event, option=orjson.OPT_INDENT_2))
+            continue
+        add(account.encode(), orjson.dumps(event))
+        sent.append(records[-1])
+    return records
+
+
+def config(native: bool) -> EngineConfig:
+    return EngineConfig(window_s=1 * 86_400.0, allowed_lateness_s=6 * HOUR, hot_accounts=2,
+                        max_accounts=6, max_posts_per_account=4, max_event_ids=120,
+                        native_fold=native)
+
+
+def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True
+         ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter]]:
+    """The reference (`native` off) decodes in Python too (msgspec and the contract)."""
+    dedupe.use_compiled(compiled_dedupe)
+    try:
+        state = PartitionState(PARTITION, config(native))
+    finally:
+        dedupe.use_compiled(True)
+    assert state.clock.event_ids.compiled is (compiled_dedupe and dedupe.COMPILED_AVAILABLE)
+    assert state.engine.folds_natively is native
+    outcomes: Counter[tuple[str, str]] = Counter()
+    rejected: list[DeadLetter] = []
+    service_settings = Settings()
+    index = 0
+    events.use_native(native)
+    try:
+        while index < len(records):
+            index = fold_records(state, records, index, settings=service_settings, now=NOW,
+                                 partitions=PARTITIONS, budget_s=budget_s, outcomes=outcomes,
+                                 rejected=rejected)
+    finally:
+        events.use_native(True)
+    return state, outcomes, rejected
+
+
+def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
+             rejected: list[DeadLetter]) -> dict[str, Any]:
+    """Everything the fold may change, in comparable form."""
+    engine = state.engine
+    clock = state.clock
+    store = engine.accounts
+    return {
+        "accounts": list(store.packed()),  # every account packed, in activity order
+        "hot": list(store._hot),
+        "changed": sorted(store.changed),
+        "unpacks": store.stats.unpacks,
+        "count": len(store),
+        "changes": engine.changes,
+        "event_ids": engine.remembered_event_ids,
+        "stats": dataclasses.asdict(engine.stats),
+        "stream_time": clock.stream_time,
+        "dedupe": clock.event_ids.export(),
+        "dedupe_floor": clock.event_ids.floor_hour,
+        "dedupe_added": clock.event_ids.drain_added(),
+        "dedupe_retired": clock.event_ids.drain_retired(),
+        "routed": {target: batch.to_bytes()
+                   for target, batch in sorted(state.interactions_out.items())},
+        "position": state.position,
+        "outcomes": dict(outcomes),
+        "rejected": [(letter.record.offset, letter.rejection) for letter in rejected],
+    }
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), length=st.integers(1, 700), accounts=st.integers(1, 9),
+       actors=st.sampled_from((3, 40, 500)), pace=st.sampled_from((1.0, 0.02)),
+       budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans())
+def test_the_compiled_fold_leaves_the_state_the_reference_does(
+        seed: int, length: int, accounts: int, actors: int, pace: float, budget_s: float,
+        compiled_dedupe: bool) -> None:
+    """The reference: Python's fold with the reference dedupe memory; the compiled fold
+    with either dedupe memory (the compiled one is reached without Python)."""
+    records = stream(seed, length, accounts, actors, pace)
+    native = observed(*fold(records, True, budget_s, compiled_dedupe))
+    reference = observed(*fold(records, False, 1e9, compiled_dedupe=False))
+    for name, value in reference.items():
+        assert native[name] == value, name
+
+
+def test_a_long_stream_is_mostly_folded_natively_and_agrees(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a stream of stops: most records are folded without Python (else the comparison
+    above would prove little), and the states still agree."""
+    records = stream(7, 3_000, 5, 40, pace=0.05)
+    by_python = 0
+    python_fold = consumer._fold_one
+
+    def counted(*arguments: Any) -> None:
+        nonlocal by_python
+        by_python += 1
+        python_fold(*arguments)
+
+    monkeypatch.setattr(consumer, "_fold_one", counted)
+    native = observed(*fold(records, True, 1e9))
+    assert by_python < 0.4 * len(records)
+    reference = observed(*fold(records, False, 1e9))
+    assert by_python > 0.4 * len(records)
+    assert native == reference
+    assert reference["outcomes"][("like", "counted")] > 500
+
+
+def apply_record(engine: Engine, partition: int, record: Record) -> None:
+    """What the consumer does with a record the compiled fold leaves to Python (the
+    golden stream holds only valid events)."""
+    assert record.value is not None
+    engine.apply(decoded(orjson.loads(record.value)), partition)
+
+
+def test_the_golden_replay_through_the_compiled_fold_gives_the_recorded_answers() -> None:
+    """tests/unit/test_replay_golden.py's stream and checkpoints, each partition's run of
+    events handed to `Engine.fold_records` as Kafka records (what it leaves to Python
+    applied as the consumer does): the same score bodies, byte for byte, as recorded."""
+    events = golden.stream()
+    engine = Engine(EngineConfig(window_s=5 * golden.DAY, hot_accounts=2,
+                                 max_accounts=golden.MAX_ACCOUNTS))
+    assert engine.folds_natively
+    account_ids = sorted({event["account_id"] for event in events})
+    step = len(events) // golden.CHECKPOINTS
+    cuts = sorted({*range(step, len(events), step), len(events)})
+    bodies: list[bytes] = []
+    counts = [0] * len(FOLD_OUTCOMES)
+    routes: dict[int, InteractionBatch] = {}
+    start = 0
+    for cut in cuts:
+        chunk = events[start:cut]
+        index = 0
+        while index < len(chunk):  # runs of one partition
+            partition = zlib.crc32(chunk[index]["account_id"].encode()) % 3
+            end = index
+            while (end < len(chunk)
+                   and zlib.crc32(chunk[end]["account_id"].encode()) % 3 == partition):
+                end += 1
+            run = chunk[index:end]
+            records = [Record(event["account_id"].encode(), orjson.dumps(event), offset)
+                       for offset, event in enumerate(run)]
+            position = 0
+            while position < len(records):
+                position = engine.fold_records(
+                    records, position, partition, routes, 3, now=2e9, max_event_bytes=8192,
+                    max_future_skew_s=300, budget_s=1e9, outcomes=counts,
+                    otherwise=partial(apply_record, engine, partition))
+            index = end
+        start = cut
+        engine.expire()
+        for account_id in account_ids:
+            score = engine.score(account_id)
+            bodies.append(b"null" if score is None else score_json(score))
+    assert sum(counts) > len(events) // 2  # most of the stream folded natively
+    answers = b"\n".join(bodies) + b"\n"
+    assert answers.splitlines() == golden.GOLDEN.read_bytes().splitlines()
