@@ -45,10 +45,14 @@ class Setting:
     farm_accounts: float
     max_actors: int
     rotating_accounts: int
+    month_accounts: float
+    month_slots: int
+    month_span: int
 
     def activity(self, compiled: bool) -> ActorActivity:
         return ActorActivity(self.bucket_s, self.buckets, self.busy_accounts,
                              self.farm_accounts, self.max_actors, self.rotating_accounts,
+                             self.month_accounts, self.month_slots, self.month_span,
                              compiled=compiled)
 
     def both(self) -> tuple[ActorActivity, ActorActivity]:
@@ -64,6 +68,10 @@ settings_of_activity = st.builds(
     farm_accounts=st.floats(1.0, 300.0),  # past ~266: never by breadth alone
     max_actors=st.integers(1, 10),
     rotating_accounts=st.integers(1, 4),
+    # Months of a few buckets, so that the streams (up to 14 buckets) slide them.
+    month_accounts=st.floats(0.5, 40.0),
+    month_slots=st.integers(1, 3),
+    month_span=st.integers(1, 5),
 )
 
 
