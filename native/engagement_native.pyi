@@ -39,6 +39,7 @@ class NativeActors:
         month_bits: int,
         month_slots: int,
         month_span: int,
+        month_turnover: int,
         /,
     ) -> None: ...
     def __len__(self) -> int: ...

@@ -206,6 +206,7 @@ pub struct NativeActors {
     month_bits: i64,
     month_slots: usize,
     month_span: i64,
+    month_turnover: i64,
     stride: usize,
     words: Vec<u64>,
     front: usize, // records before it were evicted
@@ -322,7 +323,9 @@ impl NativeActors {
             union |= slot;
         }
         let bits = union.count_ones() as i64;
-        let busy = bits >= self.busy_bits || month_union.count_ones() as i64 >= self.month_bits;
+        let month_bits = month_union.count_ones() as i64;
+        let busy = bits >= self.busy_bits
+            || (month_bits >= self.month_bits && month_bits >= self.month_turnover * bits);
         let mut verdict = if busy { BUSY } else { 0 };
         if bits >= self.farm_bits {
             return verdict | FARM_LIKE;
@@ -476,6 +479,7 @@ impl NativeActors {
         month_bits: i64,
         month_slots: usize,
         month_span: i64,
+        month_turnover: i64,
     ) -> PyResult<Self> {
         if buckets == 0 || bucket_s.is_nan() || bucket_s <= 0.0 {
             return Err(PyValueError::new_err("buckets and bucket_s must be positive"));
@@ -498,6 +502,7 @@ impl NativeActors {
             month_bits,
             month_slots,
             month_span,
+            month_turnover,
             stride: 2 + buckets + month_slots,
             words: Vec::new(),
             front: 0,

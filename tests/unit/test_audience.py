@@ -131,24 +131,39 @@ def test_breadth_slides_an_actor_forgets_accounts_of_buckets_that_left_the_perio
 
 def test_a_bot_moving_on_over_a_month_turns_busy_a_person_with_stable_accounts_does_not(
         ) -> None:
-    """The narrow docs reader's bot: 3 new accounts every 8 days, as few as a person
-    serves in a period, never busy by the period; over the month it has met ~20."""
+    """The narrow docs reader's bot: a new customer every 1.5 days, 5-6 per 8-day
+    period, never busy by the period; over the month it has met 13 and more, most of
+    them before its period: busy. A person of 8 accounts, every day, never is."""
     activity = ActorActivity()
     bot, person = actor_hash("bot"), actor_hash("person")
     bot_verdicts = []
     person_verdicts = []
-    for day in range(0, 56):
-        at = NOW + day * DAY
-        if day % 3 == 0:  # a new customer every 3 days: ~3 per 8-day period
-            bot_verdicts.append(activity.observe(bot, f"customer-{day}", at + 3_600))
-        # A person: 8 favourite accounts, one a day, again and again.
-        person_verdicts.append(activity.observe(person, f"fav-{day % 8}", at + 7_200))
+    for hour in range(0, 48 * 24, 36):
+        at = NOW + hour * 3_600.0
+        bot_verdicts.append(activity.observe(bot, f"customer-{hour}", at))
         assert activity.distinct_accounts(bot) < 8
-    assert not any(verdict & BUSY for verdict in bot_verdicts[:5])
-    assert sum(1 for verdict in bot_verdicts[-6:] if verdict & BUSY) >= 5
-    assert activity.month_accounts_of(bot) >= 20
+        person_verdicts.append(activity.observe(person, f"fav-{hour % 8}", at + 600))
+    assert not any(verdict & BUSY for verdict in bot_verdicts[:8])  # its first 12 days
+    late = bot_verdicts[len(bot_verdicts) // 2 :]
+    assert sum(1 for verdict in late if verdict & BUSY) >= len(late) // 2
     assert not any(verdict & BUSY for verdict in person_verdicts)
-    assert activity.month_accounts_of(person) < 12
+
+
+def test_many_accounts_over_the_month_are_busy_only_when_most_are_outside_the_period(
+        ) -> None:
+    """A person who cycles through 16 accounts, one every 20 hours, meets 7-10 of them
+    in any period: not a bot moving on (month_turnover 2), though over 13 in the month;
+    with any turnover allowed (1) it would be busy all the time."""
+    late_busy = {}
+    for turnover in (1, 2):
+        activity = ActorActivity(month_turnover=turnover)
+        person = actor_hash("person")
+        verdicts = [activity.observe(person, f"acc-{n % 16}", NOW + n * 20 * 3_600.0) & BUSY
+                    for n in range(36)]
+        assert activity.month_accounts_of(person) >= 13
+        late_busy[turnover] = sum(verdicts[18:])
+    assert late_busy[1] == 18
+    assert late_busy[2] <= 18 // 4
 
 
 def test_an_interaction_older_than_the_actors_period_is_judged_but_not_kept() -> None:
@@ -323,7 +338,7 @@ def test_an_actor_snapshot_of_version_1_loads_with_its_accounts_in_the_month_vie
 
     activity = ActorActivity()
     rng = random.Random(8)
-    for n in range(2_000):
+    for _n in range(2_000):
         activity.observe(actor_hash(f"u{rng.randrange(300)}"), f"acc-{rng.randrange(60)}",
                          NOW + rng.uniform(0, 4 * ACTIVITY_BUCKET_S))
     data = activity.snapshot()

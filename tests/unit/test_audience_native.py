@@ -48,12 +48,13 @@ class Setting:
     month_accounts: float
     month_slots: int
     month_span: int
+    month_turnover: int
 
     def activity(self, compiled: bool) -> ActorActivity:
         return ActorActivity(self.bucket_s, self.buckets, self.busy_accounts,
                              self.farm_accounts, self.max_actors, self.rotating_accounts,
                              self.month_accounts, self.month_slots, self.month_span,
-                             compiled=compiled)
+                             self.month_turnover, compiled=compiled)
 
     def both(self) -> tuple[ActorActivity, ActorActivity]:
         """The reference and the compiled core, alike."""
@@ -72,6 +73,7 @@ settings_of_activity = st.builds(
     month_accounts=st.floats(0.5, 40.0),
     month_slots=st.integers(1, 3),
     month_span=st.integers(1, 5),
+    month_turnover=st.integers(0, 3),
 )
 
 
