@@ -428,7 +428,8 @@ class ActorActivity:
 
     def observe(self, actor: int, account_id: str, occurred_at: float) -> int:
         """Records one interaction; returns its actor's flags (BUSY, FARM_LIKE, both or
-        0 for an ordinary actor), judged on its accounts in the period including this one."""
+        0 for an ordinary actor), judged on its accounts in the period and in the month
+        view, this one included."""
         self.stats.observed += 1
         core = self._core
         if core is not None:
