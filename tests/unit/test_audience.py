@@ -14,7 +14,10 @@ from service.engine import Engine, audience, packing
 from service.engine.audience import (
     ACTIVITY_BUCKET_S,
     BUSY,
+    BUSY_ACCOUNTS,
     FARM_LIKE,
+    MONTH_ACCOUNTS,
+    MONTH_TURNOVER,
     ActorActivity,
     ActorInteraction,
     AudienceSignal,
@@ -132,8 +135,9 @@ def test_breadth_slides_an_actor_forgets_accounts_of_buckets_that_left_the_perio
 def test_a_bot_moving_on_over_a_month_turns_busy_a_person_with_stable_accounts_does_not(
         ) -> None:
     """The narrow docs reader's bot: a new customer every 1.5 days, 5-6 per 8-day
-    period, never busy by the period; over the month it has met 13 and more, most of
-    them before its period: busy. A person of 8 accounts, every day, never is."""
+    period, never busy by the period; over the month it has met MONTH_ACCOUNTS (10) and
+    more, at least MONTH_TURNOVER (3) times its period's, once its month view holds
+    about 3 weeks: busy. A person of 8 accounts, every day, never is."""
     activity = ActorActivity()
     bot, person = actor_hash("bot"), actor_hash("person")
     bot_verdicts = []
@@ -151,19 +155,25 @@ def test_a_bot_moving_on_over_a_month_turns_busy_a_person_with_stable_accounts_d
 
 def test_many_accounts_over_the_month_are_busy_only_when_most_are_outside_the_period(
         ) -> None:
-    """A person who cycles through 16 accounts, one every 20 hours, meets 7-10 of them
-    in any period: not a bot moving on (month_turnover 2), though over 13 in the month;
-    with any turnover allowed (1) it would be busy all the time."""
+    """A person who cycles through 12 accounts, one a day, meets 6-9 of them in any
+    period: never busy by the period, and not a bot moving on (MONTH_TURNOVER, 3: the
+    month would need three times the period's accounts), though at MONTH_ACCOUNTS (10)
+    and more over the month; with any turnover allowed (1) it would be busy all the time
+    once its month is full."""
+    assert (MONTH_ACCOUNTS, MONTH_TURNOVER) == (10, 3)
     late_busy = {}
-    for turnover in (1, 2):
+    for turnover in (1, MONTH_TURNOVER):
         activity = ActorActivity(month_turnover=turnover)
         person = actor_hash("person")
-        verdicts = [activity.observe(person, f"acc-{n % 16}", NOW + n * 20 * 3_600.0) & BUSY
-                    for n in range(36)]
-        assert activity.month_accounts_of(person) >= 13
-        late_busy[turnover] = sum(verdicts[18:])
+        verdicts = []
+        for n in range(36):
+            verdicts.append(activity.observe(person, f"acc-{n % 12}",
+                                             NOW + n * DAY) & BUSY)
+            assert activity.distinct_accounts(person) < BUSY_ACCOUNTS
+        assert activity.month_accounts_of(person) >= MONTH_ACCOUNTS
+        late_busy[turnover] = sum(1 for verdict in verdicts[18:] if verdict)
     assert late_busy[1] == 18
-    assert late_busy[2] <= 18 // 4
+    assert late_busy[MONTH_TURNOVER] == 0
 
 
 def test_an_interaction_older_than_the_actors_period_is_judged_but_not_kept() -> None:
