@@ -136,8 +136,9 @@ def test_a_bot_moving_on_over_a_month_turns_busy_a_person_with_stable_accounts_d
         ) -> None:
     """The narrow docs reader's bot: a new customer every 1.5 days, 5-6 per 8-day
     period, never busy by the period; over the month it has met MONTH_ACCOUNTS (10) and
-    more, at least MONTH_TURNOVER (3) times its period's, once its month view holds
-    about 3 weeks: busy. A person of 8 accounts, every day, never is."""
+    more, and at least MONTH_TURNOVER (3) times its period's whenever its month view
+    holds about 3 weeks or more of it: busy then. A person of 8 accounts, every day,
+    never is."""
     activity = ActorActivity()
     bot, person = actor_hash("bot"), actor_hash("person")
     bot_verdicts = []
