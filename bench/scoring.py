@@ -42,7 +42,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from service.engine import Engine, EngineConfig
-from service.engine.audience import ActorActivity, ActorInteraction, account_bit
+from service.engine.audience import (
+    MONTH_ACCOUNTS,
+    MONTH_TURNOVER,
+    ActorActivity,
+    ActorInteraction,
+    account_bit,
+)
 from service.engine.scoring import COMPONENTS, Credibility
 from service.engine.sketches import actor_hash
 from service.engine.tiers import expected_engagement_rate
@@ -563,9 +569,10 @@ def to_event(event: Raw, number: int) -> Event:
 SIGNAL_BATCH = 2_000
 
 
-def run(world: World, with_audience: bool = True) -> dict[str, Credibility]:
+def run(world: World, with_audience: bool = True, month_accounts: float = MONTH_ACCOUNTS,
+        month_turnover: int = MONTH_TURNOVER) -> dict[str, Credibility]:
     engine = Engine(EngineConfig(max_accounts=100_000, hot_accounts=100_000))
-    activity = ActorActivity()
+    activity = ActorActivity(month_accounts=month_accounts, month_turnover=month_turnover)
     hashes: dict[str, int] = {}
 
     def hashed(actor: str) -> int:
@@ -1085,6 +1092,107 @@ def report_candidates(world: World, scores: dict[str, Credibility] | None) -> No
         print(f"  {name}: {separation:.3f}")
 
 
+# -- the month view: an actor's distinct accounts over 16-32 days -----------------------------
+
+MONTH_THRESHOLDS = (8, 10, 12, 14, 16, 20)
+# (month slots, 2-day buckets per slot): two alternating 16-day bitmaps (the actor side's),
+# and four of 8 days (the union covers 24-32 days instead of 16-32).
+MONTH_VIEWS = ((2, 8), (4, 4))
+
+
+def month_breadth(world: World, slots: int, span: int
+                  ) -> dict[str, dict[int, float]]:
+    """Per labelled account, for each of MONTH_THRESHOLDS, the share of its interactions
+    whose actor had, at that moment (this interaction included), at least that many
+    distinct accounts in the actor side's month view (linear counting on its 64-bit
+    bitmaps, outside accounts included), fed in time order as `run` feeds it."""
+    activity = ActorActivity(month_slots=slots, month_span=span)
+    hashes: dict[str, int] = {}
+    counts: dict[str, list[int]] = {account: [0] * (len(MONTH_THRESHOLDS) + 1)
+                                    for account in world.labels}
+    outside = sorted(world.actor_only)
+    outside_index = 0
+    for moment, _, account, _, actor, _ in world.raw:
+        if not actor:
+            continue
+        while outside_index < len(outside) and outside[outside_index][0] <= moment:
+            seen_at, other, elsewhere = outside[outside_index]
+            activity.observe(hashes.setdefault(other, actor_hash(other)), elsewhere, seen_at)
+            outside_index += 1
+        hashed = hashes.setdefault(actor, actor_hash(actor))
+        activity.observe(hashed, account, moment)
+        own = counts.get(account)
+        if own is None:
+            continue
+        breadth = activity.month_accounts_of(hashed)
+        own[0] += 1
+        for index, least in enumerate(MONTH_THRESHOLDS, 1):
+            if breadth >= least:
+                own[index] += 1
+    return {account: {least: own[index] / max(own[0], 1)
+                      for index, least in enumerate(MONTH_THRESHOLDS, 1)}
+            for account, own in counts.items()}
+
+
+def report_month_breadth(world: World, scores: dict[str, Credibility]) -> None:
+    """The month view as a signal of its own (a `broad` flag): its share alone, and as
+    an extra factor (weight 0.7, full credit to the authentic p90, none at p90 + 2 x
+    (p90 - median)) the AUC of credibility without audience_rotation against the narrow
+    docs reader, the lowest AUC of the full score over every kind, and the authentic
+    mean it leaves."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for account, kind in world.labels.items():
+        by_kind[kind].append(account)
+    authentic, narrow = by_kind["authentic"], by_kind["narrow_docs_reader"]
+    full = {account: without(score, "") for account, score in scores.items()}
+    lowest_now = min(auc([full[a] for a in authentic], [full[a] for a in by_kind[kind]])
+                     for kind in FRAUD_KINDS)
+    print(f"\nThe month view (share of an account's interactions whose actor had >= K "
+          f"distinct accounts over the month at that moment; without it: authentic mean "
+          f"{sum(full[a] for a in authentic) / len(authentic):.1f}, lowest AUC "
+          f"{lowest_now:.3f}):\n")
+    rows = [["view", "K", "authentic median, p90, p95", "narrow median (p10-p90)",
+             "AUC alone: narrow", "lowest alone (bot kinds)",
+             "w/o rotation + factor: narrow", "full + factor: lowest AUC",
+             "authentic mean"]]
+    bot_kinds = [kind for kind in FRAUD_KINDS
+                 if kind not in ("fake_followers", "unflagged_sponsoring")]
+    for slots, span in MONTH_VIEWS:
+        shares = month_breadth(world, slots, span)
+        for least in MONTH_THRESHOLDS:
+            values = sorted(shares[a][least] for a in authentic)
+            median, p90 = values[len(values) // 2], values[len(values) * 9 // 10]
+            p95 = values[len(values) * 19 // 20]
+            theirs = sorted(shares[a][least] for a in narrow)
+            alone = {kind.replace("_docs_reader", ""): auc([-shares[a][least] for a in authentic],
+                               [-shares[a][least] for a in by_kind[kind]])
+                     for kind in bot_kinds}
+            tolerance, room = p90, max(2 * (p90 - median), 1e-9)
+
+            def factor(account: str, least: int = least, tolerance: float = tolerance,
+                       room: float = room,
+                       shares: dict[str, dict[int, float]] = shares) -> float:
+                value = min(1.0, max(0.0, 1 - (shares[account][least] - tolerance) / room))
+                return 1 - 0.7 * (1 - value)
+
+            check = auc([without(scores[a], "audience_rotation") * factor(a)
+                         for a in authentic],
+                        [without(scores[a], "audience_rotation") * factor(a)
+                         for a in narrow])
+            lowest = min(auc([full[a] * factor(a) for a in authentic],
+                             [full[a] * factor(a) for a in by_kind[kind]])
+                         for kind in FRAUD_KINDS)
+            mean = sum(full[a] * factor(a) for a in authentic) / len(authentic)
+            rows.append([f"{slots} x {span * 2} days", str(least),
+                         f"{median:.3f}, {p90:.3f}, {p95:.3f}",
+                         f"{theirs[len(theirs) // 2]:.3f} ({theirs[len(theirs) // 10]:.3f}-"
+                         f"{theirs[len(theirs) * 9 // 10]:.3f})",
+                         f"{alone['narrow']:.3f}",
+                         "{1:.3f} ({0})".format(*min(alone.items(), key=lambda item: item[1])),
+                         f"{check:.3f}", f"{lowest:.3f}", f"{mean:.1f}"])
+    print(table(rows))
+
+
 def seed_orderings(pairs: int, seed: int) -> None:
     """The article's principles as pairs with equal followers: the authentic niche
     account against each rival of service/simulation.py, each pair with its own seed."""
@@ -1159,6 +1267,15 @@ def main() -> None:
     parser.add_argument("--communities", action="store_true",
                         help="the candidates' world: audiences as communities of topic and "
                              "time zone, docs readers' farms working on a human day")
+    parser.add_argument("--month-busy", type=float, default=MONTH_ACCOUNTS,
+                        help="distinct accounts over the month at which an actor is busy "
+                             "(the actor side's MONTH_ACCOUNTS; a large value: never)")
+    parser.add_argument("--month-turnover", type=int, default=MONTH_TURNOVER,
+                        help="... and at least this many times its accounts in the period "
+                             "(the actor side's MONTH_TURNOVER; 1: any)")
+    parser.add_argument("--month-breadth", action="store_true",
+                        help="also measure the actor's month view (distinct accounts over "
+                             "16-32 days) as a signal against the narrow docs reader")
     parser.add_argument("--farm-defence", action="store_true",
                         help="with --communities: the docs readers' farms shard their bots "
                              "by customer topic and zone")
@@ -1174,11 +1291,13 @@ def main() -> None:
     began = time.perf_counter()
     world = build(population, args.seed)
     built = time.perf_counter()
-    scores = None if args.candidates_only else run(world)
+    scores = None if args.candidates_only else run(world, month_accounts=args.month_busy,
+                                                    month_turnover=args.month_turnover)
     ran = time.perf_counter()
     print(f"# bench.scoring seed={args.seed} authentic={population.authentic} "
           f"per_kind={population.per_kind} docs_breadth={population.docs_breadth} "
-          f"narrow_farm_bots={population.narrow_farm_bots}"
+          f"narrow_farm_bots={population.narrow_farm_bots} month_busy={args.month_busy:g} "
+          f"month_turnover={args.month_turnover}"
           + (" communities" if population.communities else "")
           + (" farm_defence" if population.farm_defence else "")
           + f": {len(world.raw):,} events, {len(world.actor_only):,} outside interactions; "
@@ -1195,6 +1314,8 @@ def main() -> None:
     if args.co_engagement:
         report_co_engagement(world)
         report_lockstep_sketch(world, least=10)
+    if args.month_breadth:
+        report_month_breadth(world, scores)
     seed_orderings(5 if args.quick else 30, args.seed)
     print(f"\n(total {time.perf_counter() - began:.1f} s)")
 

@@ -6,9 +6,10 @@
 //! same snapshot bytes. The property tests feed both the same streams
 //! (tests/unit/test_audience_native.py).
 //!
-//! Per actor one record of `2 + buckets` words in first-seen order: the actor hash, its
-//! newest bucket number, and a 64-bit account bitmap per bucket slot (48 bytes with 4
-//! buckets), plus a 4-byte record number in a hash index. Evicting the oldest actor
+//! Per actor one record of `2 + buckets + month_slots` words in first-seen order: the actor
+//! hash, its newest bucket number, a 64-bit account bitmap per bucket slot, then one per
+//! month slot (64 bytes with 4 buckets and 2 month slots), plus a 4-byte record number in
+//! a hash index. Evicting the oldest actor
 //! moves a front mark; expired actors are marked dead; the records are compacted when the
 //! dead ones are as many as the live ones, so both cost O(1) amortized.
 
@@ -202,6 +203,10 @@ pub struct NativeActors {
     max_actors: usize,
     rotating_accounts: i64,
     rotating_active_slots: i64,
+    month_bits: i64,
+    month_slots: usize,
+    month_span: i64,
+    month_turnover: i64,
     stride: usize,
     words: Vec<u64>,
     front: usize, // records before it were evicted
@@ -274,20 +279,26 @@ impl NativeActors {
                 let record = self.records();
                 self.words.push(actor);
                 self.words.push(bucket as u64);
-                self.words.extend(std::iter::repeat_n(0, self.buckets));
+                self.words.extend(std::iter::repeat_n(0, self.buckets + self.month_slots));
                 self.index.insert(&self.words, stride, record);
                 record
             }
         };
+        let (span, months) = (self.month_span, self.month_slots as i64);
+        let month_at = 1 + self.buckets; // the month bitmaps follow the period's
         let state = &mut self.words[record * stride + 1..(record + 1) * stride];
         let mut newest = state[0] as i64;
         if bucket > newest {
             if bucket - newest >= slots {
-                state[1..].fill(0);
+                state[1..month_at].fill(0);
             } else {
                 for stale in newest + 1..=bucket {
                     state[1 + (stale % slots) as usize] = 0;
                 }
+            }
+            let (old_month, new_month) = (newest / span, bucket / span);
+            for stale in (old_month + 1).max(new_month - months + 1)..=new_month {
+                state[month_at + (stale % months) as usize] = 0;
             }
             state[0] = bucket as u64;
             newest = bucket;
@@ -297,7 +308,12 @@ impl NativeActors {
         } else {
             self.too_old += 1;
         }
-        let bitmaps = &state[1..];
+        let month = bucket / span;
+        if month > newest / span - months {
+            state[month_at + (month % months) as usize] |= 1u64 << bit;
+        }
+        let month_union = state[month_at..].iter().fold(0u64, |union, slot| union | slot);
+        let bitmaps = &state[1..month_at];
         let mut union = bitmaps[0];
         let mut returned = 0u64;
         let mut active_slots = (bitmaps[0] != 0) as i64;
@@ -307,7 +323,10 @@ impl NativeActors {
             union |= slot;
         }
         let bits = union.count_ones() as i64;
-        let mut verdict = if bits >= self.busy_bits { BUSY } else { 0 };
+        let month_bits = month_union.count_ones() as i64;
+        let busy = bits >= self.busy_bits
+            || (month_bits >= self.month_bits && month_bits >= self.month_turnover * bits);
+        let mut verdict = if busy { BUSY } else { 0 };
         if bits >= self.farm_bits {
             return verdict | FARM_LIKE;
         }
@@ -457,9 +476,16 @@ impl NativeActors {
         max_actors: usize,
         rotating_accounts: i64,
         rotating_active_slots: i64,
+        month_bits: i64,
+        month_slots: usize,
+        month_span: i64,
+        month_turnover: i64,
     ) -> PyResult<Self> {
         if buckets == 0 || bucket_s.is_nan() || bucket_s <= 0.0 {
             return Err(PyValueError::new_err("buckets and bucket_s must be positive"));
+        }
+        if month_slots == 0 || month_span <= 0 {
+            return Err(PyValueError::new_err("month_slots and month_span must be positive"));
         }
         // Record numbers are 4 bytes, and the records up to twice the live actors.
         if max_actors == 0 || max_actors > (u32::MAX / 4) as usize {
@@ -473,7 +499,11 @@ impl NativeActors {
             max_actors,
             rotating_accounts,
             rotating_active_slots,
-            stride: 2 + buckets,
+            month_bits,
+            month_slots,
+            month_span,
+            month_turnover,
+            stride: 2 + buckets + month_slots,
             words: Vec::new(),
             front: 0,
             dead: 0,
@@ -544,7 +574,18 @@ impl NativeActors {
             None => 0,
             Some(record) => {
                 let at = record * self.stride;
-                self.words[at + 2..at + self.stride].iter().fold(0, |union, slot| union | slot)
+                self.words[at + 2..at + 2 + self.buckets].iter().fold(0, |union, slot| union | slot)
+            }
+        }
+    }
+
+    /// The union of the actor's month bitmaps (0 if unknown).
+    fn month_union(&self, actor: u64) -> u64 {
+        match self.index.find(&self.words, self.stride, actor) {
+            None => 0,
+            Some(record) => {
+                let at = record * self.stride + 2 + self.buckets;
+                self.words[at..at + self.month_slots].iter().fold(0, |union, slot| union | slot)
             }
         }
     }
@@ -569,9 +610,9 @@ impl NativeActors {
 
     /// The actor records of a snapshot, in first-seen order: per actor its hash (8 bytes)
     /// and its state as the reference's int writes it (newest bucket in 4 bytes, then a
-    /// bitmap of 8 bytes per slot, little-endian).
+    /// bitmap of 8 bytes per slot, then per month slot, little-endian).
     fn snapshot_records<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let record = 12 + 8 * self.buckets;
+        let record = 12 + 8 * (self.buckets + self.month_slots);
         let mut out = Vec::with_capacity(record * self.index.len());
         for number in self.front..self.records() {
             let words = &self.words[number * self.stride..(number + 1) * self.stride];
@@ -589,7 +630,7 @@ impl NativeActors {
 
     /// Replaces the actors with a snapshot's records (`snapshot_records`' layout).
     fn restore_records(&mut self, body: &[u8]) -> PyResult<()> {
-        let record = 12 + 8 * self.buckets;
+        let record = 12 + 8 * (self.buckets + self.month_slots);
         if !body.len().is_multiple_of(record) {
             return Err(PyValueError::new_err("actor snapshot: a record is incomplete"));
         }

@@ -14,7 +14,10 @@ from service.engine import Engine, audience, packing
 from service.engine.audience import (
     ACTIVITY_BUCKET_S,
     BUSY,
+    BUSY_ACCOUNTS,
     FARM_LIKE,
+    MONTH_ACCOUNTS,
+    MONTH_TURNOVER,
     ActorActivity,
     ActorInteraction,
     AudienceSignal,
@@ -119,9 +122,59 @@ def test_breadth_slides_an_actor_forgets_accounts_of_buckets_that_left_the_perio
     # Two buckets on: still inside the period of four.
     activity.observe(bot, "acc-0", NOW + 2 * ACTIVITY_BUCKET_S)
     assert activity.distinct_accounts(bot) > 60
-    # Past the period: only the newest interaction is left.
-    assert activity.observe(bot, "acc-0", NOW + 6 * ACTIVITY_BUCKET_S) == 0
+    # Past the period: only the newest interaction is left in it, and the month view
+    # still holds the hundred accounts: busy.
+    assert activity.observe(bot, "acc-0", NOW + 6 * ACTIVITY_BUCKET_S) == BUSY
     assert activity.distinct_accounts(bot) == pytest.approx(1, abs=0.1)
+    assert activity.month_accounts_of(bot) > 60
+    # Past the month view (two slots of 8 buckets): ordinary again.
+    assert activity.observe(bot, "acc-0", NOW + 20 * ACTIVITY_BUCKET_S) == 0
+    assert activity.month_accounts_of(bot) == pytest.approx(1, abs=0.1)
+
+
+def test_a_bot_moving_on_over_a_month_turns_busy_a_person_with_stable_accounts_does_not(
+        ) -> None:
+    """The narrow docs reader's bot: a new customer every 1.5 days, 5-6 per 8-day
+    period, never busy by the period; over the month it has met MONTH_ACCOUNTS (10) and
+    more, and at least MONTH_TURNOVER (3) times its period's whenever its month view
+    holds about 3 weeks or more of it: busy then. A person of 8 accounts, every day,
+    never is."""
+    activity = ActorActivity()
+    bot, person = actor_hash("bot"), actor_hash("person")
+    bot_verdicts = []
+    person_verdicts = []
+    for hour in range(0, 48 * 24, 36):
+        at = NOW + hour * 3_600.0
+        bot_verdicts.append(activity.observe(bot, f"customer-{hour}", at))
+        assert activity.distinct_accounts(bot) < 8
+        person_verdicts.append(activity.observe(person, f"fav-{hour % 8}", at + 600))
+    assert not any(verdict & BUSY for verdict in bot_verdicts[:8])  # its first 12 days
+    late = bot_verdicts[len(bot_verdicts) // 2 :]
+    assert sum(1 for verdict in late if verdict & BUSY) >= len(late) // 2
+    assert not any(verdict & BUSY for verdict in person_verdicts)
+
+
+def test_many_accounts_over_the_month_are_busy_only_when_most_are_outside_the_period(
+        ) -> None:
+    """A person who cycles through 12 accounts, one a day, meets 6-9 of them in any
+    period: never busy by the period, and not a bot moving on (MONTH_TURNOVER, 3: the
+    month would need three times the period's accounts), though at MONTH_ACCOUNTS (10)
+    and more over the month; with any turnover allowed (1) it would be busy all the time
+    once its month is full."""
+    assert (MONTH_ACCOUNTS, MONTH_TURNOVER) == (10, 3)
+    late_busy = {}
+    for turnover in (1, MONTH_TURNOVER):
+        activity = ActorActivity(month_turnover=turnover)
+        person = actor_hash("person")
+        verdicts = []
+        for n in range(36):
+            verdicts.append(activity.observe(person, f"acc-{n % 12}",
+                                             NOW + n * DAY) & BUSY)
+            assert activity.distinct_accounts(person) < BUSY_ACCOUNTS
+        assert activity.month_accounts_of(person) >= MONTH_ACCOUNTS
+        late_busy[turnover] = sum(1 for verdict in verdicts[18:] if verdict)
+    assert late_busy[1] == 18
+    assert late_busy[MONTH_TURNOVER] == 0
 
 
 def test_an_interaction_older_than_the_actors_period_is_judged_but_not_kept() -> None:
@@ -169,13 +222,15 @@ def test_batch_yields_one_signal_per_account_and_bucket_with_its_farm_share() ->
     assert sum(s.interactions for s in signals.values()) == len(batch)
 
 
-def test_actors_are_bounded_by_the_cap_and_forgotten_after_the_period() -> None:
+def test_actors_are_bounded_by_the_cap_and_forgotten_after_the_month_view() -> None:
     activity = ActorActivity(max_actors=100)
     for n in range(250):
         activity.observe(n, "acc", NOW)
     assert len(activity) == 100
     assert activity.stats.evicted_actors == 150
-    assert activity.expire(NOW + 10 * ACTIVITY_BUCKET_S) == 100
+    # Past the period, within the month view: kept, their month's accounts count.
+    assert activity.expire(NOW + 6 * ACTIVITY_BUCKET_S) == 0
+    assert activity.expire(NOW + 20 * ACTIVITY_BUCKET_S) == 100
     assert len(activity) == 0
 
 
@@ -272,7 +327,7 @@ def test_a_snapshot_of_the_actor_side_restores_every_actor_and_its_verdicts() ->
         activity.observe(rng.getrandbits(64) if n % 3 else actor_hash("bot"),
                          f"acc-{rng.randrange(200)}", NOW + n * 100)
     data = activity.snapshot()
-    assert len(data) == 13 + len(activity) * 44
+    assert len(data) == 21 + len(activity) * 60
     again = ActorActivity()
     again.restore(data)
     assert again.snapshot() == data
@@ -283,6 +338,29 @@ def test_a_snapshot_of_the_actor_side_restores_every_actor_and_its_verdicts() ->
         actor_hash("bot"), "acc-x", later) == BUSY | FARM_LIKE
     with pytest.raises(ValueError, match="buckets"):
         ActorActivity(buckets=7).restore(data)
+    with pytest.raises(ValueError, match="month slots"):
+        ActorActivity(month_slots=3).restore(data)
+
+
+def test_an_actor_snapshot_of_version_1_loads_with_its_accounts_in_the_month_view() -> None:
+    """Written before the month view: 4 + 4 x 8 bytes of state an actor, no month
+    bitmaps; they are rebuilt from the period's slots, as the actors would have set them."""
+    import struct
+
+    activity = ActorActivity()
+    rng = random.Random(8)
+    for _n in range(2_000):
+        activity.observe(actor_hash(f"u{rng.randrange(300)}"), f"acc-{rng.randrange(60)}",
+                         NOW + rng.uniform(0, 4 * ACTIVITY_BUCKET_S))
+    data = activity.snapshot()
+    header = 13 + 8
+    old = struct.pack("<BdI", 1, ACTIVITY_BUCKET_S, 4) + b"".join(
+        data[start : start + 8 + 36] for start in range(header, len(data), 60))
+    again = ActorActivity()
+    again.restore(old)
+    assert again.snapshot() == data
+    bot = actor_hash("u7")
+    assert again.month_accounts_of(bot) == activity.month_accounts_of(bot) > 0
 
 
 def test_a_packed_batch_is_judged_as_its_interactions_and_old_batches_still_read() -> None:

@@ -45,11 +45,16 @@ class Setting:
     farm_accounts: float
     max_actors: int
     rotating_accounts: int
+    month_accounts: float
+    month_slots: int
+    month_span: int
+    month_turnover: int
 
     def activity(self, compiled: bool) -> ActorActivity:
         return ActorActivity(self.bucket_s, self.buckets, self.busy_accounts,
                              self.farm_accounts, self.max_actors, self.rotating_accounts,
-                             compiled=compiled)
+                             self.month_accounts, self.month_slots, self.month_span,
+                             self.month_turnover, compiled=compiled)
 
     def both(self) -> tuple[ActorActivity, ActorActivity]:
         """The reference and the compiled core, alike."""
@@ -64,6 +69,11 @@ settings_of_activity = st.builds(
     farm_accounts=st.floats(1.0, 300.0),  # past ~266: never by breadth alone
     max_actors=st.integers(1, 10),
     rotating_accounts=st.integers(1, 4),
+    # Months of a few buckets, so that the streams (up to 14 buckets) slide them.
+    month_accounts=st.floats(0.5, 40.0),
+    month_slots=st.integers(1, 3),
+    month_span=st.integers(1, 5),
+    month_turnover=st.integers(0, 3),
 )
 
 
