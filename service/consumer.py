@@ -38,7 +38,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from service import snapshot_child, snapshots
 from service.dead_letter import DeadLetter, DeadLetterPublisher
 from service.engine import AccountScore, EngineConfig, Outcome
-from service.engine.engine import FOLD_OUTCOMES
+from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
 from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
 from service.engine.store import hot_capacity_for
@@ -394,7 +394,9 @@ class StreamProcessor:
             log.info("consuming", extra={"topic": settings.events_topic,
                                          "group": settings.consumer_group,
                                          "partitions": topology.partitions,
-                                         "advertised_url": settings.own_url})
+                                         "advertised_url": settings.own_url,
+                                         "native_fold": settings.native_fold
+                                         and NATIVE_FOLD_AVAILABLE})
             standbys = asyncio.create_task(self._follow_standbys(), name="standbys")
             try:
                 await self._consume(consumer)
