@@ -31,10 +31,11 @@ const V2: u8 = 2;
 const V2_RECORD: usize = 20; // actor hash (u64), occurred_at (f64), account index (u32)
 const MAX_BUCKET: i64 = u32::MAX as i64; // the newest bucket lives in 32 bits
 
-/// A hasher for keys that are already uniform 64-bit hashes (or small test numbers): one
-/// folded multiplication, instead of SipHash's rounds.
+/// A hasher for keys that are already uniform 64-bit hashes or small integers (actor
+/// hashes here, hour numbers in dedupe.rs): one folded multiplication, instead of
+/// SipHash's rounds.
 #[derive(Default)]
-struct FoldHasher(u64);
+pub(crate) struct FoldHasher(u64);
 
 impl Hasher for FoldHasher {
     fn finish(&self) -> u64 {
@@ -50,6 +51,10 @@ impl Hasher for FoldHasher {
     fn write_u64(&mut self, value: u64) {
         let product = ((self.0 ^ value) as u128) * (FIBONACCI as u128);
         self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn write_i64(&mut self, value: i64) {
+        self.write_u64(value as u64);
     }
 }
 

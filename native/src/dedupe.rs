@@ -16,7 +16,9 @@
 //! `EventIds.core` without going back to Python.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use crate::actors::FoldHasher;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -29,33 +31,9 @@ const HOUR_BYTES: usize = std::mem::size_of::<(i64, Hour)>() + 16;
 /// What glibc's malloc adds to a shard's allocation (its size word, rounded to 16).
 const MALLOC_OVERHEAD: usize = 16;
 
-/// The hour numbers as keys: one multiplication, not SipHash's rounds (they are small
-/// integers an attacker does not choose freely: their range is the horizon).
-#[derive(Default)]
-struct HourHasher(u64);
-
-impl Hasher for HourHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(*byte as u64);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        let product = ((self.0 ^ value) as u128) * (0x9E37_79B9_7F4A_7C15u64 as u128);
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-
-    fn write_i64(&mut self, value: i64) {
-        self.write_u64(value as u64);
-    }
-}
-
-type Hours = HashMap<i64, Hour, BuildHasherDefault<HourHasher>>;
+// The hour numbers as keys: small integers an attacker does not choose freely (their
+// range is the horizon), hashed by one multiplication rather than SipHash's rounds.
+type Hours = HashMap<i64, Hour, BuildHasherDefault<FoldHasher>>;
 
 /// `xxh3_64` of the id's UTF-8 bytes: `dedupe.event_id_hash`.
 pub(crate) fn event_id_hash(event_id: &str) -> u64 {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
@@ -106,16 +105,7 @@ fn id_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>>
     if !text.is_ascii() {
         return Ok(PyString::new(py, text));
     }
-    unsafe {
-        let raw = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
-        let object = Bound::from_owned_ptr_or_err(py, raw)?;
-        std::ptr::copy_nonoverlapping(
-            text.as_ptr(),
-            ffi::PyUnicode_DATA(raw).cast::<u8>(),
-            text.len(),
-        );
-        Ok(object.cast_into_unchecked::<PyString>())
-    }
+    crate::wire::ascii_string(py, text)
 }
 
 /// `sketches.actor_hash`: blake2b with an 8-byte digest, read little-endian.

@@ -492,7 +492,7 @@ impl InteractionDecoder {
 }
 
 /// A str of ASCII text, copied in (`PyString::new` would decode it as UTF-8 first).
-fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+pub(crate) fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
     debug_assert!(text.is_ascii());
     // SAFETY: PyUnicode_New(n, 127) makes a compact ASCII str of n bytes to fill; `text`
     // is ASCII (`Cursor::string` lets nothing else through) and exactly n bytes long.
