@@ -8,10 +8,9 @@ import struct
 import zlib
 from pathlib import Path
 
-import pytest
-
 import lz4.frame
 import msgpack
+import pytest
 
 from service import snapshot_child, snapshots
 from service.engine import EngineConfig
@@ -196,7 +195,8 @@ def test_a_snapshot_holds_the_actor_activity_with_its_month_view(tmp_path: Path)
     store = snapshots.partition_store(tmp_path, 0, keep=3)
     write(store, state)
     snapshot = store.load_newest()
-    assert snapshot is not None and snapshot.actors is not None
+    assert snapshot is not None
+    assert snapshot.actors is not None
     # An owner's activity reflects every record it judged: up to its committed position.
     assert snapshot.header["actors_next"] == 40
     restored = restored_from_snapshot(store)
@@ -230,7 +230,8 @@ def test_a_format_3_snapshot_loads_and_its_actors_are_replayed_from_the_beginnin
     store.write(struct.pack(">8sHQI", snapshots.MAGIC, 3, len(payload), zlib.crc32(payload))
                 + payload)
     snapshot = store.load_newest()
-    assert snapshot is not None and snapshot.actors is None
+    assert snapshot is not None
+    assert snapshot.actors is None
     restored = restored_from_snapshot(store)
     assert restored.engine.score("a") == state.engine.score("a")
     assert (len(restored.actors), restored.actors_warm_next) == (0, 0)
