@@ -14,8 +14,9 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from service import snapshots
 from service.consumer import Owned, StreamProcessor, Unavailable
-from service.engine.audience import ActorActivity, actor_partition
+from service.engine.audience import ACTIVITY_BUCKET_S, ActorActivity, actor_partition
 from service.engine.sketches import actor_hash
 from service.metrics import Metrics
 from service.partition_state import Status
@@ -301,6 +302,36 @@ async def test_the_actors_month_view_survives_a_restart_the_repartition_topic_no
     assert 2 < recent < 4
     assert await run("one", restored) == reference.month_accounts_of(bot) > 30
     assert await run("three", restored) == recent
+
+
+async def test_a_snapshot_whose_actor_activity_does_not_fit_is_loaded_without_it(
+    tmp_path: Path,
+) -> None:
+    """An actor activity taken with another period (a changed build) is refused, not
+    retried forever: the snapshot's accounts load and the actors are replayed."""
+    broker = broker_with_events(partitions=2)
+    produce(broker, events("x", 4, "a"))
+    settings = settings_for(tmp_path, "one")
+    first = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(first.run())
+    await run_until(first, lambda: sum(s.actors.stats.observed
+                                       for s in first.states.values()) == 4)
+    activity = {p: s.actors.snapshot() for p, s in first.states.items()}
+    first.stop()
+    await task
+    other = ActorActivity(bucket_s=ACTIVITY_BUCKET_S / 2).snapshot()
+    for partition in range(2):
+        store = snapshots.partition_store(settings.snapshot_dir, partition, 3)
+        newest = store.load_newest()
+        assert newest is not None
+        store.write(snapshots.encode(newest.header, newest.account_pairs(), other))
+    again = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(again.run())
+    await run_until(again, lambda: likes_of(again, "x") == 4 and all(
+        s.status is Status.ACTIVE for s in again.states.values()) and len(again.states) == 2)
+    assert {p: s.actors.snapshot() for p, s in again.states.items()} == activity
+    again.stop()
+    await task
 
 
 def stream_records(broker: InMemoryBroker) -> list[tuple[bytes | None, bytes | None]]:
