@@ -702,11 +702,21 @@ class StreamProcessor:
         snapshot = await asyncio.to_thread(store.load_newest)
         if snapshot is None:
             return
+        actors = snapshot.actors
         with snapshots.collector_paused():
-            state.load_snapshot(snapshot.header, snapshot.account_pairs())
+            try:
+                state.load_snapshot(snapshot.header, snapshot.account_pairs(), actors)
+            except ValueError as unusable:  # taken with another period or month view
+                log.warning("snapshot's actor activity unusable; replayed from the "
+                            "repartition topic", extra={"partition": state.partition,
+                                                        "reason": str(unusable)})
+                actors = None
+                state.load_snapshot(snapshot.header, snapshot.account_pairs())
         log.info("partition snapshot loaded", extra={
             "partition": state.partition, "path": str(snapshot.path),
-            "accounts": len(state.engine.accounts), "changelog_next": state.changelog_next})
+            "accounts": len(state.engine.accounts), "changelog_next": state.changelog_next,
+            "actors": len(state.actors) if actors is not None else None,
+            "actors_next": state.actors_warm_next})
 
     async def _read_committed_state(self, state: PartitionState, phases: dict[str, float]
                                     ) -> PartitionState:
@@ -761,14 +771,15 @@ class StreamProcessor:
                            ) -> PartitionState:
         """The actor side's activity is a function of its repartition partition: replay
         what was already judged (up to the committed offset), emitting nothing; from
-        where a standby got to, if the state was one."""
+        where the local snapshot's activity or a standby got to, unless retention has
+        deleted records after that (then all of it, from the topic's beginning)."""
         until = state.actors_position
         if not until or state.actors_warm_next >= until:
             return state
         tp = TopicPartition(self.settings.actors, state.partition)
         reader.assign([tp])
         begin = (await reader.beginning_offsets([tp]))[tp]
-        reader.seek(tp, max(begin, state.actors_warm_next))
+        reader.seek(tp, state.actors_replay_from(begin))
         while await reader.position(tp) < until:
             batch = await reader.getmany(tp, timeout_ms=500, max_records=1_000)
             for record in batch.get(tp, ()):

@@ -34,9 +34,10 @@ partition of the same number of the actors' repartition topic (service/engine/au
 counted interactions go out re-keyed by actor, what the actors' activity says comes back
 as signals keyed by account. Both outputs are produced in the checkpoint's transaction,
 with the offsets of all three inputs, so each interaction is judged once and each signal
-folded once. The actor activity is not in the changelog: a restore replays the
-repartition partition up to its committed offset through it (the period is days; the
-topic keeps them), which emits nothing.
+folded once. The actor activity is not in the changelog: the local snapshot holds it
+with the repartition offset it reflects, and a restore replays the repartition partition
+from there (from its beginning without a snapshot) up to its committed offset through
+it, which emits nothing.
 Account ids cannot contain "!" (service/events.py), so the keys never collide.
 """
 
@@ -229,6 +230,25 @@ class PartitionState:
     def warm_actors(self, message: bytes) -> None:
         """A batch the actor side already judged before a move: activity only."""
         self.actors.observe_packed(message)
+
+    @property
+    def actors_next(self) -> int:
+        """The repartition offset the actor activity reflects: an owner has judged every
+        record up to its position (`actors_warm_next` stays where its restore stopped);
+        a restore or a standby has read up to `actors_warm_next`."""
+        if self.status is Status.ACTIVE:
+            return self.actors_position or 0
+        return self.actors_warm_next
+
+    def actors_replay_from(self, begin: int) -> int:
+        """Where to read the repartition partition from into the actor activity, given
+        the partition's first offset still held. Activity that reflects less than the
+        records before `begin` would miss the ones retention deleted: it is discarded,
+        and rebuilt from the beginning, as without a snapshot."""
+        if self.actors_warm_next < begin and (self.actors_warm_next or len(self.actors)):
+            self.actors = ActorActivity()
+            self.actors_warm_next = 0
+        return max(begin, self.actors_warm_next)
 
     def fold_signals(self, message: bytes) -> int:
         signals = unpack_signals(message)
@@ -521,6 +541,7 @@ class PartitionState:
             "partition": self.partition,
             "position": self.position,
             "actors_position": self.actors_position,
+            "actors_next": self.actors_next,  # what `self.actors.snapshot()` reflects
             "signals_position": self.signals_position,
             "changelog_next": self.changelog_next,
             "sequence": self.sequence,
@@ -534,8 +555,15 @@ class PartitionState:
     def packed_accounts(self) -> Iterator[tuple[str, bytes]]:
         return self.engine.accounts.packed()
 
-    def load_snapshot(self, header: dict[str, Any],
-                      accounts: Iterable[tuple[str, bytes]]) -> None:
+    def load_snapshot(self, header: dict[str, Any], accounts: Iterable[tuple[str, bytes]],
+                      actors: bytes | None = None) -> None:
+        """`actors`: the actor activity as of `header["actors_next"]`; without it (a
+        format 3 file) the activity is replayed from the repartition topic's beginning."""
+        if actors is not None:
+            activity = ActorActivity()
+            activity.restore(actors)
+            self.actors = activity
+            self.actors_warm_next = int(header["actors_next"])
         self.position = header["position"]
         self.actors_position = header.get("actors_position")
         self.signals_position = header.get("signals_position")

@@ -28,15 +28,16 @@ def write_partitions(states: list[PartitionState], directory: Path, keep: int
                      ) -> dict[str, Any]:
     """Writes one snapshot file per partition; the one place snapshots are made (the
     forked child calls it, and so does the in-process path)."""
-    written = accounts = 0
+    written = accounts = actors = 0
     for state in states:
         packed = list(state.packed_accounts())
-        data = snapshots.encode(state.snapshot_header(), packed)
+        data = snapshots.encode(state.snapshot_header(), packed, state.actors.snapshot())
         snapshots.partition_store(directory, state.partition, keep).write(data)
         written += len(data)
         accounts += len(packed)
+        actors += len(state.actors)
     return {"path": str(directory), "bytes": written, "accounts": accounts,
-            "partitions": sorted(state.partition for state in states)}
+            "actors": actors, "partitions": sorted(state.partition for state in states)}
 
 
 def start(states: list[PartitionState], directory: Path, keep: int) -> tuple[int, int]:

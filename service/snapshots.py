@@ -9,9 +9,12 @@ File layout (all integers big-endian), one folder per partition (`partition-<n>/
     payload = lz4 frame(msgpack({"header": the partition's offsets, clock and dedupe ids
                                  (PartitionState.snapshot_header),
                                  "accounts": [account_id, packed account, ...],
+                                 "actors": the actor activity (ActorActivity.snapshot),
                                  "written_at": epoch seconds}))
-Version 3 is per partition. Files of other versions are refused with a log line, and the
-partition is restored from the changelog instead.
+Version 4 holds the actor activity, with the repartition offset it reflects
+(`actors_next` in the header); version 3 (per partition, without it) still loads, and its
+actor activity is then replayed from the repartition topic. Files of other versions are
+refused with a log line, and the partition is restored from the changelog instead.
 Files are written to a temporary name, fsynced and renamed, so a reader sees a whole
 snapshot or none; a damaged file is detected by length and checksum and skipped.
 """
@@ -34,7 +37,8 @@ from typing import Any
 import lz4.frame
 import msgpack
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, FORMAT_VERSION)
 MAGIC = b"ENGSNAP1"
 _HEADER = struct.Struct(">8sHQI")
 _NAME = re.compile(r"^snapshot-(\d{12})\.bin$")
@@ -65,16 +69,22 @@ class Snapshot:
     header: dict[str, Any]  # PartitionState.snapshot_header
     accounts: list[Any]  # id, packed, id, packed, ...
     written_at: float
+    actors: bytes | None = None  # ActorActivity.snapshot(); None in a version 3 file
 
     def account_pairs(self) -> Iterable[tuple[str, bytes]]:
         return zip(self.accounts[::2], self.accounts[1::2], strict=True)
 
 
-def encode(header: dict[str, Any], accounts: Iterable[tuple[str, bytes]]) -> bytes:
+def encode(header: dict[str, Any], accounts: Iterable[tuple[str, bytes]],
+           actors: bytes) -> bytes:
+    """`header` must name the repartition offset `actors` reflects (`actors_next`)."""
+    if "actors_next" not in header:
+        raise ValueError("the header does not say which offset the actor activity reflects")
     body = {
         "written_at": time.time(),
         "header": header,
         "accounts": [part for pair in accounts for part in pair],
+        "actors": actors,
     }
     payload: bytes = lz4.frame.compress(msgpack.packb(body, use_bin_type=True))
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload)) + payload
@@ -86,10 +96,10 @@ def decode(path: Path, data: bytes) -> Snapshot:
     magic, version, length, checksum = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise SnapshotError(f"{path.name}: not a snapshot file (bad magic)")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SnapshotError(
-            f"{path.name}: format version {version}; this build reads version {FORMAT_VERSION}"
-        )
+            f"{path.name}: format version {version}; this build reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}")
     payload = data[_HEADER.size :]
     if len(payload) != length:
         raise SnapshotError(f"{path.name}: truncated ({len(payload)} of {length} bytes)")
@@ -101,7 +111,10 @@ def decode(path: Path, data: bytes) -> Snapshot:
         )
     except (ValueError, RuntimeError, msgpack.UnpackException) as broken:
         raise SnapshotError(f"{path.name}: undecodable payload ({broken})") from broken
-    return Snapshot(path, body["header"], body["accounts"], float(body["written_at"]))
+    actors = body["actors"] if version >= 4 else None
+    if actors is not None and not isinstance(actors, bytes):
+        raise SnapshotError(f"{path.name}: the actor activity is not bytes")
+    return Snapshot(path, body["header"], body["accounts"], float(body["written_at"]), actors)
 
 
 def partition_store(directory: Path, partition: int, keep: int) -> SnapshotStore:

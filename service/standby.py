@@ -172,7 +172,7 @@ class Standbys:
                 self._held_actors[partition] = []
             reader.seek(changelog, max(begins[changelog], state.changelog_next))
             actors = TopicPartition(topics.actors, partition)
-            reader.seek(actors, max(begins[actors], state.actors_warm_next))
+            reader.seek(actors, state.actors_replay_from(begins[actors]))
 
     async def _note_positions(self, reader: AIOKafkaConsumer) -> None:
         """Transaction markers take offsets too: a standby that has read everything is at

@@ -577,6 +577,12 @@ class ActorActivity:
                 raise ValueError(f"actor snapshot of {month[0]} month slots of {month[1]} "
                                  f"buckets, not {self.month_slots} of {self.month_span}")
             body = body[_SNAPSHOT_MONTH.size :]
+            if self._core is not None:  # the core's own records: no Python int per actor
+                record = 8 + self._state_bytes(self.buckets + self.month_slots)
+                if len(body) % record:
+                    raise ValueError("actor snapshot: a record is incomplete")
+                self._core.restore_records(bytes(body))
+                return
             states = self._read_states(body, self.buckets + self.month_slots)
         else:
             states = [(actor, self._with_month(state))

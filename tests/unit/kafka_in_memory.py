@@ -48,6 +48,9 @@ class InMemoryBroker:
     commit_gate: asyncio.Event | None = None
     commits_waiting: int = 0
     members: list[Any] = field(default_factory=list)  # the group's consumers, in join order
+    # (topic, partition) -> its first offset still held: records before it were deleted
+    # by retention (they stay in `logs`, so offsets remain list indexes, but no one reads them).
+    log_start: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def rebalance(self) -> None:
         from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -162,7 +165,7 @@ class _Consumer:
         return self.positions[tp]
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: 0 for tp in tps}
+        return {tp: self.broker.log_start.get((tp.topic, tp.partition), 0) for tp in tps}
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._end(tp) for tp in tps}
@@ -195,7 +198,10 @@ class _Consumer:
             if tp in self.paused:
                 continue
             log = self.broker.logs[tp.topic][tp.partition]
-            start, end = self.positions[tp], self._end(tp)
+            # Below the log's start a consumer resets to it (auto_offset_reset=earliest).
+            start = max(self.positions[tp],
+                        self.broker.log_start.get((tp.topic, tp.partition), 0))
+            end = self._end(tp)
             records = [r for r in log[start:end]
                        if not self.read_committed or (r.committed and not r.aborted)]
             records = records[:max_records] if max_records else records

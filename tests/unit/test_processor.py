@@ -14,10 +14,14 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from service import snapshots
 from service.consumer import Owned, StreamProcessor, Unavailable
+from service.engine.audience import ACTIVITY_BUCKET_S, ActorActivity, actor_partition
+from service.engine.sketches import actor_hash
 from service.metrics import Metrics
+from service.partition_state import Status
 from service.settings import Settings
-from tests.events import interaction, post
+from tests.events import T0, interaction, post
 from tests.unit.kafka_in_memory import InMemoryBroker, InMemoryClients
 
 TOPIC = "events"
@@ -244,6 +248,89 @@ async def test_the_audience_signal_goes_round_through_kafka_and_survives_a_move(
     assert again is not None
     assert again["from_farm_like_actors"] == before + 1
     second.stop()
+    await task
+
+
+async def test_the_actors_month_view_survives_a_restart_the_repartition_topic_no_longer_covers(
+    tmp_path: Path,
+) -> None:
+    """A bot liked 30 accounts 20 days ago (outside the 6-8 day period, inside the month
+    view), then retention deleted those repartition records, then it liked 3 more on
+    another instance. Restored from its local snapshot, the first instance's month view
+    of the bot holds all 33 (the snapshot's, and the 3 replayed from the offset it names);
+    restored without one, only the 3 the topic still holds."""
+    day = 86_400.0
+    broker = broker_with_events(partitions=3)
+    bot = actor_hash("bot-1")
+    actor_side = actor_partition(bot, 3)
+    reference = ActorActivity()
+    old = [(f"old-{number}", 0.0, 60.0 + number) for number in range(30)]
+    new = [(f"new-{number}", 20 * day, 20 * day + 60 + number) for number in range(3)]
+
+    def produce_likes(likes: list[tuple[str, float, float]]) -> None:
+        produce(broker, [event for account, posted, liked in likes for event in (
+            post(account, "p1", posted), interaction("like", account, "p1", "bot-1", liked))])
+        for account, _, liked in likes:
+            reference.observe(bot, account, T0.timestamp() + liked)
+
+    def month_view(processor: StreamProcessor) -> float:
+        state = processor.states.get(actor_side)
+        return 0.0 if state is None else state.actors.month_accounts_of(bot)
+
+    def restored(processor: StreamProcessor) -> bool:
+        return len(processor.states) == 3 and all(
+            s.status is Status.ACTIVE for s in processor.states.values())
+
+    async def run(name: str, done: Callable[[StreamProcessor], bool]) -> float:
+        settings = settings_for(tmp_path, name)
+        processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+        task = asyncio.create_task(processor.run())
+        await run_until(processor, lambda: done(processor))
+        seen = month_view(processor)
+        processor.stop()
+        await task  # a final checkpoint and snapshot
+        return seen
+
+    produce_likes(old)
+    assert await run("one", lambda p: month_view(p) == reference.month_accounts_of(bot)) > 25
+    actors = settings_for(tmp_path, "one").actors
+    for partition, log in enumerate(broker.logs[actors]):
+        broker.log_start[(actors, partition)] = len(log)  # retention: all of it deleted
+    produce_likes(new)
+    recent = await run("two", lambda p: sum(s.actors.stats.observed
+                                            for s in p.states.values()) == 3)
+    assert 2 < recent < 4
+    assert await run("one", restored) == reference.month_accounts_of(bot) > 30
+    assert await run("three", restored) == recent
+
+
+async def test_a_snapshot_whose_actor_activity_does_not_fit_is_loaded_without_it(
+    tmp_path: Path,
+) -> None:
+    """An actor activity taken with another period (a changed build) is refused, not
+    retried forever: the snapshot's accounts load and the actors are replayed."""
+    broker = broker_with_events(partitions=2)
+    produce(broker, events("x", 4, "a"))
+    settings = settings_for(tmp_path, "one")
+    first = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(first.run())
+    await run_until(first, lambda: sum(s.actors.stats.observed
+                                       for s in first.states.values()) == 4)
+    activity = {p: s.actors.snapshot() for p, s in first.states.items()}
+    first.stop()
+    await task
+    other = ActorActivity(bucket_s=ACTIVITY_BUCKET_S / 2).snapshot()
+    for partition in range(2):
+        store = snapshots.partition_store(settings.snapshot_dir, partition, 3)
+        newest = store.load_newest()
+        assert newest is not None
+        store.write(snapshots.encode(newest.header, newest.account_pairs(), other))
+    again = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    task = asyncio.create_task(again.run())
+    await run_until(again, lambda: likes_of(again, "x") == 4 and all(
+        s.status is Status.ACTIVE for s in again.states.values()) and len(again.states) == 2)
+    assert {p: s.actors.snapshot() for p, s in again.states.items()} == activity
+    again.stop()
     await task
 
 
