@@ -120,8 +120,9 @@ const fn crc32_table() -> [u32; 256] {
 
 static CRC32: [u32; 256] = crc32_table();
 
-/// `zlib.crc32`: once per distinct account of a batch, so a table is enough.
-fn crc32(bytes: &[u8]) -> u32 {
+/// `zlib.crc32`: once per distinct account of a batch here, and the store's activity shard
+/// of an account (`crc32(id) & 63`) in fold.rs; a table is enough.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for byte in bytes {
         crc = CRC32[((crc ^ *byte as u32) & 0xff) as usize] ^ (crc >> 8);

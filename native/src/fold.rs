@@ -24,6 +24,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
 
+use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::wire::{decode_interaction, InteractionKind};
 use crate::{account_slot, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS};
@@ -115,33 +116,6 @@ pub(crate) fn actor_hash(actor_id: &str) -> u64 {
     let mut digest = [0u8; 8];
     hasher.finalize_variable(&mut digest).expect("the digest is 8 bytes");
     u64::from_le_bytes(digest)
-}
-
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut index = 0;
-    while index < 256 {
-        let mut value = index as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            value = if value & 1 != 0 { 0xEDB8_8320 ^ (value >> 1) } else { value >> 1 };
-            bit += 1;
-        }
-        table[index] = value;
-        index += 1;
-    }
-    table
-}
-
-static CRC32: [u32; 256] = crc32_table();
-
-/// `zlib.crc32`: the store's activity shard of an account is `crc32(id) & 63`.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in bytes {
-        crc = CRC32[((crc ^ byte as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
 }
 
 /// `sketches.hll_add` on a bytearray of 256 registers.
