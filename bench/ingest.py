@@ -154,7 +154,7 @@ async def produce(topic: str, count: int, workload: str = "realistic") -> None:
         await producer.stop()
 
 
-async def bare(topic: str, count: int) -> tuple[float, float]:
+async def bare(topic: str, count: int) -> dict[str, float]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP,
                                 group_id=f"bare-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
@@ -162,17 +162,33 @@ async def bare(topic: str, count: int) -> tuple[float, float]:
     started, cpu_started = time.perf_counter(), time.process_time()
     await consumer.start()
     seen = 0
+    first: tuple[float, float, int] | None = None
     try:
         while seen < count:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             seen += sum(len(records) for records in batch.values())
+            if first is None and seen:
+                first = time.perf_counter(), time.process_time(), seen
     finally:
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        ended, cpu_ended = time.perf_counter(), time.process_time()
         await consumer.stop()
-    return elapsed, cpu
+    return timings(started, cpu_started, ended, cpu_ended, first, count)
 
 
-async def pipeline(topic: str, count: int, compiled: bool = True) -> tuple[float, float]:
+def timings(started: float, cpu_started: float, ended: float, cpu_ended: float,
+            first: tuple[float, float, int] | None, count: int) -> dict[str, float]:
+    """From start to the last event, and the steady part: from the moment the first
+    events were through (after the group join, the topics and producers a start
+    creates) to the last, over the events after that moment. CPU time over the same
+    spans too: what other work on a shared machine disturbs least."""
+    assert first is not None
+    first_at, first_cpu, first_events = first
+    return {"seconds": ended - started, "cpu_seconds": cpu_ended - cpu_started,
+            "steady_seconds": ended - first_at, "steady_cpu_seconds": cpu_ended - first_cpu,
+            "steady_events": count - first_events}
+
+
+async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, float]:
     from service.consumer import StreamProcessor
     from service.engine import packing
     from service.metrics import Metrics
@@ -188,14 +204,18 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> tuple[float
         consumer = StreamProcessor(settings, Metrics())
         started, cpu_started = time.perf_counter(), time.process_time()
         task = asyncio.create_task(consumer.run())
-        while sum(s.position or 0 for s in consumer.states.values()) < count:
+        first: tuple[float, float, int] | None = None
+        while (done := sum(s.position or 0 for s in consumer.states.values())) < count:
             if task.done():
                 task.result()
+            if first is None and done:
+                first = time.perf_counter(), time.process_time(), done
             await asyncio.sleep(0.01)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        ended, cpu_ended = time.perf_counter(), time.process_time()
         consumer.stop()
         await task
-    return elapsed, cpu
+    return timings(started, cpu_started, ended, cpu_ended, first or (ended, cpu_ended, count),
+                   count)
 
 
 def quix(topic: str, count: int, changelog: bool) -> float:
@@ -411,14 +431,18 @@ VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
 
 
 def run_child(kind: str, topic: str, count: int, checkout: Path = REPO,
-              env: dict[str, str] | None = None) -> float:
-    # `-m` puts the working directory first on the path: the checkout's code runs.
-    result = subprocess.run([sys.executable, "-m", "bench.ingest", "--child", kind,
+              env: dict[str, str] | None = None) -> dict[str, float]:
+    """One contender in its own process. Another checkout's service code runs under this
+    checkout's harness (its folder first on the path), so that every contender is timed
+    the same way."""
+    extra = {} if checkout == REPO else {"PYTHONPATH": str(checkout)}
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "ingest.py"), "--child", kind,
                              "--topic", topic, "--events", str(count)],
                             capture_output=True, text=True, check=True, cwd=checkout,
-                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING",
+                            env={**os.environ, "ENGAGEMENT_LOG_LEVEL": "WARNING", **extra,
                                  **(env or {})})
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+    answer: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
 
 
 def main() -> None:
@@ -445,14 +469,16 @@ def main() -> None:
     parser.add_argument("--fold-alone", action="store_true",
                         help="no Kafka: the consumer's loop with the native fold and with "
                              "the Python one")
+    parser.add_argument("--use-topic", nargs=2, action="append", default=[],
+                        metavar=("WORKLOAD", "TOPIC"),
+                        help="a topic an earlier run produced (its name is printed) holding "
+                             "exactly --events events of that workload, instead of a new one")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    arguments.use_topics = dict(arguments.use_topic)
     if arguments.child:
         kind, topic, count = arguments.child, arguments.topic, arguments.events
-        # CPU time over the same span as the wall time: what other work on a shared
-        # machine disturbs least (bench.backfill compares builds by it).
-        cpu: float | None = None
         if kind == "engine":
             workload, hot, codec = topic.split(":", 2)
             print(json.dumps(engine_alone(workload, count, int(hot), codec)))
@@ -462,12 +488,12 @@ def main() -> None:
             print(json.dumps(fold_alone(workload, count, mode == "native")))
             return
         if kind == "bare":
-            seconds, cpu = asyncio.run(bare(topic, count))
+            answer = asyncio.run(bare(topic, count))
         elif kind in ("pipeline", "pipeline-reference"):
-            seconds, cpu = asyncio.run(pipeline(topic, count, kind == "pipeline"))
+            answer = asyncio.run(pipeline(topic, count, kind == "pipeline"))
         else:
-            seconds = quix(topic, count, changelog=kind == "quix")
-        print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
+            answer = {"seconds": quix(topic, count, changelog=kind == "quix")}
+        print(json.dumps(answer))
         return
     count = arguments.events
     checkouts = {Path(path).resolve().name: Path(path).resolve() for path in arguments.compare}
@@ -481,32 +507,43 @@ def main() -> None:
         return
     ensure_broker()
     for workload in arguments.workloads:
-        topic = f"bench-ingest-{workload}-{uuid.uuid4().hex[:8]}"
-        started = time.perf_counter()
-        asyncio.run(produce(topic, count, workload))
-        print(f"[{workload}] produced {count:,} events to {topic} in "
-              f"{time.perf_counter() - started:.1f} s")
+        topic = arguments.use_topics.get(workload, "")
+        if not topic:
+            topic = f"bench-ingest-{workload}-{uuid.uuid4().hex[:8]}"
+            started = time.perf_counter()
+            asyncio.run(produce(topic, count, workload))
+            print(f"[{workload}] produced {count:,} events to {topic} in "
+                  f"{time.perf_counter() - started:.1f} s")
         variants = ([] if arguments.variants is None
                     else arguments.variants or list(VARIANTS))
         kinds = ["bare", "pipeline", *variants, *checkouts]
         if workload == "realistic" and not arguments.skip_quix:
             kinds += ["quix", "quix-no-changelog"]
         rates: dict[str, float] = {}
+        steady: dict[str, float] = {}
         for round_number in range(arguments.rounds):
             for kind in kinds:
                 if kind in checkouts:
-                    seconds = run_child("pipeline", topic, count, checkouts[kind])
+                    answer = run_child("pipeline", topic, count, checkouts[kind])
                 elif kind in VARIANTS:
                     child, env = VARIANTS[kind]
-                    seconds = run_child(child, topic, count, env=env)
+                    answer = run_child(child, topic, count, env=env)
                 else:
-                    seconds = run_child(kind, topic, count)
+                    answer = run_child(kind, topic, count)
+                seconds = answer["seconds"]
                 rates[kind] = max(rates.get(kind, 0.0), count / seconds)
-                print(f"[{workload}] round {round_number + 1} {kind:>18}: {seconds:7.2f} s  "
-                      f"{count / seconds:>10,.0f} events/s", flush=True)
+                line = (f"[{workload}] round {round_number + 1} {kind:>18}: {seconds:7.2f} s  "
+                        f"{count / seconds:>10,.0f} events/s")
+                if answer.get("steady_events"):
+                    rate = answer["steady_events"] / answer["steady_seconds"]
+                    steady[kind] = max(steady.get(kind, 0.0), rate)
+                    line += (f"; steady {answer['steady_seconds']:.2f} s {rate:>10,.0f} events/s"
+                             f" (CPU {answer['steady_cpu_seconds']:.2f} s)")
+                print(line, flush=True)
         for contender in ("pipeline", *variants, *checkouts):
             print(f"[{workload}] {contender} / bare aiokafka: "
-                  f"{rates[contender] / rates['bare']:.3f}x")
+                  f"{rates[contender] / rates['bare']:.3f}x; steady "
+                  f"{steady[contender] / steady['bare']:.3f}x")
         for peer in ("quix", "quix-no-changelog"):
             if peer in rates:
                 print(f"[{workload}] pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
