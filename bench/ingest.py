@@ -192,6 +192,7 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, f
     from service.consumer import StreamProcessor
     from service.engine import packing
     from service.metrics import Metrics
+    from service.runtime_tuning import CollectorPacer
     from service.settings import Settings
 
     with tempfile.TemporaryDirectory() as folder:
@@ -201,9 +202,14 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, f
                             snapshot_dir=Path(folder), snapshot_interval_s=3600,
                             expiry_interval_s=3600)
         packing.use_compiled(compiled)
-        consumer = StreamProcessor(settings, Metrics())
+        metrics = Metrics()
+        consumer = StreamProcessor(settings, metrics)
         started, cpu_started = time.perf_counter(), time.process_time()
         task = asyncio.create_task(consumer.run())
+        # What the service runs beside the consumer (service/app.py): the loop monitor and
+        # the collector's pacer.
+        background = [asyncio.create_task(metrics.loop_monitor().run()),
+                      asyncio.create_task(CollectorPacer().run())]
         first: tuple[float, float, int] | None = None
         while (done := sum(s.position or 0 for s in consumer.states.values())) < count:
             if task.done():
@@ -212,6 +218,8 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, f
                 first = time.perf_counter(), time.process_time(), done
             await asyncio.sleep(0.01)
         ended, cpu_ended = time.perf_counter(), time.process_time()
+        for helper in background:
+            helper.cancel()
         consumer.stop()
         await task
     return timings(started, cpu_started, ended, cpu_ended, first or (ended, cpu_ended, count),
