@@ -1,20 +1,22 @@
-//! The engine's per-event path for interactions, compiled: a partition's Kafka records
-//! folded in a loop (`Engine.fold_records` in service/engine/engine.py).
+//! The engine's per-event path, compiled: a partition's Kafka records folded in a loop
+//! (`Engine.fold_records` in service/engine/engine.py).
 //!
 //! For each record in order it does what the consumer's Python loop does for a like,
-//! comment or share: `decode_event` (wire.rs), `Engine.apply` (the horizon, the dedupe
-//! memory, stream time, the lag statistics, the account activated in the store as
-//! `AccountStore.activate` does, `Account.touch`, `Account.record_interaction` with
-//! `ActorSketch.add`), the outcome count and `PartitionState.route_interaction`, on the
-//! same Python objects (their slots read and written in place, as the codec in lib.rs
-//! does). It stops at the first record it does not fold alone, and returns its index:
-//! anything `decode_interaction` leaves to Python (posts, follower counts, invalid
-//! messages, unusual forms). The rarer steps of an interaction are the Python methods,
-//! called from here: an account not hot (`Engine._account_for`), a new post or sketch
-//! bucket, a sketch past its exact capacity (`Account.record_interaction`), the
-//! dedupe memory over its cap (`Engine._forget_oldest_event_ids`). The Python engine
-//! is the reference; tests/unit/test_native_fold.py folds random streams both ways and
-//! compares the states byte for byte.
+//! comment, share, post or follower count: `decode_event` (wire.rs), `Engine.apply` (the
+//! horizon, the dedupe memory, stream time, the lag statistics, the account activated in
+//! the store as `AccountStore.activate` does, `Account.touch`, then
+//! `Account.record_interaction` with `ActorSketch.add`, `Account.record_post` or
+//! `Account.record_followers`), the outcome count and, for an interaction,
+//! `PartitionState.route_interaction`, on the same Python objects (their slots read and
+//! written in place, as the codec in lib.rs does). A record that `decode_wire` leaves to
+//! Python (invalid messages, unusual forms) goes to the `otherwise` callback in its
+//! place. The rarer steps are the Python methods, called from here: an account not hot
+//! (`Engine._account_for`), a post past the account's cap or an interaction's new post
+//! (`Account._new_post`), a new sketch bucket, a follower count out of order or one that
+//! thins the history (`Account.record_followers`), the dedupe memory over its cap
+//! (`Engine._forget_oldest_event_ids`). The Python engine is the reference;
+//! tests/unit/test_native_fold.py folds random streams both ways and compares the states
+//! byte for byte.
 
 use std::time::{Duration, Instant};
 

@@ -71,7 +71,7 @@ class EngineConfig:
     max_event_ids: int = 50_000_000  # ~8.5 bytes each (bench/dedupe.py)
     hot_accounts: int = 20_000
     track_dedupe_changes: bool = False  # for a changelog: see EventIds.drain_added
-    # Interactions folded in compiled code (`Engine.fold_records`) where it is built;
+    # Events folded in compiled code (`Engine.fold_records`) where it is built;
     # off, the Python reference folds every event (ENGAGEMENT_NATIVE_FOLD).
     native_fold: bool = True
 
