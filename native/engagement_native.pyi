@@ -71,6 +71,7 @@ class Fold:
         burst_window_s: float,
         max_posts: int,
         max_event_ids: int,
+        shared_topics: Callable[[tuple[str, ...]], tuple[str, ...]],
         /,
     ) -> None: ...
     def fold(
@@ -105,6 +106,20 @@ class InteractionDecoder:
         max_future_skew_s: float,
         /,
     ) -> LikeEvent | CommentEvent | ShareEvent | None: ...
+
+# (type, event_id, account_id, occurred_at_s, post_id, actor_id, sponsored, topics,
+# followers), None for the fields the type does not have.
+WireFields = tuple[str, str, str, float, str | None, str | None, bool | None,
+                   tuple[str, ...] | None, int | None]
+
+def decode_wire_fields(
+    key: bytes | None,
+    value: bytes,
+    now: float,
+    max_event_bytes: int,
+    max_future_skew_s: float,
+    /,
+) -> WireFields | None: ...
 
 class EventIdsCore:
     def __init__(self, track_changes: bool, shard_ids: int, /) -> None: ...

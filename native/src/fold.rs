@@ -1,20 +1,22 @@
-//! The engine's per-event path for interactions, compiled: a partition's Kafka records
-//! folded in a loop (`Engine.fold_records` in service/engine/engine.py).
+//! The engine's per-event path, compiled: a partition's Kafka records folded in a loop
+//! (`Engine.fold_records` in service/engine/engine.py).
 //!
 //! For each record in order it does what the consumer's Python loop does for a like,
-//! comment or share: `decode_event` (wire.rs), `Engine.apply` (the horizon, the dedupe
-//! memory, stream time, the lag statistics, the account activated in the store as
-//! `AccountStore.activate` does, `Account.touch`, `Account.record_interaction` with
-//! `ActorSketch.add`), the outcome count and `PartitionState.route_interaction`, on the
-//! same Python objects (their slots read and written in place, as the codec in lib.rs
-//! does). It stops at the first record it does not fold alone, and returns its index:
-//! anything `decode_interaction` leaves to Python (posts, follower counts, invalid
-//! messages, unusual forms). The rarer steps of an interaction are the Python methods,
-//! called from here: an account not hot (`Engine._account_for`), a new post or sketch
-//! bucket, a sketch past its exact capacity (`Account.record_interaction`), the
-//! dedupe memory over its cap (`Engine._forget_oldest_event_ids`). The Python engine
-//! is the reference; tests/unit/test_native_fold.py folds random streams both ways and
-//! compares the states byte for byte.
+//! comment, share, post or follower count: `decode_event` (wire.rs), `Engine.apply` (the
+//! horizon, the dedupe memory, stream time, the lag statistics, the account activated in
+//! the store as `AccountStore.activate` does, `Account.touch`, then
+//! `Account.record_interaction` with `ActorSketch.add`, `Account.record_post` or
+//! `Account.record_followers`), the outcome count and, for an interaction,
+//! `PartitionState.route_interaction`, on the same Python objects (their slots read and
+//! written in place, as the codec in lib.rs does). A record that `decode_wire` leaves to
+//! Python (invalid messages, unusual forms) goes to the `otherwise` callback in its
+//! place. The rarer steps are the Python methods, called from here: an account not hot
+//! (`Engine._account_for`), a post past the account's cap or an interaction's new post
+//! (`Account._new_post`), a new sketch bucket, a follower count out of order or one that
+//! thins the history (`Account.record_followers`), the dedupe memory over its cap
+//! (`Engine._forget_oldest_event_ids`). The Python engine is the reference;
+//! tests/unit/test_native_fold.py folds random streams both ways and compares the states
+//! byte for byte.
 
 use std::time::{Duration, Instant};
 
@@ -22,18 +24,22 @@ use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString, PyTuple};
 
 use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
-use crate::wire::{decode_interaction, InteractionKind};
-use crate::{account_slot, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS};
+use crate::wire::{decode_wire, EventKind};
+use crate::{
+    account_slot, allocate, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
+};
 
 const DEDUPE_BUCKET_S: f64 = 3_600.0;
 const RHYTHM_BINS: i64 = 8;
 const RHYTHM_BIN_S: f64 = 86_400.0 / RHYTHM_BINS as f64;
 const HEAVY_HITTER_CAPACITY: usize = 32;
 const MAX_PENDING_TIMES: usize = 256;
+/// account.FOLLOWER_HISTORY_LIMIT
+const FOLLOWER_HISTORY_LIMIT: usize = 64;
 const HLL_PRECISION: u32 = 8;
 const REMAINING_BITS: u32 = 64 - HLL_PRECISION;
 const ACTIVITY_SHARD_MASK: u32 = 63;
@@ -54,7 +60,9 @@ const LAG_BUCKETS: usize = EVENT_LAG_BUCKETS_S.len() + 1;
 /// How often the loop looks at the clock (the consumer's YIELD_CHECK_RECORDS).
 const YIELD_CHECK_RECORDS: usize = 32;
 
-// Outcomes as `Fold.fold` counts them: index kind * 3 + outcome.
+// Outcomes as `Fold.fold` counts them: index kind * 3 + outcome, the kinds like,
+// comment, share, post, followers (engine.FOLD_OUTCOMES).
+const KINDS: usize = 5;
 const COUNTED: usize = 0;
 const DUPLICATE: usize = 1;
 const LATE: usize = 2;
@@ -224,6 +232,8 @@ pub(crate) struct Fold {
     burst_window_s: f64,
     max_posts: i64,
     max_event_ids: i64,
+    /// account.shared_topics
+    shared_topics: Py<PyAny>,
 }
 
 enum Step {
@@ -236,7 +246,7 @@ enum Step {
 impl Fold {
     #[new]
     #[pyo3(signature = (account, post, sketch, batch, horizon_s, actor_bucket_s,
-                        burst_window_s, max_posts, max_event_ids, /))]
+                        burst_window_s, max_posts, max_event_ids, shared_topics, /))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         account: &Bound<'_, PyAny>,
@@ -248,6 +258,7 @@ impl Fold {
         burst_window_s: f64,
         max_posts: i64,
         max_event_ids: i64,
+        shared_topics: Py<PyAny>,
     ) -> PyResult<Self> {
         Ok(Fold {
             account: Layout::new(account, &ACCOUNT_SLOTS)?,
@@ -259,6 +270,7 @@ impl Fold {
             burst_window_s,
             max_posts,
             max_event_ids,
+            shared_topics,
         })
     }
 
@@ -305,7 +317,7 @@ impl Fold {
         };
         let move_to_end = context.hot.getattr(intern!(py, "move_to_end"))?;
         let mut scalars = context.load()?;
-        let mut counts = [0i64; 9];
+        let mut counts = [0i64; KINDS * 3];
         let started = Instant::now();
         let budget = Duration::from_secs_f64(budget_s.max(0.0));
         let total = records.len();
@@ -361,7 +373,7 @@ impl Fold {
         context: &Context<'py>,
         move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
-        counts: &mut [i64; 9],
+        counts: &mut [i64; KINDS * 3],
         record: &Bound<'py, PyAny>,
         partitions: u64,
         now: f64,
@@ -380,14 +392,16 @@ impl Fold {
             return Ok(Step::Stop);
         };
         let Some(wire) =
-            decode_interaction(key_bytes, value.as_bytes(), now, max_event_bytes, max_future_skew_s)
+            decode_wire(key_bytes, value.as_bytes(), now, max_event_bytes, max_future_skew_s)
         else {
             return Ok(Step::Stop);
         };
         let kind = match wire.kind {
-            InteractionKind::Like => 0,
-            InteractionKind::Comment => 1,
-            InteractionKind::Share => 2,
+            EventKind::Like => 0,
+            EventKind::Comment => 1,
+            EventKind::Share => 2,
+            EventKind::Post => 3,
+            EventKind::Followers => 4,
         };
         let occurred_at = wire.occurred_at_s;
         scalars.dirty = true;
@@ -427,8 +441,8 @@ impl Fold {
         }
         scalars.lag_sum += lag;
 
-        let account_id = id_string(py, wire.account_id)?;
-        let account = self.activate(context, move_to_end, scalars, &account_id, wire.account_id)?;
+        let (account, account_id) =
+            self.activate(context, move_to_end, scalars, wire.account_id)?;
         scalars.changes += 1;
         let layout = &self.account;
         let fields = layout.offsets_for(&account);
@@ -438,11 +452,25 @@ impl Fold {
         if occurred_at > last_event_at {
             layout.set(&account, fields, account_slot::LAST_EVENT_AT, PyFloat::new(py, occurred_at).into_any())?;
         }
+        counts[kind * 3 + COUNTED] += 1;
+        match wire.kind {
+            EventKind::Post => {
+                let post_id = id_string(py, wire.post_id)?;
+                return self
+                    .record_post(&account, fields, &post_id, occurred_at, wire.sponsored, wire.topics())
+                    .map(|()| Step::Folded);
+            }
+            EventKind::Followers => {
+                return self
+                    .record_followers(&account, fields, occurred_at, wire.followers)
+                    .map(|()| Step::Folded);
+            }
+            EventKind::Like | EventKind::Comment | EventKind::Share => {}
+        }
         let actor = actor_hash(wire.actor_id);
         let actor_object = actor.into_pyobject(py)?.into_any();
         let post_id = id_string(py, wire.post_id)?;
         self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object, actor)?;
-        counts[kind * 3 + COUNTED] += 1;
 
         // PartitionState.route_interaction
         self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
@@ -462,37 +490,138 @@ impl Fold {
     }
 
     /// Engine._account_for: AccountStore.activate for a hot account, else the Python.
+    /// Returns the account and its own id object: the store's dicts and sets, and the
+    /// route's, are then all reached with the one str object they most likely hold
+    /// already, which a lookup matches by identity without comparing the (cold) text.
     fn activate<'py>(
         &self,
         context: &Context<'py>,
         move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
-        account_id: &Bound<'py, PyString>,
         raw_id: &str,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let py = context.engine.py();
+        let account_id = id_string(py, raw_id)?;
         let shard = context.shards.get_item((crc32(raw_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?;
         let shard = shard.cast::<PyDict>()?;
-        if let Some(held) = shard.get_item(account_id)? {
+        if let Some(held) = shard.get_item(&account_id)? {
             if held.get_type().is(self.account.class.bind(py)) {
-                // Re-inserted: now the most recently active of its shard.
-                shard.del_item(account_id)?;
-                shard.set_item(account_id, &held)?;
-                context.changed.add(account_id)?;
-                move_to_end.call1((account_id,))?;
                 let fields = self.account.offsets_for(&held);
+                let own_id = self.account.get(&held, fields, account_slot::ACCOUNT_ID)?;
+                // Re-inserted: now the most recently active of its shard.
+                shard.del_item(&own_id)?;
+                shard.set_item(&own_id, &held)?;
+                context.changed.add(&own_id)?;
+                move_to_end.call1((&own_id,))?;
                 self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
-                return Ok(held);
+                return Ok((held, own_id));
             }
         }
         // Packed or new: unpacked, or created (and another account evicted at the cap).
         context.flush(scalars)?;
         let account = context
             .engine
-            .call_method1(intern!(py, "_account_for"), (account_id, &context.partition))?;
+            .call_method1(intern!(py, "_account_for"), (&account_id, &context.partition))?;
         *scalars = context.load()?;
         scalars.dirty = true;
-        Ok(account)
+        let own_id = self.account.get(&account, self.account.offsets_for(&account), account_slot::ACCOUNT_ID)?;
+        Ok((account, own_id))
+    }
+
+    /// Account.record_post: a post new to a hot account with room for it, or one that
+    /// interactions arrived for first, here; a post past the cap through Python's
+    /// `_new_post` (it evicts the oldest).
+    fn record_post<'py>(
+        &self,
+        account: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        post_id: &Bound<'py, PyString>,
+        occurred_at: f64,
+        sponsored: bool,
+        topics: &[&str],
+    ) -> PyResult<()> {
+        let py = account.py();
+        let layout = &self.post;
+        let posts = self.account.get(account, fields, account_slot::POSTS)?;
+        let posts = posts.cast::<PyDict>()?;
+        let moment = PyFloat::new(py, occurred_at).into_any();
+        let post = match posts.get_item(post_id)? {
+            Some(post) => {
+                if !layout.get(&post, layout.offsets_for(&post), post_slot::POSTED_AT)?.is_none() {
+                    return Ok(()); // announced twice under different event ids: the first stays
+                }
+                post
+            }
+            None if layout.direct() && (posts.len() as i64) < self.max_posts => {
+                // Post(occurred_at), its slots set here.
+                let post = allocate(layout.class.bind(py))?;
+                let post_fields = layout.offsets_for(&post);
+                let zero = 0i64.into_pyobject(py)?.into_any();
+                layout.set(&post, post_fields, post_slot::FIRST_SEEN_AT, moment.clone())?;
+                for counter in [post_slot::LIKES, post_slot::COMMENTS, post_slot::SHARES, post_slot::EARLY] {
+                    layout.set(&post, post_fields, counter, zero.clone())?;
+                }
+                layout.set(&post, post_fields, post_slot::PENDING, py.None().into_bound(py))?;
+                posts.set_item(post_id, &post)?;
+                post
+            }
+            None => account.call_method1(
+                intern!(py, "_new_post"),
+                (post_id, occurred_at, self.max_posts),
+            )?,
+        };
+        let post_fields = layout.offsets_for(&post);
+        layout.set(&post, post_fields, post_slot::POSTED_AT, moment)?;
+        layout.set(&post, post_fields, post_slot::SPONSORED, PyBool::new(py, sponsored).to_owned().into_any())?;
+        let topics = PyTuple::new(py, topics.iter().map(|topic| id_string(py, topic)).collect::<PyResult<Vec<_>>>()?)?;
+        layout.set(&post, post_fields, post_slot::TOPICS, self.shared_topics.bind(py).call1((topics,))?)?;
+        let pending = layout.get(&post, post_fields, post_slot::PENDING)?;
+        if !pending.is_none() {
+            let pending = pending.cast::<PyList>()?;
+            if !pending.is_empty() {
+                let mut early = 0i64;
+                for seen in pending.iter() {
+                    if seen.extract::<f64>()? - occurred_at <= self.burst_window_s {
+                        early += 1;
+                    }
+                }
+                layout.set(&post, post_fields, post_slot::EARLY, early.into_pyobject(py)?.into_any())?;
+            }
+            layout.set(&post, post_fields, post_slot::PENDING, py.None().into_bound(py))?;
+        }
+        Ok(())
+    }
+
+    /// Account.record_followers: a count appended in order to a history with room, here;
+    /// one out of order, or one that makes the history thin its oldest half, Python's.
+    fn record_followers<'py>(
+        &self,
+        account: &Bound<'py, PyAny>,
+        fields: Option<&[isize]>,
+        occurred_at: f64,
+        followers: i64,
+    ) -> PyResult<()> {
+        let py = account.py();
+        let history = self.account.get(account, fields, account_slot::FOLLOWERS)?;
+        let history = history.cast::<PyList>()?;
+        let length = history.len();
+        // (occurred_at, followers) >= history[-1], as tuples compare.
+        let in_order = length == 0
+            || match history.get_item(length - 1)?.extract::<(f64, i64)>() {
+                Ok((last_at, last_count)) => {
+                    occurred_at > last_at || (occurred_at == last_at && followers >= last_count)
+                }
+                Err(_) => false, // not a pair of a float and a 64-bit count: Python's
+            };
+        if in_order && length < FOLLOWER_HISTORY_LIMIT {
+            let entry = PyTuple::new(
+                py,
+                [PyFloat::new(py, occurred_at).into_any(), followers.into_pyobject(py)?.into_any()],
+            )?;
+            return history.append(entry);
+        }
+        account.call_method1(intern!(py, "record_followers"), (occurred_at, followers))?;
+        Ok(())
     }
 
     /// Account.record_interaction; the common case here, the rest in Python.
@@ -689,7 +818,7 @@ impl Fold {
         context: &Context<'py>,
         target: u64,
         actor: u64,
-        account_id: &Bound<'py, PyString>,
+        account_id: &Bound<'py, PyAny>,
         occurred_at: f64,
     ) -> PyResult<()> {
         let py = account_id.py();

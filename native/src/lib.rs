@@ -1139,6 +1139,7 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<actors::NativeActors>()?;
     module.add_class::<fold::Fold>()?;
     module.add_class::<wire::InteractionDecoder>()?;
+    module.add_function(wrap_pyfunction!(wire::decode_wire_fields, module)?)?;
     module.add_class::<dedupe::EventIdsCore>()?;
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! One interaction message (like, comment, share) decoded straight from its Kafka bytes.
+//! One event message decoded straight from its Kafka bytes: interactions (like, comment,
+//! share) for the decoder and the fold, posts and follower counts for the fold.
 //!
 //! `service.events.decode_event` is the specification, and the contract's pydantic
 //! validator (`service/event_contract.py`) behind it. This decoder accepts only the forms
 //! the streams use and that provably decode to the same event there: a JSON object with
-//! exactly the six fields of an interaction, in any order, each once; strings of printable
+//! exactly the fields of its event type, in any order, each once; strings of printable
 //! ASCII without escapes; an RFC 3339 time `YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,6}](Z|z|±HH:MM)`
 //! between 1900 and 2199; the key equal to the account id. Anything else - posts, follower
 //! counts, unknown or duplicate keys, escapes, non-ASCII, other time forms, times in the
@@ -13,7 +14,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDict, PyString, PyTzInfo};
+use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDelta, PyDict, PyFloat, PyString, PyTuple, PyTzInfo};
 
 /// service/event_contract.py's MAX_ID_CHARS (ASCII only here, so bytes = characters).
 const MAX_ID_BYTES: usize = 128;
@@ -53,13 +54,60 @@ pub(crate) struct WireInteraction<'a> {
     pub moment: WireMoment,
 }
 
-const TYPE: u8 = 1;
-const EVENT_ID: u8 = 2;
-const ACCOUNT_ID: u8 = 4;
-const POST_ID: u8 = 8;
-const ACTOR_ID: u8 = 16;
-const OCCURRED_AT: u8 = 32;
-const ALL_FIELDS: u8 = 63;
+/// A message's event kind, as its "type" names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Like,
+    Comment,
+    Share,
+    Post,
+    Followers,
+}
+
+/// service/event_contract.py's MAX_TOPICS and MAX_TOPIC_CHARS (ASCII only here).
+pub(crate) const MAX_TOPICS: usize = 20;
+const MAX_TOPIC_BYTES: usize = 64;
+
+/// Any event of the usual forms, borrowed from the message: the fields of its kind are
+/// set, the others empty ("", false, no topics, 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct WireEvent<'a> {
+    pub kind: EventKind,
+    pub event_id: &'a str,
+    pub account_id: &'a str,
+    pub post_id: &'a str,
+    pub actor_id: &'a str,
+    pub sponsored: bool,
+    pub topics: [&'a str; MAX_TOPICS],
+    pub topic_count: usize,
+    pub followers: i64,
+    /// Bit-identical to Python's `occurred_at.timestamp()`: total microseconds / 1e6.
+    pub occurred_at_s: f64,
+    pub moment: WireMoment,
+}
+
+impl<'a> WireEvent<'a> {
+    pub(crate) fn topics(&self) -> &[&'a str] {
+        &self.topics[..self.topic_count]
+    }
+}
+
+const TYPE: u16 = 1;
+const EVENT_ID: u16 = 2;
+const ACCOUNT_ID: u16 = 4;
+const POST_ID: u16 = 8;
+const ACTOR_ID: u16 = 16;
+const OCCURRED_AT: u16 = 32;
+const SPONSORED: u16 = 64;
+const TOPICS: u16 = 128;
+const FOLLOWERS: u16 = 256;
+/// Exactly the fields of each kind: an extra one (which the contract ignores, or checks
+/// on another path) hands the message to Python.
+const INTERACTION_FIELDS: u16 = TYPE | EVENT_ID | ACCOUNT_ID | POST_ID | ACTOR_ID | OCCURRED_AT;
+const POST_FIELDS: u16 = TYPE | EVENT_ID | ACCOUNT_ID | POST_ID | SPONSORED | TOPICS | OCCURRED_AT;
+const FOLLOWERS_FIELDS: u16 = TYPE | EVENT_ID | ACCOUNT_ID | FOLLOWERS | OCCURRED_AT;
+/// A follower count of up to 18 digits fits an i64; longer ones are Python's.
+const MAX_COUNT_DIGITS: usize = 18;
 
 /// Some only if `service.events.decode_event(key, value, now=now, max_event_bytes=..,
 /// max_future_skew_s=..)` returns a Like/Comment/ShareEvent with exactly these field values;
@@ -71,6 +119,36 @@ pub(crate) fn decode_interaction<'a>(
     max_event_bytes: usize,
     max_future_skew_s: f64,
 ) -> Option<WireInteraction<'a>> {
+    let event = decode_wire(key, value, now, max_event_bytes, max_future_skew_s)?;
+    let kind = match event.kind {
+        EventKind::Like => InteractionKind::Like,
+        EventKind::Comment => InteractionKind::Comment,
+        EventKind::Share => InteractionKind::Share,
+        EventKind::Post | EventKind::Followers => return None,
+    };
+    Some(WireInteraction {
+        kind,
+        event_id: event.event_id,
+        account_id: event.account_id,
+        post_id: event.post_id,
+        actor_id: event.actor_id,
+        occurred_at_s: event.occurred_at_s,
+        moment: event.moment,
+    })
+}
+
+/// Some only if `service.events.decode_event(key, value, ..)` returns an event of this
+/// kind with exactly these field values (a post's topics in order, its sponsored flag, a
+/// follower count); None = "let Python decide". Posts and follower counts take the same
+/// forms as interactions, with `true`/`false`, a list of 0 to 20 topics of 1 to 64
+/// characters, and a count of 0 or digits without a leading zero, at most 18 of them.
+pub(crate) fn decode_wire<'a>(
+    key: Option<&[u8]>,
+    value: &'a [u8],
+    now: f64,
+    max_event_bytes: usize,
+    max_future_skew_s: f64,
+) -> Option<WireEvent<'a>> {
     if value.len() > max_event_bytes {
         return None;
     }
@@ -78,9 +156,13 @@ pub(crate) fn decode_interaction<'a>(
     let mut cursor = Cursor { buf: value, pos: 0 };
     cursor.skip_whitespace();
     cursor.expect(b'{')?;
-    let mut seen = 0u8;
-    let mut kind = InteractionKind::Like;
+    let mut seen = 0u16;
+    let mut kind = EventKind::Like;
     let (mut event_id, mut account_id, mut post_id, mut actor_id) = ("", "", "", "");
+    let mut sponsored = false;
+    let mut topics = [""; MAX_TOPICS];
+    let mut topic_count = 0;
+    let mut followers = 0i64;
     let mut moment: Option<(WireMoment, i64)> = None;
     loop {
         cursor.skip_whitespace();
@@ -91,9 +173,11 @@ pub(crate) fn decode_interaction<'a>(
         let field = match name {
             b"type" => {
                 kind = match cursor.string()? {
-                    b"like" => InteractionKind::Like,
-                    b"comment" => InteractionKind::Comment,
-                    b"share" => InteractionKind::Share,
+                    b"like" => EventKind::Like,
+                    b"comment" => EventKind::Comment,
+                    b"share" => EventKind::Share,
+                    b"post" => EventKind::Post,
+                    b"followers" => EventKind::Followers,
                     _ => return None,
                 };
                 TYPE
@@ -118,6 +202,18 @@ pub(crate) fn decode_interaction<'a>(
                 moment = Some(parse_moment(cursor.string()?)?);
                 OCCURRED_AT
             }
+            b"sponsored" => {
+                sponsored = cursor.boolean()?;
+                SPONSORED
+            }
+            b"topics" => {
+                topic_count = cursor.topics(&mut topics)?;
+                TOPICS
+            }
+            b"followers" => {
+                followers = cursor.count()?;
+                FOLLOWERS
+            }
             _ => return None,
         };
         if seen & field != 0 {
@@ -132,7 +228,12 @@ pub(crate) fn decode_interaction<'a>(
         }
     }
     cursor.skip_whitespace();
-    if cursor.pos != value.len() || seen != ALL_FIELDS {
+    let expected = match kind {
+        EventKind::Like | EventKind::Comment | EventKind::Share => INTERACTION_FIELDS,
+        EventKind::Post => POST_FIELDS,
+        EventKind::Followers => FOLLOWERS_FIELDS,
+    };
+    if cursor.pos != value.len() || seen != expected {
         return None;
     }
     if key != account_id.as_bytes()
@@ -149,12 +250,16 @@ pub(crate) fn decode_interaction<'a>(
     if occurred_at_s > now + max_future_skew_s {
         return None; // Python gives the rejection with its detail
     }
-    Some(WireInteraction {
+    Some(WireEvent {
         kind,
         event_id,
         account_id,
         post_id,
         actor_id,
+        sponsored,
+        topics,
+        topic_count,
+        followers,
         occurred_at_s,
         moment,
     })
@@ -195,6 +300,67 @@ impl<'a> Cursor<'a> {
         }
         self.pos += length + 2;
         Some(&rest[..length])
+    }
+
+    /// `true` or `false`.
+    fn boolean(&mut self) -> Option<bool> {
+        let rest = self.buf.get(self.pos..)?;
+        if rest.starts_with(b"true") {
+            self.pos += 4;
+            Some(true)
+        } else if rest.starts_with(b"false") {
+            self.pos += 5;
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// A non-negative integer: `0`, or 1 to MAX_COUNT_DIGITS digits not starting with 0.
+    /// What follows is the caller's to check: a fraction, an exponent or a further digit
+    /// after a `0` is neither `,` nor `}`.
+    fn count(&mut self) -> Option<i64> {
+        let rest = self.buf.get(self.pos..)?;
+        let length = match rest.first()? {
+            b'0' => 1,
+            b'1'..=b'9' => rest.iter().take_while(|byte| byte.is_ascii_digit()).count(),
+            _ => return None,
+        };
+        if length > MAX_COUNT_DIGITS {
+            return None;
+        }
+        let mut value = 0i64;
+        for &byte in &rest[..length] {
+            value = value * 10 + i64::from(byte - b'0');
+        }
+        self.pos += length;
+        Some(value)
+    }
+
+    /// A list of 0 to MAX_TOPICS strings of 1 to MAX_TOPIC_BYTES characters; how many.
+    fn topics(&mut self, topics: &mut [&'a str; MAX_TOPICS]) -> Option<usize> {
+        self.expect(b'[')?;
+        self.skip_whitespace();
+        if self.buf.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Some(0);
+        }
+        let mut count = 0;
+        loop {
+            let text = self.string()?;
+            if text.is_empty() || text.len() > MAX_TOPIC_BYTES || count == MAX_TOPICS {
+                return None;
+            }
+            // SAFETY: `string` returns printable ASCII only, which is UTF-8.
+            topics[count] = unsafe { std::str::from_utf8_unchecked(text) };
+            count += 1;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => self.skip_whitespace(),
+                b']' => return Some(count),
+                _ => return None,
+            }
+        }
     }
 
     /// An id: 1 to MAX_ID_BYTES characters.
@@ -369,6 +535,71 @@ fn parse_moment(text: &[u8]) -> Option<(WireMoment, i64)> {
 }
 
 // ---------------------------------------------------------------- the Python side
+
+/// What `decode_wire` takes from a message, for tests/unit/test_wire_native.py: None, or
+/// (type, event_id, account_id, occurred_at_s, post_id, actor_id, sponsored, topics,
+/// followers) with None for the fields its type does not have.
+#[pyfunction]
+#[pyo3(signature = (key, value, now, max_event_bytes, max_future_skew_s, /))]
+pub(crate) fn decode_wire_fields<'py>(
+    py: Python<'py>,
+    key: Option<&[u8]>,
+    value: &[u8],
+    now: f64,
+    max_event_bytes: usize,
+    max_future_skew_s: f64,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let Some(event) = decode_wire(key, value, now, max_event_bytes, max_future_skew_s) else {
+        return Ok(None);
+    };
+    let none = || py.None().into_bound(py);
+    let text = |text: &str| -> PyResult<Bound<'py, PyAny>> { Ok(ascii_string(py, text)?.into_any()) };
+    let (name, post_id, actor_id, sponsored, topics, followers) = match event.kind {
+        EventKind::Like | EventKind::Comment | EventKind::Share => (
+            match event.kind {
+                EventKind::Like => "like",
+                EventKind::Comment => "comment",
+                _ => "share",
+            },
+            text(event.post_id)?,
+            text(event.actor_id)?,
+            none(),
+            none(),
+            none(),
+        ),
+        EventKind::Post => {
+            let topics = event.topics().iter().map(|topic| ascii_string(py, topic)).collect::<PyResult<Vec<_>>>()?;
+            (
+                "post",
+                text(event.post_id)?,
+                none(),
+                PyBool::new(py, event.sponsored).to_owned().into_any(),
+                PyTuple::new(py, topics)?.into_any(),
+                none(),
+            )
+        }
+        EventKind::Followers => (
+            "followers",
+            none(),
+            none(),
+            none(),
+            none(),
+            event.followers.into_pyobject(py)?.into_any(),
+        ),
+    };
+    let items: [Bound<'py, PyAny>; 9] = [
+        PyString::new(py, name).into_any(),
+        text(event.event_id)?,
+        text(event.account_id)?,
+        PyFloat::new(py, event.occurred_at_s).into_any(),
+        post_id,
+        actor_id,
+        sponsored,
+        topics,
+        followers,
+    ];
+    Ok(Some(PyTuple::new(py, items)?))
+}
 
 /// `decode_event`'s first path for interactions: the Like/Comment/ShareEvent the Python
 /// decoders would give, built here, or None (then msgspec's path, then the contract's).

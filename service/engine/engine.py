@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from service.engine.account import Account, Post
+from service.engine.account import Account, Post, shared_topics
 from service.engine.audience import AudienceSignal, InteractionBatch
 from service.engine.dedupe import EventIds
 from service.engine.scoring import (
@@ -71,7 +71,7 @@ class EngineConfig:
     max_event_ids: int = 50_000_000  # ~8.5 bytes each (bench/dedupe.py)
     hot_accounts: int = 20_000
     track_dedupe_changes: bool = False  # for a changelog: see EventIds.drain_added
-    # Interactions folded in compiled code (`Engine.fold_records`) where it is built;
+    # Events folded in compiled code (`Engine.fold_records`) where it is built;
     # off, the Python reference folds every event (ENGAGEMENT_NATIVE_FOLD).
     native_fold: bool = True
 
@@ -96,7 +96,8 @@ class Outcome(StrEnum):
 
 
 # What `Engine.fold_records` counts, in the order of its `outcomes` list.
-FOLD_OUTCOMES = tuple((kind, outcome) for kind in ("like", "comment", "share")
+FOLD_OUTCOMES = tuple((kind, outcome)
+                      for kind in ("like", "comment", "share", "post", "followers")
                       for outcome in (Outcome.COUNTED, Outcome.DUPLICATE, Outcome.LATE))
 
 
@@ -200,7 +201,7 @@ class Engine:
             engagement_native.Fold(Account, Post, ActorSketch, InteractionBatch,
                                    config.horizon_s, config.actor_bucket_s,
                                    config.burst_window_s, config.max_posts_per_account,
-                                   config.max_event_ids)
+                                   config.max_event_ids, shared_topics)
             if config.native_fold and NATIVE_FOLD_AVAILABLE else None)
 
     def clock(self, partition: int) -> PartitionClock:
@@ -269,15 +270,15 @@ class Engine:
                      outcomes: list[int], otherwise: Callable[[KafkaRecord], object]) -> int:
         """Folds `records[start:]` of one partition in compiled code (native/src/fold.rs)
         until the end or, checked every 32 records, until `budget_s` is spent; returns
-        the index of the first record not folded. For each like, comment or share it
-        does what the consumer does with `decode_event`, `apply` and the route of a
-        counted interaction into `routes` (the `InteractionBatch` of each of the
-        `partitions` repartition partitions), and adds the outcome to `outcomes` (as
-        `FOLD_OUTCOMES` orders them); every other record (posts, follower counts,
-        invalid messages, forms the compiled decoder leaves to Python) goes to
-        `otherwise`, in its place in the order. The compiled code calls
-        `_account_for` and `_forget_oldest_event_ids` for the rare steps. Only where
-        `folds_natively`."""
+        the index of the first record not folded. For each like, comment, share, post or
+        follower count it does what the consumer does with `decode_event`, `apply` and
+        the route of a counted interaction into `routes` (the `InteractionBatch` of each
+        of the `partitions` repartition partitions), and adds the outcome to `outcomes`
+        (as `FOLD_OUTCOMES` orders them); every other record (invalid messages, forms
+        the compiled decoder leaves to Python) goes to `otherwise`, in its place in the
+        order. The compiled code calls `_account_for`, `_forget_oldest_event_ids` and
+        the account's methods for the rare steps (a post past the cap, a follower count
+        out of order or one that thins the history). Only where `folds_natively`."""
         if self._fold is None:
             raise RuntimeError("the native fold is off or not built")
         return self._fold.fold(self, self.clock(partition), self.accounts, records, start,

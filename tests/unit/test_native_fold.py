@@ -28,6 +28,7 @@ from service import consumer, events
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
 from service.engine import Engine, EngineConfig, dedupe
+from service.engine.account import Account
 from service.engine.audience import InteractionBatch
 from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
 from service.partition_state import PartitionState
@@ -51,10 +52,11 @@ class Record:
     offset: int
 
 
-def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
-           ) -> list[Record]:
+def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0,
+           followers: float = 0.0) -> list[Record]:
     """`pace` scales the gaps between events: small, many events share an actor bucket
-    (sketches fill past their exact capacity)."""
+    (sketches fill past their exact capacity). `followers`: the share of events that are
+    follower counts besides the usual mix (histories long enough to be thinned)."""
     rng = random.Random(seed)
     account_ids = [f"acct-{number}" for number in range(accounts)]
     moment = rng.uniform(0, 10 * HOUR)
@@ -68,6 +70,8 @@ def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
         moment += pace * rng.choice((0.0, 0.5, 7.0, 120.0, 0.3 * HOUR, 2 * HOUR))
         account = rng.choice(account_ids)
         roll = rng.random()
+        if rng.random() < followers:
+            roll = 0.80
         # Mostly live; some a while back (a backfill), some past the horizon (late).
         when = moment - rng.choice((0.0,) * 12 + (5 * HOUR, 30 * HOUR, 200 * HOUR))
         post_id = f"{account}-p{rng.randrange(6)}"
@@ -80,7 +84,8 @@ def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
         elif roll < 0.78:
             event = {"event_id": f"e{len(records)}", "type": "post", "account_id": account,
                      "post_id": post_id, "sponsored": rng.random() < 0.2,
-                     "topics": ["travel"], "occurred_at": at(when)}
+                     "topics": rng.choice(([], ["travel"], ["travel", "food"], ["x" * 64])),
+                     "occurred_at": at(when)}
         elif roll < 0.82:
             event = {"event_id": f"e{len(records)}", "type": "followers",
                      "account_id": account, "followers": rng.randrange(10_000),
@@ -171,13 +176,14 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), length=st.integers(1, 700), accounts=st.integers(1, 9),
        actors=st.sampled_from((3, 40, 500)), pace=st.sampled_from((1.0, 0.02)),
-       budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans())
+       budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans(),
+       followers=st.sampled_from((0.0, 0.0, 0.5)))
 def test_the_compiled_fold_leaves_the_state_the_reference_does(
         seed: int, length: int, accounts: int, actors: int, pace: float, budget_s: float,
-        compiled_dedupe: bool) -> None:
+        compiled_dedupe: bool, followers: float) -> None:
     """The reference: Python's fold with the reference dedupe memory; the compiled fold
     with either dedupe memory (the compiled one is reached without Python)."""
-    records = stream(seed, length, accounts, actors, pace)
+    records = stream(seed, length, accounts, actors, pace, followers)
     native = observed(*fold(records, True, budget_s, compiled_dedupe))
     reference = observed(*fold(records, False, 1e9, compiled_dedupe=False))
     for name, value in reference.items():
@@ -204,6 +210,49 @@ def test_a_long_stream_is_mostly_folded_natively_and_agrees(
     assert by_python > 0.4 * len(records)
     assert native == reference
     assert reference["outcomes"][("like", "counted")] > 500
+
+
+def test_posts_and_follower_counts_are_folded_natively_and_agree(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Posts (new, after their interactions, announced twice, past the account's cap) and
+    follower counts (in order, out of order, past the history's limit) in the usual forms
+    never reach Python's fold of a record, and the states agree; the reference folds them
+    all in Python."""
+    records = stream(11, 4_000, 4, 40, pace=0.05, followers=0.3)
+    kinds = Counter(orjson.loads(record.value)["type"] for record in records
+                    if record.value is not None and record.value.startswith(b'{"'))
+    assert kinds["post"] > 150
+    assert kinds["followers"] > 1_000  # over 4 accounts: histories past their limit
+    by_python: Counter[str] = Counter()
+    python_fold = consumer._fold_one
+
+    def counted(state: PartitionState, record: Record, *arguments: Any) -> None:
+        if record.value is not None and record.value.startswith(b'{"'):
+            by_python[orjson.loads(record.value).get("type")] += 1
+        python_fold(state, record, *arguments)
+
+    monkeypatch.setattr(consumer, "_fold_one", counted)
+    # The rare steps the compiled fold leaves to the account's methods.
+    rare: Counter[str] = Counter()
+    for name in ("record_followers", "_new_post"):
+        method = getattr(Account, name)
+
+        def calling(*arguments: Any, name: str = name, method: Any = method) -> Any:
+            rare[name] += 1
+            return method(*arguments)
+
+        monkeypatch.setattr(Account, name, calling)
+    native = observed(*fold(records, True, 1e9))
+    assert by_python["post"] == by_python["followers"] == 0
+    assert 0 < rare["record_followers"] < kinds["followers"] // 2
+    assert rare["_new_post"] > 0
+    reference = observed(*fold(records, False, 1e9))
+    assert by_python["post"] == kinds["post"]
+    assert by_python["followers"] == kinds["followers"]
+    assert native == reference
+    assert reference["outcomes"][("post", "counted")] > 100
+    assert reference["outcomes"][("followers", "counted")] > 1_000
+    assert reference["outcomes"][("post", "duplicate")] > 0  # re-sends
 
 
 def apply_record(engine: Engine, partition: int, record: Record) -> None:

@@ -17,6 +17,7 @@ import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import engagement_native
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -282,9 +283,11 @@ wrong_values = st.one_of(
 
 
 @st.composite
-def near_valid_messages(draw: st.DrawFn) -> tuple[bytes | None, bytes]:
-    """A valid interaction with one or two things changed."""
-    event = draw(valid_interactions())
+def near_valid_messages(draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]] | None = None
+                        ) -> tuple[bytes | None, bytes]:
+    """A valid event (an interaction unless `valid` draws another) with one or two things
+    changed."""
+    event = draw(valid_interactions() if valid is None else valid)
     key: bytes | None = event["account_id"].encode()
     pairs = draw(st.permutations(list(event.items())))
     for _ in range(draw(st.integers(min_value=1, max_value=2))):
@@ -424,3 +427,137 @@ def test_its_epoch_seconds_are_pythons_to_the_bit(instant: datetime, offset_minu
     assert decoded.occurred_at_s.hex() == aware.timestamp().hex()
     assert decoded.occurred_at == aware
     assert decoded.occurred_at.utcoffset() == aware.utcoffset()
+
+
+# ---------------------------------------------------------------- posts and follower counts
+# The batch fold (native/src/fold.rs) takes these through `decode_wire`, which the
+# interaction decoder above shares; `decode_wire_fields` shows what it took.
+
+def wire_fields(key: bytes | None, value: bytes, **limits: Any) -> tuple[Any, ...] | None:
+    return engagement_native.decode_wire_fields(key, value, *(LIMITS | limits).values())
+
+
+def reference_fields(event: Event) -> tuple[Any, ...]:
+    return (event.type, event.event_id, event.account_id, event.occurred_at_s.hex(),
+            getattr(event, "post_id", None), getattr(event, "actor_id", None),
+            getattr(event, "sponsored", None), getattr(event, "topics", None),
+            getattr(event, "followers", None))
+
+
+def assert_wire_sound(key: bytes | None, value: bytes, **limits: Any) -> tuple[Any, ...] | None:
+    """If `decode_wire` takes the message, the contract gives an event of the same type
+    with the same values (the topics a tuple in their order), and so does `decode_event`;
+    for an interaction it takes what the interaction decoder takes."""
+    limits = LIMITS | limits
+    taken = wire_fields(key, value, **limits)
+    if taken is not None:
+        taken = (*taken[:3], taken[3].hex(), *taken[4:])
+        reference = decode_event_reference(key, value, **limits)
+        assert not isinstance(reference, Rejection), (value, taken, reference)
+        assert taken == reference_fields(reference), value
+        combined = decode_event(key, value, **limits)
+        assert not isinstance(combined, Rejection)
+        assert reference_fields(combined) == taken
+    if taken is None or taken[0] in {"like", "comment", "share"}:
+        assert (taken is None) == (decode_interaction_native(key, value, **limits) is None)
+    return taken
+
+
+topic_lists = st.lists(st.one_of(st.text(SAFE_ID_CHARS, min_size=1, max_size=8),
+                                 seeded_text(SAFE_ID_CHARS, 1, 64)), max_size=20)
+
+
+@st.composite
+def valid_posts(draw: st.DrawFn) -> dict[str, Any]:
+    return {"type": "post", "event_id": draw(safe_ids), "account_id": draw(account_ids),
+            "post_id": draw(safe_ids), "sponsored": draw(st.booleans()),
+            "topics": draw(topic_lists), "occurred_at": draw(moments)}
+
+
+@st.composite
+def valid_follower_counts(draw: st.DrawFn) -> dict[str, Any]:
+    return {"type": "followers", "event_id": draw(safe_ids), "account_id": draw(account_ids),
+            "followers": draw(st.integers(min_value=0, max_value=10**18 - 1)
+                              | st.sampled_from([0, 1, 9, 10, 10**17, 10**18 - 1])),
+            "occurred_at": draw(moments)}
+
+
+@st.composite
+def valid_post_and_follower_messages(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    event = draw(valid_posts() | valid_follower_counts())
+    pairs = draw(st.permutations(list(event.items())))
+    return event["account_id"].encode(), serialize(draw, pairs)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(valid_post_and_follower_messages())
+def test_it_takes_every_valid_post_and_follower_count_in_the_usual_forms(
+    message: tuple[bytes, bytes]
+) -> None:
+    key, value = message
+    taken = assert_wire_sound(key, value, now=1e10)
+    assert taken is not None, value
+    assert decode_interaction_native(key, value, now=1e10, max_event_bytes=8192,
+                                     max_future_skew_s=300) is None  # not an interaction
+
+
+odd_post_and_follower_values = st.sampled_from([
+    -1, 0, 1, 1.0, 1e3, 10**18 - 1, 10**18, 10**19, 2**63, 2**64, "5", True, False, None,
+    [], [""], ["a" * 64], ["a" * 65], ["a"] * 20, ["a"] * 21, [1], "a", [["a"]], ["a", None],
+    RawJson("01"), RawJson("00"), RawJson("-0"), RawJson("1e2"), RawJson("1.5"),
+    RawJson("1E2"), RawJson("truex"), RawJson("tru"), RawJson("nul"), RawJson('["a",]'),
+    RawJson('[,"a"]'), RawJson('[ "a" , "b" ]'), RawJson("[\n]"), RawJson('["a" "b"]'),
+    RawJson('["\\u0061"]'), RawJson("TRUE"), RawJson("0x1"), RawJson("+1"),
+])
+
+
+@st.composite
+def near_valid_post_and_follower_messages(draw: st.DrawFn) -> tuple[bytes | None, bytes]:
+    """A valid post or follower count with one or two things changed, from the changes
+    of interactions or a field set to an odd value."""
+    if draw(st.booleans()):
+        return draw(near_valid_messages(valid_posts() | valid_follower_counts()))
+    event = draw(valid_posts() | valid_follower_counts())
+    for _ in range(draw(st.integers(min_value=1, max_value=2))):
+        name = draw(st.sampled_from(["sponsored", "topics", "followers", "post_id",
+                                     "actor_id", "type"]))
+        event[name] = draw(odd_post_and_follower_values | st.sampled_from(
+            ["post", "followers", "like"]))
+    pairs = draw(st.permutations(list(event.items())))
+    return str(event["account_id"]).encode(), serialize(draw, pairs)
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(near_valid_post_and_follower_messages())
+@example((b"a", b'{"type":"followers","event_id":"e","account_id":"a","followers":01,'
+          b'"occurred_at":"2026-11-01T10:00:03Z"}'))
+@example((b"a", b'{"type":"post","event_id":"e","account_id":"a","post_id":"p",'
+          b'"sponsored":true,"topics":["a",],"occurred_at":"2026-11-01T10:00:03Z"}'))
+def test_whatever_post_or_follower_count_it_takes_the_contract_takes_with_the_same_values(
+    message: tuple[bytes | None, bytes]
+) -> None:
+    key, value = message
+    assert_wire_sound(key, value)
+
+
+@pytest.mark.parametrize(("raw", "taken"), [
+    ("0", 0), ("7", 7), ("999999999999999999", 10**18 - 1), ("1000000000000000000", None),
+    ("01", None), ("-1", None), ("-0", None), ("1.0", None), ("1e2", None), ("1 ", 1),
+])
+def test_a_follower_count_is_0_or_up_to_18_digits(raw: str, taken: int | None) -> None:
+    value = (b'{"type":"followers","event_id":"e","account_id":"a","followers":'
+             + raw.encode() + b',"occurred_at":"2026-11-01T10:00:03Z"}')
+    fields = assert_wire_sound(b"a", value)
+    assert (None if fields is None else fields[8]) == taken, raw
+
+
+def test_it_takes_every_post_and_follower_count_of_the_benchmark_streams() -> None:
+    from bench.ingest import wide_events
+
+    taken = 0
+    for value in realistic_events(3_000) + wide_events(3_000):
+        message = orjson.loads(value)
+        if message["type"] in {"post", "followers"}:
+            assert assert_wire_sound(message["account_id"].encode(), value) is not None
+            taken += 1
+    assert taken > 2_000
