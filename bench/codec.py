@@ -56,8 +56,10 @@ def select(codec: str) -> None:
         from service.engine.sketches import ActorSketch
 
         chosen = engagement_native.Codec(Account, Post, ActorSketch, shared_topics, **options)
-        # The store calls packing.pack and packing.unpack through the module.
+        # The store calls packing.pack, pack_many and unpack through the module.
         packing.pack, packing.unpack = chosen.pack, chosen.unpack
+        if hasattr(packing, "pack_many"):  # absent in older checkouts
+            packing.pack_many = chosen.pack_many
 
 
 def measure(events: int, sample: int, rounds: int, codec: str) -> dict[str, float]:
