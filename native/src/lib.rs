@@ -334,11 +334,25 @@ impl<'a> Reader<'a> {
     }
 
     fn list<'py>(&mut self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyAny>> {
-        let list = PyList::empty(py);
-        for _ in 0..length {
-            list.append(self.value(py)?)?;
+        let list = self.sized_list(py, length)?;
+        for index in 0..length {
+            set_list_item(&list, index, self.value(py)?);
         }
         Ok(list.into_any())
+    }
+
+    /// A list of `length` unset items for `set_list_item` to fill: one allocation of its
+    /// item array instead of the growth steps of appending. Every item takes at least a
+    /// byte, so a damaged length past the bytes left is refused before allocating.
+    fn sized_list<'py>(&self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyList>> {
+        if length > self.buf.len() - self.pos {
+            return Err(truncated());
+        }
+        let length = ffi::Py_ssize_t::try_from(length).map_err(|_| truncated())?;
+        // An unset item is NULL, which the list's traversal and deallocation skip, so an
+        // error half-way leaves nothing unsound behind.
+        let raw = unsafe { ffi::PyList_New(length) };
+        Ok(unsafe { Bound::from_owned_ptr_or_err(py, raw)?.cast_into_unchecked::<PyList>() })
     }
 
     fn map<'py>(&mut self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyAny>> {
@@ -579,6 +593,13 @@ fn untrack(object: &Bound<'_, PyAny>) {
             ffi::PyObject_GC_UnTrack(raw.cast());
         }
     }
+}
+
+/// Sets item `index` of a list from `Reader::sized_list` (in range, not set before).
+#[inline]
+fn set_list_item(list: &Bound<'_, PyList>, index: usize, value: Bound<'_, PyAny>) {
+    debug_assert!(index < list.len());
+    unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), index as ffi::Py_ssize_t, value.into_ptr()) };
 }
 
 /// An empty dict with room for `entries` without growing.
@@ -1227,21 +1248,21 @@ impl Codec {
         if follower_fields % 2 != 0 {
             return Err(PyValueError::new_err("packed account: a follower count without time"));
         }
-        let followers = PyList::empty(py);
-        for _ in 0..follower_fields / 2 {
+        let followers = reader.sized_list(py, follower_fields / 2)?;
+        for index in 0..follower_fields / 2 {
             let moment = reader.value(py)?;
             let count = reader.value(py)?;
             let entry = PyTuple::new(py, [moment, count])?;
             self.untracked(&entry);
-            followers.append(entry)?;
+            set_list_item(&followers, index, entry.into_any());
         }
         self.untracked(&followers);
 
         let sketch_count = reader.array_len()?;
-        let actors = PyList::empty(py);
+        let actors = reader.sized_list(py, sketch_count)?;
         let layout = &self.sketch;
         let sketch_class = layout.class.bind(py);
-        for _ in 0..sketch_count {
+        for index in 0..sketch_count {
             let sketch_fields = reader.array_len()?;
             if !(5..=6).contains(&sketch_fields) {
                 return Err(PyValueError::new_err("packed account: a sketch has 5 or 6 fields"));
@@ -1286,7 +1307,7 @@ impl Codec {
             };
             layout.set(&sketch, fields, sketch_slot::REGISTERS, registers)?;
             self.untracked(&sketch);
-            actors.append(sketch)?;
+            set_list_item(&actors, index, sketch);
         }
         self.untracked(&actors);
 
