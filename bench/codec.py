@@ -13,12 +13,14 @@ the codec costs), and once more with the collector on, as an event pays it: the 
 steps per account in turn, the young collections included. Last, a miss as the store
 pays it (`store_misses`): random accesses to the accounts with a quarter of them hot,
 where the least recently used accounts are out of the CPU's caches when they are packed
-(and packed in batches, where the checkout's store does that). Contenders, each in its own
-process: this checkout's compiled codec, the same without each of its two options
-(`untrack`: unpacked objects left out of the cyclic collector; `prefetch`: packing asks
-for an account's objects level by level) and with the store giving up accounts one at a
-time instead of in batches (`store.EVICTION_BATCH`), its reference, and the compiled codec of each
-`--compare` checkout. The best round of each step counts.
+(and packed in batches, where the checkout's store does that), and what a changelog
+checkpoint pays to pack an account changed since the last one (`checkpoint_packs`).
+Contenders, each in its own process: this checkout's compiled codec, the same without
+each of its two options (`untrack`: unpacked objects left out of the cyclic collector;
+`prefetch`: packing asks for an account's objects level by level) and with the store
+packing accounts one at a time instead of in batches (`store.EVICTION_BATCH`), its
+reference, and the compiled codec of each `--compare` checkout. The best round of each
+step counts.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ CODECS: dict[str, dict[str, bool] | None] = {
     "compiled": {},
     "compiled, collector tracks": {"untrack": False},
     "compiled, no prefetch": {"prefetch": False},
-    # The store's option: accounts leave the hot set one at a time, not in batches.
+    # The store's option: accounts leave the hot set, and are packed for a checkpoint,
+    # one at a time, not in batches.
     "compiled, evictions one at a time": {"one_at_a_time": True},
     "reference": None,
 }
@@ -62,6 +65,7 @@ def select(codec: str) -> None:
         from service.engine import store
 
         store.BATCHED_HOT_SETS = sys.maxsize
+        store.EVICTION_BATCH = 1
     if options:
         import engagement_native
 
@@ -122,6 +126,34 @@ def measure(events: int, sample: int, rounds: int, codec: str) -> dict[str, floa
             best[name] = min(best[name], seconds / len(accounts) * 1e6)
     best["packed_bytes"] = sum(map(len, packed)) / len(packed)
     best["miss_us"] = store_misses(accounts, packed, rounds)
+    best["checkpoint_us"] = checkpoint_packs(accounts, packed, rounds)
+    return best
+
+
+def checkpoint_packs(accounts: list[Any], packed: list[bytes], rounds: int) -> float:
+    """What a changelog checkpoint pays per account changed since the last one: every
+    account hot and changed, used in random order, then all of them drained packed
+    (`drain_packed`, or `packed_one` each in a checkout without it); CPU µs per account,
+    best of `rounds`."""
+    from service.engine.store import AccountStore
+
+    ids = [account.account_id for account in accounts]
+    order = random.Random(13).sample(ids, len(ids))
+    best = float("inf")
+    for _ in range(rounds):
+        store = AccountStore(len(accounts))
+        store.restore(zip(ids, packed, strict=True))
+        for account_id in order:
+            store.activate(account_id)
+        cpu = time.process_time()
+        drain_packed = getattr(store, "drain_packed", None)
+        if drain_packed is not None:
+            drained = drain_packed()
+        else:
+            drained = [(account_id, store.packed_one(account_id))
+                       for account_id in store.drain_changed()]
+        best = min(best, (time.process_time() - cpu) / len(drained) * 1e6)
+        del store
     return best
 
 
@@ -169,8 +201,8 @@ def main() -> None:
     print(f"wide workload's accounts after {arguments.events:,} events, {arguments.accounts:,}"
           f" of them, CPU µs per account, best of {arguments.rounds}")
     print("| codec | pack | unpack | free | pack + unpack + free | one cold event's share, "
-          "collector on | a miss in the store | bytes packed |")
-    print("|---|---|---|---|---|---|---|---|")
+          "collector on | a miss in the store | a checkpoint's pack | bytes packed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, checkout, compiled in contenders:
         # This file, with the checkout's `service` first on the path (bench.ingest's
         # wide_events from this checkout too: the same accounts for every contender).
@@ -185,7 +217,8 @@ def main() -> None:
         total = got["pack_us"] + got["unpack_us"] + got["free_us"]
         print(f"| {name} | {got['pack_us']:.2f} | {got['unpack_us']:.2f} | "
               f"{got['free_us']:.2f} | {total:.2f} | {got['cold_us']:.2f} | "
-              f"{got['miss_us']:.2f} | {got['packed_bytes']:.0f} |", flush=True)
+              f"{got['miss_us']:.2f} | {got['checkpoint_us']:.2f} | "
+              f"{got['packed_bytes']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
