@@ -4,8 +4,9 @@ An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry 
 `packing`). Events and score queries touch a small working set, so the store keeps the
 `hot_capacity` most recently used accounts as objects and packs those that fall out
 (`EVICTION_BATCH` at a time); an access to a packed account unpacks it again (tens of
-microseconds for a typical account). Ops see the churn in `engagement_account_unpacks_total`; the hot set is sized
-from a memory budget (`hot_capacity_for`) or set as a count.
+microseconds for a typical account). Ops see the churn in
+`engagement_account_unpacks_total`; the hot set is sized from a memory budget
+(`hot_capacity_for`) or set as a count.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
 count as activity) and use (which account is packed; queries count too).
