@@ -10,11 +10,17 @@ actor sketch of ~6 actors after 600,000 events; ~14 by the end of the
 with every account hot. Then, `rounds` times, all of them are packed, unpacked (kept) and
 freed, each step timed alone in CPU µs per account with the cyclic collector off (what
 the codec costs), and once more with the collector on, as an event pays it: the three
-steps per account in turn, the young collections included. Contenders, each in its own
-process: this checkout's compiled codec, the same without each of its two options
-(`untrack`: unpacked objects left out of the cyclic collector; `prefetch`: packing asks
-for an account's objects level by level), its reference, and the compiled codec of each
-`--compare` checkout. The best round of each step counts.
+steps per account in turn, the young collections included. Last, a miss as the store
+pays it (`store_misses`): random accesses to the accounts with a quarter of them hot,
+where the least recently used accounts are out of the CPU's caches when they are packed
+(and packed in batches, where the checkout's store does that), and what a changelog
+checkpoint pays to pack an account changed since the last one (`checkpoint_packs`).
+Contenders, each in its own process: this checkout's compiled codec, the same without
+each of its two options (`untrack`: unpacked objects left out of the cyclic collector;
+`prefetch`: packing asks for an account's objects level by level) and with the store
+packing accounts one at a time instead of in batches (`store.EVICTION_BATCH`), its
+reference, and the compiled codec of each `--compare` checkout. The best round of each
+step counts.
 """
 
 from __future__ import annotations
@@ -23,19 +29,25 @@ import argparse
 import gc
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+MISS_ACCESSES = 100_000
 
 
 # The codecs compared: this checkout's compiled codec with its options, or the reference.
-CODECS = {
+CODECS: dict[str, dict[str, bool] | None] = {
     "compiled": {},
     "compiled, collector tracks": {"untrack": False},
     "compiled, no prefetch": {"prefetch": False},
+    # The store's option: accounts leave the hot set, and are packed for a checkpoint,
+    # one at a time, not in batches.
+    "compiled, evictions one at a time": {"one_at_a_time": True},
     "reference": None,
 }
 
@@ -48,7 +60,12 @@ def select(codec: str) -> None:
     use_compiled = getattr(packing, "use_compiled", None)  # absent in older checkouts
     if use_compiled is not None:
         use_compiled(CODECS.get(codec, {}) is not None)
-    options = CODECS.get(codec)
+    options = dict(CODECS.get(codec) or {})
+    if options.pop("one_at_a_time", False):
+        from service.engine import store
+
+        store.BATCHED_HOT_SETS = sys.maxsize
+        store.EVICTION_BATCH = 1
     if options:
         import engagement_native
 
@@ -56,8 +73,10 @@ def select(codec: str) -> None:
         from service.engine.sketches import ActorSketch
 
         chosen = engagement_native.Codec(Account, Post, ActorSketch, shared_topics, **options)
-        # The store calls packing.pack and packing.unpack through the module.
+        # The store calls packing.pack, pack_many and unpack through the module.
         packing.pack, packing.unpack = chosen.pack, chosen.unpack
+        if hasattr(packing, "pack_many"):  # absent in older checkouts
+            packing.pack_many = chosen.pack_many
 
 
 def measure(events: int, sample: int, rounds: int, codec: str) -> dict[str, float]:
@@ -106,6 +125,61 @@ def measure(events: int, sample: int, rounds: int, codec: str) -> dict[str, floa
                               ("free_us", free_s), ("cold_us", cold_s)):
             best[name] = min(best[name], seconds / len(accounts) * 1e6)
     best["packed_bytes"] = sum(map(len, packed)) / len(packed)
+    best["miss_us"] = store_misses(accounts, packed, rounds)
+    best["checkpoint_us"] = checkpoint_packs(accounts, packed, rounds)
+    return best
+
+
+def checkpoint_packs(accounts: list[Any], packed: list[bytes], rounds: int) -> float:
+    """What a changelog checkpoint pays per account changed since the last one: every
+    account hot and changed, used in random order, then all of them drained packed
+    (`drain_packed`, or `packed_one` each in a checkout without it); CPU µs per account,
+    best of `rounds`."""
+    from service.engine.store import AccountStore
+
+    ids = [account.account_id for account in accounts]
+    order = random.Random(13).sample(ids, len(ids))
+    best = float("inf")
+    for _ in range(rounds):
+        store = AccountStore(len(accounts))
+        store.restore(zip(ids, packed, strict=True))
+        for account_id in order:
+            store.activate(account_id)
+        cpu = time.process_time()
+        drain_packed = getattr(store, "drain_packed", None)
+        if drain_packed is not None:
+            drained = drain_packed()
+        else:
+            drained = [(account_id, store.packed_one(account_id))
+                       for account_id in store.drain_changed()]
+        best = min(best, (time.process_time() - cpu) / len(drained) * 1e6)
+        del store
+    return best
+
+
+def store_misses(accounts: list[Any], packed: list[bytes], rounds: int) -> float:
+    """An access to an account past the hot set as the store pays it, collector on:
+    random accesses to the accounts, a quarter of them hot, each miss an unpack and a
+    pack of the least recently used account (in batches where the checkout's store
+    batches them) with its freeing; CPU µs per unpack, best of `rounds`."""
+    from service.engine.store import AccountStore
+
+    rng = random.Random(11)
+    ids = [account.account_id for account in accounts]
+    accesses = [rng.choice(ids) for _ in range(MISS_ACCESSES)]
+    best = float("inf")
+    for _ in range(rounds):
+        store = AccountStore(len(accounts) // 4)
+        store.restore(zip(ids, packed, strict=True))
+        for account_id in ids:  # every account unpacked once, the hot set full
+            store.activate(account_id)
+        unpacks = store.stats.unpacks
+        cpu = time.process_time()
+        for account_id in accesses:
+            store.activate(account_id)
+        seconds = time.process_time() - cpu
+        best = min(best, seconds / (store.stats.unpacks - unpacks) * 1e6)
+        del store
     return best
 
 
@@ -127,8 +201,8 @@ def main() -> None:
     print(f"wide workload's accounts after {arguments.events:,} events, {arguments.accounts:,}"
           f" of them, CPU µs per account, best of {arguments.rounds}")
     print("| codec | pack | unpack | free | pack + unpack + free | one cold event's share, "
-          "collector on | bytes packed |")
-    print("|---|---|---|---|---|---|---|")
+          "collector on | a miss in the store | a checkpoint's pack | bytes packed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, checkout, compiled in contenders:
         # This file, with the checkout's `service` first on the path (bench.ingest's
         # wide_events from this checkout too: the same accounts for every contender).
@@ -143,6 +217,7 @@ def main() -> None:
         total = got["pack_us"] + got["unpack_us"] + got["free_us"]
         print(f"| {name} | {got['pack_us']:.2f} | {got['unpack_us']:.2f} | "
               f"{got['free_us']:.2f} | {total:.2f} | {got['cold_us']:.2f} | "
+              f"{got['miss_us']:.2f} | {got['checkpoint_us']:.2f} | "
               f"{got['packed_bytes']:.0f} |", flush=True)
 
 

@@ -259,7 +259,8 @@ def quix(topic: str, count: int, changelog: bool) -> float:
 
 ENGINE_WARM_UP = 300_000
 # bench.codec.CODECS's variants of the compiled codec, for --codec-variants.
-CODEC_VARIANTS = ("compiled, collector tracks", "compiled, no prefetch")
+CODEC_VARIANTS = ("compiled, collector tracks", "compiled, no prefetch",
+                  "compiled, evictions one at a time")
 OLD_DEFAULT_HOT_SET = 20_000  # ENGAGEMENT_HOT_ACCOUNTS's default before the memory budget
 CODEC_SAMPLE = 2_000
 

@@ -388,8 +388,8 @@ class PartitionState:
         # What a failed checkpoint wrote goes first: its gate records are older than
         # this checkpoint's account records, which say that their accounts wait.
         records, self._pending_records = self._pending_records, []
-        records.extend((account_id.encode(), accounts.packed_one(account_id))
-                       for account_id in accounts.drain_changed())
+        records.extend((account_id.encode(), packed)
+                       for account_id, packed in accounts.drain_packed())
         records.extend(self._new_segments())
         records.extend(self._expired_segments())
         records.append((CLOCK_KEY, self._clock_value()))

@@ -334,11 +334,25 @@ impl<'a> Reader<'a> {
     }
 
     fn list<'py>(&mut self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyAny>> {
-        let list = PyList::empty(py);
-        for _ in 0..length {
-            list.append(self.value(py)?)?;
+        let list = self.sized_list(py, length)?;
+        for index in 0..length {
+            set_list_item(&list, index, self.value(py)?);
         }
         Ok(list.into_any())
+    }
+
+    /// A list of `length` unset items for `set_list_item` to fill: one allocation of its
+    /// item array instead of the growth steps of appending. Every item takes at least a
+    /// byte, so a damaged length past the bytes left is refused before allocating.
+    fn sized_list<'py>(&self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyList>> {
+        if length > self.buf.len() - self.pos {
+            return Err(truncated());
+        }
+        let length = ffi::Py_ssize_t::try_from(length).map_err(|_| truncated())?;
+        // An unset item is NULL, which the list's traversal and deallocation skip, so an
+        // error half-way leaves nothing unsound behind.
+        let raw = unsafe { ffi::PyList_New(length) };
+        Ok(unsafe { Bound::from_owned_ptr_or_err(py, raw)?.cast_into_unchecked::<PyList>() })
     }
 
     fn map<'py>(&mut self, py: Python<'py>, length: usize) -> PyResult<Bound<'py, PyAny>> {
@@ -581,6 +595,13 @@ fn untrack(object: &Bound<'_, PyAny>) {
     }
 }
 
+/// Sets item `index` of a list from `Reader::sized_list` (in range, not set before).
+#[inline]
+fn set_list_item(list: &Bound<'_, PyList>, index: usize, value: Bound<'_, PyAny>) {
+    debug_assert!(index < list.len());
+    unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), index as ffi::Py_ssize_t, value.into_ptr()) };
+}
+
 /// An empty dict with room for `entries` without growing.
 fn presized_dict(py: Python<'_>, entries: usize) -> PyResult<Bound<'_, PyDict>> {
     let entries = ffi::Py_ssize_t::try_from(entries)
@@ -599,6 +620,158 @@ fn prefetch(object: *mut ffi::PyObject) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = object;
+}
+
+/// How many levels `prefetch_level` has.
+const PREFETCH_LEVELS: usize = 7;
+
+/// The cache lines of a dict's keys table that `PyDict_Next` reads first: its header and
+/// index, then the entries (a sketch's 32 counters take ~13 lines; the rest come in while
+/// the first are read).
+const DICT_TABLE_LINES: usize = 8;
+
+/// Asks for a dict's table, if `dict` is exactly a dict.
+#[inline(always)]
+unsafe fn prefetch_dict_table(dict: *mut ffi::PyObject) {
+    if dict.is_null() || ffi::PyDict_CheckExact(dict) == 0 {
+        return;
+    }
+    let keys = (*dict.cast::<ffi::PyDictObject>()).ma_keys.cast::<u8>();
+    if keys.is_null() {
+        return;
+    }
+    for line in 0..DICT_TABLE_LINES {
+        // A prefetch never faults: lines past the table's end are only wasted requests.
+        prefetch(keys.wrapping_add(64 * line).cast());
+    }
+}
+
+/// Asks for a list's item array, if `list` is exactly a list.
+#[inline(always)]
+unsafe fn prefetch_list_items(list: *mut ffi::PyObject) {
+    if !list.is_null() && ffi::PyList_CheckExact(list) != 0 {
+        prefetch((*list.cast::<ffi::PyListObject>()).ob_item.cast());
+    }
+}
+
+/// Each item of `list` (exactly a list) in turn.
+#[inline(always)]
+unsafe fn list_items(list: *mut ffi::PyObject) -> impl Iterator<Item = *mut ffi::PyObject> {
+    let length = if !list.is_null() && ffi::PyList_CheckExact(list) != 0 {
+        ffi::PyList_GET_SIZE(list)
+    } else {
+        0
+    };
+    (0..length).map(move |index| ffi::PyList_GET_ITEM(list, index))
+}
+
+/// Each (key, value) of `dict` (exactly a dict) in turn.
+#[inline(always)]
+unsafe fn dict_items(dict: *mut ffi::PyObject, mut each: impl FnMut(*mut ffi::PyObject, *mut ffi::PyObject)) {
+    if dict.is_null() || ffi::PyDict_CheckExact(dict) == 0 {
+        return;
+    }
+    let (mut position, mut key, mut value) =
+        (0 as ffi::Py_ssize_t, std::ptr::null_mut(), std::ptr::null_mut());
+    while ffi::PyDict_Next(dict, &mut position, &mut key, &mut value) != 0 {
+        each(key, value);
+    }
+}
+
+/// One level of what packing `account` reads (see `Codec::prefetch_accounts`). The
+/// account and its posts and sketches are read through their slots only when they are
+/// exactly the codec's classes (`classes`: account, post, sketch).
+unsafe fn prefetch_level(
+    level: usize,
+    account: *mut ffi::PyObject,
+    classes: (*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject),
+    account_offsets: &[isize],
+    post_offsets: &[isize],
+    sketch_offsets: &[isize],
+) {
+    let (account_class, post_class, sketch_class) = classes;
+    if level == 0 {
+        prefetch(account);
+        return;
+    }
+    if ffi::Py_TYPE(account).cast::<ffi::PyObject>() != account_class {
+        return;
+    }
+    let posts = *slot_at(account, account_offsets[account_slot::POSTS]);
+    let followers = *slot_at(account, account_offsets[account_slot::FOLLOWERS]);
+    let actors = *slot_at(account, account_offsets[account_slot::ACTORS]);
+    let is_post = |object: *mut ffi::PyObject| ffi::Py_TYPE(object).cast::<ffi::PyObject>() == post_class;
+    let is_sketch = |object: *mut ffi::PyObject| ffi::Py_TYPE(object).cast::<ffi::PyObject>() == sketch_class;
+    match level {
+        1 => {
+            for object in [posts, followers, actors] {
+                if !object.is_null() {
+                    prefetch(object);
+                }
+            }
+        }
+        2 => {
+            prefetch_dict_table(posts);
+            prefetch_list_items(followers);
+            prefetch_list_items(actors);
+        }
+        3 => {
+            dict_items(posts, |key, value| {
+                prefetch(key);
+                prefetch(value);
+            });
+            list_items(followers).for_each(prefetch);
+            list_items(actors).for_each(prefetch);
+        }
+        4 => {
+            dict_items(posts, |_, post| {
+                if is_post(post) {
+                    for field in [post_slot::POSTED_AT, post_slot::FIRST_SEEN_AT, post_slot::TOPICS] {
+                        let value = *slot_at(post, post_offsets[field]);
+                        if !value.is_null() {
+                            prefetch(value);
+                        }
+                    }
+                }
+            });
+            for entry in list_items(followers) {
+                if ffi::PyTuple_CheckExact(entry) != 0 && ffi::PyTuple_GET_SIZE(entry) == 2 {
+                    prefetch(ffi::PyTuple_GET_ITEM(entry, 0));
+                    prefetch(ffi::PyTuple_GET_ITEM(entry, 1));
+                }
+            }
+            for sketch in list_items(actors) {
+                if is_sketch(sketch) {
+                    for field in [sketch_slot::COUNTS, sketch_slot::RHYTHM, sketch_slot::REGISTERS] {
+                        let value = *slot_at(sketch, sketch_offsets[field]);
+                        if !value.is_null() {
+                            prefetch(value);
+                        }
+                    }
+                }
+            }
+        }
+        5 => {
+            for sketch in list_items(actors) {
+                if is_sketch(sketch) {
+                    prefetch_dict_table(*slot_at(sketch, sketch_offsets[sketch_slot::COUNTS]));
+                    prefetch_list_items(*slot_at(sketch, sketch_offsets[sketch_slot::RHYTHM]));
+                }
+            }
+        }
+        _ => {
+            for sketch in list_items(actors) {
+                if is_sketch(sketch) {
+                    dict_items(*slot_at(sketch, sketch_offsets[sketch_slot::COUNTS]), |key, value| {
+                        prefetch(key);
+                        prefetch(value);
+                    });
+                    list_items(*slot_at(sketch, sketch_offsets[sketch_slot::RHYTHM]))
+                        .for_each(prefetch);
+                }
+            }
+        }
+    }
 }
 
 impl Reader<'_> {
@@ -749,71 +922,35 @@ impl Codec {
         }
     }
 
-    #[inline]
-    fn untracked(&self, object: &Bound<'_, PyAny>) {
-        if self.untrack {
-            untrack(object);
+    /// `prefetch_account` for several accounts at once: each level asked for across all of
+    /// them before the next (the account, its posts dict and lists, their tables, their
+    /// items, the posts' and sketches' fields, the counters' tables, their keys). A level
+    /// reads pointers that the level before asked for, so it waits for memory once per
+    /// level for the whole batch instead of once per level per account. Pointers only,
+    /// exact types checked before any internals are read, no Python code run.
+    fn prefetch_accounts(&self, accounts: &[*mut ffi::PyObject]) {
+        let (Some(account_offsets), Some(post_offsets), Some(sketch_offsets)) =
+            (&self.account.offsets, &self.post.offsets, &self.sketch.offsets)
+        else {
+            return;
+        };
+        let classes = (
+            self.account.class.as_ptr(),
+            self.post.class.as_ptr(),
+            self.sketch.class.as_ptr(),
+        );
+        for level in 0..PREFETCH_LEVELS {
+            for &account in accounts {
+                unsafe {
+                    prefetch_level(level, account, classes, account_offsets, post_offsets,
+                                   sketch_offsets);
+                }
+            }
         }
     }
 
-    /// A post's topics: the shared tuple for these bytes, decoded and shared once.
-    fn read_topics<'py>(&self, py: Python<'py>, reader: &mut Reader<'_>) -> PyResult<Bound<'py, PyAny>> {
-        let start = reader.pos;
-        let count = reader.array_len()?;
-        let items = reader.pos;
-        for _ in 0..count {
-            reader.skip()?;
-        }
-        let key = &reader.buf[start..reader.pos];
-        if let Some(shared) = self.topics.lock().unwrap().get(key) {
-            return Ok(shared.bind(py).clone());
-        }
-        let mut decoder = Reader { buf: &reader.buf[..reader.pos], pos: items };
-        let mut topics = Vec::with_capacity(count);
-        for _ in 0..count {
-            topics.push(decoder.value(py)?);
-        }
-        // Python code runs here: no lock is held across it.
-        let shared = self.shared_topics.bind(py).call1((PyTuple::new(py, topics)?,))?;
-        let mut cache = self.topics.lock().unwrap();
-        if cache.len() < TOPIC_CACHE_ENTRIES {
-            cache.insert(key.to_vec(), shared.clone().unbind());
-        }
-        Ok(shared)
-    }
-}
-
-#[pymethods]
-impl Codec {
-    #[new]
-    #[pyo3(signature = (account, post, sketch, shared_topics, /, *, untrack = true, prefetch = true))]
-    fn new(
-        account: &Bound<'_, PyAny>,
-        post: &Bound<'_, PyAny>,
-        sketch: &Bound<'_, PyAny>,
-        shared_topics: Py<PyAny>,
-        untrack: bool,
-        prefetch: bool,
-    ) -> PyResult<Self> {
-        Ok(Codec {
-            account: Layout::new(account, &ACCOUNT_SLOTS)?,
-            post: Layout::new(post, &POST_SLOTS)?,
-            sketch: Layout::new(sketch, &SKETCH_SLOTS)?,
-            shared_topics,
-            untrack,
-            prefetches: prefetch,
-            topics: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Whether accounts, posts and sketches are built without their `__init__` and their
-    /// slots reached directly (see `Layout`).
-    #[getter]
-    fn builds_bare(&self) -> (bool, bool, bool) {
-        (self.account.direct(), self.post.direct(), self.sketch.direct())
-    }
-
-    fn pack<'py>(&self, account: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    /// `pack`, with or without `prefetch_account` first.
+    fn pack_one<'py>(&self, account: &Bound<'py, PyAny>, prefetch: bool) -> PyResult<Bound<'py, PyBytes>> {
         let py = account.py();
         let mut out: Vec<u8> = Vec::with_capacity(512);
         out.resize(HEADER_SIZE, 0);
@@ -826,7 +963,7 @@ impl Codec {
         let actors = actors.cast::<PyList>()?;
         let audience = self.account.get(account, fields, account_slot::AUDIENCE)?;
         let has_audience = !audience.is_none() && audience.is_truthy()?;
-        if self.prefetches && fields.is_some() {
+        if prefetch && fields.is_some() {
             self.prefetch_account(posts, followers, actors);
         }
         write_array_header(&mut out, if has_audience { 4 } else { 3 });
@@ -955,6 +1092,93 @@ impl Codec {
         Ok(PyBytes::new(py, &out))
     }
 
+    #[inline]
+    fn untracked(&self, object: &Bound<'_, PyAny>) {
+        if self.untrack {
+            untrack(object);
+        }
+    }
+
+    /// A post's topics: the shared tuple for these bytes, decoded and shared once.
+    fn read_topics<'py>(&self, py: Python<'py>, reader: &mut Reader<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let start = reader.pos;
+        let count = reader.array_len()?;
+        let items = reader.pos;
+        for _ in 0..count {
+            reader.skip()?;
+        }
+        let key = &reader.buf[start..reader.pos];
+        if let Some(shared) = self.topics.lock().unwrap().get(key) {
+            return Ok(shared.bind(py).clone());
+        }
+        let mut decoder = Reader { buf: &reader.buf[..reader.pos], pos: items };
+        let mut topics = Vec::with_capacity(count);
+        for _ in 0..count {
+            topics.push(decoder.value(py)?);
+        }
+        // Python code runs here: no lock is held across it.
+        let shared = self.shared_topics.bind(py).call1((PyTuple::new(py, topics)?,))?;
+        let mut cache = self.topics.lock().unwrap();
+        if cache.len() < TOPIC_CACHE_ENTRIES {
+            cache.insert(key.to_vec(), shared.clone().unbind());
+        }
+        Ok(shared)
+    }
+}
+
+#[pymethods]
+impl Codec {
+    #[new]
+    #[pyo3(signature = (account, post, sketch, shared_topics, /, *, untrack = true, prefetch = true))]
+    fn new(
+        account: &Bound<'_, PyAny>,
+        post: &Bound<'_, PyAny>,
+        sketch: &Bound<'_, PyAny>,
+        shared_topics: Py<PyAny>,
+        untrack: bool,
+        prefetch: bool,
+    ) -> PyResult<Self> {
+        Ok(Codec {
+            account: Layout::new(account, &ACCOUNT_SLOTS)?,
+            post: Layout::new(post, &POST_SLOTS)?,
+            sketch: Layout::new(sketch, &SKETCH_SLOTS)?,
+            shared_topics,
+            untrack,
+            prefetches: prefetch,
+            topics: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether accounts, posts and sketches are built without their `__init__` and their
+    /// slots reached directly (see `Layout`).
+    #[getter]
+    fn builds_bare(&self) -> (bool, bool, bool) {
+        (self.account.direct(), self.post.direct(), self.sketch.direct())
+    }
+
+    fn pack<'py>(&self, account: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        self.pack_one(account, self.prefetches)
+    }
+
+    /// Each account packed, as `pack` does, in order. The accounts' objects are asked for
+    /// level by level across all of them first (`prefetch_accounts`): accounts leaving the
+    /// hot set together are all out of the CPU's caches, and a batch overlaps the waits
+    /// that one account alone has to take one level after another.
+    fn pack_many<'py>(&self, accounts: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+        let py = accounts.py();
+        if self.prefetches {
+            // Borrowed: the list holds them for the whole call and runs no Python code.
+            let pointers: Vec<*mut ffi::PyObject> =
+                accounts.iter().map(|account| account.as_ptr()).collect();
+            self.prefetch_accounts(&pointers);
+        }
+        let packed = PyList::empty(py);
+        for account in accounts.iter() {
+            packed.append(self.pack_one(&account, false)?)?;
+        }
+        Ok(packed)
+    }
+
     fn unpack<'py>(
         &self,
         py: Python<'py>,
@@ -1024,21 +1248,21 @@ impl Codec {
         if follower_fields % 2 != 0 {
             return Err(PyValueError::new_err("packed account: a follower count without time"));
         }
-        let followers = PyList::empty(py);
-        for _ in 0..follower_fields / 2 {
+        let followers = reader.sized_list(py, follower_fields / 2)?;
+        for index in 0..follower_fields / 2 {
             let moment = reader.value(py)?;
             let count = reader.value(py)?;
             let entry = PyTuple::new(py, [moment, count])?;
             self.untracked(&entry);
-            followers.append(entry)?;
+            set_list_item(&followers, index, entry.into_any());
         }
         self.untracked(&followers);
 
         let sketch_count = reader.array_len()?;
-        let actors = PyList::empty(py);
+        let actors = reader.sized_list(py, sketch_count)?;
         let layout = &self.sketch;
         let sketch_class = layout.class.bind(py);
-        for _ in 0..sketch_count {
+        for index in 0..sketch_count {
             let sketch_fields = reader.array_len()?;
             if !(5..=6).contains(&sketch_fields) {
                 return Err(PyValueError::new_err("packed account: a sketch has 5 or 6 fields"));
@@ -1083,7 +1307,7 @@ impl Codec {
             };
             layout.set(&sketch, fields, sketch_slot::REGISTERS, registers)?;
             self.untracked(&sketch);
-            actors.append(sketch)?;
+            set_list_item(&actors, index, sketch);
         }
         self.untracked(&actors);
 

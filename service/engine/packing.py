@@ -100,6 +100,11 @@ def pack_reference(account: Account) -> bytes:
                         account.last_event_at, first_bucket, last_bucket) + body
 
 
+def pack_many_reference(accounts: list[Account]) -> list[bytes]:
+    """Each account packed, in order (the compiled codec overlaps their memory reads)."""
+    return [pack_reference(account) for account in accounts]
+
+
 def unpack_reference(account_id: str, packed: bytes) -> Account:
     partition, version, _, last_event_at, _, _ = _HEADER.unpack_from(packed)
     posts, followers, actors, *audience = msgpack.unpackb(
@@ -151,19 +156,21 @@ def _unflatten(flat: list[int]) -> dict[int, int]:
 # it unpacks out of the cyclic collector (docs/benchmarks.md, "The cliff past the hot set,
 # session 6"); tests/unit/test_packing_native.py holds the two to that.
 pack: Callable[[Account], bytes] = pack_reference
+pack_many: Callable[[list[Account]], list[bytes]] = pack_many_reference
 unpack: Callable[[str, bytes], Account] = unpack_reference
 COMPILED_AVAILABLE = engagement_native is not None
 
 
 def use_compiled(compiled: bool) -> None:
     """Selects the compiled codec (if it is installed) or the reference for every caller:
-    the store calls `packing.pack` and `packing.unpack` through this module."""
-    global pack, unpack
+    the store calls `packing.pack`, `packing.pack_many` and `packing.unpack` through
+    this module."""
+    global pack, pack_many, unpack
     if compiled and engagement_native is not None:
         codec = engagement_native.Codec(Account, Post, ActorSketch, shared_topics)
-        pack, unpack = codec.pack, codec.unpack
+        pack, pack_many, unpack = codec.pack, codec.pack_many, codec.unpack
     else:
-        pack, unpack = pack_reference, unpack_reference
+        pack, pack_many, unpack = pack_reference, pack_many_reference, unpack_reference
 
 
 def compiled_in_use() -> bool:

@@ -18,7 +18,8 @@ def test_codec_bench_times_pack_unpack_and_free_for_every_codec() -> None:
     rows = [line for line in run.stdout.splitlines() if line.startswith("| this checkout")]
     assert [row.split("|")[1].strip() for row in rows] == [
         "this checkout, compiled", "this checkout, compiled, collector tracks",
-        "this checkout, compiled, no prefetch", "this checkout, reference"]
+        "this checkout, compiled, no prefetch",
+        "this checkout, compiled, evictions one at a time", "this checkout, reference"]
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert all(float(cell) > 0 for cell in cells[1:])

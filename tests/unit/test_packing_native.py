@@ -245,3 +245,31 @@ def test_a_post_seen_when_posted_shares_one_time_and_changes_apart() -> None:
     assert post.posted_at == post.first_seen_at == 1.7e9
     post.posted_at = 1.8e9
     assert post.first_seen_at == 1.7e9
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(accounts(), max_size=20))
+def test_packing_many_at_once_gives_each_ones_bytes(batch: list[Account]) -> None:
+    expected = [packing.pack_reference(account) for account in batch]
+    assert CODEC.pack_many(batch) == expected
+    no_prefetch = engagement_native.Codec(Account, Post, ActorSketch, shared_topics,
+                                          prefetch=False)
+    assert no_prefetch.pack_many(batch) == expected
+    assert packing.pack_many_reference(batch) == expected
+
+
+def test_packing_many_reaches_other_classes_and_refuses_an_unset_field() -> None:
+    class Tagged(Post):
+        __slots__ = ("tag",)
+
+    plain = Account("plain", 1)
+    plain.record_post("p", 1.7e9, True, ("a",), 30.0, 256)
+    tagged = Account("tagged", 2)
+    tagged.posts["t"] = Tagged(1.6e9)
+    tagged.followers = [(1.6e9, 5), (1.7e9, 6)]
+    assert CODEC.pack_many([plain, tagged, plain]) == [
+        packing.pack_reference(account) for account in (plain, tagged, plain)]
+    broken = Account("broken", 3)
+    broken.posts["p"] = Post.__new__(Post)
+    with pytest.raises(AttributeError):
+        CODEC.pack_many([plain, broken])

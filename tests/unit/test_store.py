@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine import Engine, EngineConfig, packing
+from service.engine import Engine, EngineConfig, packing, store
 from service.simulation import AUTHENTIC_MICRO, MEGA_LOW, POD_PUMPED, account_events
 from tests.events import T0, decoded, followers, interaction, post
 
@@ -60,6 +60,43 @@ def test_a_hot_set_of_one_answers_exactly_like_an_unbounded_one() -> None:
     assert tiny.accounts.hot == 1
     assert tiny.accounts.stats.unpacks > 1_000
     assert tiny.stats == roomy.stats
+
+
+def test_a_large_hot_set_gives_up_accounts_in_batches_and_answers_the_same() -> None:
+    capacity = store.BATCHED_HOT_SETS
+    batched = Engine(EngineConfig(window_s=10 * DAY, hot_accounts=capacity))
+    roomy = Engine(EngineConfig(window_s=10 * DAY))
+    rng = random.Random(7)
+    stream = [followers(f"a-{n}", 100 + n, n) for n in range(3 * capacity)]
+    stream += [interaction("like", f"a-{rng.randrange(3 * capacity)}", "p",
+                           f"u-{rng.randrange(50)}", 10_000 + n) for n in range(6_000)]
+    smallest = capacity  # once full
+    for index, event in enumerate(map(decoded, stream)):
+        batched.apply(event)
+        roomy.apply(event)
+        assert batched.accounts.hot <= capacity
+        if index >= capacity:
+            smallest = min(smallest, batched.accounts.hot)
+    assert smallest == capacity - store.EVICTION_BATCH + 1
+    assert batched.accounts.stats.unpacks > 1_000
+    for n in range(0, 3 * capacity, 97):
+        assert batched.score(f"a-{n}") == roomy.score(f"a-{n}")
+    assert dict(batched.accounts.packed()) == dict(roomy.accounts.packed())
+
+
+def test_draining_packs_each_changed_account_as_packed_one_does() -> None:
+    engine = Engine(EngineConfig(window_s=10 * DAY, hot_accounts=40))
+    for index, event in enumerate(interleaved_stream(8)[:3_000]):
+        engine.apply(decoded(event))
+        engine.apply(decoded(followers(f"extra-{index % 100}", index, 10.0 * index)))
+    engine.accounts.evict_least_active()  # one removed: drained as None
+    changed = set(engine.accounts.changed)
+    expected = {account_id: engine.accounts.packed_one(account_id) for account_id in changed}
+    assert None in expected.values()
+    assert dict(engine.accounts.drain_packed()) == expected
+    assert len(expected) > 2 * store.EVICTION_BATCH
+    assert not engine.accounts.changed
+    assert engine.accounts.drain_packed() == []
 
 
 def test_expiry_of_packed_accounts_drops_what_it_drops_for_objects() -> None:
