@@ -229,7 +229,7 @@ class PartitionState:
 
     def warm_actors(self, message: bytes) -> None:
         """A batch the actor side already judged before a move: activity only."""
-        self.actors.observe_packed(message)
+        self.actors.replay_packed(message)
 
     @property
     def actors_next(self) -> int:

@@ -579,6 +579,18 @@ impl NativeActors {
         Ok((PyList::new(py, rows)?, batch.records.len()))
     }
 
+    /// `observe_packed` of a batch whose signals were produced before (a restore or a
+    /// standby replaying the repartition topic): the activity only, no rows. The number
+    /// of interactions judged.
+    fn replay_packed(&mut self, data: &[u8]) -> PyResult<usize> {
+        let batch = self.parse(data)?;
+        let bits: Vec<u32> = batch.ids.iter().map(|id| account_bit(id)).collect();
+        for &(actor, bucket, index) in &batch.records {
+            self.judge_one(actor, bits[index as usize], bucket);
+        }
+        Ok(batch.records.len())
+    }
+
     /// `observe_packed`, with each signal packed into `out`'s message for its account's
     /// partition of the signal topic (`routing.partition_for` over `partitions`) instead
     /// of returned: no Python object per signal. The number of interactions judged.

@@ -554,6 +554,20 @@ class ActorActivity:
         ids, records = read_interactions(data)
         return self._observe_records(ids, records)
 
+    def replay_packed(self, data: bytes) -> int:
+        """`observe_packed` of a batch whose signals were produced before (a restore or a
+        standby replaying the repartition topic): the activity only, without the signals
+        (the compiled core makes none). Returns how many interactions were judged."""
+        core = self._core
+        if core is None:
+            observed = self.stats.observed
+            self.observe_packed(data)
+            return self.stats.observed - observed
+        count = core.replay_packed(data)
+        self.stats.observed += count
+        self._take_counts(core)
+        return count
+
     def observe_routed(self, data: bytes, partitions: int, out: RoutedSignals) -> int:
         """`observe_packed`, with each signal packed into `out` for its account's partition
         of the signal topic (`routing.partition_for` over `partitions`, which the core

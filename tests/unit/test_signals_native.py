@@ -119,6 +119,27 @@ def test_the_actor_side_packs_the_reference_messages(
         assert compiled.snapshot() == reference.snapshot()
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(routed_streams())
+def test_a_replayed_batch_leaves_the_activity_of_the_reference(
+        stream: tuple[Setting, int, list[tuple[object, ...]]]) -> None:
+    """`replay_packed` (a restore, a standby): the activity and statistics that
+    `observe_packed` leaves, without the signals."""
+    setting, _, operations = stream
+    reference, compiled, python = (setting.activity(flag) for flag in (True, True, False))
+    for operation in operations:
+        if operation[0] != "batch":
+            continue
+        _, version, raw = operation
+        records = [ActorInteraction(actor, account, moment)
+                   for (actor, account), moment in raw]  # type: ignore[misc, union-attr]
+        data = pack_v1(records) if version == 1 else pack_interactions(records)
+        assert compiled.replay_packed(data) == python.replay_packed(data) == len(records)
+        reference.observe_packed(data)
+        assert compiled.stats == reference.stats == python.stats
+        assert compiled.snapshot() == reference.snapshot() == python.snapshot()
+
+
 def test_a_big_batch_routes_as_the_reference_over_many_partitions() -> None:
     rng = random.Random(7)
     reference, compiled = ActorActivity(), ActorActivity()
