@@ -57,11 +57,9 @@ import msgpack
 from service.engine import Engine, EngineConfig
 from service.engine.audience import (
     ActorActivity,
-    AudienceSignal,
     InteractionBatch,
+    RoutedSignals,
     actor_partition,
-    pack_signals,
-    unpack_signals,
 )
 from service.engine.engine import DEDUPE_BUCKET_S, AccountScore, PartitionClock
 from service.engine.persistence import export_partitions, import_state
@@ -155,7 +153,7 @@ class PartitionState:
         self.actors_warm_next = 0
         # Outputs gathered since the last checkpoint, by target partition.
         self.interactions_out: dict[int, InteractionBatch] = {}
-        self.signals_out: dict[int, list[AudienceSignal]] = {}
+        self.signals_out = RoutedSignals()
         self._pending_produced: list[Produced] = []
         self._checkpointed_sides: tuple[int | None, int | None] = (None, None)
 
@@ -217,19 +215,21 @@ class PartitionState:
 
     def observe_actors(self, message: bytes, partitions: int) -> int:
         """A batch of re-keyed interactions (this partition of the repartition topic):
-        the actors' activity judges each; the signals go to the accounts' partitions."""
-        judged = self.actors.stats.observed
-        for signal in self.actors.observe_packed(message):
-            target = partition_for(signal.account_id, partitions)
-            batch = self.signals_out.get(target)
-            if batch is None:
-                batch = self.signals_out[target] = []
-            batch.append(signal)
-        return self.actors.stats.observed - judged
+        the actors' activity judges each; the signals go to the accounts' partitions.
+        Packed by the compiled core as judged where the engine folds natively
+        (`ENGAGEMENT_NATIVE_FOLD`); the Python path is the reference."""
+        actors = self.actors
+        if self.engine.config.native_fold and actors.compiled:
+            return actors.observe_routed(message, partitions, self.signals_out)
+        judged = actors.stats.observed
+        signals_out = self.signals_out
+        for signal in actors.observe_packed(message):
+            signals_out.add(partition_for(signal.account_id, partitions), signal)
+        return actors.stats.observed - judged
 
     def warm_actors(self, message: bytes) -> None:
         """A batch the actor side already judged before a move: activity only."""
-        self.actors.observe_packed(message)
+        self.actors.replay_packed(message)
 
     @property
     def actors_next(self) -> int:
@@ -251,10 +251,7 @@ class PartitionState:
         return max(begin, self.actors_warm_next)
 
     def fold_signals(self, message: bytes) -> int:
-        signals = unpack_signals(message)
-        for signal in signals:
-            self.engine.apply_audience(signal)
-        return len(signals)
+        return self.engine.fold_signals(message)
 
     # --- checkpoint: what the changelog gets ---------------------------------------
 
@@ -276,9 +273,9 @@ class PartitionState:
         produced, self._pending_produced = self._pending_produced, []
         produced += [(actors, target, None, batch.to_bytes(), ())
                      for target, batch in self.interactions_out.items()]
-        produced += [(signals, target, None, pack_signals(batch), ())
-                     for target, batch in self.signals_out.items()]
-        self.interactions_out, self.signals_out = {}, {}
+        produced += [(signals, target, None, message, ())
+                     for target, message in self.signals_out.take()]
+        self.interactions_out = {}
         changelog = self.checkpoint_records()
         marked = self._marked
         for key, value in changelog:

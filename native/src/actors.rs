@@ -22,6 +22,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::signals::{bucket_start, partition_for, SignalBatches};
+
 const BUSY: u8 = 1;
 const FARM_LIKE: u8 = 2;
 const DEAD: u64 = 1 << 63; // in a record's newest-bucket word: expired
@@ -422,6 +424,18 @@ impl NativeActors {
         Ok(Batch { ids, records })
     }
 
+    /// A packed batch of either version.
+    fn parse<'a>(&self, data: &'a [u8]) -> PyResult<Batch<'a>> {
+        match data.first() {
+            Some(&V2) => self.parse_v2(data),
+            Some(&V1) => self.parse_v1(data),
+            Some(&version) => Err(PyValueError::new_err(format!(
+                "interaction batch of unknown version {version}"
+            ))),
+            None => Err(PyValueError::new_err("interaction batch of unknown version 0")),
+        }
+    }
+
     /// Judges a parsed batch; its counts per (bucket, account) in the reference's order:
     /// buckets as first seen, accounts as first seen within their bucket.
     fn judge(&mut self, batch: &Batch<'_>) -> (Vec<i64>, Vec<Counts>) {
@@ -548,16 +562,7 @@ impl NativeActors {
         py: Python<'py>,
         data: &[u8],
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
-        let batch = match data.first() {
-            Some(&V2) => self.parse_v2(data)?,
-            Some(&V1) => self.parse_v1(data)?,
-            Some(&version) => {
-                return Err(PyValueError::new_err(format!(
-                    "interaction batch of unknown version {version}"
-                )))
-            }
-            None => return Err(PyValueError::new_err("interaction batch of unknown version 0")),
-        };
+        let batch = self.parse(data)?;
         let (buckets, counts) = self.judge(&batch);
         let mut names: Vec<Option<Bound<'py, PyString>>> = vec![None; batch.ids.len()];
         let mut rows = Vec::with_capacity(counts.len());
@@ -572,6 +577,57 @@ impl NativeActors {
             rows.push((name, buckets[entry.rank as usize], n, busy, farm).into_pyobject(py)?);
         }
         Ok((PyList::new(py, rows)?, batch.records.len()))
+    }
+
+    /// `observe_packed` of a batch whose signals were produced before (a restore or a
+    /// standby replaying the repartition topic): the activity only, no rows. The number
+    /// of interactions judged.
+    fn replay_packed(&mut self, data: &[u8]) -> PyResult<usize> {
+        let batch = self.parse(data)?;
+        let bits: Vec<u32> = batch.ids.iter().map(|id| account_bit(id)).collect();
+        for &(actor, bucket, index) in &batch.records {
+            self.judge_one(actor, bits[index as usize], bucket);
+        }
+        Ok(batch.records.len())
+    }
+
+    /// `observe_packed`, with each signal packed into `out`'s message for its account's
+    /// partition of the signal topic (`routing.partition_for` over `partitions`) instead
+    /// of returned: no Python object per signal. The number of interactions judged.
+    /// Nothing is recorded from a batch that does not read, or whose signals would not
+    /// pack (a bucket start past 64 bits, which the reference's checkpoint refuses).
+    fn observe_routed(
+        &mut self,
+        data: &[u8],
+        partitions: u32,
+        out: &Bound<'_, SignalBatches>,
+    ) -> PyResult<usize> {
+        if partitions == 0 {
+            return Err(PyValueError::new_err("partitions must be positive"));
+        }
+        let batch = self.parse(data)?;
+        for &(_, bucket, _) in &batch.records {
+            if bucket_start(bucket, self.bucket_s).is_none() {
+                return Err(corrupt(&format!("bucket {bucket} starts past 64 bits")));
+            }
+        }
+        let (buckets, counts) = self.judge(&batch);
+        // Each distinct account's partition once.
+        let mut targets: Vec<u32> = vec![u32::MAX; batch.ids.len()];
+        let mut out = out.borrow_mut();
+        for entry in &counts {
+            let index = entry.index as usize;
+            let account_id = batch.ids[index];
+            if targets[index] == u32::MAX {
+                targets[index] = partition_for(account_id, partitions);
+            }
+            let start = bucket_start(buckets[entry.rank as usize], self.bucket_s)
+                .expect("checked above");
+            // At most the batch's records (a u32) each.
+            let [n, busy, farm] = entry.counts.map(|count| count as u32);
+            out.add(targets[index], start, [n, busy, farm], account_id);
+        }
+        Ok(batch.records.len())
     }
 
     /// The union of the actor's bitmaps over its period (0 if unknown).

@@ -20,6 +20,7 @@ mod actors;
 mod fold;
 mod wire;
 mod dedupe;
+mod signals;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1365,5 +1366,8 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<wire::InteractionDecoder>()?;
     module.add_function(wrap_pyfunction!(wire::decode_wire_fields, module)?)?;
     module.add_class::<dedupe::EventIdsCore>()?;
+    module.add_class::<signals::SignalBatches>()?;
+    module.add_class::<signals::SignalFold>()?;
+    module.add_function(wrap_pyfunction!(signals::py_partition_for, module)?)?;
     Ok(())
 }

@@ -278,6 +278,44 @@ def unpack_signals(data: bytes) -> list[AudienceSignal]:
     return signals
 
 
+class RoutedSignals:
+    """Signals bound for the signal topic since the last checkpoint, by target partition:
+    at the checkpoint one `pack_signals` message per partition, partitions and signals in
+    the order they came. The reference keeps the signals (`add`) and packs them when the
+    messages are taken; `packed` is filled by the compiled actor core
+    (`ActorActivity.observe_routed`), which packs each signal as it is judged, the same
+    bytes without a Python object per signal (native/src/signals.rs)."""
+
+    __slots__ = ("_signals", "packed")
+
+    def __init__(self) -> None:
+        self._signals: dict[int, list[AudienceSignal]] = {}
+        self.packed = (engagement_native.SignalBatches() if COMPILED_AVAILABLE
+                       else None)
+
+    def add(self, target: int, signal: AudienceSignal) -> None:
+        batch = self._signals.get(target)
+        if batch is None:
+            batch = self._signals[target] = []
+        batch.append(signal)
+
+    def __len__(self) -> int:
+        return (sum(len(batch) for batch in self._signals.values())
+                + (len(self.packed) if self.packed is not None else 0))
+
+    def __bool__(self) -> bool:
+        return bool(self._signals) or bool(self.packed)
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """(target partition, message) per partition, and empty again. One path fills it
+        in a process (`ENGAGEMENT_NATIVE_FOLD`), so the two never mix."""
+        messages = [(target, pack_signals(batch)) for target, batch in self._signals.items()]
+        self._signals = {}
+        if self.packed is not None and self.packed:
+            messages += self.packed.take()
+        return messages
+
+
 def estimate_distinct(bitmap: int) -> float:
     """Linear counting on a BITMAP_BITS-bit bitmap; a full bitmap says "at least" the
     estimate at one zero bit (~266 for 64 bits)."""
@@ -515,6 +553,33 @@ class ActorActivity:
                     for account_id, bucket, n, busy, farm in rows]
         ids, records = read_interactions(data)
         return self._observe_records(ids, records)
+
+    def replay_packed(self, data: bytes) -> int:
+        """`observe_packed` of a batch whose signals were produced before (a restore or a
+        standby replaying the repartition topic): the activity only, without the signals
+        (the compiled core makes none). Returns how many interactions were judged."""
+        core = self._core
+        if core is None:
+            observed = self.stats.observed
+            self.observe_packed(data)
+            return self.stats.observed - observed
+        count = core.replay_packed(data)
+        self.stats.observed += count
+        self._take_counts(core)
+        return count
+
+    def observe_routed(self, data: bytes, partitions: int, out: RoutedSignals) -> int:
+        """`observe_packed`, with each signal packed into `out` for its account's partition
+        of the signal topic (`routing.partition_for` over `partitions`, which the core
+        replicates): no Python object per signal. Returns how many interactions were
+        judged. The compiled core only."""
+        core = self._core
+        if core is None or out.packed is None:
+            raise RuntimeError("observe_routed needs the compiled actor core")
+        count = core.observe_routed(data, partitions, out.packed)
+        self.stats.observed += count
+        self._take_counts(core)
+        return count
 
     def _observe_records(self, ids: list[str], records: Iterable[tuple[int, float, int]]
                          ) -> list[AudienceSignal]:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from service.engine.account import Account, Post, shared_topics
-from service.engine.audience import AudienceSignal, InteractionBatch
+from service.engine.audience import AudienceSignal, InteractionBatch, unpack_signals
 from service.engine.dedupe import EventIds
 from service.engine.scoring import (
     TOP_ACTORS,
@@ -71,8 +71,9 @@ class EngineConfig:
     max_event_ids: int = 50_000_000  # ~8.5 bytes each (bench/dedupe.py)
     hot_accounts: int = 20_000
     track_dedupe_changes: bool = False  # for a changelog: see EventIds.drain_added
-    # Events folded in compiled code (`Engine.fold_records`) where it is built;
-    # off, the Python reference folds every event (ENGAGEMENT_NATIVE_FOLD).
+    # Events and audience signals folded in compiled code (`Engine.fold_records`,
+    # `Engine.fold_signals`, and the actor side's signals packed there) where it is
+    # built; off, the Python reference does all of it (ENGAGEMENT_NATIVE_FOLD).
     native_fold: bool = True
 
     @property
@@ -153,6 +154,8 @@ class _CachedScore:
 
 
 NATIVE_FOLD_AVAILABLE = engagement_native is not None and hasattr(engagement_native, "Fold")
+NATIVE_SIGNALS_AVAILABLE = (engagement_native is not None
+                            and hasattr(engagement_native, "SignalFold"))
 SCORE_CACHE_ENTRIES = 10_000
 NO_AUDIENCE = AudienceCounts()  # for the accounts without audience signals (immutable)
 
@@ -203,6 +206,9 @@ class Engine:
                                    config.burst_window_s, config.max_posts_per_account,
                                    config.max_event_ids, shared_topics)
             if config.native_fold and NATIVE_FOLD_AVAILABLE else None)
+        self._signal_fold = (
+            engagement_native.SignalFold(Account, AudienceSignal, config.actor_bucket_s)
+            if config.native_fold and NATIVE_SIGNALS_AVAILABLE else None)
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -284,6 +290,21 @@ class Engine:
         return self._fold.fold(self, self.clock(partition), self.accounts, records, start,
                                partition, routes, partitions, now, max_event_bytes,
                                max_future_skew_s, budget_s, outcomes, otherwise)
+
+    def fold_signals(self, message: bytes) -> int:
+        """`apply_audience` for each signal of a message of the signal topic
+        (`pack_signals`), in order; returns how many it held. In compiled code where
+        the engine folds natively (native/src/signals.rs: a hot account's `audience`
+        list changed in place, anything else by `apply_audience` for that signal); a
+        message it cannot read goes to the reference whole, which raises."""
+        if self._signal_fold is not None:
+            folded = self._signal_fold.fold(self, self.accounts, message)
+            if folded is not None:
+                return folded
+        signals = unpack_signals(message)
+        for signal in signals:
+            self.apply_audience(signal)
+        return len(signals)
 
     def apply_audience(self, signal: AudienceSignal) -> bool:
         """Folds what the actor side learned about an account's audience (a delta for one
