@@ -56,7 +56,6 @@ from service.partition_state import (
     GATE_HEADERS,
     Checkpoint,
     Freshness,
-    Headers,
     PartitionState,
     Produced,
     Status,
@@ -164,8 +163,9 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
 # A partition's next transaction as taken: its producer (None: it has none, nothing is
 # taken) and its checkpoint (None: nothing new since the last one).
 Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
-# One record a transaction sends to a partition: key, value, headers.
-Outgoing = tuple[bytes | None, bytes | None, Headers]
+# One record a transaction sends to a partition: key, value, headers (aiokafka's batches
+# take a list or None).
+Outgoing = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1022,7 +1022,7 @@ class StreamProcessor:
         try:
             last_changelog = await _send_in_batches(
                 producer, self.settings.changelog, partition,
-                ((record_key, record_value, ()) for record_key, record_value
+                ((record_key, record_value, None) for record_key, record_value
                  in checkpoint.changelog), sent)
             for (output, target), records in _by_target(checkpoint.produced).items():
                 await _send_in_batches(producer, output, target, records, sent)
@@ -1184,7 +1184,7 @@ def _by_target(produced: list[Produced]) -> dict[tuple[str, int], list[Outgoing]
         records = targets.get((topic, partition))
         if records is None:
             records = targets[(topic, partition)] = []
-        records.append((key, value, headers))
+        records.append((key, value, list(headers) if headers else None))
     return targets
 
 

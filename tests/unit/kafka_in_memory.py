@@ -320,7 +320,9 @@ class _Batch:
         self.closed = False
 
     def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None,
-               headers: Any = ()) -> Any:
+               headers: Any = None) -> Any:
+        if headers is not None and not isinstance(headers, list):
+            raise TypeError(f"headers must be a list, as aiokafka's builder needs: {headers!r}")
         if self.closed:
             return None
         size = 21 + len(key or b"") + len(value or b"") + sum(
