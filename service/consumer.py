@@ -1031,11 +1031,14 @@ class StreamProcessor:
                     {TopicPartition(input_topic, partition): offset
                      for input_topic, offset in checkpoint.positions.items()},
                     self.settings.consumer_group)
+            # Every batch is written before the commit: aiokafka would commit a
+            # transaction without a batch that failed for good (a handful to wait for).
+            await asyncio.gather(*sent)
             changelog_next = None
             if last_changelog is not None:
                 # A batch's metadata holds its base offset: its records follow it.
                 future, count = last_changelog
-                changelog_next = (await future).offset + count
+                changelog_next = future.result().offset + count
             await producer.commit_transaction()
         except BaseException:
             for future in sent:  # their failure is this one's; nobody else reads them
@@ -1215,9 +1218,11 @@ async def _send_in_batches(producer: AIOKafkaProducer, topic: str, partition: in
 
 async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
                       ) -> asyncio.Future[Any]:
-    batch.close()  # complete: the sender takes it at once instead of lingering for more
+    # Complete: the sender takes it without lingering, with the other partitions' batches
+    # appended before it runs, in one request (this does not yield unless a batch of the
+    # same partition still waits to be taken).
+    batch.close()
     future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
-    await asyncio.sleep(0)  # a batch is ~1 ms of appends: let queries in between
     return future
 
 

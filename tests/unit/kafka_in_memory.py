@@ -57,7 +57,9 @@ class InMemoryBroker:
     # by retention (they stay in `logs`, so offsets remain list indexes, but no one reads them).
     log_start: dict[tuple[str, int], int] = field(default_factory=dict)
     batch_bytes: int = 1024 * 1024  # the producers' max_batch_size
-    fail_batches: int = 0  # the next n batches sent are lost (and fail their transaction)
+    # The next n batches sent are lost: their futures fail, and as with aiokafka, that
+    # alone does not fail their transaction's commit.
+    fail_batches: int = 0
 
     async def rebalance(self) -> None:
         from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -229,7 +231,6 @@ class _Producer:
         self.epoch = 0
         self.pending: list[Record] = []
         self.offsets: dict[TopicPartition, int] = {}
-        self.failed: Exception | None = None  # by a lost batch: the transaction cannot commit
 
     async def start(self) -> None:
         if self.transactional_id is not None:
@@ -245,7 +246,7 @@ class _Producer:
 
     async def begin_transaction(self) -> None:
         self._check_fenced()
-        self.pending, self.offsets, self.failed = [], {}, None
+        self.pending, self.offsets = [], {}
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    partition: int | None = None, headers: Any = None, **_: Any
@@ -261,9 +262,8 @@ class _Producer:
         batch.close()
         if self.broker.fail_batches:
             self.broker.fail_batches -= 1
-            self.failed = KafkaConnectionError("the batch was lost")
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.set_exception(self.failed)
+            future.set_exception(KafkaConnectionError("the batch was lost"))
             return future
         written = [self._write(topic, partition, key, value, headers)
                    for key, value, headers in batch.records]
@@ -293,8 +293,6 @@ class _Producer:
             finally:
                 self.broker.commits_waiting -= 1
         self._check_fenced()
-        if self.failed is not None:
-            raise self.failed
         if self.broker.fail_commits:
             self.broker.fail_commits -= 1
             raise OSError("the broker went away")

@@ -886,9 +886,9 @@ async def test_a_checkpoint_with_no_changelog_records_leaves_the_changelog_offse
 async def test_a_lost_batch_aborts_the_checkpoint_and_the_next_one_writes_it(
     tmp_path: Path,
 ) -> None:
-    """A batch that fails (not the last of the changelog, whose offset is awaited) fails
-    the commit: the transaction is aborted, its changes are requeued and written by the
-    next checkpoint, and no batch's failure is left unretrieved."""
+    """A batch that fails for good (here the changelog's first of several) must not be
+    left out of a committed transaction: it is aborted, its changes are requeued and
+    written by the next checkpoint, and no batch's failure is left unretrieved."""
     loop = asyncio.get_running_loop()
     unretrieved: list[dict[str, Any]] = []
     handler = loop.get_exception_handler()
