@@ -1013,9 +1013,9 @@ class StreamProcessor:
 
     async def _transaction(self, producer: AIOKafkaProducer, state: PartitionState,
                            checkpoint: Checkpoint) -> None:
-        """The checkpoint's records go in aiokafka batches, one (topic, partition) at a
-        time, not one `send` each: a send per record (its future, its metadata look-up)
-        was 13 % of the wide pipeline's time. Each partition keeps its records' order."""
+        """The checkpoint's records go in aiokafka batches, per (topic, partition), not
+        one `send` each: a send per record (its future, its metadata look-up) was 13 % of
+        the wide pipeline's time. Each partition gets its records in the same order."""
         partition = state.partition
         await producer.begin_transaction()
         sent: list[asyncio.Future[Any]] = []
@@ -1219,8 +1219,8 @@ async def _send_in_batches(producer: AIOKafkaProducer, topic: str, partition: in
 async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
                       ) -> asyncio.Future[Any]:
     # Complete: the sender takes it without lingering, with the other partitions' batches
-    # appended before it runs, in one request (this does not yield unless a batch of the
-    # same partition still waits to be taken).
+    # appended before it runs, in one request (this yields only while a batch of the same
+    # partition waits to be taken, or the topic's metadata is not known yet).
     batch.close()
     future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
     return future
