@@ -57,6 +57,7 @@ from service.partition_state import (
     Checkpoint,
     Freshness,
     PartitionState,
+    Produced,
     Status,
 )
 from service.responses import score_json
@@ -162,6 +163,9 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
 # A partition's next transaction as taken: its producer (None: it has none, nothing is
 # taken) and its checkpoint (None: nothing new since the last one).
 Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
+# One record a transaction sends to a partition: key, value, headers (aiokafka's batches
+# take a list or None).
+Outgoing = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1009,25 +1013,32 @@ class StreamProcessor:
 
     async def _transaction(self, producer: AIOKafkaProducer, state: PartitionState,
                            checkpoint: Checkpoint) -> None:
-        topic = self.settings.changelog
+        """The checkpoint's records go in aiokafka batches, per (topic, partition), not
+        one `send` each: a send per record (its future, its metadata look-up) was 13 % of
+        the wide pipeline's time. Each partition gets its records in the same order."""
         partition = state.partition
         await producer.begin_transaction()
         sent: list[asyncio.Future[Any]] = []
         try:
-            for record_key, record_value in checkpoint.changelog:
-                sent.append(await producer.send(topic, record_value, key=record_key,
-                                                partition=partition))
-            for output, target, output_key, output_value, headers in checkpoint.produced:
-                sent.append(await producer.send(output, output_value, key=output_key,
-                                                partition=target,
-                                                headers=list(headers) or None))
+            last_changelog = await _send_in_batches(
+                producer, self.settings.changelog, partition,
+                ((record_key, record_value, None) for record_key, record_value
+                 in checkpoint.changelog), sent)
+            for (output, target), records in _by_target(checkpoint.produced).items():
+                await _send_in_batches(producer, output, target, records, sent)
             if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(input_topic, partition): offset
                      for input_topic, offset in checkpoint.positions.items()},
                     self.settings.consumer_group)
-            changelog_sent = len(checkpoint.changelog)
-            last = await sent[changelog_sent - 1] if changelog_sent else None
+            # Every batch is written before the commit: aiokafka would commit a
+            # transaction without a batch that failed for good (a handful to wait for).
+            await asyncio.gather(*sent)
+            changelog_next = None
+            if last_changelog is not None:
+                # A batch's metadata holds its base offset: its records follow it.
+                future, count = last_changelog
+                changelog_next = future.result().offset + count
             await producer.commit_transaction()
         except BaseException:
             for future in sent:  # their failure is this one's; nobody else reads them
@@ -1035,8 +1046,8 @@ class StreamProcessor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), BROKER_CALL_TIMEOUT_S)
             raise
-        if last is not None:
-            state.changelog_next = last.offset + 1
+        if changelog_next is not None:
+            state.changelog_next = changelog_next
 
     async def _reset_producer(self, partition: int) -> None:
         """A producer whose transaction failed may be in an unusable state; the next
@@ -1167,6 +1178,52 @@ def _gate_headers(score: AccountScore | None) -> tuple[tuple[str, bytes], ...]:
     values = (score.tier.encode(), repr(score.credibility.score).encode(),
               repr(score.as_of).encode())
     return tuple(zip(GATE_HEADERS, values, strict=True))
+
+
+def _by_target(produced: list[Produced]) -> dict[tuple[str, int], list[Outgoing]]:
+    """The outputs of a checkpoint by (topic, partition), each in its order."""
+    targets: dict[tuple[str, int], list[Outgoing]] = {}
+    for topic, partition, key, value, headers in produced:
+        records = targets.get((topic, partition))
+        if records is None:
+            records = targets[(topic, partition)] = []
+        records.append((key, value, list(headers) if headers else None))
+    return targets
+
+
+async def _send_in_batches(producer: AIOKafkaProducer, topic: str, partition: int,
+                           records: Iterable[Outgoing], sent: list[asyncio.Future[Any]]
+                           ) -> tuple[asyncio.Future[Any], int] | None:
+    """Sends `records` to one partition in batches of the producer's `max_batch_size`;
+    each batch's future goes into `sent`. Returns the last batch's future and its record
+    count, or None if there were no records. aiokafka lets one batch per partition wait
+    in its queue: a second one waits (here, in the checkpoint's task, never the loop)
+    until the sender has taken the first, as `send` waits when its batch is full."""
+    batch = producer.create_batch()
+    count = 0
+    for key, value, headers in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            sent.append(await _send_batch(producer, batch, topic, partition))
+            batch, count = producer.create_batch(), 0
+            # A batch always takes its first record, however large (the broker may refuse it).
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise RuntimeError(f"an empty batch refused a record of {topic}[{partition}]")
+        count += 1
+    if not count:
+        return None
+    future = await _send_batch(producer, batch, topic, partition)
+    sent.append(future)
+    return future, count
+
+
+async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+                      ) -> asyncio.Future[Any]:
+    # Complete: the sender takes it without lingering, with the other partitions' batches
+    # appended before it runs, in one request (this yields only while a batch of the same
+    # partition waits to be taken, or the topic's metadata is not known yet).
+    batch.close()
+    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    return future
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

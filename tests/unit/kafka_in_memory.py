@@ -9,6 +9,11 @@ assignor assigns them all), as the group coordinator does.
 Records written in a transaction become visible to `read_committed` readers when it
 commits; a producer started with a transactional id that another one holds fences that
 one (its next transaction raises ProducerFenced), as the broker does.
+
+Batches (`create_batch`, `send_batch`) behave as aiokafka's: a batch takes records up to
+the producer's batch size (`InMemoryBroker.batch_bytes`, counted as aiokafka's builder
+counts them; the first record always fits) and then refuses them; its future's metadata
+holds the offset of its first record.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaConnectionError, ProducerFenced
 
 from service.settings import Settings
 
@@ -51,6 +56,10 @@ class InMemoryBroker:
     # (topic, partition) -> its first offset still held: records before it were deleted
     # by retention (they stay in `logs`, so offsets remain list indexes, but no one reads them).
     log_start: dict[tuple[str, int], int] = field(default_factory=dict)
+    batch_bytes: int = 1024 * 1024  # the producers' max_batch_size
+    # The next n batches sent are lost: their futures fail, and as with aiokafka, that
+    # alone does not fail their transaction's commit.
+    fail_batches: int = 0
 
     async def rebalance(self) -> None:
         from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -242,15 +251,34 @@ class _Producer:
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    partition: int | None = None, headers: Any = None, **_: Any
                    ) -> asyncio.Future[Any]:
+        record = self._write(topic, partition or 0, key, value, headers)
+        return _resolved(SimpleNamespace(offset=record.offset, partition=record.partition))
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self.broker.batch_bytes)
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int
+                         ) -> asyncio.Future[Any]:
+        batch.close()
+        if self.broker.fail_batches:
+            self.broker.fail_batches -= 1
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(KafkaConnectionError("the batch was lost"))
+            return future
+        written = [self._write(topic, partition, key, value, headers)
+                   for key, value, headers in batch.records]
+        return _resolved(None if not written else
+                         SimpleNamespace(offset=written[0].offset, partition=partition))
+
+    def _write(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+               headers: Any) -> Record:
         in_transaction = self.transactional_id is not None
-        record = self.broker.append(topic, partition or 0, key, value,
+        record = self.broker.append(topic, partition, key, value,
                                     committed=not in_transaction)
         record.headers = tuple(headers or ())
         if in_transaction:
             self.pending.append(record)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(SimpleNamespace(offset=record.offset, partition=record.partition))
-        return future
+        return record
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int],
                                           group_id: str) -> None:
@@ -277,6 +305,44 @@ class _Producer:
         for record in self.pending:
             record.aborted = True  # never visible to read_committed readers
         self.pending = []
+
+
+class _Batch:
+    """aiokafka's BatchBuilder: each record costs its key, value and headers plus 21
+    bytes, the batch's header 61."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.size = 61
+        self.records: list[tuple[bytes | None, bytes | None, Any]] = []
+        self.closed = False
+
+    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None,
+               headers: Any = None) -> Any:
+        if headers is not None and not isinstance(headers, list):
+            raise TypeError(f"headers must be a list, as aiokafka's builder needs: {headers!r}")
+        if self.closed:
+            return None
+        size = 21 + len(key or b"") + len(value or b"") + sum(
+            len(name) + len(header or b"") for name, header in headers or ())
+        if self.records and self.size + size > self.capacity:
+            self.closed = True
+            return None
+        self.records.append((key, value, headers))
+        self.size += size
+        return SimpleNamespace(offset=len(self.records) - 1, size=size)
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _resolved(result: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
 
 
 class InMemoryClients:

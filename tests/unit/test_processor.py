@@ -6,6 +6,7 @@ The same paths run against the real broker in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -774,3 +775,140 @@ async def test_a_transaction_committed_though_its_commit_call_failed_sends_nothi
     assert judged() == 2
     processor.stop()
     await task
+
+
+# --- a checkpoint's records in batches --------------------------------------------------
+
+CHANGELOG = "g-accounts-changelog"
+
+
+def _checkpoint(changelog: list[tuple[bytes, bytes | None]],
+                produced: list[tuple[str, int, bytes | None, bytes | None, Any]]) -> Any:
+    from service.partition_state import Checkpoint
+
+    return Checkpoint(changelog=changelog, produced=produced, positions={TOPIC: 7})
+
+
+async def _one_transaction(tmp_path: Path, broker: InMemoryBroker, checkpoint: Any
+                           ) -> tuple[Any, list[tuple[str, int, int]]]:
+    """`checkpoint` sent by a processor's transaction on partition 0; returns the state
+    and the batches sent: (topic, partition, records)."""
+    from service.consumer import engine_config
+    from service.partition_state import PartitionState
+
+    settings = settings_for(tmp_path, "one")
+    processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+    producer = processor.clients.transactional_producer(0)
+    await producer.start()
+    batches: list[tuple[str, int, int]] = []
+    send_batch = producer.send_batch
+
+    async def counted(batch: Any, topic: str, *, partition: int) -> Any:
+        batches.append((topic, partition, batch.record_count()))
+        return await send_batch(batch, topic, partition=partition)
+
+    producer.send_batch = counted
+    state = PartitionState(0, engine_config(settings))
+    await processor._transaction(producer, state, checkpoint)
+    return state, batches
+
+
+def _written(broker: InMemoryBroker, topic: str, partition: int) -> list[Any]:
+    return [(r.key, r.value, r.headers) for r in broker.logs[topic][partition]
+            if r.committed and not r.aborted]
+
+
+async def test_a_checkpoint_writes_each_partition_its_records_in_order_across_batches(
+    tmp_path: Path,
+) -> None:
+    """Batches per (topic, partition) keep what one send per record wrote: each
+    partition's records in the checkpoint's order, headers included; the changelog's
+    next offset is the one after its last record, several batches and earlier records
+    in the partition on."""
+    broker = broker_with_events(partitions=1)
+    for topic, partitions in ((CHANGELOG, 1), ("actors", 3), ("signals", 3)):
+        broker.create(topic, partitions)
+    for n in range(5):  # an earlier owner's records: offsets do not start at 0
+        broker.append(CHANGELOG, 0, b"old%d" % n, b"v")
+        broker.append("actors", 1, b"old%d" % n, b"v")
+    broker.batch_bytes = 400
+    changelog: list[tuple[bytes, bytes | None]] = [
+        (b"acct-%d" % n, None if n % 7 == 3 else b"x" * (n * 13 % 90)) for n in range(60)]
+    produced: list[tuple[str, int, bytes | None, bytes | None, Any]] = [
+        ("actors" if n % 2 else "signals", n % 3, b"k%d" % n, b"y" * (n % 50),
+         (("score.tier", b"micro"),) if n % 5 == 0 else ()) for n in range(90)]
+    state, batches = await _one_transaction(tmp_path, broker, _checkpoint(changelog,
+                                                                          produced))
+    assert _written(broker, CHANGELOG, 0)[5:] == [(k, v, ()) for k, v in changelog]
+    assert state.changelog_next == 5 + len(changelog) == len(broker.logs[CHANGELOG][0])
+    for topic in ("actors", "signals"):
+        for partition in range(3):
+            earlier = 5 if (topic, partition) == ("actors", 1) else 0
+            assert _written(broker, topic, partition)[earlier:] == [
+                (k, v, h) for t, p, k, v, h in produced if (t, p) == (topic, partition)]
+    changelog_batches = [n for topic, _, n in batches if topic == CHANGELOG]
+    assert len(changelog_batches) > 3
+    assert sum(changelog_batches) == len(changelog)
+    assert broker.committed_offsets[TopicPartition(TOPIC, 0)] == 7
+
+
+async def test_a_full_batch_is_sent_and_the_record_it_refused_starts_the_next(
+    tmp_path: Path,
+) -> None:
+    broker = broker_with_events(partitions=1)
+    broker.create(CHANGELOG, 1)
+    # Each record: 1 + 100 bytes plus 21; a batch: 61 bytes plus three of them.
+    broker.batch_bytes = 61 + 3 * 122
+    changelog = [(b"%d" % n, b"v" * 100) for n in range(10)]
+    state, batches = await _one_transaction(tmp_path, broker, _checkpoint(changelog, []))
+    assert batches == [(CHANGELOG, 0, 3)] * 3 + [(CHANGELOG, 0, 1)]
+    assert _written(broker, CHANGELOG, 0) == [(k, v, ()) for k, v in changelog]
+    assert state.changelog_next == 10
+    # A record larger than a batch goes alone in its own (the broker may refuse it).
+    broker.batch_bytes = 100
+    state, batches = await _one_transaction(tmp_path, broker, _checkpoint(changelog[:2], []))
+    assert batches == [(CHANGELOG, 0, 1)] * 2
+    assert state.changelog_next == 12
+
+
+async def test_a_checkpoint_with_no_changelog_records_leaves_the_changelog_offset(
+    tmp_path: Path,
+) -> None:
+    broker = broker_with_events(partitions=1)
+    broker.create(CHANGELOG, 1)
+    broker.create("signals", 1)
+    state, batches = await _one_transaction(
+        tmp_path, broker, _checkpoint([], [("signals", 0, b"k", b"v", ())]))
+    assert batches == [("signals", 0, 1)]
+    assert state.changelog_next == 0
+
+
+async def test_a_lost_batch_aborts_the_checkpoint_and_the_next_one_writes_it(
+    tmp_path: Path,
+) -> None:
+    """A batch that fails for good (here the changelog's first of several) must not be
+    left out of a committed transaction: it is aborted, its changes are requeued and
+    written by the next checkpoint, and no batch's failure is left unretrieved."""
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, Any]] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    try:
+        broker = broker_with_events(partitions=1)
+        broker.batch_bytes = 200  # the changelog needs several batches
+        produce(broker, [post(f"acct-{n}", "p1", 0.0) for n in range(8)])
+        settings = settings_for(tmp_path, "one")
+        processor = StreamProcessor(settings, Metrics(), InMemoryClients(settings, broker))
+        broker.fail_batches = 1
+        task = asyncio.create_task(processor.run())
+        await run_until(processor,
+                        lambda: processor.metrics.checkpoint_failures._value.get() == 1)
+        await run_until(processor, lambda: not processor.states[0].uncommitted)
+        assert broker.fail_batches == 0
+        processor.stop()
+        await task
+        gc.collect()
+        assert not [c for c in unretrieved if "never retrieved" in c.get("message", "")]
+    finally:
+        loop.set_exception_handler(handler)
+    await restore_elsewhere(tmp_path, broker, {f"acct-{n}": 0 for n in range(8)})

@@ -1,0 +1,71 @@
+"""A checkpoint's transaction against the real broker, in several batches per partition:
+the offset the state records as its changelog's next one is the offset after its last
+changelog record (aiokafka's batch metadata holds the batch's base offset), and every
+partition holds its records in order, read with read_committed."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from service.consumer import StreamProcessor, engine_config
+from service.metrics import Metrics
+from service.partition_state import Checkpoint, PartitionState
+from service.settings import Settings
+from tests.integration.conftest import BOOTSTRAP, create_topics
+
+pytestmark = pytest.mark.integration
+
+
+async def committed_records(topic: str, partition: int) -> list[Any]:
+    tp = TopicPartition(topic, partition)
+    reader = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
+                              auto_offset_reset="earliest", isolation_level="read_committed")
+    await reader.start()
+    try:
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]  # the last stable offset
+        records: list[Any] = []
+        while await reader.position(tp) < end:
+            records += (await reader.getmany(tp, timeout_ms=500)).get(tp, [])
+        return records
+    finally:
+        await reader.stop()
+
+
+async def test_the_changelog_offset_after_a_checkpoint_in_several_batches(
+    tmp_path: Path,
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=f"events-{run}",
+                        consumer_group=f"batches-{run}", snapshot_dir=tmp_path)
+    outputs = f"outputs-{run}"
+    await create_topics(settings.changelog, partitions=1)
+    await create_topics(outputs, partitions=2)
+    processor = StreamProcessor(settings, Metrics())
+    # Small batches: a checkpoint of 300 changelog records needs ~10 of them.
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, max_batch_size=4096,
+                                transactional_id=f"batches-{run}")
+    await producer.start()
+    state = PartitionState(0, engine_config(settings))
+    try:
+        for round_ in range(2):  # the second one starts after the first's records + marker
+            changelog = [(b"acct-%d" % n, b"%d:" % round_ + b"v" * (n % 200))
+                         for n in range(300)]
+            produced: list[Any] = [(outputs, n % 2, b"k%d" % n, b"o" * (n % 300),
+                                    (("score.tier", b"micro"),) if n % 3 else ())
+                                   for n in range(200)]
+            await processor._transaction(producer, state, Checkpoint(changelog, produced, {}))
+            written = await committed_records(settings.changelog, 0)
+            assert [(r.key, r.value) for r in written[-300:]] == changelog
+            assert state.changelog_next == written[-1].offset + 1
+        for partition in range(2):
+            assert [(r.key, r.value, tuple(r.headers))
+                    for r in await committed_records(outputs, partition)] == [
+                (k, v, h) for _, p, k, v, h in produced if p == partition] * 2
+    finally:
+        await producer.stop()
