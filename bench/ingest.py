@@ -550,9 +550,11 @@ def main() -> None:
                              f" (CPU {answer['steady_cpu_seconds']:.2f} s)")
                 print(line, flush=True)
         for contender in ("pipeline", *variants, *checkouts):
+            # (a run too short to have a steady part, all of it in the first fetch, has none)
+            steady_ratio = (f"; steady {steady[contender] / steady['bare']:.3f}x"
+                            if contender in steady and "bare" in steady else "")
             print(f"[{workload}] {contender} / bare aiokafka: "
-                  f"{rates[contender] / rates['bare']:.3f}x; steady "
-                  f"{steady[contender] / steady['bare']:.3f}x")
+                  f"{rates[contender] / rates['bare']:.3f}x{steady_ratio}")
         for peer in ("quix", "quix-no-changelog"):
             if peer in rates:
                 print(f"[{workload}] pipeline / {peer}: {rates['pipeline'] / rates[peer]:.2f}x")
