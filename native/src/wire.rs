@@ -12,19 +12,13 @@
 //! never depends on covering a rare form. The accepted path allocates nothing: the ids are
 //! borrowed from the message. tests/unit/test_wire_native.py holds it to the contract.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDelta, PyDict, PyFloat, PyString, PyTuple, PyTzInfo};
 
 /// service/event_contract.py's MAX_ID_CHARS (ASCII only here, so bytes = characters).
 const MAX_ID_BYTES: usize = 128;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InteractionKind {
-    Like,
-    Comment,
-    Share,
-}
 
 /// The calendar fields of `occurred_at` as written, and its offset from UTC: what the
 /// Python event's datetime is built from.
@@ -40,18 +34,6 @@ pub(crate) struct WireMoment {
     /// None for "Z"/"z", "+00:00" and "-00:00" (the datetime's tzinfo is then
     /// `timezone.utc`, as msgspec gives it); else minutes east of UTC.
     pub offset_minutes: Option<i16>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct WireInteraction<'a> {
-    pub kind: InteractionKind,
-    pub event_id: &'a str,
-    pub account_id: &'a str,
-    pub post_id: &'a str,
-    pub actor_id: &'a str,
-    /// Bit-identical to Python's `occurred_at.timestamp()`: total microseconds / 1e6.
-    pub occurred_at_s: f64,
-    pub moment: WireMoment,
 }
 
 /// A message's event kind, as its "type" names it.
@@ -110,31 +92,17 @@ const FOLLOWERS_FIELDS: u16 = TYPE | EVENT_ID | ACCOUNT_ID | FOLLOWERS | OCCURRE
 const MAX_COUNT_DIGITS: usize = 18;
 
 /// Some only if `service.events.decode_event(key, value, now=now, max_event_bytes=..,
-/// max_future_skew_s=..)` returns a Like/Comment/ShareEvent with exactly these field values;
-/// None = "let Python decide".
+/// max_future_skew_s=..)` returns a Like/Comment/ShareEvent with exactly these field values
+/// (`decode_wire`'s, of an interaction); None = "let Python decide".
 pub(crate) fn decode_interaction<'a>(
     key: Option<&[u8]>,
     value: &'a [u8],
     now: f64,
     max_event_bytes: usize,
     max_future_skew_s: f64,
-) -> Option<WireInteraction<'a>> {
-    let event = decode_wire(key, value, now, max_event_bytes, max_future_skew_s)?;
-    let kind = match event.kind {
-        EventKind::Like => InteractionKind::Like,
-        EventKind::Comment => InteractionKind::Comment,
-        EventKind::Share => InteractionKind::Share,
-        EventKind::Post | EventKind::Followers => return None,
-    };
-    Some(WireInteraction {
-        kind,
-        event_id: event.event_id,
-        account_id: event.account_id,
-        post_id: event.post_id,
-        actor_id: event.actor_id,
-        occurred_at_s: event.occurred_at_s,
-        moment: event.moment,
-    })
+) -> Option<WireEvent<'a>> {
+    decode_wire(key, value, now, max_event_bytes, max_future_skew_s)
+        .filter(|event| !matches!(event.kind, EventKind::Post | EventKind::Followers))
 }
 
 /// Some only if `service.events.decode_event(key, value, ..)` returns an event of this
@@ -673,7 +641,7 @@ impl InteractionDecoder {
     pub(crate) fn event<'py>(
         &self,
         py: Python<'py>,
-        wire: &WireInteraction<'_>,
+        wire: &WireEvent<'_>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let moment = wire.moment;
         let zone = match moment.offset_minutes {
@@ -692,9 +660,12 @@ impl InteractionDecoder {
             Some(&zone),
         )?;
         let class = match wire.kind {
-            InteractionKind::Like => &self.like,
-            InteractionKind::Comment => &self.comment,
-            InteractionKind::Share => &self.share,
+            EventKind::Like => &self.like,
+            EventKind::Comment => &self.comment,
+            EventKind::Share => &self.share,
+            EventKind::Post | EventKind::Followers => {
+                return Err(PyValueError::new_err("not an interaction"));
+            }
         };
         class.bind(py).call1((
             ascii_string(py, wire.event_id)?,
