@@ -3,6 +3,7 @@ ceiling) and a Quix Streams application (the peer), on the same topic, in the sa
 
     python -m bench.ingest [--events 1000000] [--workloads realistic wide] [--skip-quix]
                            [--rounds 1] [--compare PATH ...] [--variants [NAME ...]]
+                           [--use-topic WORKLOAD TOPIC ...]
     python -m bench.ingest --fold-alone [--events 1000000] [--workloads wide] [--rounds 1]
     python -m bench.ingest --engine-alone [--events 1000000] [--workloads wide]
                            [--compare PATH ...] [--skip-reference] [--rounds 1]
@@ -13,9 +14,13 @@ none answers), then times, each in its own process, from start to the last messa
 processed:
   * bare:     AIOKafkaConsumer.getmany in a loop, nothing else;
   * pipeline: the service's StreamProcessor (decode, validate, dedupe, window, metrics,
-              changelog transactions every commit interval);
+              changelog transactions every commit interval), beside the loop monitor and
+              the collector's pacer, as the service runs it;
   * PATH:     the pipeline of another checkout (e.g. a worktree of an older commit),
-              with this checkout's virtualenv, named by its folder; only with --compare;
+              under this harness and this checkout's virtualenv (the checkout's folder
+              first on the path), named by its folder; only with --compare;
+Each is printed from start and steady: from the first events through (after the group
+join and the topics and producers a start creates) to the last.
   * with --variants [NAME ...], more runs of this checkout's pipeline (all if none is
     named):
     pipeline-reference: the Python reference of the packed-account codec instead of the
