@@ -91,20 +91,6 @@ const FOLLOWERS_FIELDS: u16 = TYPE | EVENT_ID | ACCOUNT_ID | FOLLOWERS | OCCURRE
 /// A follower count of up to 18 digits fits an i64; longer ones are Python's.
 const MAX_COUNT_DIGITS: usize = 18;
 
-/// Some only if `service.events.decode_event(key, value, now=now, max_event_bytes=..,
-/// max_future_skew_s=..)` returns a Like/Comment/ShareEvent with exactly these field values
-/// (`decode_wire`'s, of an interaction); None = "let Python decide".
-pub(crate) fn decode_interaction<'a>(
-    key: Option<&[u8]>,
-    value: &'a [u8],
-    now: f64,
-    max_event_bytes: usize,
-    max_future_skew_s: f64,
-) -> Option<WireEvent<'a>> {
-    decode_wire(key, value, now, max_event_bytes, max_future_skew_s)
-        .filter(|event| !matches!(event.kind, EventKind::Post | EventKind::Followers))
-}
-
 /// Some only if `service.events.decode_event(key, value, ..)` returns an event of this
 /// kind with exactly these field values (a post's topics in order, its sponsored flag, a
 /// follower count); None = "let Python decide". Posts and follower counts take the same
@@ -622,13 +608,10 @@ impl InteractionDecoder {
             return Ok(None);
         };
         let key = key.cast::<PyBytes>().ok().map(|key| key.as_bytes());
-        match decode_interaction(
-            key,
-            value.as_bytes(),
-            now,
-            max_event_bytes,
-            max_future_skew_s,
-        ) {
+        // Posts and follower counts are the fold's; this decoder makes interactions only.
+        match decode_wire(key, value.as_bytes(), now, max_event_bytes, max_future_skew_s)
+            .filter(|event| !matches!(event.kind, EventKind::Post | EventKind::Followers))
+        {
             Some(wire) => Ok(Some(self.event(py, &wire)?)),
             None => Ok(None),
         }
