@@ -5,7 +5,6 @@ verdicts, signals, statistics, snapshots and distinct-account estimates."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import struct
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from service.engine.audience import (
     AudienceSignal,
     pack_interactions,
 )
+from tests.unit.malloc_in_use import malloc_in_use
 
 engagement_native = pytest.importorskip("engagement_native")
 
@@ -237,18 +237,18 @@ def test_an_interaction_before_1970_counts_as_too_old_and_judges_its_actor_ordin
     assert restored.snapshot() == compiled.snapshot()
 
 
-def rss_bytes() -> int:
-    with open(f"/proc/{os.getpid()}/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_memory_per_actor_of_the_compiled_core_stays_under_100_bytes() -> None:
-    # Rust's allocations are not traced by tracemalloc: the process's resident size.
+    # Rust's allocations are not traced by tracemalloc: what the C allocator holds (the
+    # process's resident size moved with whatever else the suite had freed).
+    try:
+        malloc_in_use()
+    except (AttributeError, OSError):
+        pytest.skip("no glibc mallinfo2 here")
     rng = random.Random(4)
     actors = 200_000
     compiled = ActorActivity()
     hashes = [rng.getrandbits(64) for _ in range(actors)]
-    before = rss_bytes()
+    before = malloc_in_use()
     for bucket in range(4):
         batch = audience.InteractionBatch()
         for actor in hashes:
@@ -257,9 +257,12 @@ def test_memory_per_actor_of_the_compiled_core_stays_under_100_bytes() -> None:
         del batch
         compiled.observe_packed(data)
         del data
-    used = rss_bytes() - before
+    used = malloc_in_use() - before
     assert len(compiled) == actors
-    assert used / actors < 85, used / actors
+    # The allocator counts the hash table's whole capacity (a power of two), also slots
+    # never touched: ~91 bytes here, where the resident size said ~75 (and 85.7 at 1 M
+    # actors, docs/benchmarks.md section 12).
+    assert used / actors < 100, used / actors
 
 
 def test_signals_are_the_reference_objects() -> None:

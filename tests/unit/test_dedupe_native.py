@@ -4,8 +4,6 @@ state and the same bytes (exports, drained journals), whichever side wrote them.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import struct
 from typing import Any
 
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 
 from service.engine import dedupe
 from service.engine.dedupe import EventIds, EventIdsReference, event_id_hash
+from tests.unit.malloc_in_use import malloc_in_use
 
 pytestmark = pytest.mark.skipif(not dedupe.COMPILED_AVAILABLE,
                                 reason="engagement_native is not built")
@@ -167,30 +166,17 @@ def test_bad_bytes_are_refused_alike() -> None:
             EventIds(compiled=compiled).restore(1, b"\x00" * 9)
 
 
-def _malloc_in_use() -> int:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
-
-    libc.mallinfo2.restype = MallInfo2
-    info = libc.mallinfo2()
-    return int(info.uordblks + info.hblkhd)
-
-
 def test_compiled_memory_per_id_stays_near_eight_bytes_and_nbytes_says_so() -> None:
     try:
-        _malloc_in_use()
+        malloc_in_use()
     except (AttributeError, OSError):
         pytest.skip("no glibc mallinfo2 here")
     ids = [f"event-{n}" for n in range(80_000)]
-    before = _malloc_in_use()
+    before = malloc_in_use()
     memory = EventIds(compiled=True)
     for index, event_id in enumerate(ids):
         memory.add(index % 4, event_id)
-    held = _malloc_in_use() - before
+    held = malloc_in_use() - before
     assert len(memory) == 80_000
     assert held / len(memory) < 10
     assert memory.nbytes() == pytest.approx(held, rel=0.1)
