@@ -158,7 +158,7 @@ def checkpoint_packs(accounts: list[Any], packed: list[bytes], rounds: int) -> f
 
 
 def store_misses(accounts: list[Any], packed: list[bytes], rounds: int) -> float:
-    """An access to an account past the hot set as the store pays it, collector on:
+    """A query of an account past the hot set as the store pays it, collector on:
     random accesses to the accounts, a quarter of them hot, each miss an unpack and a
     pack of the least recently used account (in batches where the checkout's store
     batches them) with its freeing; CPU µs per unpack, best of `rounds`."""
@@ -171,12 +171,14 @@ def store_misses(accounts: list[Any], packed: list[bytes], rounds: int) -> float
     for _ in range(rounds):
         store = AccountStore(len(accounts) // 4)
         store.restore(zip(ids, packed, strict=True))
+        # Queries (`get`): an event for a packed account no longer unpacks it once the
+        # hot set is full (it is folded where it lies).
         for account_id in ids:  # every account unpacked once, the hot set full
-            store.activate(account_id)
+            store.get(account_id)
         unpacks = store.stats.unpacks
         cpu = time.process_time()
         for account_id in accesses:
-            store.activate(account_id)
+            store.get(account_id)
         seconds = time.process_time() - cpu
         best = min(best, seconds / (store.stats.unpacks - unpacks) * 1e6)
         del store

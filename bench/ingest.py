@@ -28,6 +28,8 @@ join and the topics and producers a start creates) to the last.
     pipeline-all-hot:   a hot set of 1 M accounts (ENGAGEMENT_HOT_ACCOUNTS), so that no
                         account is ever packed: against `pipeline` on the wide workload,
                         the cost of a working set past the hot set;
+    pipeline-small-hot: a hot set of 1,000 accounts per partition, so that nearly every
+                        event of the wide workload is folded into a packed account;
     pipeline-python-fold: the engine's Python reference for every event instead of the
                         compiled batch fold of interactions (ENGAGEMENT_NATIVE_FOLD=0,
                         native/src/fold.rs);
@@ -413,8 +415,9 @@ def fold_alone(workload: str, count: int, native: bool) -> dict[str, float]:
                                  rejected=rejected)
     per_event = (time.process_time() - cpu) / (len(records) - warm)
     assert not rejected
-    return {"cpu_us_per_event": per_event * 1e6,
-            "unpacks": state.engine.accounts.stats.unpacks}
+    stats = state.engine.accounts.stats
+    return {"cpu_us_per_event": per_event * 1e6, "unpacks": stats.unpacks,
+            "packed_folds": stats.packed_folds}
 
 
 def run_fold_alone(workloads: list[str], count: int, rounds: int) -> None:
@@ -436,11 +439,14 @@ def run_fold_alone(workloads: list[str], count: int, rounds: int) -> None:
               f"native fold {native['cpu_us_per_event']:.2f}, Python fold "
               f"{python['cpu_us_per_event']:.2f} "
               f"({python['cpu_us_per_event'] / native['cpu_us_per_event']:.2f}x), unpacks "
-              f"{native['unpacks']:,} / {python['unpacks']:,}", flush=True)
+              f"{native['unpacks']:,} / {python['unpacks']:,}, events folded packed "
+              f"{native.get('packed_folds', 0):,} / {python.get('packed_folds', 0):,}",
+              flush=True)
 
 
 VARIANTS = {"pipeline-reference": ("pipeline-reference", {}),
             "pipeline-all-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000000"}),
+            "pipeline-small-hot": ("pipeline", {"ENGAGEMENT_HOT_ACCOUNTS": "1000"}),
             "pipeline-python-fold": ("pipeline", {"ENGAGEMENT_NATIVE_FOLD": "0"})}
 
 

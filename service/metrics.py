@@ -68,9 +68,15 @@ class PartitionsCollector(Collector):
             value=sum(engine.accounts.estimated_bytes() for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_unpacks",
-            "Packed accounts opened for an event or a query; a steep rate means the hot "
-            "set is smaller than the working set.",
+            "Packed accounts brought into the hot set, by a query (or an event while the "
+            "hot set has room).",
             value=sum(engine.accounts.stats.unpacks for engine in engines))
+        yield CounterMetricFamily(
+            "engagement_account_packed_folds",
+            "Events and audience signals folded into an account that stayed packed (the "
+            "hot set was full); a steep rate means the working set is larger than the hot "
+            "set, which costs about as much per event as a hot account (docs/benchmarks.md).",
+            value=sum(engine.accounts.stats.packed_folds for engine in engines))
         yield CounterMetricFamily(
             "engagement_accounts_evicted",
             "Accounts evicted because the account cap was reached (least recently active).",

@@ -28,7 +28,8 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, 
 
 use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
-use crate::wire::{decode_wire, EventKind};
+use crate::packed::{PackedAccount, Settings as PackedSettings};
+use crate::wire::{decode_wire, EventKind, WireEvent};
 use crate::{
     account_slot, allocate, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
 };
@@ -152,6 +153,7 @@ struct Scalars {
     late_after_forgetting: i64, // added since the last flush
     lag_counts: [i64; LAG_BUCKETS], // likewise
     lag_sum: f64,
+    packed_folds: i64, // added since the last flush
     /// Whether anything above changed since the last load or flush.
     dirty: bool,
 }
@@ -165,11 +167,18 @@ struct Context<'py> {
     /// The compiled dedupe memory behind `event_ids` (EventIds.core), unless the
     /// reference serves.
     core: Option<Bound<'py, EventIdsCore>>,
+    accounts: Bound<'py, PyAny>,
+    store_stats: Bound<'py, PyAny>,
     shards: Bound<'py, PyList>,
     hot: Bound<'py, PyAny>,
+    hot_capacity: usize,
+    /// AccountStore.packed_fold_max_bytes: a larger packed account is made hot.
+    packed_fold_max_bytes: usize,
     changed: Bound<'py, PySet>,
     routes: Bound<'py, PyDict>,
     partition: Bound<'py, PyAny>,
+    /// The partition as a packed account's header holds it.
+    partition_number: u32,
 }
 
 impl<'py> Context<'py> {
@@ -186,6 +195,7 @@ impl<'py> Context<'py> {
             late_after_forgetting: 0,
             lag_counts: [0; LAG_BUCKETS],
             lag_sum: self.stats.getattr(intern!(py, "event_lag_sum_s"))?.extract()?,
+            packed_folds: 0,
             dirty: false,
         })
     }
@@ -215,6 +225,12 @@ impl<'py> Context<'py> {
             }
         }
         self.stats.setattr(intern!(py, "event_lag_sum_s"), scalars.lag_sum)?;
+        if scalars.packed_folds != 0 {
+            let name = intern!(py, "packed_folds");
+            let before: i64 = self.store_stats.getattr(name)?.extract()?;
+            self.store_stats.setattr(name, before + scalars.packed_folds)?;
+            scalars.packed_folds = 0;
+        }
         Ok(())
     }
 }
@@ -309,11 +325,16 @@ impl Fold {
             clock: clock.clone(),
             event_ids,
             core,
+            accounts: accounts.clone(),
+            store_stats: accounts.getattr(intern!(py, "stats"))?,
             shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
             hot: accounts.getattr(intern!(py, "_hot"))?,
+            hot_capacity: accounts.getattr(intern!(py, "hot_capacity"))?.extract()?,
+            packed_fold_max_bytes: accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?,
             changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?,
             routes: routes.clone(),
             partition: partition.clone(),
+            partition_number: partition.extract()?,
         };
         let move_to_end = context.hot.getattr(intern!(py, "move_to_end"))?;
         let mut scalars = context.load()?;
@@ -441,8 +462,39 @@ impl Fold {
         }
         scalars.lag_sum += lag;
 
-        let (account, account_id) =
-            self.activate(context, move_to_end, scalars, wire.account_id)?;
+        let account_id = id_string(py, wire.account_id)?;
+        let shard = context
+            .shards
+            .get_item((crc32(wire.account_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?
+            .cast_into::<PyDict>()?;
+        let held = shard.get_item(&account_id)?;
+        let actor = match wire.kind {
+            EventKind::Like | EventKind::Comment | EventKind::Share => Some(actor_hash(wire.actor_id)),
+            EventKind::Post | EventKind::Followers => None,
+        };
+        if let Some(packed) = held.as_ref().and_then(|held| held.cast::<PyBytes>().ok()) {
+            // AccountStore.activate of a packed account once the hot set is full.
+            if packed.as_bytes().len() <= context.packed_fold_max_bytes
+                && context.hot.len()? >= context.hot_capacity
+            {
+                let folded =
+                    self.fold_packed(packed.as_bytes(), &wire, kind, actor, scalars.changes + 1, context.partition_number);
+                if let Some(folded) = folded {
+                    scalars.changes += 1;
+                    scalars.packed_folds += 1;
+                    shard.del_item(&account_id)?; // re-inserted: the most recently active
+                    shard.set_item(&account_id, PyBytes::new(py, &folded))?;
+                    context.changed.add(&account_id)?;
+                    counts[kind * 3 + COUNTED] += 1;
+                    if let Some(actor) = actor {
+                        self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+                    }
+                    return Ok(Step::Folded);
+                }
+            }
+        }
+        let (account, account_id, stays_packed) =
+            self.activate(context, move_to_end, scalars, &shard, held, account_id)?;
         scalars.changes += 1;
         let layout = &self.account;
         let fields = layout.offsets_for(&account);
@@ -453,28 +505,63 @@ impl Fold {
             layout.set(&account, fields, account_slot::LAST_EVENT_AT, PyFloat::new(py, occurred_at).into_any())?;
         }
         counts[kind * 3 + COUNTED] += 1;
-        match wire.kind {
-            EventKind::Post => {
+        match (wire.kind, actor) {
+            (EventKind::Post, _) => {
                 let post_id = id_string(py, wire.post_id)?;
-                return self
-                    .record_post(&account, fields, &post_id, occurred_at, wire.sponsored, wire.topics())
-                    .map(|()| Step::Folded);
+                self.record_post(&account, fields, &post_id, occurred_at, wire.sponsored, wire.topics())?;
             }
-            EventKind::Followers => {
-                return self
-                    .record_followers(&account, fields, occurred_at, wire.followers)
-                    .map(|()| Step::Folded);
+            (EventKind::Followers, _) => {
+                self.record_followers(&account, fields, occurred_at, wire.followers)?;
             }
-            EventKind::Like | EventKind::Comment | EventKind::Share => {}
+            (_, Some(actor)) => {
+                let actor_object = actor.into_pyobject(py)?.into_any();
+                let post_id = id_string(py, wire.post_id)?;
+                self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object, actor)?;
+            }
+            (_, None) => unreachable!("an interaction has its actor's hash"),
         }
-        let actor = actor_hash(wire.actor_id);
-        let actor_object = actor.into_pyobject(py)?.into_any();
-        let post_id = id_string(py, wire.post_id)?;
-        self.record_interaction(&account, fields, kind, &post_id, occurred_at, &actor_object, actor)?;
-
-        // PartitionState.route_interaction
-        self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+        if stays_packed {
+            context.accounts.call_method1(intern!(py, "put_back"), (&account,))?;
+        }
+        if let Some(actor) = actor {
+            // PartitionState.route_interaction
+            self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+        }
         Ok(Step::Folded)
+    }
+
+    /// The event folded into a packed account's bytes (packed.rs), or None if they are
+    /// not in the layout the compiled fold knows.
+    fn fold_packed(
+        &self,
+        packed: &[u8],
+        wire: &WireEvent<'_>,
+        kind: usize,
+        actor: Option<u64>,
+        version: i64,
+        partition: u32,
+    ) -> Option<Vec<u8>> {
+        let mut account = PackedAccount::read(packed)?;
+        let occurred_at = wire.occurred_at_s;
+        let settings = PackedSettings { burst_window_s: self.burst_window_s, max_posts: self.max_posts };
+        account.touch(occurred_at);
+        match (wire.kind, actor) {
+            (EventKind::Post, _) => {
+                account.record_post(&settings, wire.post_id, occurred_at, wire.sponsored, wire.topics());
+            }
+            (EventKind::Followers, _) => account.record_followers(occurred_at, wire.followers),
+            (_, Some(actor)) => account.record_interaction(
+                &settings,
+                kind,
+                wire.post_id,
+                occurred_at,
+                actor,
+                floor_index(occurred_at, self.actor_bucket_s),
+                floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize,
+            ),
+            (_, None) => return None,
+        }
+        Some(account.write(partition, u64::try_from(version).ok()?))
     }
 
     /// EventIds.add.
@@ -490,21 +577,21 @@ impl Fold {
     }
 
     /// Engine._account_for: AccountStore.activate for a hot account, else the Python.
-    /// Returns the account and its own id object: the store's dicts and sets, and the
+    /// Returns the account, its own id object (the store's dicts and sets, and the
     /// route's, are then all reached with the one str object they most likely hold
-    /// already, which a lookup matches by identity without comparing the (cold) text.
+    /// already, which a lookup matches by identity without comparing the (cold) text) and
+    /// whether it stays packed (`AccountStore.put_back` once the event is folded).
     fn activate<'py>(
         &self,
         context: &Context<'py>,
         move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
-        raw_id: &str,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        shard: &Bound<'py, PyDict>,
+        held: Option<Bound<'py, PyAny>>,
+        account_id: Bound<'py, PyString>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, bool)> {
         let py = context.engine.py();
-        let account_id = id_string(py, raw_id)?;
-        let shard = context.shards.get_item((crc32(raw_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?;
-        let shard = shard.cast::<PyDict>()?;
-        if let Some(held) = shard.get_item(&account_id)? {
+        if let Some(held) = held {
             if held.get_type().is(self.account.class.bind(py)) {
                 let fields = self.account.offsets_for(&held);
                 let own_id = self.account.get(&held, fields, account_slot::ACCOUNT_ID)?;
@@ -514,18 +601,19 @@ impl Fold {
                 context.changed.add(&own_id)?;
                 move_to_end.call1((&own_id,))?;
                 self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
-                return Ok((held, own_id));
+                return Ok((held, own_id, false));
             }
         }
         // Packed or new: unpacked, or created (and another account evicted at the cap).
         context.flush(scalars)?;
-        let account = context
+        let (account, stays_packed): (Bound<'py, PyAny>, bool) = context
             .engine
-            .call_method1(intern!(py, "_account_for"), (&account_id, &context.partition))?;
+            .call_method1(intern!(py, "_account_for"), (&account_id, &context.partition))?
+            .extract()?;
         *scalars = context.load()?;
         scalars.dirty = true;
         let own_id = self.account.get(&account, self.account.offsets_for(&account), account_slot::ACCOUNT_ID)?;
-        Ok((account, own_id))
+        Ok((account, own_id, stays_packed))
     }
 
     /// Account.record_post: a post new to a hot account with room for it, or one that

@@ -21,6 +21,7 @@ mod fold;
 mod wire;
 mod dedupe;
 mod signals;
+mod packed;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

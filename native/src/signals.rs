@@ -21,6 +21,7 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
 
 use crate::actors::crc32;
 use crate::fold::python_floor_div;
+use crate::packed::PackedAccount;
 use crate::{account_slot, Layout, ACCOUNT_SLOTS};
 
 const VERSION: u8 = 1;
@@ -198,6 +199,7 @@ struct Pending {
     changes: i64,
     matched: i64,
     unmatched: i64,
+    packed_folds: i64,
 }
 
 /// The account side's fold of a signal message for one engine (`Engine.fold_signals`).
@@ -234,7 +236,11 @@ impl SignalFold {
         let stats = engine.getattr(intern!(py, "stats"))?;
         let shards = accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?;
         let changed = accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?;
-        let move_to_end = accounts.getattr(intern!(py, "_hot"))?.getattr(intern!(py, "move_to_end"))?;
+        let hot = accounts.getattr(intern!(py, "_hot"))?;
+        let move_to_end = hot.getattr(intern!(py, "move_to_end"))?;
+        let hot_capacity: usize = accounts.getattr(intern!(py, "hot_capacity"))?.extract()?;
+        let packed_fold_max_bytes: usize = accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?;
+        let store_stats = accounts.getattr(intern!(py, "stats"))?;
         let account_class = self.account.class.bind(py);
         let mut changes: i64 = engine.getattr(intern!(py, "changes"))?.extract()?;
         let mut pending = Pending::default();
@@ -257,33 +263,80 @@ impl SignalFold {
                         let fields = self.account.offsets_for(&account);
                         self.account.set(&account, fields, account_slot::VERSION, changes.into_pyobject(py)?.into_any())?;
                     }
+                    Some(held)
+                        if bucket.abs() < 9.0e18
+                            && held.cast::<PyBytes>().is_ok_and(|packed| packed.as_bytes().len() <= packed_fold_max_bytes)
+                            && hot.len()? >= hot_capacity =>
+                    {
+                        // AccountStore.for_change of a packed account once the hot set is
+                        // full: the signal folded into its bytes, left in its place.
+                        let packed = held.cast::<PyBytes>()?;
+                        let Some(mut folded) = PackedAccount::read(packed.as_bytes()) else {
+                            self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
+                            continue;
+                        };
+                        folded.record_audience(bucket as i64, signal.counts);
+                        changes += 1;
+                        let written = folded.write(folded.partition, changes as u64);
+                        shard.cast::<PyDict>()?.set_item(&account_id, PyBytes::new(py, &written))?;
+                        changed.add(&account_id)?;
+                        pending.matched += 1;
+                        pending.changes += 1;
+                        pending.packed_folds += 1;
+                    }
                     Some(_) => {
-                        // Packed (unpacked and made hot by the store), or not an Account.
-                        flush(engine, &stats, changes, &mut pending)?;
-                        let object = self.signal.bind(py).call1((
-                            &account_id,
-                            PyFloat::new(py, signal.bucket_start as f64),
-                            signal.counts[0],
-                            signal.counts[1],
-                            signal.counts[2],
-                        ))?;
-                        engine.call_method1(intern!(py, "apply_audience"), (object,))?;
-                        changes = engine.getattr(intern!(py, "changes"))?.extract()?;
+                        // Packed while the hot set has room (unpacked and made hot by the
+                        // store), or not an Account.
+                        self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
                     }
                 }
             }
             Ok(())
         })();
         // Written back whatever happened: what was applied stays applied.
-        let flushed = flush(engine, &stats, changes, &mut pending);
+        let flushed = flush(engine, &stats, &store_stats, changes, &mut pending);
         outcome?;
         flushed?;
         Ok(Some(signals.len()))
     }
 }
 
+impl SignalFold {
+    /// `Engine.apply_audience` of one signal, in Python, with the loop's numbers written
+    /// back before and read again after.
+    fn apply_in_python<'py>(
+        &self,
+        engine: &Bound<'py, PyAny>,
+        stats: &Bound<'py, PyAny>,
+        store_stats: &Bound<'py, PyAny>,
+        changes: &mut i64,
+        pending: &mut Pending,
+        account_id: &Bound<'py, PyString>,
+        signal: &Signal<'_>,
+    ) -> PyResult<()> {
+        let py = engine.py();
+        flush(engine, stats, store_stats, *changes, pending)?;
+        let object = self.signal.bind(py).call1((
+            account_id,
+            PyFloat::new(py, signal.bucket_start as f64),
+            signal.counts[0],
+            signal.counts[1],
+            signal.counts[2],
+        ))?;
+        engine.call_method1(intern!(py, "apply_audience"), (object,))?;
+        *changes = engine.getattr(intern!(py, "changes"))?.extract()?;
+        Ok(())
+    }
+}
+
 /// The loop's additions to the engine's numbers, into the Python objects.
-fn flush(engine: &Bound<'_, PyAny>, stats: &Bound<'_, PyAny>, changes: i64, pending: &mut Pending) -> PyResult<()> {
+fn flush(
+    engine: &Bound<'_, PyAny>,
+    stats: &Bound<'_, PyAny>,
+    store_stats: &Bound<'_, PyAny>,
+    changes: i64,
+    pending: &mut Pending,
+) -> PyResult<()> {
     let py = engine.py();
     if pending.changes != 0 {
         engine.setattr(intern!(py, "changes"), changes)?;
@@ -296,6 +349,11 @@ fn flush(engine: &Bound<'_, PyAny>, stats: &Bound<'_, PyAny>, changes: i64, pend
             let before: i64 = stats.getattr(name)?.extract()?;
             stats.setattr(name, before + added)?;
         }
+    }
+    if pending.packed_folds != 0 {
+        let name = intern!(py, "packed_folds");
+        let before: i64 = store_stats.getattr(name)?.extract()?;
+        store_stats.setattr(name, before + pending.packed_folds)?;
     }
     *pending = Pending::default();
     Ok(())

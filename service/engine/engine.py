@@ -247,7 +247,7 @@ class Engine:
             stats.event_lag_counts[bisect_left(EVENT_LAG_BUCKETS_S, lag)] += 1
         stats.event_lag_sum_s += lag
 
-        account = self._account_for(event.account_id, partition)
+        account, stays_packed = self._account_for(event.account_id, partition)
         self.changes += 1  # engine-wide, so a re-created account never reuses a version
         account.touch(occurred_at, self.changes)
         if isinstance(event, FollowersEvent):
@@ -264,6 +264,8 @@ class Engine:
                 int(occurred_at // config.actor_bucket_s), config.burst_window_s,
                 config.max_posts_per_account,
             )
+        if stays_packed:
+            self.accounts.put_back(account)
         return Outcome.COUNTED
 
     @property
@@ -311,16 +313,18 @@ class Engine:
         time bucket). An account's events precede their re-keyed copies, so a tracked
         account is known; a signal for an untracked one (evicted, expired) is dropped
         and counted. Signals do not move stream time: they are derived, not events."""
-        account = self.accounts.get(signal.account_id)
-        if account is None:
+        held = self.accounts.for_change(signal.account_id)  # marked for the changelog
+        if held is None:
             self.stats.audience_signals_unmatched += 1
             return False
+        account, stays_packed = held
         self.stats.audience_signals += 1
-        self.accounts.changed.add(signal.account_id)  # for the changelog
         account.record_audience(int(signal.bucket_start // self.config.actor_bucket_s),
                                 signal.interactions, signal.busy, signal.farm_like)
         self.changes += 1
         account.version = self.changes
+        if stays_packed:
+            self.accounts.put_back(account)
         return True
 
     def recount_event_ids(self) -> None:
@@ -354,18 +358,20 @@ class Engine:
         self._event_ids -= forgotten
         self.stats.forgotten_event_ids += forgotten
 
-    def _account_for(self, account_id: str, partition: int) -> Account:
+    def _account_for(self, account_id: str, partition: int) -> tuple[Account, bool]:
+        """The event's account, created if new, and whether it stays packed (then the
+        caller hands it back to `AccountStore.put_back` once the event is folded)."""
         accounts = self.accounts
-        account = accounts.activate(account_id)
-        if account is not None:
-            account.partition = partition
-            return account
+        activated = accounts.activate(account_id)
+        if activated is not None:
+            activated[0].partition = partition
+            return activated
         if len(accounts) >= self.config.max_accounts:
             accounts.evict_least_active()
             self.stats.evicted_accounts += 1
         account = Account(account_id, partition)
         accounts.add(account)
-        return account
+        return account, False
 
     def expire(self) -> int:
         """Drops state that has left every window, all at once; returns how many accounts

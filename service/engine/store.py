@@ -3,9 +3,12 @@
 An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry (see
 `packing`). Events and score queries touch a small working set, so the store keeps the
 `hot_capacity` most recently used accounts as objects and packs those that fall out
-(`EVICTION_BATCH` at a time); an access to a packed account unpacks it again (tens of
-microseconds for a typical account). Ops see the churn in
-`engagement_account_unpacks_total`; the hot set is sized from a memory budget
+(`EVICTION_BATCH` at a time); a query of a packed account unpacks it again (a few
+microseconds for a typical account), and so does an event while the hot set has room.
+Once it is full, an event for a packed account is folded into the packed form where it
+lies (`activate`), so that a working set larger than the hot set does not pay an unpack
+and a pack per event. Ops see the churn in `engagement_account_unpacks_total` and
+`engagement_account_packed_folds_total`; the hot set is sized from a memory budget
 (`hot_capacity_for`) or set as a count.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
@@ -58,6 +61,12 @@ PACKED_ACCOUNT_BYTES = 440
 # capacity; a small one (below BATCHED_HOT_SETS) gives up one at a time.
 EVICTION_BATCH = 16
 BATCHED_HOT_SETS = 64 * EVICTION_BATCH
+# A packed account larger than this is brought into the hot set by an event even when
+# that evicts another one: folding into the packed form reads and writes all of it, ~1.2
+# us per KiB on top of ~1.2 us, while a hot account's fold costs ~1.6 us whatever its
+# size; past ~4 KiB one packed fold costs more than the unpack and the pack of another
+# account that a promotion costs (measured in docs/benchmarks.md, "Session 9").
+PACKED_FOLD_MAX_BYTES = 4_096
 # A hot set so small that most events unpack would make every event slow; below this
 # the budget is too small for the account cap, which the operator should fix instead.
 MIN_HOT_ACCOUNTS = 1_000
@@ -99,12 +108,14 @@ def _version(held: Account | bytes) -> int:
 
 @dataclass(slots=True)
 class StoreStats:
-    unpacks: int = 0
+    unpacks: int = 0  # packed accounts brought into the hot set
+    packed_folds: int = 0  # events and signals folded into an account that stayed packed
 
 
 class AccountStore:
     def __init__(self, hot_capacity: int) -> None:
         self.hot_capacity = hot_capacity
+        self.packed_fold_max_bytes = PACKED_FOLD_MAX_BYTES  # read by the compiled fold
         # Each shard least recently active first. A value is the account itself while
         # hot, its packed bytes when not.
         self._shards: list[dict[str, Account | bytes]] = [
@@ -151,17 +162,47 @@ class AccountStore:
             return self._used(account_id, held)
         return self._promote(shard, account_id, held)
 
-    def activate(self, account_id: str) -> Account | None:
-        """The account, for an event: it becomes the most recently active and used."""
+    def activate(self, account_id: str) -> tuple[Account, bool] | None:
+        """The account, for an event, and whether it stays packed: it becomes the most
+        recently active. A hot account becomes the most recently used; a packed one joins
+        the hot set while the set has room, or if it is larger than
+        `packed_fold_max_bytes`. Otherwise a packed account stays packed once the set is
+        full: evicting another account for it would cost an unpack and a pack per event
+        when the working set is larger than the hot set. The caller then folds the event
+        into the copy returned and hands it back with `put_back` (the compiled fold,
+        native/src/packed.rs, changes the bytes without building the copy)."""
         shard = self._shards[_shard_of(account_id)]
         held = shard.pop(account_id, None)
         if held is None:
             return None
         self.changed.add(account_id)
         shard[account_id] = held  # re-inserted: now the most recently active of its shard
+        return self._for_change(shard, account_id, held)
+
+    def for_change(self, account_id: str) -> tuple[Account, bool] | None:
+        """The account, for a change that is not activity (an audience signal), and
+        whether it stays packed: as `activate`, but its place in the activity order
+        stays."""
+        shard = self._shards[_shard_of(account_id)]
+        held = shard.get(account_id)
+        if held is None:
+            return None
+        self.changed.add(account_id)
+        return self._for_change(shard, account_id, held)
+
+    def _for_change(self, shard: dict[str, Account | bytes], account_id: str,
+                    held: Account | bytes) -> tuple[Account, bool]:
         if isinstance(held, Account):
-            return self._used(account_id, held)
-        return self._promote(shard, account_id, held)
+            return self._used(account_id, held), False
+        if len(self._hot) < self.hot_capacity or len(held) > self.packed_fold_max_bytes:
+            return self._promote(shard, account_id, held), False
+        self.stats.packed_folds += 1
+        return packing.unpack(account_id, held), True
+
+    def put_back(self, account: Account) -> None:
+        """An account that `activate` left packed, packed again in its place."""
+        account_id = account.account_id
+        self._shards[_shard_of(account_id)][account_id] = packing.pack(account)
 
     def add(self, account: Account) -> None:
         account_id = account.account_id

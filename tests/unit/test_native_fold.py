@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 from service import consumer, events
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
-from service.engine import Engine, EngineConfig, dedupe
+from service.engine import Engine, EngineConfig, dedupe, packing
 from service.engine.account import Account
 from service.engine.audience import InteractionBatch
 from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
+from service.engine.store import AccountStore
 from service.partition_state import PartitionState
 from service.responses import score_json
 from service.settings import Settings
@@ -120,14 +121,19 @@ def config(native: bool) -> EngineConfig:
                         native_fold=native)
 
 
-def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True
+def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True,
+         packed_fold_max_bytes: int | None = None
          ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter]]:
-    """The reference (`native` off) decodes in Python too (msgspec and the contract)."""
+    """The reference (`native` off) decodes in Python too (msgspec and the contract).
+    `packed_fold_max_bytes`: a smaller limit, so that events bring larger packed accounts
+    into a full hot set."""
     dedupe.use_compiled(compiled_dedupe)
     try:
         state = PartitionState(PARTITION, config(native))
     finally:
         dedupe.use_compiled(True)
+    if packed_fold_max_bytes is not None:
+        state.engine.accounts.packed_fold_max_bytes = packed_fold_max_bytes
     assert state.clock.event_ids.compiled is (compiled_dedupe and dedupe.COMPILED_AVAILABLE)
     assert state.engine.folds_natively is native
     outcomes: Counter[tuple[str, str]] = Counter()
@@ -155,7 +161,7 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
         "accounts": list(store.packed()),  # every account packed, in activity order
         "hot": list(store._hot),
         "changed": sorted(store.changed),
-        "unpacks": store.stats.unpacks,
+        "store": dataclasses.asdict(store.stats),  # unpacks, events folded packed
         "count": len(store),
         "changes": engine.changes,
         "event_ids": engine.remembered_event_ids,
@@ -177,15 +183,17 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
 @given(seed=st.integers(0, 2**32), length=st.integers(1, 700), accounts=st.integers(1, 9),
        actors=st.sampled_from((3, 40, 500)), pace=st.sampled_from((1.0, 0.02)),
        budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans(),
-       followers=st.sampled_from((0.0, 0.0, 0.5)))
+       followers=st.sampled_from((0.0, 0.0, 0.5)),
+       packed_fold_max_bytes=st.sampled_from((None, None, 150, 400, 900)))
 def test_the_compiled_fold_leaves_the_state_the_reference_does(
         seed: int, length: int, accounts: int, actors: int, pace: float, budget_s: float,
-        compiled_dedupe: bool, followers: float) -> None:
+        compiled_dedupe: bool, followers: float, packed_fold_max_bytes: int | None) -> None:
     """The reference: Python's fold with the reference dedupe memory; the compiled fold
     with either dedupe memory (the compiled one is reached without Python)."""
     records = stream(seed, length, accounts, actors, pace, followers)
-    native = observed(*fold(records, True, budget_s, compiled_dedupe))
-    reference = observed(*fold(records, False, 1e9, compiled_dedupe=False))
+    native = observed(*fold(records, True, budget_s, compiled_dedupe, packed_fold_max_bytes))
+    reference = observed(*fold(records, False, 1e9, compiled_dedupe=False,
+                               packed_fold_max_bytes=packed_fold_max_bytes))
     for name, value in reference.items():
         assert native[name] == value, name
 
@@ -204,12 +212,53 @@ def test_a_long_stream_is_mostly_folded_natively_and_agrees(
         python_fold(*arguments)
 
     monkeypatch.setattr(consumer, "_fold_one", counted)
+    put_back = AccountStore.put_back
+    put_back_calls = 0
+
+    def counted_put_back(store: AccountStore, account: Account) -> None:
+        nonlocal put_back_calls
+        put_back_calls += 1
+        put_back(store, account)
+
+    monkeypatch.setattr(AccountStore, "put_back", counted_put_back)
     native = observed(*fold(records, True, 1e9))
     assert by_python < 0.4 * len(records)
+    # Events for packed accounts of a full hot set folded into their bytes in compiled
+    # code: none went through the copy that Python's fold makes and hands back.
+    packed_folds = native["store"]["packed_folds"]
+    assert packed_folds > 300
+    assert put_back_calls < packed_folds // 10
     reference = observed(*fold(records, False, 1e9))
     assert by_python > 0.4 * len(records)
+    assert put_back_calls > packed_folds
     assert native == reference
     assert reference["outcomes"][("like", "counted")] > 500
+
+
+def test_sketches_past_their_capacity_fold_packed_as_the_reference() -> None:
+    """Four accounts, a hot set of two: most events reach an account that stays packed,
+    and many of its sketches count past their exact capacity (Space-Saving's evictions
+    and errors, the HyperLogLog) in the bytes themselves."""
+    records = stream(5, 3_000, 4, 500, pace=0.02)
+    state, outcomes, rejected = fold(records, True, 1e9)
+    native = observed(state, outcomes, rejected)
+    assert native["store"]["packed_folds"] > 500
+    past_capacity = sum(1 for account_id, held in state.engine.accounts.packed()
+                        for sketch in packing.unpack(account_id, held).actors
+                        if sketch.errors)
+    assert past_capacity > 10
+    assert native == observed(*fold(records, False, 1e9))
+
+
+def test_an_event_brings_a_large_packed_account_into_a_full_hot_set_as_the_reference(
+        ) -> None:
+    """Past `packed_fold_max_bytes` an account is unpacked and made hot (another one
+    packed out) instead of folded packed: both ways alike."""
+    records = stream(5, 3_000, 4, 500, pace=0.02)
+    native = observed(*fold(records, True, 1e9, packed_fold_max_bytes=1_500))
+    assert native["store"]["packed_folds"] > 100
+    assert native["store"]["unpacks"] > 100
+    assert native == observed(*fold(records, False, 1e9, packed_fold_max_bytes=1_500))
 
 
 def test_posts_and_follower_counts_are_folded_natively_and_agree(

@@ -303,5 +303,25 @@ def test_many_signals_over_a_hot_set_fold_as_the_reference() -> None:
         message = pack_signals(signals)
         assert compiled.fold_signals(message) == reference.fold_signals(message) == 3_000
         same_engine(compiled, reference)
-    assert compiled.accounts.stats.unpacks > 100  # packed accounts went to Python
+    # A full hot set: signals for packed accounts folded into their bytes, none unpacked.
+    assert compiled.accounts.stats.packed_folds > 1_000
+    assert compiled.accounts.stats.unpacks == 0
     assert compiled.stats.audience_signals_unmatched > 100
+
+
+def test_signals_bring_large_packed_accounts_into_a_full_hot_set_as_the_reference() -> None:
+    rng = random.Random(6)
+    store = Store(30 * DAY, 50, tuple(
+        (f"acc-{n}", tuple((bucket, 1, 0, 0) for bucket in range(n % 9))) for n in range(300)))
+    compiled, reference = build(store, True), build(store, False)
+    for engine in (compiled, reference):
+        engine.accounts.packed_fold_max_bytes = 70
+    bucket_s = 5 * DAY
+    signals = [AudienceSignal(f"acc-{rng.randrange(300)}", float(rng.randrange(20) * bucket_s),
+                              1, 0, 0) for _ in range(3_000)]
+    message = pack_signals(signals)
+    assert compiled.fold_signals(message) == reference.fold_signals(message)
+    same_engine(compiled, reference)
+    assert compiled.accounts.stats == reference.accounts.stats
+    assert compiled.accounts.stats.unpacks > 100
+    assert compiled.accounts.stats.packed_folds > 100
