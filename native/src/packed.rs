@@ -24,18 +24,13 @@ const RHYTHM_BINS: usize = 8;
 const MAX_PENDING_TIMES: usize = 256;
 const FOLLOWER_HISTORY_LIMIT: usize = 64;
 
-enum Topics<'a> {
-    /// As the packed account holds them: a msgpack array of strings.
-    Packed(&'a [u8]),
-    Listed(Vec<&'a str>),
-}
 
 struct Post<'a> {
     id: &'a str,
     posted_at: Option<f64>,
     first_seen_at: f64,
     sponsored: bool,
-    topics: Topics<'a>,
+    topics: Vec<&'a str>,
     likes: i64,
     comments: i64,
     shares: i64,
@@ -153,24 +148,26 @@ impl<'a> PackedAccount<'a> {
         if post_values % POST_FIELDS != 0 {
             return None;
         }
-        let mut posts = Vec::with_capacity(post_values / POST_FIELDS);
+        let mut posts = Vec::with_capacity(reader.bounded(post_values / POST_FIELDS));
         for _ in 0..post_values / POST_FIELDS {
             let id = reader.str()?;
             let posted_at = if reader.nil() { None } else { Some(reader.float()?) };
             let first_seen_at = reader.float()?;
             let sponsored = reader.boolean()?;
-            let topics_start = reader.pos;
-            for _ in 0..reader.array_len()? {
-                reader.str()?;
+            // Read and written again (not copied): the reference writes each string in
+            // its shortest form whatever form the bytes held.
+            let count = reader.array_len()?;
+            let mut topics = Vec::with_capacity(reader.bounded(count));
+            for _ in 0..count {
+                topics.push(reader.str()?);
             }
-            let topics = Topics::Packed(&packed[topics_start..reader.pos]);
             let (likes, comments, shares, early) =
                 (reader.int()?, reader.int()?, reader.int()?, reader.int()?);
             let pending = if reader.nil() {
                 None
             } else {
                 let length = reader.array_len()?;
-                let mut times = Vec::with_capacity(length);
+                let mut times = Vec::with_capacity(reader.bounded(length));
                 for _ in 0..length {
                     times.push(reader.float()?);
                 }
@@ -185,12 +182,12 @@ impl<'a> PackedAccount<'a> {
         if follower_values % 2 != 0 {
             return None;
         }
-        let mut followers = Vec::with_capacity(follower_values / 2);
+        let mut followers = Vec::with_capacity(reader.bounded(follower_values / 2));
         for _ in 0..follower_values / 2 {
             followers.push((reader.float()?, reader.int()?));
         }
         let sketches = reader.array_len()?;
-        let mut actors = Vec::with_capacity(sketches);
+        let mut actors = Vec::with_capacity(reader.bounded(sketches));
         for _ in 0..sketches {
             if reader.array_len()? != 6 {
                 return None; // packed before the time-of-day counters: Python's
@@ -219,7 +216,10 @@ impl<'a> PackedAccount<'a> {
         }
         let audience = if fields == 4 {
             let length = reader.array_len()?;
-            let mut signals = Vec::with_capacity(length);
+            if length % 4 != 0 {
+                return None;
+            }
+            let mut signals = Vec::with_capacity(reader.bounded(length));
             for _ in 0..length {
                 signals.push(reader.int()?);
             }
@@ -308,7 +308,7 @@ impl<'a> PackedAccount<'a> {
         }
         post.posted_at = Some(occurred_at);
         post.sponsored = sponsored;
-        post.topics = Topics::Listed(topics.to_vec());
+        post.topics = topics.to_vec();
         if let Some(pending) = post.pending.take() {
             if !pending.is_empty() {
                 let burst = settings.burst_window_s;
@@ -382,7 +382,7 @@ impl<'a> PackedAccount<'a> {
             posted_at: None,
             first_seen_at: occurred_at,
             sponsored: false,
-            topics: Topics::Listed(Vec::new()),
+            topics: Vec::new(),
             likes: 0,
             comments: 0,
             shares: 0,
@@ -414,14 +414,9 @@ impl<'a> PackedAccount<'a> {
             }
             write_float(&mut out, post.first_seen_at);
             out.push(if post.sponsored { 0xc3 } else { 0xc2 });
-            match &post.topics {
-                Topics::Packed(bytes) => out.extend_from_slice(bytes),
-                Topics::Listed(topics) => {
-                    write_array_header(&mut out, topics.len());
-                    for topic in topics {
-                        write_str(&mut out, topic);
-                    }
-                }
+            write_array_header(&mut out, post.topics.len());
+            for topic in &post.topics {
+                write_str(&mut out, topic);
             }
             for number in [post.likes, post.comments, post.shares, post.early] {
                 write_int(&mut out, number);
@@ -521,6 +516,12 @@ impl<'a> Reader<'a> {
         Some(slice)
     }
 
+    /// A capacity for `count` values read from here: at most one per byte left, so that
+    /// a corrupt length fails the read instead of asking for gigabytes.
+    fn bounded(&self, count: usize) -> usize {
+        count.min(self.buf.len().saturating_sub(self.pos))
+    }
+
     fn byte(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
@@ -615,7 +616,7 @@ impl<'a> Reader<'a> {
         if length % 2 != 0 {
             return None;
         }
-        let mut pairs = Vec::with_capacity(length / 2);
+        let mut pairs = Vec::with_capacity(self.bounded(length / 2));
         for _ in 0..length / 2 {
             let (negative, key) = self.integer()?;
             if negative {

@@ -196,8 +196,9 @@ class AccountStore:
             return self._used(account_id, held), False
         if len(self._hot) < self.hot_capacity or len(held) > self.packed_fold_max_bytes:
             return self._promote(shard, account_id, held), False
+        account = packing.unpack(account_id, held)  # corrupt bytes raise here, uncounted
         self.stats.packed_folds += 1
-        return packing.unpack(account_id, held), True
+        return account, True
 
     def put_back(self, account: Account) -> None:
         """An account that `activate` left packed, packed again in its place."""

@@ -261,6 +261,37 @@ def test_an_event_brings_a_large_packed_account_into_a_full_hot_set_as_the_refer
     assert native == observed(*fold(records, False, 1e9, packed_fold_max_bytes=1_500))
 
 
+@pytest.mark.parametrize("body", [
+    b"\x93\x90\xdd\xff\xff\xff\xfe",  # followers: 2**32 - 2 values claimed, none there
+    b"\x93\xdd\xff\xff\xff\xf0",  # posts: likewise
+])
+def test_a_corrupt_packed_account_raises_as_the_reference_without_folding(body: bytes) -> None:
+    """Bytes the compiled reader cannot read go the Python way, which raises: a length
+    in corrupt bytes must not make the compiled reader ask for gigabytes (that aborts the
+    process) or fold anything."""
+    account = Account("acct-0", PARTITION)
+    account.touch(1_000.0, 1)
+    corrupt = packing.pack(account)[:44] + body
+    like = Record(b"acct-0", orjson.dumps({
+        "event_id": "e1", "type": "like", "account_id": "acct-0", "post_id": "p",
+        "actor_id": "a", "occurred_at": at(1_000.0)}), 1)
+    for native in (True, False):
+        state = PartitionState(PARTITION, config(native))
+        state.engine.accounts.add(Account("acct-hot", PARTITION))
+        state.engine.accounts.hot_capacity = 1
+        state.engine.accounts.restore([("acct-0", corrupt)])
+        events.use_native(native)
+        try:
+            with pytest.raises(ValueError, match="truncated"):
+                fold_records(state, [like], 0, settings=Settings(), now=NOW,
+                             partitions=PARTITIONS, budget_s=1e9, outcomes=Counter(),
+                             rejected=[])
+        finally:
+            events.use_native(True)
+        assert state.engine.accounts.packed_one("acct-0") == corrupt
+        assert state.engine.accounts.stats.packed_folds == 0
+
+
 def test_posts_and_follower_counts_are_folded_natively_and_agree(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Posts (new, after their interactions, announced twice, past the account's cap) and
