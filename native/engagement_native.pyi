@@ -1,7 +1,8 @@
 """Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
 (signals.rs), the dedupe memory (dedupe.rs),
-the interaction decoder (wire.rs) and the batch fold of interactions (fold.rs).
+the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
+event for a packed account into its bytes (packed.rs, no Python-visible API).
 
 `service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
 hold the pure-Python references and select the implementation; the tests hold each pair

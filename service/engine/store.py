@@ -62,10 +62,11 @@ PACKED_ACCOUNT_BYTES = 440
 EVICTION_BATCH = 16
 BATCHED_HOT_SETS = 64 * EVICTION_BATCH
 # A packed account larger than this is brought into the hot set by an event even when
-# that evicts another one: folding into the packed form reads and writes all of it, ~1.2
-# us per KiB on top of ~1.2 us, while a hot account's fold costs ~1.6 us whatever its
-# size; past ~4 KiB one packed fold costs more than the unpack and the pack of another
-# account that a promotion costs (measured in docs/benchmarks.md, "Session 9").
+# that evicts another one: folding into the packed form reads and writes all of it, ~2 us
+# per KiB (2.7 us at 1.2 KiB, 8.9 at 4 KiB, 27 at 12.5), while a hot account's fold costs
+# ~1.6 us whatever its size, plus a pack at the next checkpoint; past ~4 KiB one packed
+# fold costs more than the unpack and the pack of another account that a promotion costs
+# (`python -m bench.packed_fold`; docs/benchmarks.md, "Session 9").
 PACKED_FOLD_MAX_BYTES = 4_096
 # A hot set so small that most events unpack would make every event slow; below this
 # the budget is too small for the account cap, which the operator should fix instead.
