@@ -25,6 +25,9 @@ from pydantic import (
 
 MAX_ID_CHARS = 128
 MAX_TOPICS = 20
+# What a packed account can hold (a signed 64-bit count): a larger one would be accepted
+# and fail later, when the account is packed, instead of being dead-lettered.
+MAX_FOLLOWERS = 2**63 - 1
 MAX_TOPIC_CHARS = 64
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
 
@@ -86,7 +89,8 @@ class PostEvent(_EventBase):
 
 class FollowersEvent(_EventBase):
     type: Literal["followers"]
-    followers: int = Field(ge=0, description="The account's follower count at occurred_at.")
+    followers: int = Field(ge=0, le=MAX_FOLLOWERS,
+                           description="The account's follower count at occurred_at.")
 
 
 Event = LikeEvent | CommentEvent | ShareEvent | PostEvent | FollowersEvent

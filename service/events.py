@@ -207,7 +207,7 @@ class _Wire(msgspec.Struct, gc=False):
     actor_id: _Id | None = None
     sponsored: bool | None = None
     topics: _Topics | None = None
-    followers: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    followers: Annotated[int, msgspec.Meta(ge=0, le=contract.MAX_FOLLOWERS)] | None = None
 
 
 _wire_decoder = msgspec.json.Decoder(_Wire)

@@ -65,6 +65,18 @@ def assert_agree(key: bytes | None, value: bytes | None) -> Event | Rejection:
     return reference
 
 
+@pytest.mark.parametrize("count", [2**63, 2**64, 10**30])
+def test_a_follower_count_past_64_bits_is_dead_lettered_by_both(count: int) -> None:
+    """A packed account holds a signed 64-bit count: a larger one must be rejected here,
+    with a reason, not accepted and fail when the account is packed."""
+    result = assert_agree(b"acc-42", orjson.dumps(followers("acc-42", 0))
+                          .replace(b'"followers":0', f'"followers":{count}'.encode()))
+    assert isinstance(result, Rejection)
+    assert "followers" in result.detail
+    largest = assert_agree(b"acc-42", orjson.dumps(followers("acc-42", 2**63 - 1)))
+    assert not isinstance(largest, Rejection)
+
+
 def compiled_accepts(event: dict[str, Any], value: bytes | None = None) -> bool:
     value = orjson.dumps(event) if value is None else value
     key = event["account_id"].encode()
