@@ -14,8 +14,11 @@
 //! not know (an older layout, a type the Python objects may hold but the fold never
 //! writes) make `PackedAccount::read` give up, and the caller takes the Python way.
 
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
 use crate::{
-    python_min, write_array_header, write_bin, write_negative, write_str, write_unsigned,
+    python_min, write_array_header, write_bin, write_negative, write_str, write_unsigned, Reader,
     HEADER_SIZE, NO_FIRST_BUCKET, NO_LAST_BUCKET, POST_FIELDS,
 };
 
@@ -138,17 +141,22 @@ pub(crate) struct PackedAccount<'a> {
 impl<'a> PackedAccount<'a> {
     /// The account in `packed`, or None if the bytes are not what this reader knows.
     pub(crate) fn read(packed: &'a [u8]) -> Option<Self> {
-        let header = packed.get(..HEADER_SIZE)?;
-        let partition = u32::from_le_bytes(header[0..4].try_into().ok()?);
-        let last_event_at = f64::from_le_bytes(header[20..28].try_into().ok()?);
-        let mut reader = Reader { buf: packed, pos: HEADER_SIZE };
+        Self::parse(packed).ok()
+    }
+
+    fn parse(packed: &'a [u8]) -> PyResult<Self> {
+        let mut reader = Reader { buf: packed, pos: 0 };
+        let partition = u32::from_le_bytes(reader.be()?);
+        reader.take(16)?; // version and settled_from: written afresh
+        let last_event_at = f64::from_le_bytes(reader.be()?);
+        reader.take(HEADER_SIZE - reader.pos)?; // the buckets: likewise
         let fields = reader.array_len()?;
         if fields != 3 && fields != 4 {
-            return None;
+            return Err(unknown("an unexpected length"));
         }
         let post_values = reader.array_len()?;
         if post_values % POST_FIELDS != 0 {
-            return None;
+            return Err(unknown("an unexpected length"));
         }
         let mut posts = Vec::with_capacity(reader.bounded(post_values / POST_FIELDS));
         for _ in 0..post_values / POST_FIELDS {
@@ -182,7 +190,7 @@ impl<'a> PackedAccount<'a> {
         }
         let follower_values = reader.array_len()?;
         if follower_values % 2 != 0 {
-            return None;
+            return Err(unknown("an unexpected length"));
         }
         let mut followers = Vec::with_capacity(reader.bounded(follower_values / 2));
         for _ in 0..follower_values / 2 {
@@ -192,7 +200,7 @@ impl<'a> PackedAccount<'a> {
         let mut actors = Vec::with_capacity(reader.bounded(sketches));
         for _ in 0..sketches {
             if reader.array_len()? != 6 {
-                return None; // packed before the time-of-day counters: Python's
+                return Err(unknown("a sketch without time-of-day counters"));
             }
             let bucket = reader.int()?;
             let interactions = reader.int()?;
@@ -203,12 +211,12 @@ impl<'a> PackedAccount<'a> {
             } else {
                 let registers = reader.bin()?;
                 if registers.len() != HLL_REGISTERS {
-                    return None;
+                    return Err(unknown("an unexpected length"));
                 }
                 Some(registers.to_vec())
             };
             if reader.array_len()? != RHYTHM_BINS {
-                return None;
+                return Err(unknown("an unexpected length"));
             }
             let mut rhythm = [0i64; RHYTHM_BINS];
             for bin in &mut rhythm {
@@ -219,7 +227,7 @@ impl<'a> PackedAccount<'a> {
         let audience = if fields == 4 {
             let length = reader.array_len()?;
             if length % 4 != 0 {
-                return None;
+                return Err(unknown("an unexpected length"));
             }
             let mut signals = Vec::with_capacity(reader.bounded(length));
             for _ in 0..length {
@@ -230,9 +238,9 @@ impl<'a> PackedAccount<'a> {
             None
         };
         if reader.pos != packed.len() {
-            return None;
+            return Err(unknown("bytes after the account"));
         }
-        Some(PackedAccount { partition, last_event_at, posts, followers, actors, audience })
+        Ok(PackedAccount { partition, last_event_at, posts, followers, actors, audience })
     }
 
     /// Account.touch.
@@ -505,92 +513,69 @@ fn write_pairs(out: &mut Vec<u8>, pairs: &[(u64, i64)]) {
     }
 }
 
-/// A msgpack reader that gives up (None) on anything an account's fields do not hold.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn unknown(what: &str) -> PyErr {
+    PyValueError::new_err(format!("packed account: {what}"))
 }
 
+/// What the packed fold reads besides `Reader`'s arrays: the scalar types an account's
+/// fields hold, and nothing else (an error sends the account the Python way).
 impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        let slice = self.buf.get(self.pos..self.pos.checked_add(count)?)?;
-        self.pos += count;
-        Some(slice)
-    }
-
     /// A capacity for `count` values read from here: at most one per byte left, so that
     /// a corrupt length fails the read instead of asking for gigabytes.
     fn bounded(&self, count: usize) -> usize {
         count.min(self.buf.len().saturating_sub(self.pos))
     }
 
-    fn byte(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-
     fn nil(&mut self) -> bool {
-        if self.buf.get(self.pos) == Some(&0xc0) {
+        let nil = self.peek_nil();
+        if nil {
             self.pos += 1;
-            return true;
         }
-        false
+        nil
     }
 
-    fn array_len(&mut self) -> Option<usize> {
-        match self.byte()? {
-            marker @ 0x90..=0x9f => Some((marker & 0x0f) as usize),
-            0xdc => Some(u16::from_be_bytes(self.be()?) as usize),
-            0xdd => Some(u32::from_be_bytes(self.be()?) as usize),
-            _ => None,
-        }
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
+    fn str(&mut self) -> PyResult<&'a str> {
         let length = match self.byte()? {
             marker @ 0xa0..=0xbf => (marker & 0x1f) as usize,
             0xd9 => self.byte()? as usize,
             0xda => u16::from_be_bytes(self.be()?) as usize,
             0xdb => u32::from_be_bytes(self.be()?) as usize,
-            _ => return None,
+            _ => return Err(unknown("a string was expected")),
         };
-        std::str::from_utf8(self.take(length)?).ok()
+        std::str::from_utf8(self.take(length)?).map_err(|_| unknown("a string is not UTF-8"))
     }
 
-    fn bin(&mut self) -> Option<&'a [u8]> {
+    fn bin(&mut self) -> PyResult<&'a [u8]> {
         let length = match self.byte()? {
             0xc4 => self.byte()? as usize,
             0xc5 => u16::from_be_bytes(self.be()?) as usize,
             0xc6 => u32::from_be_bytes(self.be()?) as usize,
-            _ => return None,
+            _ => return Err(unknown("bytes were expected")),
         };
         self.take(length)
     }
 
-    fn boolean(&mut self) -> Option<bool> {
+    fn boolean(&mut self) -> PyResult<bool> {
         match self.byte()? {
-            0xc2 => Some(false),
-            0xc3 => Some(true),
-            _ => None,
+            0xc2 => Ok(false),
+            0xc3 => Ok(true),
+            _ => Err(unknown("a bool was expected")),
         }
     }
 
     /// A float64 only: the fields that hold times hold Python floats.
-    fn float(&mut self) -> Option<f64> {
+    fn float(&mut self) -> PyResult<f64> {
         match self.byte()? {
-            0xcb => Some(f64::from_be_bytes(self.be()?)),
-            _ => None,
+            0xcb => Ok(f64::from_be_bytes(self.be()?)),
+            _ => Err(unknown("a float was expected")),
         }
     }
 
     /// Any integer, as u64 if it is not negative (actor hashes use all 64 bits).
-    fn integer(&mut self) -> Option<(bool, u64)> {
+    fn integer(&mut self) -> PyResult<(bool, u64)> {
         let marker = self.byte()?;
-        let unsigned = |value: u64| Some((false, value));
-        let signed = |value: i64| Some((value < 0, value as u64));
+        let unsigned = |value: u64| Ok((false, value));
+        let signed = |value: i64| Ok((value < 0, value as u64));
         match marker {
             0x00..=0x7f => unsigned(marker as u64),
             0xe0..=0xff => signed(marker as i8 as i64),
@@ -602,30 +587,30 @@ impl<'a> Reader<'a> {
             0xd1 => signed(i16::from_be_bytes(self.be()?) as i64),
             0xd2 => signed(i32::from_be_bytes(self.be()?) as i64),
             0xd3 => signed(i64::from_be_bytes(self.be()?)),
-            _ => None,
+            _ => Err(unknown("an integer was expected")),
         }
     }
 
-    fn int(&mut self) -> Option<i64> {
+    fn int(&mut self) -> PyResult<i64> {
         match self.integer()? {
-            (true, value) => Some(value as i64),
-            (false, value) => i64::try_from(value).ok(),
+            (true, value) => Ok(value as i64),
+            (false, value) => i64::try_from(value).map_err(|_| unknown("an integer past i64")),
         }
     }
 
-    fn pairs(&mut self) -> Option<Vec<(u64, i64)>> {
+    fn pairs(&mut self) -> PyResult<Vec<(u64, i64)>> {
         let length = self.array_len()?;
         if length % 2 != 0 {
-            return None;
+            return Err(unknown("an odd flat dict"));
         }
         let mut pairs = Vec::with_capacity(self.bounded(length / 2));
         for _ in 0..length / 2 {
             let (negative, key) = self.integer()?;
             if negative {
-                return None;
+                return Err(unknown("a negative actor hash"));
             }
             pairs.push((key, self.int()?));
         }
-        Some(pairs)
+        Ok(pairs)
     }
 }
