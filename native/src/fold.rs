@@ -171,8 +171,9 @@ struct Context<'py> {
     store_stats: Bound<'py, PyAny>,
     shards: Bound<'py, PyList>,
     hot: Bound<'py, PyAny>,
-    hot_capacity: usize,
-    /// AccountStore.packed_fold_max_bytes: a larger packed account is made hot.
+    /// AccountStore.packed_rewrites and packed_fold_max_bytes: a packed account is made
+    /// hot once its folds since the last checkpoint would rewrite more bytes than that.
+    packed_rewrites: Bound<'py, PyDict>,
     packed_fold_max_bytes: usize,
     changed: Bound<'py, PySet>,
     routes: Bound<'py, PyDict>,
@@ -329,7 +330,7 @@ impl Fold {
             store_stats: accounts.getattr(intern!(py, "stats"))?,
             shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
             hot: accounts.getattr(intern!(py, "_hot"))?,
-            hot_capacity: accounts.getattr(intern!(py, "hot_capacity"))?.extract()?,
+            packed_rewrites: accounts.getattr(intern!(py, "packed_rewrites"))?.cast_into::<PyDict>()?,
             packed_fold_max_bytes: accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?,
             changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?,
             routes: routes.clone(),
@@ -473,10 +474,10 @@ impl Fold {
             EventKind::Post | EventKind::Followers => None,
         };
         if let Some(packed) = held.as_ref().and_then(|held| held.cast::<PyBytes>().ok()) {
-            // AccountStore.activate of a packed account once the hot set is full.
-            if packed.as_bytes().len() <= context.packed_fold_max_bytes
-                && context.hot.len()? >= context.hot_capacity
-            {
+            // AccountStore.activate of a packed account within its rewrite allowance.
+            let within = rewrite_within(
+                &context.packed_rewrites, &account_id, packed.as_bytes().len(), context.packed_fold_max_bytes)?;
+            if let Some(rewritten) = within {
                 let folded =
                     self.fold_packed(packed.as_bytes(), &wire, kind, actor, scalars.changes + 1, context.partition_number);
                 if let Some(folded) = folded {
@@ -484,6 +485,7 @@ impl Fold {
                     scalars.packed_folds += 1;
                     shard.del_item(&account_id)?; // re-inserted: the most recently active
                     shard.set_item(&account_id, PyBytes::new(py, &folded))?;
+                    context.packed_rewrites.set_item(&account_id, rewritten)?;
                     context.changed.add(&account_id)?;
                     counts[kind * 3 + COUNTED] += 1;
                     if let Some(actor) = actor {
@@ -946,6 +948,22 @@ impl Fold {
 
 /// `object.field += 1` for an int field.
 #[inline]
+/// AccountStore._for_change's allowance: the bytes that folds into this packed account
+/// will have rewritten since the last checkpoint once it takes `packed_len` more, or None
+/// if that passes `most` (the store then makes it hot).
+pub(crate) fn rewrite_within(
+    rewrites: &Bound<'_, PyDict>,
+    account_id: &Bound<'_, PyString>,
+    packed_len: usize,
+    most: usize,
+) -> PyResult<Option<usize>> {
+    let before = match rewrites.get_item(account_id)? {
+        Some(before) => before.extract::<usize>()?,
+        None => 0,
+    };
+    Ok(Some(before + packed_len).filter(|rewritten| *rewritten <= most))
+}
+
 fn increment(layout: &Layout, object: &Bound<'_, PyAny>, fields: Option<&[isize]>, field: usize) -> PyResult<()> {
     let before: i64 = layout.get(object, fields, field)?.extract()?;
     layout.set(object, fields, field, (before + 1).into_pyobject(object.py())?.into_any())

@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
 
 use crate::actors::crc32;
-use crate::fold::python_floor_div;
+use crate::fold::{python_floor_div, rewrite_within};
 use crate::packed::PackedAccount;
 use crate::{account_slot, Layout, ACCOUNT_SLOTS};
 
@@ -238,7 +238,7 @@ impl SignalFold {
         let changed = accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?;
         let hot = accounts.getattr(intern!(py, "_hot"))?;
         let move_to_end = hot.getattr(intern!(py, "move_to_end"))?;
-        let hot_capacity: usize = accounts.getattr(intern!(py, "hot_capacity"))?.extract()?;
+        let packed_rewrites = accounts.getattr(intern!(py, "packed_rewrites"))?.cast_into::<PyDict>()?;
         let packed_fold_max_bytes: usize = accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?;
         let store_stats = accounts.getattr(intern!(py, "stats"))?;
         let account_class = self.account.class.bind(py);
@@ -263,15 +263,19 @@ impl SignalFold {
                         let fields = self.account.offsets_for(&account);
                         self.account.set(&account, fields, account_slot::VERSION, changes.into_pyobject(py)?.into_any())?;
                     }
-                    Some(held)
-                        if bucket.abs() < 9.0e18
-                            && held.cast::<PyBytes>().is_ok_and(|packed| packed.as_bytes().len() <= packed_fold_max_bytes)
-                            && hot.len()? >= hot_capacity =>
-                    {
-                        // AccountStore.for_change of a packed account once the hot set is
-                        // full: the signal folded into its bytes, left in its place.
-                        let packed = held.cast::<PyBytes>()?;
-                        let Some(mut folded) = PackedAccount::read(packed.as_bytes()) else {
+                    Some(held) => {
+                        // AccountStore.for_change of a packed account within its rewrite
+                        // allowance: the signal folded into its bytes, left in its place.
+                        let within = match held.cast::<PyBytes>() {
+                            Ok(packed) if bucket.abs() < 9.0e18 => {
+                                rewrite_within(&packed_rewrites, &account_id, packed.as_bytes().len(), packed_fold_max_bytes)?
+                                    .and_then(|rewritten| Some((PackedAccount::read(packed.as_bytes())?, rewritten)))
+                            }
+                            _ => None,
+                        };
+                        let Some((mut folded, rewritten)) = within else {
+                            // Made hot by the store (past its allowance), in a layout only
+                            // the Python reads, or not an Account.
                             self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
                             continue;
                         };
@@ -279,15 +283,11 @@ impl SignalFold {
                         changes += 1;
                         let written = folded.write(folded.partition, changes as u64);
                         shard.cast::<PyDict>()?.set_item(&account_id, PyBytes::new(py, &written))?;
+                        packed_rewrites.set_item(&account_id, rewritten)?;
                         changed.add(&account_id)?;
                         pending.matched += 1;
                         pending.changes += 1;
                         pending.packed_folds += 1;
-                    }
-                    Some(_) => {
-                        // Packed while the hot set has room (unpacked and made hot by the
-                        // store), or not an Account.
-                        self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
                     }
                 }
             }

@@ -127,6 +127,9 @@ class AccountStore:
         # what the next changelog checkpoint writes, one record per account. A partial
         # expiry is not a change: replaying it after a restore gives the same state.
         self.changed: set[str] = set()
+        # Bytes that folds into packed accounts rewrote since the last `drain_changed`,
+        # per account: past `packed_fold_max_bytes` the next change makes it hot.
+        self.packed_rewrites: dict[str, int] = {}
         self.stats = StoreStats()
 
     def __len__(self) -> int:
@@ -195,9 +198,12 @@ class AccountStore:
                     held: Account | bytes) -> tuple[Account, bool]:
         if isinstance(held, Account):
             return self._used(account_id, held), False
-        if len(self._hot) < self.hot_capacity or len(held) > self.packed_fold_max_bytes:
+        rewritten = self.packed_rewrites.get(account_id, 0) + len(held)
+        if rewritten > self.packed_fold_max_bytes:
+            self.packed_rewrites.pop(account_id, None)
             return self._promote(shard, account_id, held), False
         account = packing.unpack(account_id, held)  # corrupt bytes raise here, uncounted
+        self.packed_rewrites[account_id] = rewritten
         self.stats.packed_folds += 1
         return account, True
 
@@ -307,9 +313,16 @@ class AccountStore:
             else:
                 hot_ids.append(account_id)
                 hot_accounts.append(held)
+        hot = self._hot
+        demote_at_most = self.packed_fold_max_bytes // 2
         for start in range(0, len(hot_accounts), EVICTION_BATCH):
+            ids = hot_ids[start : start + EVICTION_BATCH]
             packed = packing.pack_many(hot_accounts[start : start + EVICTION_BATCH])
-            drained.extend(zip(hot_ids[start : start + EVICTION_BATCH], packed, strict=True))
+            drained.extend(zip(ids, packed, strict=True))
+            for account_id, account_bytes in zip(ids, packed, strict=True):
+                if len(account_bytes) <= demote_at_most:
+                    del hot[account_id]
+                    shards[_shard_of(account_id)][account_id] = account_bytes
         return drained
 
     def packed_one(self, account_id: str) -> bytes | None:
@@ -332,6 +345,7 @@ class AccountStore:
 
     def drain_changed(self) -> set[str]:
         changed, self.changed = self.changed, set()
+        self.packed_rewrites.clear()
         return changed
 
     def _used(self, account_id: str, account: Account) -> Account:

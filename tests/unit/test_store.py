@@ -100,6 +100,54 @@ def test_draining_packs_each_changed_account_as_packed_one_does() -> None:
     assert engine.accounts.drain_packed() == []
 
 
+def test_a_packed_account_folds_packed_until_its_allowance_is_spent_then_turns_hot() -> None:
+    """However much room the hot set has: an event for a packed account is folded into
+    its bytes while the bytes rewritten so since the last checkpoint stay within
+    `packed_fold_max_bytes`; the next one makes it hot. A checkpoint's drain renews the
+    allowance and leaves a small changed account packed again."""
+    engine = Engine(EngineConfig(window_s=10 * DAY, hot_accounts=1_000))
+    accounts = engine.accounts
+    engine.apply(decoded(post("a", "p", 1_000.0)))
+    engine.apply(decoded(interaction("like", "a", "p", "fan", 1_000.0)))
+    assert "a" in accounts._hot
+    drained = dict(accounts.drain_packed())
+    assert "a" not in accounts._hot  # small: left packed by the checkpoint
+    assert accounts.packed_one("a") == drained["a"]
+    size = len(drained["a"])
+    accounts.packed_fold_max_bytes = 3 * size  # three folds, the last one to the byte
+    rewritten = 0
+    for n in range(3):
+        assert len(accounts.packed_one("a") or b"") == size  # a repeated like: as long
+        rewritten += size
+        engine.apply(decoded(interaction("like", "a", "p", "fan", 1_001.0 + n)))
+        assert accounts.packed_rewrites == {"a": rewritten}
+        assert "a" not in accounts._hot
+    assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (3, 0)
+    engine.apply(decoded(interaction("like", "a", "p", "fan", 1_010.0)))
+    assert "a" in accounts._hot  # the fourth would pass the allowance
+    assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (3, 1)
+    assert accounts.packed_rewrites == {}
+    accounts.drain_packed()
+    engine.apply(decoded(interaction("like", "a", "p", "fan", 1_011.0)))
+    assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (4, 1)  # renewed
+    assert engine.score("a") is not None  # a query makes it hot
+    assert "a" in accounts._hot
+    assert accounts.stats.unpacks == 2
+
+
+def test_a_checkpoint_leaves_large_accounts_hot() -> None:
+    """Past half the allowance a changed hot account stays hot at the drain: packed, it
+    would take fewer than two folds before an event brought it back."""
+    engine = Engine(EngineConfig(window_s=10 * DAY, hot_accounts=1_000))
+    for n in range(60):
+        engine.apply(decoded(interaction("like", "big", f"p{n}", f"fan-{n}", 1_000.0 + n)))
+    engine.apply(decoded(interaction("like", "small", "p", "fan", 1_000.0)))
+    drained = dict(engine.accounts.drain_packed())
+    half = engine.accounts.packed_fold_max_bytes // 2
+    assert len(drained["big"] or b"") > half >= len(drained["small"] or b"")
+    assert list(engine.accounts._hot) == ["big"]
+
+
 def test_expiry_of_packed_accounts_drops_what_it_drops_for_objects() -> None:
     tiny = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0, hot_accounts=1))
     roomy = Engine(EngineConfig(window_s=DAY, allowed_lateness_s=0))
