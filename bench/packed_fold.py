@@ -1,14 +1,20 @@
-"""What an event costs on an account that stays packed, against the same account hot, by
-the account's size: the figures behind `store.PACKED_FOLD_MAX_BYTES`.
+"""What an event costs on an account that stays packed, against the same account hot and
+under the store's rule, by the account's size and by its events between two
+checkpoints: the figures behind `store.PACKED_FOLD_MAX_BYTES`.
 
 One account with N posts (two topics each) gets likes by many actors (its sketch past
-its exact capacity) through the compiled fold (`Engine.fold_records`), once as the only
-hot account and once packed behind a full hot set of one other account, with the
-threshold lifted so that it stays packed whatever its size (`--limit`: the store's
-default instead, so that a big account is made hot again). CPU µs per event after a
-warm-up, best of `--rounds`; no Kafka.
+its exact capacity) through the compiled fold (`Engine.fold_records`), with a checkpoint's
+drain (`AccountStore.drain_packed`, which packs a changed hot account) after every K
+events, timed with the fold:
+  * hot:    the account is always hot (an allowance of 0 bytes: every event makes it hot,
+            no drain leaves it packed);
+  * packed: it always stays packed (no allowance);
+  * rule:   the store's default: packed until its folds since the drain rewrote 4 KiB,
+            left packed again by a drain while at most 2 KiB.
+CPU µs per event after a warm-up, best of `--rounds`; no Kafka.
 
-    python -m bench.packed_fold [--posts 2 16 64 256] [--events 30000] [--rounds 3]
+    python -m bench.packed_fold [--posts 2 16 64 256] [--per-checkpoint 1 3 10 100]
+                                [--events 30000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -67,45 +73,48 @@ def fold(engine: Engine, records: list[Record], routes: dict[int, InteractionBat
                         otherwise=refuse)
 
 
-def per_event(posts: int, events: int, packed: bool, limit: bool) -> tuple[float, int, int]:
+MODES = {"hot": 0, "packed": 2**62, "rule": None}  # the allowance, None: the store's
+
+
+def per_event(posts: int, events: int, per_checkpoint: int, mode: str
+              ) -> tuple[float, int, int]:
     """CPU µs per event, the account's packed size, and the events folded packed."""
-    engine = Engine(EngineConfig(hot_accounts=1 if packed else 10))
-    if packed and not limit:
-        engine.accounts.packed_fold_max_bytes = 2**62
+    engine = Engine(EngineConfig(hot_accounts=10))
+    allowance = MODES[mode]
+    if allowance is not None:
+        engine.accounts.packed_fold_max_bytes = allowance
     routes: dict[int, InteractionBatch] = {}
-    if packed:  # another account takes the one hot place
-        fold(engine, [record(0, {"event_id": "o", "type": "followers", "account_id": "other",
-                                 "followers": 5, "occurred_at": at(START)})], routes)
     records = stream(posts, events)
     fold(engine, records[: posts + WARM_UP], routes)
-    if packed:
-        engine.accounts.get("other")  # "big" packed out
+    engine.accounts.drain_packed()
+    timed = records[posts + WARM_UP :]
     cpu = time.process_time()
-    fold(engine, records[posts + WARM_UP :], routes)
+    for start in range(0, len(timed), per_checkpoint):
+        fold(engine, timed[start : start + per_checkpoint], routes)
+        engine.accounts.drain_packed()
     seconds = time.process_time() - cpu
     size = len(engine.accounts.packed_one("big") or b"")
-    return seconds / (len(records) - posts - WARM_UP) * 1e6, size, \
-        engine.accounts.stats.packed_folds
+    return seconds / len(timed) * 1e6, size, engine.accounts.stats.packed_folds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, nargs="+", default=[2, 16, 64, 256])
+    parser.add_argument("--per-checkpoint", type=int, nargs="+", default=[1, 3, 10, 100])
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--limit", action="store_true",
-                        help="the store's PACKED_FOLD_MAX_BYTES instead of no limit")
     arguments = parser.parse_args()
-    print("| posts | packed bytes | hot µs/event | packed µs/event | packed / hot | "
-          "events folded packed |")
-    print("|---|---|---|---|---|---|")
+    print("| posts | packed bytes | events per checkpoint | hot µs/event | packed µs/event | "
+          "rule µs/event | rule / best | events the rule folded packed |")
+    print("|---|---|---|---|---|---|---|---|")
     for posts in arguments.posts:
-        hot = min(per_event(posts, arguments.events, False, arguments.limit)
-                  for _ in range(arguments.rounds))
-        cold = min(per_event(posts, arguments.events, True, arguments.limit)
-                   for _ in range(arguments.rounds))
-        print(f"| {posts} | {cold[1]:,} | {hot[0]:.2f} | {cold[0]:.2f} | "
-              f"{cold[0] / hot[0]:.2f}x | {cold[2]:,} |", flush=True)
+        for per_checkpoint in arguments.per_checkpoint:
+            best = {mode: min(per_event(posts, arguments.events, per_checkpoint, mode)
+                              for _ in range(arguments.rounds)) for mode in MODES}
+            hot, packed, rule = best["hot"], best["packed"], best["rule"]
+            print(f"| {posts} | {packed[1]:,} | {per_checkpoint} | {hot[0]:.2f} | "
+                  f"{packed[0]:.2f} | {rule[0]:.2f} | "
+                  f"{rule[0] / min(hot[0], packed[0]):.2f}x | {rule[2]:,} |", flush=True)
 
 
 if __name__ == "__main__":

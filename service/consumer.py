@@ -270,7 +270,7 @@ class StreamProcessor:
         self._rescore = RescoreBudget(settings.score_change_share, settings.commit_interval_s)
         self._last_checkpoint_at = time.monotonic()
         # Told (partition, accounts) of what each checkpoint carries: discovery follows it.
-        self.on_checkpoint: Callable[[int, set[str]], None] | None = None
+        self.on_checkpoint: Callable[[int, Iterable[str]], None] | None = None
         # Told each score the checkpoint computed for the change stream: discovery indexes
         # it instead of scoring the account a second time.
         self.on_scored: Callable[[int, str, AccountScore | None], None] | None = None

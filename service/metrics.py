@@ -68,15 +68,20 @@ class PartitionsCollector(Collector):
             value=sum(engine.accounts.estimated_bytes() for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_unpacks",
-            "Packed accounts brought into the hot set, by a query (or an event while the "
-            "hot set has room).",
+            "Packed accounts brought into the hot set, by a query, or by an event once its "
+            "events since the last checkpoint times its packed size pass 4 KiB.",
             value=sum(engine.accounts.stats.unpacks for engine in engines))
         yield CounterMetricFamily(
             "engagement_account_packed_folds",
-            "Events and audience signals folded into an account that stayed packed (the "
-            "hot set was full); a steep rate means the working set is larger than the hot "
-            "set, which costs about as much per event as a hot account (docs/benchmarks.md).",
+            "Events and audience signals folded into an account that stayed packed: "
+            "accounts with few events per checkpoint, which cost less packed than hot "
+            "(docs/operations.md, Memory sizing).",
             value=sum(engine.accounts.stats.packed_folds for engine in engines))
+        yield CounterMetricFamily(
+            "engagement_account_packed_out",
+            "Hot accounts packed to make room in a full hot set: the busy, big or queried "
+            "accounts do not fit it (alert EngagementHotSetTooSmall).",
+            value=sum(engine.accounts.stats.packed_out for engine in engines))
         yield CounterMetricFamily(
             "engagement_accounts_evicted",
             "Accounts evicted because the account cap was reached (least recently active).",

@@ -404,7 +404,7 @@ class PartitionState:
             if key.startswith((GATE_PREFIX, IDS_PREFIX)):
                 self._pending_records.append((key, value))
                 continue
-            changed.add(key.decode())
+            changed.setdefault(key.decode(), 0)
 
     def _new_segments(self) -> Iterator[Record]:
         event_ids = self.clock.event_ids

@@ -24,7 +24,7 @@ use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
@@ -171,11 +171,11 @@ struct Context<'py> {
     store_stats: Bound<'py, PyAny>,
     shards: Bound<'py, PyList>,
     hot: Bound<'py, PyAny>,
-    /// AccountStore.packed_rewrites and packed_fold_max_bytes: a packed account is made
-    /// hot once its folds since the last checkpoint would rewrite more bytes than that.
-    packed_rewrites: Bound<'py, PyDict>,
+    /// AccountStore.packed_fold_max_bytes: a packed account is made hot once its folds
+    /// since the last checkpoint (`changed`) times its size would pass it.
     packed_fold_max_bytes: usize,
-    changed: Bound<'py, PySet>,
+    /// AccountStore.changed: events and signals per account since the last checkpoint.
+    changed: Bound<'py, PyDict>,
     routes: Bound<'py, PyDict>,
     partition: Bound<'py, PyAny>,
     /// The partition as a packed account's header holds it.
@@ -330,9 +330,8 @@ impl Fold {
             store_stats: accounts.getattr(intern!(py, "stats"))?,
             shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
             hot: accounts.getattr(intern!(py, "_hot"))?,
-            packed_rewrites: accounts.getattr(intern!(py, "packed_rewrites"))?.cast_into::<PyDict>()?,
             packed_fold_max_bytes: accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?,
-            changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?,
+            changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PyDict>()?,
             routes: routes.clone(),
             partition: partition.clone(),
             partition_number: partition.extract()?,
@@ -474,10 +473,10 @@ impl Fold {
             EventKind::Post | EventKind::Followers => None,
         };
         if let Some(packed) = held.as_ref().and_then(|held| held.cast::<PyBytes>().ok()) {
-            // AccountStore.activate of a packed account within its rewrite allowance.
-            let within = rewrite_within(
-                &context.packed_rewrites, &account_id, packed.as_bytes().len(), context.packed_fold_max_bytes)?;
-            if let Some(rewritten) = within {
+            // AccountStore.activate of a packed account within its allowance.
+            let within =
+                packed_folds_within(&context.changed, &account_id, packed.as_bytes().len(), context.packed_fold_max_bytes)?;
+            if let Some(folds) = within {
                 let folded =
                     self.fold_packed(packed.as_bytes(), &wire, kind, actor, scalars.changes + 1, context.partition_number);
                 if let Some(folded) = folded {
@@ -485,8 +484,7 @@ impl Fold {
                     scalars.packed_folds += 1;
                     shard.del_item(&account_id)?; // re-inserted: the most recently active
                     shard.set_item(&account_id, PyBytes::new(py, &folded))?;
-                    context.packed_rewrites.set_item(&account_id, rewritten)?;
-                    context.changed.add(&account_id)?;
+                    context.changed.set_item(&account_id, folds)?;
                     counts[kind * 3 + COUNTED] += 1;
                     if let Some(actor) = actor {
                         self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
@@ -600,7 +598,7 @@ impl Fold {
                 // Re-inserted: now the most recently active of its shard.
                 shard.del_item(&own_id)?;
                 shard.set_item(&own_id, &held)?;
-                context.changed.add(&own_id)?;
+                count_fold(&context.changed, &own_id)?;
                 move_to_end.call1((&own_id,))?;
                 self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
                 return Ok((held, own_id, false));
@@ -948,20 +946,30 @@ impl Fold {
 
 /// `object.field += 1` for an int field.
 #[inline]
-/// AccountStore._for_change's allowance: the bytes that folds into this packed account
-/// will have rewritten since the last checkpoint once it takes `packed_len` more, or None
-/// if that passes `most` (the store then makes it hot).
-pub(crate) fn rewrite_within(
-    rewrites: &Bound<'_, PyDict>,
+/// The account's events and signals since the last checkpoint (AccountStore.changed).
+fn folds_since_checkpoint(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<usize> {
+    match changed.get_item(account_id)? {
+        Some(folds) => folds.extract(),
+        None => Ok(0),
+    }
+}
+
+/// AccountStore.changed counting one more fold of a hot account.
+pub(crate) fn count_fold(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<()> {
+    changed.set_item(account_id, folds_since_checkpoint(changed, account_id)? + 1)
+}
+
+/// AccountStore._for_change's allowance for a packed account of `packed_len` bytes: its
+/// folds since the last checkpoint with this one, if they times its size stay within
+/// `most`; None if not (the store then makes it hot).
+pub(crate) fn packed_folds_within(
+    changed: &Bound<'_, PyDict>,
     account_id: &Bound<'_, PyString>,
     packed_len: usize,
     most: usize,
 ) -> PyResult<Option<usize>> {
-    let before = match rewrites.get_item(account_id)? {
-        Some(before) => before.extract::<usize>()?,
-        None => 0,
-    };
-    Ok(Some(before + packed_len).filter(|rewritten| *rewritten <= most))
+    let folds = folds_since_checkpoint(changed, account_id)? + 1;
+    Ok(Some(folds).filter(|folds| folds.saturating_mul(packed_len) <= most))
 }
 
 fn increment(layout: &Layout, object: &Bound<'_, PyAny>, fields: Option<&[isize]>, field: usize) -> PyResult<()> {

@@ -4,11 +4,11 @@
 //! `record_followers` change the objects, and written back as `Codec.pack` would write
 //! the changed account.
 //!
-//! The store folds an event this way when the account is packed and the hot set is full
-//! (`AccountStore.activate`) and the account is at most `PACKED_FOLD_MAX_BYTES`:
-//! unpacking it into ~40 objects and packing another account out to make room cost ~8 us
-//! on the wide workload's accounts, this ~2.7 us for a 1.2 KiB account (~2 us per KiB,
-//! `python -m bench.packed_fold`). The Python
+//! The store folds an event this way when the account is packed and the folds since the
+//! last checkpoint have rewritten at most `PACKED_FOLD_MAX_BYTES` of it, this one included
+//! (`AccountStore.activate`): unpacking it into ~40 objects and packing another account
+//! out to make room cost ~8 us on the wide workload's accounts, this ~2.7 us for a
+//! 1.2 KiB account (~2 us per KiB, `python -m bench.packed_fold`). The Python
 //! reference does the same through `unpack`, the account's methods and `pack`;
 //! tests/unit/test_native_fold.py compares the two byte for byte. Bytes this reader does
 //! not know (an older layout, a type the Python objects may hold but the fold never

@@ -7,20 +7,22 @@
 //! account and `audience.pack_signals` of each target partition's signals give the same
 //! bytes in the same order; `Engine.apply_audience` (with `Account.record_audience`) per
 //! signal gives the same accounts, the same engine counters and statistics, the same
-//! changed set and order of use in the store. An account that is not hot (packed: it
-//! must be unpacked) or not an exact `Account` goes to `Engine.apply_audience` for that
-//! one signal; a message that does not read goes to the Python path whole (which
-//! raises). tests/unit/test_signals_native.py compares both ways.
+//! changed set and order of use in the store. A packed account within its allowance of
+//! packed folds (`AccountStore.for_change`) takes the signal in its bytes (packed.rs); one
+//! past it (the store makes it hot), in a layout only the Python reads, or not an exact
+//! `Account` goes to `Engine.apply_audience` for that one signal; a message that does not
+//! read goes to the Python path whole (which raises). tests/unit/test_signals_native.py
+//! compares both ways.
 
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySet, PyString};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
 
 use crate::actors::crc32;
-use crate::fold::{python_floor_div, rewrite_within};
+use crate::fold::{count_fold, packed_folds_within, python_floor_div};
 use crate::packed::PackedAccount;
 use crate::{account_slot, Layout, ACCOUNT_SLOTS};
 
@@ -235,10 +237,9 @@ impl SignalFold {
         let Some(signals) = read_signals(message) else { return Ok(None) };
         let stats = engine.getattr(intern!(py, "stats"))?;
         let shards = accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?;
-        let changed = accounts.getattr(intern!(py, "changed"))?.cast_into::<PySet>()?;
+        let changed = accounts.getattr(intern!(py, "changed"))?.cast_into::<PyDict>()?;
         let hot = accounts.getattr(intern!(py, "_hot"))?;
         let move_to_end = hot.getattr(intern!(py, "move_to_end"))?;
-        let packed_rewrites = accounts.getattr(intern!(py, "packed_rewrites"))?.cast_into::<PyDict>()?;
         let packed_fold_max_bytes: usize = accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?;
         let store_stats = accounts.getattr(intern!(py, "stats"))?;
         let account_class = self.account.class.bind(py);
@@ -256,7 +257,7 @@ impl SignalFold {
                         // AccountStore.get of a hot account: now the most recently used.
                         move_to_end.call1((&account_id,))?;
                         pending.matched += 1;
-                        changed.add(&account_id)?;
+                        count_fold(&changed, &account_id)?;
                         self.record_audience(&account, bucket as i64, signal.counts)?;
                         changes += 1;
                         pending.changes += 1;
@@ -268,12 +269,12 @@ impl SignalFold {
                         // allowance: the signal folded into its bytes, left in its place.
                         let within = match held.cast::<PyBytes>() {
                             Ok(packed) if bucket.abs() < 9.0e18 => {
-                                rewrite_within(&packed_rewrites, &account_id, packed.as_bytes().len(), packed_fold_max_bytes)?
-                                    .and_then(|rewritten| Some((PackedAccount::read(packed.as_bytes())?, rewritten)))
+                                packed_folds_within(&changed, &account_id, packed.as_bytes().len(), packed_fold_max_bytes)?
+                                    .and_then(|folds| Some((PackedAccount::read(packed.as_bytes())?, folds)))
                             }
                             _ => None,
                         };
-                        let Some((mut folded, rewritten)) = within else {
+                        let Some((mut folded, folds)) = within else {
                             // Made hot by the store (past its allowance), in a layout only
                             // the Python reads, or not an Account.
                             self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
@@ -283,8 +284,7 @@ impl SignalFold {
                         changes += 1;
                         let written = folded.write(folded.partition, changes as u64);
                         shard.cast::<PyDict>()?.set_item(&account_id, PyBytes::new(py, &written))?;
-                        packed_rewrites.set_item(&account_id, rewritten)?;
-                        changed.add(&account_id)?;
+                        changed.set_item(&account_id, folds)?;
                         pending.matched += 1;
                         pending.changes += 1;
                         pending.packed_folds += 1;

@@ -1,15 +1,23 @@
 """Accounts by id: the recently used ones as objects, the rest packed into bytes.
 
 An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry (see
-`packing`). Events and score queries touch a small working set, so the store keeps the
-`hot_capacity` most recently used accounts as objects and packs those that fall out
-(`EVICTION_BATCH` at a time); a query of a packed account unpacks it again (a few
-microseconds for a typical account), and so does an event while the hot set has room.
-Once it is full, an event for a packed account is folded into the packed form where it
-lies (`activate`), so that a working set larger than the hot set does not pay an unpack
-and a pack per event. Ops see the churn in `engagement_account_unpacks_total` and
-`engagement_account_packed_folds_total`; the hot set is sized from a memory budget
-(`hot_capacity_for`) or set as a count.
+`packing`). The store keeps at most `hot_capacity` accounts as objects, the most
+recently used, and packs those that fall out (`EVICTION_BATCH` at a time); a query of a
+packed account unpacks it (a few microseconds for a typical account).
+
+An event for a packed account is folded into the packed form where it lies (`activate`;
+compiled, native/src/packed.rs), whatever room the hot set has, as long as its events
+and signals since the last checkpoint (`changed`), this one included, times its packed
+size stay within `packed_fold_max_bytes`: the next event makes it hot. A packed fold
+costs ~2 us per KiB of the account, a hot one ~1.6 us whatever its size plus a pack at
+each checkpoint it changed in, and ~40 objects per account out of the CPU's caches slow
+every hot fold (and the collector); so an account that gets few events per checkpoint
+is cheaper packed, a busy or big one hot. A checkpoint (`drain_packed`), which packs
+every changed hot account anyway, leaves packed those that would have stayed packed
+through as many folds. Ops see the churn in `engagement_account_unpacks_total`,
+`engagement_account_packed_folds_total` and `engagement_account_packed_out_total` (a
+full hot set making room); the hot set is sized from a memory budget (`hot_capacity_for`)
+or set as a count.
 
 Two orders are kept: activity (which account is evicted at `max_accounts`; only events
 count as activity) and use (which account is packed; queries count too).
@@ -61,12 +69,15 @@ PACKED_ACCOUNT_BYTES = 440
 # capacity; a small one (below BATCHED_HOT_SETS) gives up one at a time.
 EVICTION_BATCH = 16
 BATCHED_HOT_SETS = 64 * EVICTION_BATCH
-# A packed account larger than this is brought into the hot set by an event even when
-# that evicts another one: folding into the packed form reads and writes all of it, ~2 us
-# per KiB (2.7 us at 1.2 KiB, 8.9 at 4 KiB, 27 at 12.5), while a hot account's fold costs
-# ~1.6 us whatever its size, plus a pack at the next checkpoint; past ~4 KiB one packed
-# fold costs more than the unpack and the pack of another account that a promotion costs
-# (`python -m bench.packed_fold`; docs/benchmarks.md, "Session 9").
+# The bytes that folds into one packed account may rewrite between two checkpoints
+# (its folds times its size) before the next event makes it hot: folding into the packed
+# form reads and writes all of it, ~2 us per KiB (2.7 us at 1.2 KiB, 8.9 at 4 KiB, 27 at
+# 12.5), while a hot account's fold costs ~1.6 us whatever its size, plus a pack at the
+# next checkpoint; an unpack and that pack cost about what 4 KiB of packed folds do.
+# With it the store's rule is within 0.84-1.08x of the better of always hot and always
+# packed for 1.1 and 3.9 KiB accounts at 1-10 events per checkpoint, and 2 or 8 KiB were
+# slower on both ingest workloads (`python -m bench.packed_fold`; docs/benchmarks.md,
+# "Session 10").
 PACKED_FOLD_MAX_BYTES = 4_096
 # A hot set so small that most events unpack would make every event slow; below this
 # the budget is too small for the account cap, which the operator should fix instead.
@@ -111,6 +122,7 @@ def _version(held: Account | bytes) -> int:
 class StoreStats:
     unpacks: int = 0  # packed accounts brought into the hot set
     packed_folds: int = 0  # events and signals folded into an account that stayed packed
+    packed_out: int = 0  # hot accounts packed to make room in a full hot set
 
 
 class AccountStore:
@@ -123,13 +135,12 @@ class AccountStore:
             _tracked_dict() for _ in range(ACTIVITY_SHARDS)]
         self._count = 0
         self._hot: OrderedDict[str, Account] = OrderedDict()  # least recently used first
-        # Ids changed or removed since the last `drain_changed` (events, expiry, eviction):
-        # what the next changelog checkpoint writes, one record per account. A partial
-        # expiry is not a change: replaying it after a restore gives the same state.
-        self.changed: set[str] = set()
-        # Bytes that folds into packed accounts rewrote since the last `drain_changed`,
-        # per account: past `packed_fold_max_bytes` the next change makes it hot.
-        self.packed_rewrites: dict[str, int] = {}
+        # Ids changed or removed since the last `drain_changed` (events, signals, expiry,
+        # eviction), each with how many events and signals it took: what the next
+        # changelog checkpoint writes, one record per account, and whether an account
+        # stays packed (`_for_change`, `drain_packed`). A partial expiry is not a change:
+        # replaying it after a restore gives the same state.
+        self.changed: dict[str, int] = {}
         self.stats = StoreStats()
 
     def __len__(self) -> int:
@@ -168,20 +179,20 @@ class AccountStore:
 
     def activate(self, account_id: str) -> tuple[Account, bool] | None:
         """The account, for an event, and whether it stays packed: it becomes the most
-        recently active. A hot account becomes the most recently used; a packed one joins
-        the hot set while the set has room, or if it is larger than
-        `packed_fold_max_bytes`. Otherwise a packed account stays packed once the set is
-        full: evicting another account for it would cost an unpack and a pack per event
-        when the working set is larger than the hot set. The caller then folds the event
-        into the copy returned and hands it back with `put_back` (the compiled fold,
-        native/src/packed.rs, changes the bytes without building the copy)."""
+        recently active. A hot account becomes the most recently used; a packed one stays
+        packed while its folds since the last checkpoint, this one included, rewrite at
+        most `packed_fold_max_bytes` (folds since then times its size), and joins the hot
+        set otherwise.
+        The caller then folds the event into the copy returned and hands it back with
+        `put_back` (the compiled fold, native/src/packed.rs, changes the bytes without
+        building the copy)."""
         shard = self._shards[_shard_of(account_id)]
         held = shard.pop(account_id, None)
         if held is None:
             return None
-        self.changed.add(account_id)
+        folds = self.changed[account_id] = self.changed.get(account_id, 0) + 1
         shard[account_id] = held  # re-inserted: now the most recently active of its shard
-        return self._for_change(shard, account_id, held)
+        return self._for_change(shard, account_id, held, folds)
 
     def for_change(self, account_id: str) -> tuple[Account, bool] | None:
         """The account, for a change that is not activity (an audience signal), and
@@ -191,19 +202,18 @@ class AccountStore:
         held = shard.get(account_id)
         if held is None:
             return None
-        self.changed.add(account_id)
-        return self._for_change(shard, account_id, held)
+        folds = self.changed[account_id] = self.changed.get(account_id, 0) + 1
+        return self._for_change(shard, account_id, held, folds)
 
     def _for_change(self, shard: dict[str, Account | bytes], account_id: str,
-                    held: Account | bytes) -> tuple[Account, bool]:
+                    held: Account | bytes, folds: int) -> tuple[Account, bool]:
+        """`folds`: the account's events and signals since the last checkpoint, this one
+        included."""
         if isinstance(held, Account):
             return self._used(account_id, held), False
-        rewritten = self.packed_rewrites.get(account_id, 0) + len(held)
-        if rewritten > self.packed_fold_max_bytes:
-            self.packed_rewrites.pop(account_id, None)
+        if folds * len(held) > self.packed_fold_max_bytes:
             return self._promote(shard, account_id, held), False
         account = packing.unpack(account_id, held)  # corrupt bytes raise here, uncounted
-        self.packed_rewrites[account_id] = rewritten
         self.stats.packed_folds += 1
         return account, True
 
@@ -213,8 +223,9 @@ class AccountStore:
         self._shards[_shard_of(account_id)][account_id] = packing.pack(account)
 
     def add(self, account: Account) -> None:
+        """A new account, for its first event."""
         account_id = account.account_id
-        self.changed.add(account_id)
+        self.changed[account_id] = self.changed.get(account_id, 0) + 1
         shard = self._shards[_shard_of(account_id)]
         if account_id not in shard:
             self._count += 1
@@ -236,7 +247,7 @@ class AccountStore:
         del self._shards[index][account_id]
         self._count -= 1
         self._hot.pop(account_id, None)
-        self.changed.add(account_id)
+        self.changed.setdefault(account_id, 0)
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
                most_opened: int) -> tuple[int, int]:
@@ -259,14 +270,14 @@ class AccountStore:
                     del shard[account_id]
                     self._count -= 1
                     del self._hot[account_id]
-                    changed.add(account_id)
+                    changed.setdefault(account_id, 0)
                     gone += 1
             else:
                 verdict = packing.expiry(held, limits)
                 if verdict is packing.Expiry.EVERYTHING:
                     del shard[account_id]
                     self._count -= 1
-                    changed.add(account_id)
+                    changed.setdefault(account_id, 0)
                     gone += 1
                 elif verdict is packing.Expiry.PART:
                     opened += 1
@@ -276,7 +287,7 @@ class AccountStore:
                     else:
                         del shard[account_id]
                         self._count -= 1
-                        changed.add(account_id)
+                        changed.setdefault(account_id, 0)
                         gone += 1
             if examined >= most_examined or opened >= most_opened:
                 break
@@ -301,12 +312,14 @@ class AccountStore:
         """Every account changed since the last drain, packed (None if it is gone), and
         none marked changed any more: what a changelog checkpoint writes. The hot ones are
         packed `EVICTION_BATCH` at a time (`packing.pack_many`), their memory reads
-        overlapped."""
+        overlapped, and those that would have stayed packed through as many folds are
+        left packed."""
         shards = self._shards
         drained: list[tuple[str, bytes | None]] = []
         hot_ids: list[str] = []
         hot_accounts: list[Account] = []
-        for account_id in self.drain_changed():
+        changed = self.drain_changed()
+        for account_id in changed:
             held = shards[_shard_of(account_id)].get(account_id)
             if held is None or isinstance(held, bytes):
                 drained.append((account_id, held))
@@ -314,13 +327,14 @@ class AccountStore:
                 hot_ids.append(account_id)
                 hot_accounts.append(held)
         hot = self._hot
-        demote_at_most = self.packed_fold_max_bytes // 2
+        most = self.packed_fold_max_bytes
         for start in range(0, len(hot_accounts), EVICTION_BATCH):
             ids = hot_ids[start : start + EVICTION_BATCH]
             packed = packing.pack_many(hot_accounts[start : start + EVICTION_BATCH])
             drained.extend(zip(ids, packed, strict=True))
             for account_id, account_bytes in zip(ids, packed, strict=True):
-                if len(account_bytes) <= demote_at_most:
+                # As many folds packed would have stayed packed: left packed.
+                if changed[account_id] * len(account_bytes) <= most:
                     del hot[account_id]
                     shards[_shard_of(account_id)][account_id] = account_bytes
         return drained
@@ -343,9 +357,8 @@ class AccountStore:
             shard[account_id] = packed
             self._count += 1
 
-    def drain_changed(self) -> set[str]:
-        changed, self.changed = self.changed, set()
-        self.packed_rewrites.clear()
+    def drain_changed(self) -> dict[str, int]:
+        changed, self.changed = self.changed, {}
         return changed
 
     def _used(self, account_id: str, account: Account) -> Account:
@@ -377,6 +390,7 @@ class AccountStore:
             account_id, account = hot.popitem(last=False)
             ids.append(account_id)
             accounts.append(account)
+        self.stats.packed_out += leaving
         shards = self._shards
         for account_id, packed in zip(ids, packing.pack_many(accounts), strict=True):
             shards[_shard_of(account_id)][account_id] = packed
