@@ -34,7 +34,7 @@ join and the topics and producers a start creates) to the last.
                         compiled batch fold of interactions (ENGAGEMENT_NATIVE_FOLD=0,
                         native/src/fold.rs);
   * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
-    engine, each contender in its own process (this checkout with the compiled codec and
+    engine (a checkpoint's drain every 100,000 events), each contender in its own process (this checkout with the compiled codec and
     with the reference, unless --skip-reference; with --codec-variants, the compiled codec
     without each of its options, bench/codec.py, at the old default and every account
     hot only; the checkouts of --compare), each with
@@ -44,6 +44,7 @@ join and the topics and producers a start creates) to the last.
     pack and unpack of 2,000 of its accounts (µs per account);
   * with --fold-alone, no Kafka: the consumer's per-record loop (decode, fold, route:
     `consumer.fold_records`) over the workload's messages as records, 2,000 at a time,
+    with a checkpoint's drain of the changed accounts every 100,000 records,
     into one partition's state at default settings, with the native fold and with the
     Python one (ENGAGEMENT_NATIVE_FOLD=0), each in its own process, in CPU µs per event
     after a warm-up of 300,000 events;
@@ -265,6 +266,9 @@ def quix(topic: str, count: int, changelog: bool) -> float:
 
 
 ENGINE_WARM_UP = 300_000
+# Events between two checkpoints' drains of the changed accounts in --engine-alone and
+# --fold-alone: about one commit interval (1 s) of the pipeline on the wide workload.
+FOLD_CHECKPOINT_EVERY = 100_000
 # bench.codec.CODECS's variants of the compiled codec, for --codec-variants.
 CODEC_VARIANTS = ("compiled, collector tracks", "compiled, no prefetch",
                   "compiled, evictions one at a time")
@@ -295,12 +299,17 @@ def engine_alone(workload: str, count: int, hot_accounts: int, codec: str
     gc.collect()
     gc.freeze()
     engine = Engine(EngineConfig(hot_accounts=hot_accounts))
+    # A checkpoint's drain every FOLD_CHECKPOINT_EVERY events (a checkout before the
+    # drain existed packs nothing at checkpoints here).
+    drain = getattr(engine.accounts, "drain_packed", None)
     warm = min(ENGINE_WARM_UP, count // 2)
-    for event in events[:warm]:
+    cpu = 0.0
+    for index, event in enumerate(events):
+        if index == warm:
+            cpu = time.process_time()
         engine.apply(event, 0)
-    cpu = time.process_time()
-    for event in events[warm:]:
-        engine.apply(event, 0)
+        if drain is not None and index % FOLD_CHECKPOINT_EVERY == FOLD_CHECKPOINT_EVERY - 1:
+            drain()
     per_event = (time.process_time() - cpu) / (len(events) - warm)
     accounts = [account for account_id in list(engine.accounts)[:CODEC_SAMPLE]
                 if (account := engine.accounts.get(account_id)) is not None]
@@ -383,7 +392,9 @@ FOLD_BATCH = 2_000  # records per call of the consumer's loop, as a fetch gives 
 def fold_alone(workload: str, count: int, native: bool) -> dict[str, float]:
     """The consumer's per-record loop (`consumer.fold_records`: decode, fold, route)
     without Kafka: the workload's messages as records, FOLD_BATCH at a time, into one
-    partition's state at default settings; CPU µs per event after a warm-up."""
+    partition's state at default settings, and every FOLD_CHECKPOINT_EVERY records the
+    changed accounts drained as a checkpoint drains them (packed, `drain_packed`); CPU µs
+    per event after a warm-up."""
     import gc
     from types import SimpleNamespace
 
@@ -413,6 +424,8 @@ def fold_alone(workload: str, count: int, native: bool) -> dict[str, float]:
             index = fold_records(state, batch, index, settings=settings, now=now,
                                  partitions=PARTITIONS, budget_s=1e9, outcomes=outcomes,
                                  rejected=rejected)
+        if (start + FOLD_BATCH) % FOLD_CHECKPOINT_EVERY == 0:
+            state.engine.accounts.drain_packed()
     per_event = (time.process_time() - cpu) / (len(records) - warm)
     assert not rejected
     stats = state.engine.accounts.stats
