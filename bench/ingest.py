@@ -34,7 +34,8 @@ join and the topics and producers a start creates) to the last.
                         compiled batch fold of interactions (ENGAGEMENT_NATIVE_FOLD=0,
                         native/src/fold.rs);
   * with --engine-alone, no Kafka: the workload decoded in advance and applied to one
-    engine (a checkpoint's drain every 100,000 events), each contender in its own process (this checkout with the compiled codec and
+    engine (a checkpoint's drain every 100,000 events), each contender in its own
+    process (this checkout with the compiled codec and
     with the reference, unless --skip-reference; with --codec-variants, the compiled codec
     without each of its options, bench/codec.py, at the old default and every account
     hot only; the checkouts of --compare), each with

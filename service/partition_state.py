@@ -276,17 +276,16 @@ class PartitionState:
         produced += [(signals, target, None, message, ())
                      for target, message in self.signals_out.take()]
         self.interactions_out = {}
-        changelog = self.checkpoint_records()
-        marked = self._marked
-        for key, value in changelog:
-            if key[:1] != b"!":
-                account_id = key.decode()
-                self._offer(account_id)
-                marked[account_id] = None  # what its record says (see the module doc)
-                if value is None:  # left the window: its tombstone is not held back
-                    self._left.add(account_id)
-                else:
-                    self._left.discard(account_id)
+        drained = self.engine.accounts.drain_packed()
+        changelog = self._changelog(drained)
+        marked, left = self._marked, self._left
+        for account_id, packed in drained:
+            self._offer(account_id)
+            marked[account_id] = None  # what its record says (see the module doc)
+            if packed is None:  # left the window: its tombstone is not held back
+                left.add(account_id)
+            else:
+                left.discard(account_id)
         started = time.perf_counter()
         taken: set[str] = set()
         scores, rescored = self.score_changes(rescore_at_most, taken)
@@ -380,13 +379,15 @@ class PartitionState:
         the clock last. Draining marks them written; a checkpoint whose transaction
         fails calls `checkpoint_records` again later and rewrites every account still
         marked, so the caller must `requeue` what it drained if the write fails."""
-        accounts = self.engine.accounts
+        return self._changelog(self.engine.accounts.drain_packed())
+
+    def _changelog(self, drained: list[tuple[str, bytes | None]]) -> list[Record]:
+        """`checkpoint_records` with the accounts already drained."""
         self._checkpointed_position = self.position
         # What a failed checkpoint wrote goes first: its gate records are older than
         # this checkpoint's account records, which say that their accounts wait.
         records, self._pending_records = self._pending_records, []
-        records.extend((account_id.encode(), packed)
-                       for account_id, packed in accounts.drain_packed())
+        records.extend((account_id.encode(), packed) for account_id, packed in drained)
         records.extend(self._new_segments())
         records.extend(self._expired_segments())
         records.append((CLOCK_KEY, self._clock_value()))
