@@ -9,8 +9,9 @@ events, timed with the fold:
   * hot:    the account is always hot (an allowance of 0 bytes: every event makes it hot,
             no drain leaves it packed);
   * packed: it always stays packed (no allowance);
-  * rule:   the store's default: packed until its folds since the drain rewrote 4 KiB,
-            left packed again by a drain while at most 2 KiB.
+  * rule:   the store's default: packed while its events since the drain times its
+            size stay within 4 KiB, and left packed by a drain that as many folds would
+            have left packed.
 CPU µs per event after a warm-up, best of `--rounds`; no Kafka.
 
     python -m bench.packed_fold [--posts 2 16 64 256] [--per-checkpoint 1 3 10 100]

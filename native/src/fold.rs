@@ -944,8 +944,6 @@ impl Fold {
     }
 }
 
-/// `object.field += 1` for an int field.
-#[inline]
 /// The account's events and signals since the last checkpoint (AccountStore.changed).
 fn folds_since_checkpoint(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<usize> {
     match changed.get_item(account_id)? {
@@ -954,7 +952,7 @@ fn folds_since_checkpoint(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, Py
     }
 }
 
-/// AccountStore.changed counting one more fold of a hot account.
+/// AccountStore._count_fold, for a hot account.
 pub(crate) fn count_fold(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<()> {
     changed.set_item(account_id, folds_since_checkpoint(changed, account_id)? + 1)
 }
@@ -972,6 +970,8 @@ pub(crate) fn packed_folds_within(
     Ok(Some(folds).filter(|folds| folds.saturating_mul(packed_len) <= most))
 }
 
+/// `object.field += 1` for an int field.
+#[inline]
 fn increment(layout: &Layout, object: &Bound<'_, PyAny>, fields: Option<&[isize]>, field: usize) -> PyResult<()> {
     let before: i64 = layout.get(object, fields, field)?.extract()?;
     layout.set(object, fields, field, (before + 1).into_pyobject(object.py())?.into_any())

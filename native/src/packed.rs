@@ -4,8 +4,8 @@
 //! `record_followers` change the objects, and written back as `Codec.pack` would write
 //! the changed account.
 //!
-//! The store folds an event this way when the account is packed and the folds since the
-//! last checkpoint have rewritten at most `PACKED_FOLD_MAX_BYTES` of it, this one included
+//! The store folds an event this way when the account is packed and its events since the
+//! last checkpoint, this one included, times its size stay within `PACKED_FOLD_MAX_BYTES`
 //! (`AccountStore.activate`): unpacking it into ~40 objects and packing another account
 //! out to make room cost ~8 us on the wide workload's accounts, this ~2.7 us for a
 //! 1.2 KiB account (~2 us per KiB, `python -m bench.packed_fold`). The Python

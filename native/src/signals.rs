@@ -265,8 +265,8 @@ impl SignalFold {
                         self.account.set(&account, fields, account_slot::VERSION, changes.into_pyobject(py)?.into_any())?;
                     }
                     Some(held) => {
-                        // AccountStore.for_change of a packed account within its rewrite
-                        // allowance: the signal folded into its bytes, left in its place.
+                        // AccountStore.for_change of a packed account within its allowance:
+                        // the signal folded into its bytes, left in its place.
                         let within = match held.cast::<PyBytes>() {
                             Ok(packed) if bucket.abs() < 9.0e18 => {
                                 packed_folds_within(&changed, &account_id, packed.as_bytes().len(), packed_fold_max_bytes)?

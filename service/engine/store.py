@@ -74,10 +74,10 @@ BATCHED_HOT_SETS = 64 * EVICTION_BATCH
 # form reads and writes all of it, ~2 us per KiB (2.7 us at 1.2 KiB, 8.9 at 4 KiB, 27 at
 # 12.5), while a hot account's fold costs ~1.6 us whatever its size, plus a pack at the
 # next checkpoint; an unpack and that pack cost about what 4 KiB of packed folds do.
-# With it the store's rule is within 0.84-1.08x of the better of always hot and always
-# packed for 1.1 and 3.9 KiB accounts at 1-10 events per checkpoint, and 2 or 8 KiB were
-# slower on both ingest workloads (`python -m bench.packed_fold`; docs/benchmarks.md,
-# "Session 10").
+# With it the store's rule costs 0.98-1.08x the better of always hot and always packed for
+# accounts of 1.2-4.1 KiB at 1-100 events per checkpoint (1.24x for a 12.7 KiB account
+# with one event per checkpoint), and 2 or 8 KiB were slower on both ingest workloads
+# (`python -m bench.packed_fold`; docs/benchmarks.md, "Session 10").
 PACKED_FOLD_MAX_BYTES = 4_096
 # A hot set so small that most events unpack would make every event slow; below this
 # the budget is too small for the account cap, which the operator should fix instead.
@@ -180,17 +180,16 @@ class AccountStore:
     def activate(self, account_id: str) -> tuple[Account, bool] | None:
         """The account, for an event, and whether it stays packed: it becomes the most
         recently active. A hot account becomes the most recently used; a packed one stays
-        packed while its folds since the last checkpoint, this one included, rewrite at
-        most `packed_fold_max_bytes` (folds since then times its size), and joins the hot
-        set otherwise.
-        The caller then folds the event into the copy returned and hands it back with
-        `put_back` (the compiled fold, native/src/packed.rs, changes the bytes without
-        building the copy)."""
+        packed while its events and signals since the last checkpoint, this one included,
+        times its size stay within `packed_fold_max_bytes`, and joins the hot set
+        otherwise. The caller then folds the event into the copy returned and hands it
+        back with `put_back` (the compiled fold, native/src/packed.rs, changes the bytes
+        without building the copy)."""
         shard = self._shards[_shard_of(account_id)]
         held = shard.pop(account_id, None)
         if held is None:
             return None
-        folds = self.changed[account_id] = self.changed.get(account_id, 0) + 1
+        folds = self._count_fold(account_id)
         shard[account_id] = held  # re-inserted: now the most recently active of its shard
         return self._for_change(shard, account_id, held, folds)
 
@@ -202,8 +201,12 @@ class AccountStore:
         held = shard.get(account_id)
         if held is None:
             return None
+        return self._for_change(shard, account_id, held, self._count_fold(account_id))
+
+    def _count_fold(self, account_id: str) -> int:
+        """One more event or signal for the account since the last checkpoint: how many."""
         folds = self.changed[account_id] = self.changed.get(account_id, 0) + 1
-        return self._for_change(shard, account_id, held, folds)
+        return folds
 
     def _for_change(self, shard: dict[str, Account | bytes], account_id: str,
                     held: Account | bytes, folds: int) -> tuple[Account, bool]:
@@ -225,7 +228,7 @@ class AccountStore:
     def add(self, account: Account) -> None:
         """A new account, for its first event."""
         account_id = account.account_id
-        self.changed[account_id] = self.changed.get(account_id, 0) + 1
+        self._count_fold(account_id)
         shard = self._shards[_shard_of(account_id)]
         if account_id not in shard:
             self._count += 1

@@ -126,11 +126,12 @@ CHECKPOINT_EVERY = 50
 
 def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True,
          packed_fold_max_bytes: int | None = None
-         ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter]]:
+         ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter],
+                    list[tuple[str, bytes | None]]]:
     """The reference (`native` off) decodes in Python too (msgspec and the contract).
     Every `CHECKPOINT_EVERY` records the changed accounts are drained as a checkpoint
     drains them (the quiet small hot ones left packed, the packed folds' allowance
-    renewed); what the drains gave is kept in `state.drained`. `packed_fold_max_bytes`: a
+    renewed); what the drains gave is returned last. `packed_fold_max_bytes`: a
     smaller allowance, so that events bring packed accounts into the hot set sooner."""
     dedupe.use_compiled(compiled_dedupe)
     try:
@@ -159,12 +160,12 @@ def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: 
                 drained += sorted(state.engine.accounts.drain_packed())
     finally:
         events.use_native(True)
-    state.drained = drained  # type: ignore[attr-defined]
-    return state, outcomes, rejected
+    return state, outcomes, rejected, drained
 
 
 def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
-             rejected: list[DeadLetter]) -> dict[str, Any]:
+             rejected: list[DeadLetter], drained: list[tuple[str, bytes | None]]
+             ) -> dict[str, Any]:
     """Everything the fold may change, in comparable form."""
     engine = state.engine
     clock = state.clock
@@ -173,7 +174,7 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
         "accounts": list(store.packed()),  # every account packed, in activity order
         "hot": list(store._hot),
         "changed": sorted(store.changed.items()),  # with the folds since the checkpoint
-        "drained": state.drained,  # type: ignore[attr-defined]
+        "drained": drained,
         "store": dataclasses.asdict(store.stats),  # unpacks, events folded packed
         "count": len(store),
         "changes": engine.changes,
@@ -254,8 +255,9 @@ def test_sketches_past_their_capacity_fold_packed_as_the_reference() -> None:
     their exact capacity (Space-Saving's evictions and errors, the HyperLogLog) in the
     bytes themselves."""
     records = stream(5, 3_000, 4, 500, pace=0.02)
-    state, outcomes, rejected = fold(records, True, 1e9, packed_fold_max_bytes=2**20)
-    native = observed(state, outcomes, rejected)
+    folded = fold(records, True, 1e9, packed_fold_max_bytes=2**20)
+    state = folded[0]
+    native = observed(*folded)
     assert native["store"]["packed_folds"] > 1_500
     past_capacity = sum(1 for account_id, held in state.engine.accounts.packed()
                         for sketch in packing.unpack(account_id, held).actors
@@ -277,7 +279,7 @@ def test_an_event_brings_a_busy_packed_account_into_the_hot_set_as_the_reference
     assert native == observed(*fold(records, False, 1e9))
 
 
-def fold_alone(state: PartitionState, record: Record) -> None:
+def fold_one_record(state: PartitionState, record: Record) -> None:
     fold_records(state, [record], 0, settings=Settings(), now=NOW, partitions=PARTITIONS,
                  budget_s=1e9, outcomes=Counter(), rejected=[])
 
@@ -296,7 +298,7 @@ def test_the_packed_folds_allowance_ends_at_the_same_byte_both_ways() -> None:
         state = PartitionState(PARTITION, config(native))
         accounts = state.engine.accounts
         events.use_native(native)
-        fold_one = partial(fold_alone, state)
+        fold_one = partial(fold_one_record, state)
         try:
             fold_one(Record(b"acct-0", orjson.dumps({
                 "event_id": "p", "type": "post", "account_id": "acct-0", "post_id": "p",
