@@ -171,8 +171,8 @@ def store_misses(accounts: list[Any], packed: list[bytes], rounds: int) -> float
     for _ in range(rounds):
         store = AccountStore(len(accounts) // 4)
         store.restore(zip(ids, packed, strict=True))
-        # Queries (`get`): an event for a packed account no longer unpacks it once the
-        # hot set is full (it is folded where it lies).
+        # Queries (`get`): an event for a packed account with light traffic no longer
+        # unpacks it (it is folded where it lies).
         for account_id in ids:  # every account unpacked once, the hot set full
             store.get(account_id)
         unpacks = store.stats.unpacks
