@@ -43,6 +43,7 @@ from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
 from service.engine.store import hot_capacity_for
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
+from service.fetched_records import Located
 from service.kafka_clients import (
     Backoff,
     FatalConfigError,
@@ -146,7 +147,8 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
         max_future_skew_s=settings.max_future_skew_s,
     )
     if isinstance(result, Rejection):
-        rejected.append(DeadLetter(record, result))
+        source = Located.of(settings.events_topic, state.partition, record)
+        rejected.append(DeadLetter(source, result))
         outcomes["invalid", "dead_lettered"] += 1
     elif isinstance(result, _INTERACTIONS):
         actor = actor_hash(result.actor_id)  # once: for the fold and the route

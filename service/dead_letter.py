@@ -36,9 +36,11 @@ class DeadLetter:
     record: SourceRecord
     rejection: Rejection
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[tuple[str, bytes | None]]:
         record = self.record
-        original = [(name, bytes(value)) for name, value in (record.headers or ())]
+        # Kafka allows a header without a value: kept as it came.
+        original = [(name, None if value is None else bytes(value))
+                    for name, value in (record.headers or ())]
         return [
             *original,
             ("dlq.reason", self.rejection.reason.value.encode()),
@@ -53,7 +55,8 @@ class DeadLetter:
 
 class Producer(Protocol):
     async def send(self, topic: str, value: bytes | None = ..., key: bytes | None = ...,
-                   headers: list[tuple[str, bytes]] | None = ...) -> asyncio.Future[Any]: ...
+                   headers: list[tuple[str, bytes | None]] | None = ...
+                   ) -> asyncio.Future[Any]: ...
 
 
 class DeadLetterPublisher:

@@ -52,15 +52,19 @@ async def test_malformed_messages_are_dead_lettered_once_and_valid_ones_counted(
     for bad in MALFORMED:  # interleave the bad among the good, keeping the good in order
         messages.insert(rng.randrange(2, len(messages) + 1), bad)
     await produce_raw(producer, started.topic, [(key, value) for key, value, _ in messages])
+    # The producer's own headers go with its dead letter, one without a value too.
+    await producer.send_and_wait(started.topic, b"{with headers", key=b"dl-1",
+                                 headers=[("trace", b"t-1"), ("empty", None)])
 
     def all_counted() -> object:
         status, body = get_json(f"{started.url}/accounts/dl-1/score")
         return status == 200 and body["counts"]["likes"] == 40
 
     await wait_for(all_counted)
-    dead = await read_topic(started.dlq_topic, expected=len(MALFORMED))
-    assert len(dead) == len(MALFORMED)
+    dead = await read_topic(started.dlq_topic, expected=len(MALFORMED) + 1)
+    assert len(dead) == len(MALFORMED) + 1
     by_value = {record.value: record for record in dead}
+    assert by_value[b"{with headers"].headers[:2] == (("trace", b"t-1"), ("empty", None))
     for key, value, reason in MALFORMED:
         record = by_value[value]
         headers = {name: content.decode() for name, content in record.headers}
@@ -72,7 +76,7 @@ async def test_malformed_messages_are_dead_lettered_once_and_valid_ones_counted(
         assert "dlq.source.partition" in headers
     assert httpx.get(f"{started.url}/readyz").status_code == 200
     metrics = httpx.get(f"{started.url}/metrics").text
-    assert 'engagement_dead_letters_total{reason="not_json"} 1.0' in metrics
+    assert 'engagement_dead_letters_total{reason="not_json"} 2.0' in metrics
 
 
 async def test_an_unwritable_dead_letter_topic_stalls_the_stream_instead_of_losing(
