@@ -48,9 +48,13 @@ HOUR = 3_600.0
 
 @dataclass(frozen=True)
 class Record:
+    """What the consumer reads of a record as fetched (service/fetched_records.py)."""
+
     key: bytes | None
     value: bytes | None
     offset: int
+    timestamp: int = 0
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0,
