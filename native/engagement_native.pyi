@@ -2,13 +2,14 @@
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
 (signals.rs), the dedupe memory (dedupe.rs),
 the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
-event for a packed account into its bytes (packed.rs, no Python-visible API).
+event for a packed account into its bytes (packed.rs, no Python-visible API), and Kafka
+record batches read in place (records.rs).
 
 `service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
 to the same bytes, the same accounts, the same verdicts and the same answers."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from service.engine.account import Account, Post
 from service.engine.audience import AudienceSignal, InteractionBatch
@@ -85,7 +86,7 @@ class Fold:
         engine: Engine,
         clock: PartitionClock,
         accounts: AccountStore,
-        records: list[KafkaRecord],
+        records: Sequence[KafkaRecord],
         start: int,
         partition: int,
         routes: dict[int, InteractionBatch],
@@ -168,3 +169,27 @@ class SignalFold:
     def fold(self, engine: Engine, accounts: AccountStore, message: bytes, /) -> int | None: ...
 
 def partition_for(account_id: str, partitions: int) -> int: ...
+
+class FetchedRecord:
+    """One record as aiokafka's `DefaultRecord` gives it."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def timestamp_type(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]: ...
+
+class FetchedRecords(Sequence[FetchedRecord]):
+    @staticmethod
+    def read(data: bytes, fetch_offset: int, /) -> FetchedRecords | None: ...
+    @property
+    def next_offset(self) -> int: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> FetchedRecord: ...  # type: ignore[override]

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
 from service.engine.store import hot_capacity_for
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
-from service.fetched_records import Located
+from service.fetched_records import Located, records_of
 from service.kafka_clients import (
     Backoff,
     FatalConfigError,
@@ -100,7 +100,8 @@ def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
     )
 
 
-def fold_records(state: PartitionState, records: list[Any], start: int, *, settings: Settings,
+def fold_records(state: PartitionState, records: Sequence[Any], start: int, *,
+                 settings: Settings,
                  now: float, partitions: int, budget_s: float,
                  outcomes: Counter[tuple[str, str]], rejected: list[DeadLetter]) -> int:
     """Folds the partition's `records[start:]` until the end or, checked every
@@ -884,7 +885,8 @@ class StreamProcessor:
         messages = 0
         partitions = self.partition_count or 1
         yielded_at = started
-        for tp, records in batch.items():
+        for tp, listed in batch.items():
+            records = records_of(listed)
             state = self.states.get(tp.partition)
             if state is None or state.status is not Status.ACTIVE:
                 continue  # revoked or restoring meanwhile: the owner will consume these
@@ -913,7 +915,7 @@ class StreamProcessor:
         self.metrics.batch_messages.observe(messages)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _process_internal(self, state: PartitionState, topic: str, records: list[Any],
+    def _process_internal(self, state: PartitionState, topic: str, records: Sequence[Any],
                           partitions: int) -> None:
         """The audience signal's two internal inputs of this partition."""
         if topic == self.settings.actors:

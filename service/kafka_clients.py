@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from service.fetched_records import as_fetched
+from service.fetched_records import as_fetched, in_place
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class KafkaClients:
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.consumer_group,
-            value_deserializer=as_fetched,  # records as fetched: service/fetched_records.py
+            value_deserializer=in_place,  # records read in place: service/fetched_records.py
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,

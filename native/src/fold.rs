@@ -29,6 +29,7 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyStrin
 use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::packed::{PackedAccount, Settings as PackedSettings};
+use crate::records::FetchedRecords;
 use crate::wire::{decode_wire, EventKind, WireEvent};
 use crate::{
     account_slot, allocate, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
@@ -306,7 +307,7 @@ impl Fold {
         engine: &Bound<'py, PyAny>,
         clock: &Bound<'py, PyAny>,
         accounts: &Bound<'py, PyAny>,
-        records: &Bound<'py, PyList>,
+        records: &Bound<'py, PyAny>,
         start: usize,
         partition: &Bound<'py, PyAny>,
         routes: &Bound<'py, PyDict>,
@@ -341,7 +342,13 @@ impl Fold {
         let mut counts = [0i64; KINDS * 3];
         let started = Instant::now();
         let budget = Duration::from_secs_f64(budget_s.max(0.0));
-        let total = records.len();
+        // A fetch read in place (records.rs), or a sequence of records with `key` and
+        // `value`.
+        let fetched = records.cast::<FetchedRecords>().ok().map(|fetched| fetched.get());
+        let total = match &fetched {
+            Some(fetched) => fetched.len(),
+            None => records.len()?,
+        };
         let mut index = start;
         let outcome = (|| -> PyResult<()> {
             while index < total {
@@ -350,26 +357,38 @@ impl Fold {
                 {
                     return Ok(());
                 }
-                let record = records.get_item(index)?;
-                match self.fold_one(
-                    &context,
-                    &move_to_end,
-                    &mut scalars,
-                    &mut counts,
-                    &record,
-                    partitions,
-                    now,
-                    max_event_bytes,
-                    max_future_skew_s,
-                )? {
-                    Step::Folded => index += 1,
-                    Step::Stop => {
-                        context.flush(&mut scalars)?;
-                        otherwise.call1((&record,))?;
-                        scalars = context.load()?;
-                        index += 1;
+                let step = match &fetched {
+                    Some(fetched) => {
+                        let (key, value) = fetched.key_value(py, index);
+                        match value {
+                            Some(value) => self.fold_one(
+                                &context, &move_to_end, &mut scalars, &mut counts, key, value,
+                                partitions, now, max_event_bytes, max_future_skew_s,
+                            )?,
+                            None => Step::Stop,
+                        }
                     }
+                    None => {
+                        let record = records.get_item(index)?;
+                        match key_value(&record)? {
+                            Some((key, value)) => self.fold_one(
+                                &context, &move_to_end, &mut scalars, &mut counts,
+                                key.as_ref().map(|key| key.as_bytes()), value.as_bytes(),
+                                partitions, now, max_event_bytes, max_future_skew_s,
+                            )?,
+                            None => Step::Stop,
+                        }
+                    }
+                };
+                if let Step::Stop = step {
+                    context.flush(&mut scalars)?;
+                    match &fetched {
+                        Some(fetched) => otherwise.call1((fetched.record(py, index)?,))?,
+                        None => otherwise.call1((records.get_item(index)?,))?,
+                    };
+                    scalars = context.load()?;
                 }
+                index += 1;
             }
             Ok(())
         })();
@@ -387,6 +406,22 @@ impl Fold {
     }
 }
 
+/// A listed record's key (bytes or None) and value (bytes); None for any other form,
+/// which Python decides (a tombstone goes to the dead-letter topic).
+#[allow(clippy::type_complexity)]
+fn key_value<'py>(record: &Bound<'py, PyAny>
+) -> PyResult<Option<(Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>)>> {
+    let py = record.py();
+    let Ok(value) = record.getattr(intern!(py, "value"))?.cast_into::<PyBytes>() else {
+        return Ok(None);
+    };
+    let key = record.getattr(intern!(py, "key"))?;
+    if key.is_none() {
+        return Ok(Some((None, value)));
+    }
+    Ok(key.cast_into::<PyBytes>().ok().map(|key| (Some(key), value)))
+}
+
 impl Fold {
     #[allow(clippy::too_many_arguments)]
     fn fold_one<'py>(
@@ -395,26 +430,15 @@ impl Fold {
         move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
         counts: &mut [i64; KINDS * 3],
-        record: &Bound<'py, PyAny>,
+        key: Option<&[u8]>,
+        value: &[u8],
         partitions: u64,
         now: f64,
         max_event_bytes: usize,
         max_future_skew_s: f64,
     ) -> PyResult<Step> {
-        let py = record.py();
-        let value = record.getattr(intern!(py, "value"))?;
-        let Ok(value) = value.cast::<PyBytes>() else { return Ok(Step::Stop) };
-        let key = record.getattr(intern!(py, "key"))?;
-        let key_bytes = if key.is_none() {
-            None
-        } else if let Ok(key) = key.cast::<PyBytes>() {
-            Some(key.as_bytes())
-        } else {
-            return Ok(Step::Stop);
-        };
-        let Some(wire) =
-            decode_wire(key_bytes, value.as_bytes(), now, max_event_bytes, max_future_skew_s)
-        else {
+        let py = context.engine.py();
+        let Some(wire) = decode_wire(key, value, now, max_event_bytes, max_future_skew_s) else {
             return Ok(Step::Stop);
         };
         let kind = match wire.kind {

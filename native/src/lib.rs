@@ -22,6 +22,7 @@ mod wire;
 mod dedupe;
 mod signals;
 mod packed;
+mod records;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1364,6 +1365,8 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Codec>()?;
     module.add_class::<actors::NativeActors>()?;
     module.add_class::<fold::Fold>()?;
+    module.add_class::<records::FetchedRecords>()?;
+    module.add_class::<records::FetchedRecord>()?;
     module.add_class::<wire::InteractionDecoder>()?;
     module.add_function(wrap_pyfunction!(wire::decode_wire_fields, module)?)?;
     module.add_class::<dedupe::EventIdsCore>()?;

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -272,7 +272,7 @@ class Engine:
     def folds_natively(self) -> bool:
         return self._fold is not None
 
-    def fold_records(self, records: list[KafkaRecord], start: int, partition: int,
+    def fold_records(self, records: Sequence[KafkaRecord], start: int, partition: int,
                      routes: dict[int, InteractionBatch], partitions: int, *, now: float,
                      max_event_bytes: int, max_future_skew_s: float, budget_s: float,
                      outcomes: list[int], otherwise: Callable[[KafkaRecord], object]) -> int:

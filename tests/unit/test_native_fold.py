@@ -15,6 +15,7 @@ import dataclasses
 import random
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import consumer, events
+from service import consumer, events, fetched_records
 from service.consumer import fold_records
 from service.dead_letter import DeadLetter
 from service.engine import Engine, EngineConfig, dedupe, packing
@@ -37,8 +38,10 @@ from service.responses import score_json
 from service.settings import Settings
 from tests.events import at, decoded
 from tests.unit import test_replay_golden as golden
+from tests.unit.record_batches import record_batch
 
 pytestmark = pytest.mark.skipif(not NATIVE_FOLD_AVAILABLE, reason="native/ is not built")
+FetchedRecords = fetched_records.FetchedRecords
 
 PARTITION = 1
 PARTITIONS = 3
@@ -129,14 +132,16 @@ CHECKPOINT_EVERY = 50
 
 
 def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: bool = True,
-         packed_fold_max_bytes: int | None = None
+         packed_fold_max_bytes: int | None = None, in_place: bool = False
          ) -> tuple[PartitionState, Counter[tuple[str, str]], list[DeadLetter],
                     list[tuple[str, bytes | None]]]:
     """The reference (`native` off) decodes in Python too (msgspec and the contract).
     Every `CHECKPOINT_EVERY` records the changed accounts are drained as a checkpoint
     drains them (the quiet small hot ones left packed, the packed folds' allowance
     renewed); what the drains gave is returned last. `packed_fold_max_bytes`: a
-    smaller allowance, so that events bring packed accounts into the hot set sooner."""
+    smaller allowance, so that events bring packed accounts into the hot set sooner.
+    `in_place`: each chunk fetched as a Kafka record batch read in place
+    (native/src/records.rs), as the consumer gets it."""
     dedupe.use_compiled(compiled_dedupe)
     try:
         state = PartitionState(PARTITION, config(native))
@@ -154,7 +159,12 @@ def fold(records: list[Record], native: bool, budget_s: float, compiled_dedupe: 
     drained: list[tuple[str, bytes | None]] = []
     try:
         for start in range(0, len(records), CHECKPOINT_EVERY):
-            chunk = records[start : start + CHECKPOINT_EVERY]
+            chunk: Sequence[Any] = records[start : start + CHECKPOINT_EVERY]
+            if in_place:
+                fetched = FetchedRecords.read(record_batch(
+                    [(r.offset, 0, r.key, r.value, r.headers) for r in chunk]), chunk[0].offset)
+                assert fetched is not None
+                chunk = fetched
             index = 0
             while index < len(chunk):
                 index = fold_records(state, chunk, index, settings=service_settings, now=NOW,
@@ -202,24 +212,30 @@ def observed(state: PartitionState, outcomes: Counter[tuple[str, str]],
        actors=st.sampled_from((3, 40, 500)), pace=st.sampled_from((1.0, 0.02)),
        budget_s=st.sampled_from((1e9, 0.0)), compiled_dedupe=st.booleans(),
        followers=st.sampled_from((0.0, 0.0, 0.5)),
-       packed_fold_max_bytes=st.sampled_from((None, None, 150, 400, 900, 2**20)))
+       packed_fold_max_bytes=st.sampled_from((None, None, 150, 400, 900, 2**20)),
+       in_place=st.booleans())
 def test_the_compiled_fold_leaves_the_state_the_reference_does(
         seed: int, length: int, accounts: int, actors: int, pace: float, budget_s: float,
-        compiled_dedupe: bool, followers: float, packed_fold_max_bytes: int | None) -> None:
+        compiled_dedupe: bool, followers: float, packed_fold_max_bytes: int | None,
+        in_place: bool) -> None:
     """The reference: Python's fold with the reference dedupe memory; the compiled fold
-    with either dedupe memory (the compiled one is reached without Python)."""
+    with either dedupe memory (the compiled one is reached without Python), from records
+    or from a record batch read in place."""
     records = stream(seed, length, accounts, actors, pace, followers)
-    native = observed(*fold(records, True, budget_s, compiled_dedupe, packed_fold_max_bytes))
+    native = observed(*fold(records, True, budget_s, compiled_dedupe, packed_fold_max_bytes,
+                            in_place))
     reference = observed(*fold(records, False, 1e9, compiled_dedupe=False,
                                packed_fold_max_bytes=packed_fold_max_bytes))
     for name, value in reference.items():
         assert native[name] == value, name
 
 
+@pytest.mark.parametrize("in_place", [False, True])
 def test_a_long_stream_is_mostly_folded_natively_and_agrees(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, in_place: bool) -> None:
     """Not a stream of stops: most records are folded without Python (else the comparison
-    above would prove little), and the states still agree."""
+    above would prove little), from records or read in place, and the states still
+    agree."""
     records = stream(7, 3_000, 5, 40, pace=0.05)
     by_python = 0
     python_fold = consumer._fold_one
@@ -239,7 +255,7 @@ def test_a_long_stream_is_mostly_folded_natively_and_agrees(
         put_back(store, account)
 
     monkeypatch.setattr(AccountStore, "put_back", counted_put_back)
-    native = observed(*fold(records, True, 1e9))
+    native = observed(*fold(records, True, 1e9, in_place=in_place))
     assert by_python < 0.4 * len(records)
     # Events for packed accounts of a full hot set folded into their bytes in compiled
     # code: none went through the copy that Python's fold makes and hands back.
