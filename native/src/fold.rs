@@ -32,7 +32,7 @@ use crate::packed::{PackedAccount, Settings as PackedSettings};
 use crate::records::FetchedRecords;
 use crate::wire::{decode_wire, EventKind, WireEvent};
 use crate::{
-    account_slot, allocate, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
+    account_slot, allocate, ACTIVITY_SHARD_MASK, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
 };
 
 const DEDUPE_BUCKET_S: f64 = 3_600.0;
@@ -44,7 +44,6 @@ const MAX_PENDING_TIMES: usize = 256;
 const FOLLOWER_HISTORY_LIMIT: usize = 64;
 const HLL_PRECISION: u32 = 8;
 const REMAINING_BITS: u32 = 64 - HLL_PRECISION;
-const ACTIVITY_SHARD_MASK: u32 = 63;
 /// engine.EVENT_LAG_BUCKETS_S
 const EVENT_LAG_BUCKETS_S: [f64; 10] = [
     1.0,

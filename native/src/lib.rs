@@ -34,6 +34,9 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
 };
 
+/// store.ACTIVITY_SHARDS - 1: an account's activity shard is its id's CRC-32 masked.
+pub(crate) const ACTIVITY_SHARD_MASK: u32 = 63;
+
 /// partition (u32), version (u64), settled_from (f64), last_event_at (f64),
 /// first_bucket (i64), last_bucket (i64): struct "<IQddqq".
 const HEADER_SIZE: usize = 44;

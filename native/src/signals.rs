@@ -24,12 +24,11 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
 use crate::actors::crc32;
 use crate::fold::{count_fold, packed_folds_within, python_floor_div};
 use crate::packed::PackedAccount;
-use crate::{account_slot, Layout, ACCOUNT_SLOTS};
+use crate::{account_slot, Layout, ACCOUNT_SLOTS, ACTIVITY_SHARD_MASK};
 
 const VERSION: u8 = 1;
 const HEADER: usize = 5; // version (u8), signals (u32)
 const SIGNAL: usize = 22; // bucket_start (i64), 3 counts (u32), account id bytes (u16)
-const ACTIVITY_SHARD_MASK: u32 = 63;
 
 /// Kafka's default partitioner's hash (`aiokafka.partitioner.murmur2`, Java's
 /// `Utils.murmur2`).
