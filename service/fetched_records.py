@@ -14,9 +14,10 @@ the value deserializer a consumer is made with (both are the identity):
   (native/src/records.rs): the record batches read where they lie, each record an entry
   of offsets, a Python object made only for one asked for; the compiled fold reads keys
   and values from the bytes. `getmany` then lists that one object for the partition:
-  `records_of` gives the partition's records either way. What the compiled reader leaves
-  to aiokafka (compressed batches, older formats, a CRC that does not match, a fetch
-  with aborted transactions to skip, anything malformed) comes as with `as_fetched`.
+  `records_of` gives the partition's records either way. Compressed batches are
+  decompressed there too. What the compiled reader leaves to aiokafka (formats before
+  v2, a CRC that does not match, a batch that does not decompress, a fetch with aborted
+  transactions to skip, anything malformed) comes as with `as_fetched`.
 
 The seam is private to aiokafka: its fetcher builds each partition's `MemoryRecords` and
 `PartitionRecords` by the names in its module, so `install` puts there a stand-in that

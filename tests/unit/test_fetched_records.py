@@ -15,6 +15,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import READ_COMMITTED
 from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.skipif(FetchedRecords is None, reason="engagement_nativ
 TP = TopicPartition("events", 2)
 COMMIT_KEY = bytes([0, 0, 0, 1])  # a control record: version 0, type 1 (commit)
 COMMIT_VALUE = bytes(6)
+CODECS = (0, 1, 2, 3, 4)  # none, gzip, snappy, lz4, zstd (aiokafka's codes)
 ENTRIES: list[Entry] = [
     (40, 1_700_000_000_000, b"account-1", b'{"type":"like"}', []),
     (41, 1_700_000_000_500, None, b"not json", [("trace", b"abc"), ("empty", None)]),
@@ -60,6 +62,15 @@ def test_the_seam_is_installed_once() -> None:
     installed = aiokafka_fetcher.PartitionRecords
     assert fetched_records.install()
     assert aiokafka_fetcher.PartitionRecords is installed
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_compressed_batch_is_read_in_place(codec: int) -> None:
+    data = record_batch(ENTRIES, compression=codec)
+    listed, next_offset = consumed(data, in_place)
+    assert [type(item) for item in listed] == [FetchedRecords]
+    assert fields(records_of(listed)) == fields(consumed(data, None)[0])
+    assert next_offset == 43
 
 
 def test_each_opt_in_gets_the_same_records_without_the_copy() -> None:
@@ -94,17 +105,18 @@ batch_entries = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(batches=st.lists(st.tuples(batch_entries, st.sampled_from((0, 0, LOG_APPEND_TIME,
                                                                   CONTROL)),
-                                  st.integers(1, 3)),
+                                  st.integers(1, 3), st.sampled_from(CODECS)),
                         min_size=1, max_size=4),
        seed=st.integers(0, 2**32), cut=st.booleans())
 def test_read_in_place_as_aiokafka_reads(batches: list[Any], seed: int, cut: bool) -> None:
     """Batches of random records (null keys, values and header values, headers, gaps in
-    the offsets as compaction leaves them, log-append time, control batches), a fetch
-    position inside the first batch, and maybe the last batch cut by the fetch's size."""
+    the offsets as compaction leaves them, log-append time, control batches, each codec),
+    a fetch position inside the first batch, and maybe the last batch cut by the fetch's
+    size."""
     rng = random.Random(seed)
     data = b""
     offset = 1_000
-    for records, attributes, gap in batches:
+    for records, attributes, gap, codec in batches:
         entries: list[Entry] = []
         if attributes == CONTROL:  # a transaction's commit marker
             entries.append((offset, records[0][0], COMMIT_KEY, COMMIT_VALUE, []))
@@ -114,7 +126,8 @@ def test_read_in_place_as_aiokafka_reads(batches: list[Any], seed: int, cut: boo
                 entries.append((offset, timestamp, key, value, headers))
                 offset += gap
         data += record_batch(entries, transactional=attributes == CONTROL,
-                             attributes=attributes)
+                             attributes=attributes,
+                             compression=0 if attributes == CONTROL else codec)
     if cut:
         data = data[:rng.randrange(1, len(data))]
     fetch_offset = 1_000 + rng.randrange(0, 4)
@@ -129,24 +142,29 @@ def test_read_in_place_as_aiokafka_reads(batches: list[Any], seed: int, cut: boo
 
 
 def test_what_the_reader_leaves_to_aiokafka() -> None:
-    """Compressed, an older format, a CRC that does not match, and aborted transactions
-    to skip: aiokafka reads them (raising its own error for the CRC)."""
-    compressed = record_batch(ENTRIES, compression=1)  # gzip
+    """An older format, a CRC that does not match, a batch that does not decompress,
+    and aborted transactions to skip: aiokafka reads them (raising its own error for the
+    CRC and the broken batch)."""
     legacy = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
     for offset, timestamp, key, value, _ in ENTRIES:
         legacy.append(offset, timestamp=timestamp, key=key, value=value)
-    older = legacy.build()
+    older = bytes(legacy.build())
     corrupt = bytearray(record_batch(ENTRIES))
     corrupt[-3] ^= 0xFF
-    for data in (compressed, bytes(older)):  # the same records
-        assert FetchedRecords.read(data, 40) is None
-        listed, next_offset = consumed(data, in_place)
-        assert fields(listed) == fields(consumed(data, None)[0])
-        assert type(listed[0]) is not FetchedRecords
-        assert next_offset == 43
+    assert FetchedRecords.read(older, 40) is None
+    listed, next_offset = consumed(older, in_place)
+    assert fields(listed) == fields(consumed(older, None)[0])  # the same records
+    assert type(listed[0]) is not FetchedRecords
+    assert next_offset == 43
     assert FetchedRecords.read(bytes(corrupt), 40) is None
     with pytest.raises(Exception, match="CRC"):
         consumed(bytes(corrupt), in_place)
+    broken = bytearray(record_batch(ENTRIES, compression=3))  # lz4
+    broken[-6] ^= 0xFF  # inside the frame, the CRC made again
+    broken[17:21] = calc_crc32c(bytes(broken[21:])).to_bytes(4, "big")
+    assert FetchedRecords.read(bytes(broken), 40) is None
+    with pytest.raises(Exception):  # noqa: B017, PT011 - aiokafka's own, whatever it is
+        consumed(bytes(broken), in_place)
     aborted = record_batch(ENTRIES, transactional=True)
     listed, _ = consumed(aborted, in_place, aborted=[(7, 40)])
     assert listed == []  # skipped as aiokafka skips it
