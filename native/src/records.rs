@@ -155,12 +155,17 @@ fn read_records(data: &[u8], start: usize, header: &BatchHeader, buffer: u32,
     for _ in 0..header.count {
         let length = usize::try_from(cursor.varlong()?).ok()?;
         let record_end = cursor.pos.checked_add(length)?;
-        cursor.byte()?; // the record's attributes: unused
+        if cursor.byte()? != 0 {
+            return None; // the record's attributes, unused: aiokafka reads them otherwise
+        }
         let timestamp_delta = cursor.varlong()?;
         let offset = header.base_offset.checked_add(cursor.varlong()?)?;
         let key = cursor.nullable()?;
         let value = cursor.nullable()?;
         let header_count = cursor.varlong()?;
+        if header_count < 0 {
+            return None; // corrupt, as aiokafka says
+        }
         let mut headers = Vec::new();
         for _ in 0..header_count {
             let name = cursor.nullable()??;
@@ -175,7 +180,7 @@ fn read_records(data: &[u8], start: usize, header: &BatchHeader, buffer: u32,
         if offset < *next_offset {
             continue;
         }
-        *next_offset = offset + 1;
+        *next_offset = offset.checked_add(1)?;
         let (timestamp, timestamp_type) = if header.log_append_time {
             (header.max_timestamp, 1)
         } else {
@@ -238,7 +243,7 @@ fn read_batches(bytes: &[u8], fetch_offset: i64) -> Option<FetchRead> {
             }
         }
         // As aiokafka: past the batch's last offset even if compaction removed it.
-        read.next_offset = base_offset + last_offset_delta + 1;
+        read.next_offset = base_offset.checked_add(last_offset_delta)?.checked_add(1)?;
         pos = end;
     }
     Some(read)

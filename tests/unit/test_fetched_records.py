@@ -172,6 +172,20 @@ def test_what_the_reader_leaves_to_aiokafka() -> None:
     assert [type(item) for item in listed] == [FetchedRecords]
 
 
+def test_what_aiokafka_calls_corrupt_is_left_to_it() -> None:
+    """A negative header count, and a record's attributes byte set (unused by Kafka,
+    read differently by aiokafka): with a valid CRC, the reader hands the batch over."""
+    clean = record_batch([(40, 1_700_000_000_000, b"k", b"v", [])])
+    # The record after the 61-byte batch header: its length, attributes, ..., and last
+    # its header count (zigzag-encoded: 0 is 0, -1 is 1).
+    assert clean[-1] == 0
+    for at, value in ((len(clean) - 1, 1), (62, 0x01)):  # -1 headers; attributes 1
+        forged = bytearray(clean)
+        forged[at] = value
+        forged[17:21] = calc_crc32c(bytes(forged[21:])).to_bytes(4, "big")
+        assert FetchedRecords.read(bytes(forged), 40) is None
+
+
 def test_a_dead_letter_of_a_record_as_fetched_says_where_it_came_from() -> None:
     for record in (consumed(record_batch(ENTRIES), as_fetched)[0][1],
                    records_of(consumed(record_batch(ENTRIES), in_place)[0])[1]):
