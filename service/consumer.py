@@ -36,14 +36,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from service import snapshot_child, snapshots
-from service.dead_letter import DeadLetter, DeadLetterPublisher
+from service.dead_letter import DeadLetter, DeadLetterPublisher, SourceRecord
 from service.engine import AccountScore, EngineConfig, Outcome
 from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
 from service.engine.score_changes import ChangePolicy
 from service.engine.sketches import actor_hash
 from service.engine.store import hot_capacity_for
 from service.events import CommentEvent, LikeEvent, Rejection, ShareEvent, decode_event
-from service.fetched_records import Located, records_of
+from service.fetched_records import records_of
 from service.kafka_clients import (
     Backoff,
     FatalConfigError,
@@ -148,7 +148,7 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
         max_future_skew_s=settings.max_future_skew_s,
     )
     if isinstance(result, Rejection):
-        source = Located.of(settings.events_topic, state.partition, record)
+        source = SourceRecord.of(settings.events_topic, state.partition, record)
         rejected.append(DeadLetter(source, result))
         outcomes["invalid", "dead_lettered"] += 1
     elif isinstance(result, _INTERACTIONS):

@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 MAX_DETAIL_BYTES = 1024
 
 
-class SourceRecord(Protocol):
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """The rejected record, with the topic and partition it came from (a consumed record
+    knows neither: service/fetched_records.py)."""
+
     topic: str
     partition: int
     offset: int
@@ -29,6 +33,11 @@ class SourceRecord(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Any
+
+    @classmethod
+    def of(cls, topic: str, partition: int, record: Any) -> SourceRecord:
+        return cls(topic, partition, record.offset, record.timestamp, record.key,
+                   record.value, record.headers)
 
 
 @dataclass(frozen=True, slots=True)

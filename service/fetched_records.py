@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiokafka.consumer.fetcher as aiokafka_fetcher
@@ -133,22 +132,3 @@ def install() -> bool:
 
 
 INSTALLED = install()
-
-
-@dataclass(slots=True)
-class Located:
-    """A record as fetched, with the topic and partition it came from: what a dead letter
-    reports (`dead_letter.SourceRecord`)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
-    @classmethod
-    def of(cls, topic: str, partition: int, record: Any) -> Located:
-        return cls(topic, partition, record.offset, record.timestamp, record.key,
-                   record.value, record.headers)

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import fetched_records
-from service.dead_letter import DeadLetter
+from service.dead_letter import DeadLetter, SourceRecord
 from service.events import Rejection, RejectReason
-from service.fetched_records import Located, as_fetched, in_place, records_of
+from service.fetched_records import as_fetched, in_place, records_of
 from tests.unit.record_batches import CONTROL, LOG_APPEND_TIME, Entry, record_batch
 
 FetchedRecords = fetched_records.FetchedRecords
@@ -189,7 +189,7 @@ def test_what_aiokafka_calls_corrupt_is_left_to_it() -> None:
 def test_a_dead_letter_of_a_record_as_fetched_says_where_it_came_from() -> None:
     for record in (consumed(record_batch(ENTRIES), as_fetched)[0][1],
                    records_of(consumed(record_batch(ENTRIES), in_place)[0])[1]):
-        letter = DeadLetter(Located.of(TP.topic, TP.partition, record),
+        letter = DeadLetter(SourceRecord.of(TP.topic, TP.partition, record),
                             Rejection(RejectReason.NOT_JSON, "expected a JSON object"))
         headers = dict(letter.headers())
         assert headers["trace"] == b"abc"
