@@ -47,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     processor.on_scored = discovery.scored
 
     def partitions() -> dict[int, PartitionState | None]:
-        return {partition: state if state.status is Status.ACTIVE else None
+        """Owned partitions; None for one that cannot answer yet (restoring, or folding
+        again what its previous owner answered from: `PartitionState.catch_up`)."""
+        return {partition: state if state.status is Status.ACTIVE
+                and state.behind_previous_owner() is None else None
                 for partition, state in processor.states.items()}
 
     @contextlib.asynccontextmanager

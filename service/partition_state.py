@@ -156,10 +156,55 @@ class PartitionState:
         self.signals_out = RoutedSignals()
         self._pending_produced: list[Produced] = []
         self._checkpointed_sides: tuple[int | None, int | None] = (None, None)
+        # After a move: whether answers wait for the fold to get as far as the input
+        # reached at the takeover (`catch_up`), that end once a fetch has told it, and
+        # until when at most.
+        self._catching_up = False
+        self._catch_up_to: int | None = None
+        self._catch_up_until = 0.0
 
     @property
     def clock(self) -> PartitionClock:
         return self.engine.clock(self.partition)
+
+    def catch_up(self, at_most_s: float) -> None:
+        """Holds answers back, for at most `at_most_s`, until the input is consumed as far
+        as it reached when the partition was taken over (`note_input`). The previous
+        owner answered from events it had folded but not yet committed; this state
+        starts from the committed ones, so until it has folded them again it would
+        answer with counts that go back in time. An owner that died before its first
+        commit answered too, so this holds without a committed position as well."""
+        if at_most_s > 0:
+            self._catch_up_until = time.monotonic() + at_most_s
+            self._catch_up_to = None
+            self._catching_up = True
+
+    @property
+    def catching_up(self) -> bool:
+        return self._catching_up
+
+    def note_input(self, consumed: int, input_end: int | None) -> None:
+        """The consumer's position in the input (past transaction markers, which no
+        record's offset shows) and the input's end by the newest fetch (None before the
+        first one): the first end seen after the takeover is what it waits for."""
+        if not self._catching_up:
+            return
+        if self._catch_up_to is None:
+            self._catch_up_to = input_end
+        if self._catch_up_to is not None and consumed >= self._catch_up_to:
+            self._catching_up = False
+
+    def behind_previous_owner(self) -> int | None:
+        """None once the partition answers (see `catch_up`); else the input records still
+        to consume (0 while the input's end is not known yet)."""
+        if not self._catching_up:
+            return None
+        if time.monotonic() >= self._catch_up_until:
+            self._catching_up = False
+            return None
+        if self._catch_up_to is None:
+            return 0
+        return max(0, self._catch_up_to - (self.position or 0))
 
     def freshness(self) -> Freshness:
         since = (None if self.last_progress_at is None

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member before moving its partitions away.
     session_timeout_s: float = Field(default=10.0, ge=1)
     forward_timeout_s: float = Field(default=2.0, gt=0)
+    # A partition taken over answers 503 until it has consumed its input up to where it
+    # ended at the takeover, for at most this long (0: it answers at once).
+    takeover_catch_up_s: float = Field(default=10.0, ge=0)
     fetch_max_records: int = Field(default=2000, ge=1)
     fetch_timeout_ms: int = Field(default=200, ge=1)
 

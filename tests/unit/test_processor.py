@@ -917,3 +917,44 @@ async def test_a_lost_batch_aborts_the_checkpoint_and_the_next_one_writes_it(
     finally:
         loop.set_exception_handler(handler)
     await restore_elsewhere(tmp_path, broker, {f"acct-{n}": 0 for n in range(8)})
+
+
+async def test_a_partition_taken_over_answers_once_it_has_consumed_what_its_input_held(
+    tmp_path: Path,
+) -> None:
+    """The previous owner answered from events it had not committed: the new one, which
+    restored the committed state, waits (503) until it has consumed the input as far as
+    the first fetch after the takeover says it reaches, or for `takeover_catch_up_s`."""
+    from service.routing import partition_for
+
+    settings = settings_for(tmp_path, "new-owner")
+    processor = StreamProcessor(settings, Metrics(),
+                                InMemoryClients(settings, broker_with_events()))
+    processor.partition_count = 2
+    partition = partition_for("x", 2)
+    state = processor.states[partition] = processor._new_state(partition)
+    state.finish_restore()
+    state.position = 3  # the committed position
+    state.catch_up(at_most_s=30)
+    _, where = processor.locate("x")
+    assert isinstance(where, Unavailable)  # no fetch has told the input's end yet
+    assert "records to go" not in where.reason
+    state.note_input(3, None)
+    assert isinstance(processor.locate("x")[1], Unavailable)
+    state.note_input(3, 10)  # the first end seen is the one it waits for
+    _, where = processor.locate("x")
+    assert isinstance(where, Unavailable)
+    assert "(7 records to go)" in where.reason
+    state.position = 9  # the last record folded; offset 9 is a transaction marker
+    state.note_input(9, 12)  # the input grew meanwhile: not waited for
+    assert isinstance(processor.locate("x")[1], Unavailable)
+    state.note_input(10, 12)  # the consumer's position steps over the marker
+    assert isinstance(processor.locate("x")[1], Owned)
+
+    state.catch_up(at_most_s=0.01)  # a long backlog: the wait has a limit
+    state.note_input(10, 1_000_000)
+    assert isinstance(processor.locate("x")[1], Unavailable)
+    await asyncio.sleep(0.02)
+    assert isinstance(processor.locate("x")[1], Owned)
+    state.catch_up(at_most_s=0)  # off
+    assert isinstance(processor.locate("x")[1], Owned)
