@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 YIELD_AFTER_S = 0.005
 YIELD_CHECK_RECORDS = 32
 LAG_INTERVAL_S = 5.0
+# A partition that moved here learns this often whether it has caught up (see `locate`).
+CATCH_UP_CHECK_INTERVAL_S = 0.02
 CATCH_UP_POSITION_WAIT_S = 0.05
 # Lag reads and commits wait on the broker (aiokafka's own request timeout is 40 s);
 # bounded, so that a lost broker cannot hold up the loop, shutdown or its final snapshot.
@@ -815,7 +817,7 @@ class StreamProcessor:
         now = time.monotonic()
         next_snapshot = now + settings.snapshot_interval_s
         next_checkpoint = now + settings.commit_interval_s
-        next_lag = next_expiry = now
+        next_lag = next_expiry = next_catch_up_check = now
         expiry: Iterator[int] | None = None
         while not self._stopping.is_set():
             if self._failure is not None:
@@ -826,8 +828,10 @@ class StreamProcessor:
             )
             if batch:
                 await self._process(batch)
-            await self._note_catch_up(consumer)
             now = time.monotonic()
+            if now >= next_catch_up_check:
+                await self._note_catch_up(consumer)
+                next_catch_up_check = now + CATCH_UP_CHECK_INTERVAL_S
             if now >= next_checkpoint and not self._committing():
                 next_checkpoint = now + settings.commit_interval_s
                 if self._snapshot_requests or now >= next_snapshot:
