@@ -2,14 +2,15 @@
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
 (signals.rs), the dedupe memory (dedupe.rs),
 the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
-event for a packed account into its bytes (packed.rs, no Python-visible API), and Kafka
-record batches read in place (records.rs).
+event for a packed account into its bytes (packed.rs, no Python-visible API), Kafka
+record batches read in place (records.rs) and built for the producer (batch_builder.rs).
 
 `service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
 to the same bytes, the same accounts, the same verdicts and the same answers."""
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from service.engine.account import Account, Post
 from service.engine.audience import AudienceSignal, InteractionBatch
@@ -193,3 +194,17 @@ class FetchedRecords(Sequence[FetchedRecord]):
     def next_offset(self) -> int: ...
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> FetchedRecord: ...  # type: ignore[override]
+
+class RecordBatchBuilder:
+    """A v2 record batch for aiokafka's `producer.send_batch` (batch_builder.rs)."""
+
+    def __init__(self, batch_size: int, *, transactional: bool) -> None: ...
+    def extend(self, records: list[Any], start: int = 0,
+               timestamp_ms: int | None = None) -> int: ...
+    def close(self) -> None: ...
+    def closed(self) -> bool: ...
+    def size(self) -> int: ...
+    def record_count(self) -> int: ...
+    def _set_producer_state(self, producer_id: int, producer_epoch: int,
+                            base_sequence: int, /) -> None: ...
+    def _build(self) -> bytes: ...

@@ -48,6 +48,7 @@ from service.kafka_clients import (
     Backoff,
     FatalConfigError,
     KafkaClients,
+    RecordBatch,
     wait_for_topics,
     with_retries,
 )
@@ -57,6 +58,7 @@ from service.partition_state import (
     GATE_HEADERS,
     Checkpoint,
     Freshness,
+    Headers,
     PartitionState,
     Produced,
     Status,
@@ -171,7 +173,7 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
 Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
 # One record a transaction sends to a partition: key, value, headers (aiokafka's batches
 # take a list or None).
-Outgoing = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+Outgoing = tuple[bytes | None, bytes | None, Headers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1055,12 +1057,12 @@ class StreamProcessor:
         await producer.begin_transaction()
         sent: list[asyncio.Future[Any]] = []
         try:
+            new_batch = self.clients.record_batch
             last_changelog = await _send_in_batches(
-                producer, self.settings.changelog, partition,
-                ((record_key, record_value, None) for record_key, record_value
-                 in checkpoint.changelog), sent)
+                producer, new_batch, self.settings.changelog, partition, checkpoint.changelog,
+                sent)
             for (output, target), records in _by_target(checkpoint.produced).items():
-                await _send_in_batches(producer, output, target, records, sent)
+                await _send_in_batches(producer, new_batch, output, target, records, sent)
             if checkpoint.positions:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(input_topic, partition): offset
@@ -1222,33 +1224,32 @@ def _by_target(produced: list[Produced]) -> dict[tuple[str, int], list[Outgoing]
         records = targets.get((topic, partition))
         if records is None:
             records = targets[(topic, partition)] = []
-        records.append((key, value, list(headers) if headers else None))
+        records.append((key, value, headers))
     return targets
 
 
-async def _send_in_batches(producer: AIOKafkaProducer, topic: str, partition: int,
-                           records: Iterable[Outgoing], sent: list[asyncio.Future[Any]]
+async def _send_in_batches(producer: AIOKafkaProducer, new_batch: Callable[[], RecordBatch],
+                           topic: str, partition: int, records: list[Any],
+                           sent: list[asyncio.Future[Any]]
                            ) -> tuple[asyncio.Future[Any], int] | None:
-    """Sends `records` to one partition in batches of the producer's `max_batch_size`;
-    each batch's future goes into `sent`. Returns the last batch's future and its record
-    count, or None if there were no records. aiokafka lets one batch per partition wait
-    in its queue: a second one waits (here, in the checkpoint's task, never the loop)
-    until the sender has taken the first, as `send` waits when its batch is full."""
-    batch = producer.create_batch()
-    count = 0
-    for key, value, headers in records:
-        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            sent.append(await _send_batch(producer, batch, topic, partition))
-            batch, count = producer.create_batch(), 0
-            # A batch always takes its first record, however large (the broker may refuse it).
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                raise RuntimeError(f"an empty batch refused a record of {topic}[{partition}]")
-        count += 1
-    if not count:
+    """Sends `records` ((key, value) or (key, value, headers) each) to one partition in
+    batches from `new_batch`; each batch's future goes into `sent`. Returns the last
+    batch's future and its record count, or None if there were no records. aiokafka lets
+    one batch per partition wait in its queue: a second one waits (here, in the
+    checkpoint's task, never the loop) until the sender has taken the first, as `send`
+    waits when its batch is full."""
+    if not records:
         return None
-    future = await _send_batch(producer, batch, topic, partition)
-    sent.append(future)
-    return future, count
+    index = 0
+    while True:
+        batch, start = new_batch(), index
+        index = batch.extend(records, index)
+        if index == start:  # a batch always takes its first record, however large
+            raise RuntimeError(f"an empty batch refused a record of {topic}[{partition}]")
+        future = await _send_batch(producer, batch, topic, partition)
+        sent.append(future)
+        if index == len(records):
+            return future, index - start
 
 
 async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int

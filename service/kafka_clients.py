@@ -14,15 +14,21 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from service.fetched_records import as_fetched, in_place
 from service.settings import Settings
+
+try:
+    from engagement_native import RecordBatchBuilder
+except ImportError:  # not built: aiokafka's builder serves, slower
+    RecordBatchBuilder = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,6 +37,36 @@ CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 ACTORS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(9 * 86_400_000)}
 SIGNALS_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(86_400_000)}
 SCORES_CONFIG = {"cleanup.policy": "compact"}  # the latest score of every account
+# The size of the batches a checkpoint sends (`KafkaClients.record_batch`): a record
+# batch, header included, must fit the broker's message.max.bytes and the topic's
+# max.message.bytes (both 1,048,588 by default, the internal topics set neither): 1 MiB
+# fits. It holds ~3,500 of the wide bench's changelog records (~0.3 KB each): a second
+# batch of the same partition waits until the sender has taken the first (aiokafka
+# queues one per partition), in the checkpoint's task, never the loop.
+BATCH_BYTES = 1024 * 1024
+
+
+class RecordBatch(Protocol):
+    """A batch for `AIOKafkaProducer.send_batch`, filled from a list of (key, value) or
+    (key, value, headers) records: `extend` appends `records[start:]` until the batch is
+    full and returns the index of the first one it did not take (it always takes its
+    first). Compiled (`engagement_native.RecordBatchBuilder`) or aiokafka's builder."""
+
+    def extend(self, records: list[Any], start: int = 0) -> int: ...
+    def close(self) -> None: ...
+    def record_count(self) -> int: ...
+
+
+class _AppendingBatch(BatchBuilder):  # type: ignore[misc]  # aiokafka has no stubs
+    """aiokafka's builder, one `append` per record (the compiled builder's fallback)."""
+
+    def extend(self, records: list[Any], start: int = 0) -> int:
+        for index in range(start, len(records)):
+            key, value, *rest = records[index]
+            headers = list(rest[0]) if rest and rest[0] else None
+            if self.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                return index
+        return len(records)
 
 
 class FatalConfigError(Exception):
@@ -103,16 +139,16 @@ class KafkaClients:
             bootstrap_servers=s.kafka_bootstrap_servers,
             transactional_id=f"{s.consumer_group}-{s.events_topic}-{partition}",
             linger_ms=5,
-            # The size of the batches a checkpoint sends (`producer.create_batch`): a
-            # record batch, header included, must fit the broker's message.max.bytes and
-            # the topic's max.message.bytes (both 1,048,588 by default, the internal
-            # topics set neither): 1 MiB fits. It holds ~3,500 of the wide bench's
-            # changelog records (~0.3 KB each): a second batch of the same partition waits
-            # until the sender has taken the first (aiokafka queues one per partition),
-            # in the checkpoint's task, never the loop.
-            max_batch_size=1024 * 1024,
+            max_batch_size=BATCH_BYTES,
             request_timeout_ms=int(max(s.commit_interval_s * 10, 10) * 1000),
         )
+
+    @staticmethod
+    def record_batch() -> RecordBatch:
+        """An empty batch for a transactional producer's `send_batch`."""
+        if RecordBatchBuilder is not None:
+            return RecordBatchBuilder(BATCH_BYTES, transactional=True)
+        return _AppendingBatch(BATCH_BYTES, 0, is_transactional=True)
 
     def producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(

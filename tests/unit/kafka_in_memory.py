@@ -10,7 +10,7 @@ Records written in a transaction become visible to `read_committed` readers when
 commits; a producer started with a transactional id that another one holds fences that
 one (its next transaction raises ProducerFenced), as the broker does.
 
-Batches (`create_batch`, `send_batch`) behave as aiokafka's: a batch takes records up to
+Batches (`InMemoryClients.record_batch`, `send_batch`) behave as aiokafka's: a batch takes records up to
 the producer's batch size (`InMemoryBroker.batch_bytes`, counted as aiokafka's builder
 counts them; the first record always fits) and then refuses them; its future's metadata
 holds the offset of its first record.
@@ -254,9 +254,6 @@ class _Producer:
         record = self._write(topic, partition or 0, key, value, headers)
         return _resolved(SimpleNamespace(offset=record.offset, partition=record.partition))
 
-    def create_batch(self) -> _Batch:
-        return _Batch(self.broker.batch_bytes)
-
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int
                          ) -> asyncio.Future[Any]:
         batch.close()
@@ -332,6 +329,15 @@ class _Batch:
         self.size += size
         return SimpleNamespace(offset=len(self.records) - 1, size=size)
 
+    def extend(self, records: list[Any], start: int = 0) -> int:
+        """`KafkaClients.record_batch`'s: appends until full."""
+        for index in range(start, len(records)):
+            key, value, *rest = records[index]
+            headers = list(rest[0]) if rest and rest[0] else None
+            if self.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                return index
+        return len(records)
+
     def record_count(self) -> int:
         return len(self.records)
 
@@ -364,6 +370,9 @@ class InMemoryClients:
 
     def producer(self) -> Any:
         return _Producer(self.broker)
+
+    def record_batch(self) -> _Batch:
+        return _Batch(self.broker.batch_bytes)
 
     def admin(self) -> Any:
         return _Admin(self.broker)
