@@ -871,7 +871,11 @@ class StreamProcessor:
                     # At once unless its offset is being reset; then on a later turn.
                     consumed = await asyncio.wait_for(consumer.position(events),
                                                       CATCH_UP_POSITION_WAIT_S)
-                    state.note_input(consumed, consumer.last_stable_offset(events))
+                    waited = state.note_input(consumed, consumer.last_stable_offset(events))
+                    if waited is not None:
+                        log.info("partition caught up after the move", extra={
+                            "partition": state.partition, "position": consumed,
+                            "seconds": round(waited, 3)})
 
     def _committing(self) -> bool:
         return self._commit_task is not None and not self._commit_task.done()

@@ -105,6 +105,10 @@ class KafkaClients:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # How long the broker holds a fetch of partitions with nothing new (aiokafka's
+            # default is 500 ms): a partition taken over answers once a fetch has told it
+            # where its input ends (`PartitionState.catch_up`), ~1 s after a move at 500.
+            fetch_max_wait_ms=100,
             # The internal topics are written in transactions: never read an aborted one.
             isolation_level="read_committed",
             partition_assignment_strategy=(assignor,),

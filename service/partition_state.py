@@ -161,7 +161,7 @@ class PartitionState:
         # until when at most.
         self._catching_up = False
         self._catch_up_to: int | None = None
-        self._catch_up_until = 0.0
+        self._catch_up_since = self._catch_up_until = 0.0
 
     @property
     def clock(self) -> PartitionClock:
@@ -175,7 +175,8 @@ class PartitionState:
         answer with counts that go back in time. An owner that died before its first
         commit answered too, so this holds without a committed position as well."""
         if at_most_s > 0:
-            self._catch_up_until = time.monotonic() + at_most_s
+            self._catch_up_since = time.monotonic()
+            self._catch_up_until = self._catch_up_since + at_most_s
             self._catch_up_to = None
             self._catching_up = True
 
@@ -183,16 +184,19 @@ class PartitionState:
     def catching_up(self) -> bool:
         return self._catching_up
 
-    def note_input(self, consumed: int, input_end: int | None) -> None:
+    def note_input(self, consumed: int, input_end: int | None) -> float | None:
         """The consumer's position in the input (past transaction markers, which no
         record's offset shows) and the input's end by the newest fetch (None before the
-        first one): the first end seen after the takeover is what it waits for."""
+        first one): the first end seen after the takeover is what it waits for. Returns
+        how long it waited if it has just caught up."""
         if not self._catching_up:
-            return
+            return None
         if self._catch_up_to is None:
             self._catch_up_to = input_end
         if self._catch_up_to is not None and consumed >= self._catch_up_to:
             self._catching_up = False
+            return time.monotonic() - self._catch_up_since
+        return None
 
     def behind_previous_owner(self) -> int | None:
         """None once the partition answers (see `catch_up`); else the input records still

@@ -10,10 +10,10 @@ Records written in a transaction become visible to `read_committed` readers when
 commits; a producer started with a transactional id that another one holds fences that
 one (its next transaction raises ProducerFenced), as the broker does.
 
-Batches (`InMemoryClients.record_batch`, `send_batch`) behave as aiokafka's: a batch takes records up to
-the producer's batch size (`InMemoryBroker.batch_bytes`, counted as aiokafka's builder
-counts them; the first record always fits) and then refuses them; its future's metadata
-holds the offset of its first record.
+Batches (`InMemoryClients.record_batch`, `send_batch`) behave as aiokafka's: a batch
+takes records up to the producer's batch size (`InMemoryBroker.batch_bytes`, counted as
+aiokafka's builder counts them; the first record always fits) and then refuses them; its
+future's metadata holds the offset of its first record.
 """
 
 from __future__ import annotations

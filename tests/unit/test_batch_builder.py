@@ -54,7 +54,8 @@ def test_the_compiled_builder_writes_aiokafkas_bytes(
     builder._set_producer_state(producer_id, epoch, sequence)
     built = builder._build()
     assert built == expected
-    assert builder._build() is built and builder.closed()
+    assert builder._build() is built
+    assert builder.closed()
     # And aiokafka reads it back, CRC checked.
     batch = DefaultRecordBatch(bytearray(built))
     assert batch.validate_crc()
@@ -73,7 +74,8 @@ def test_a_full_batch_goes_on_from_where_it_stopped_and_refuses_nothing_twice() 
         assert builder.closed() == (index < len(listed))
         assert builder.extend(listed, index) == index  # closed, or nothing left
         sizes.append(index - start)
-    assert sum(sizes) == 30 and max(sizes) < 30
+    assert sum(sizes) == 30
+    assert max(sizes) < 30
     one = engagement_native.RecordBatchBuilder(10, transactional=True)
     assert one.extend(listed) == 1  # the first record always goes in
 
@@ -88,5 +90,6 @@ def test_a_record_of_the_wrong_shape_is_a_type_error(bad: list[Any]) -> None:
 def test_the_fallback_appends_what_the_compiled_builder_does() -> None:
     listed = [(b"k", b"v"), (None, b"w", (("h", b"x"), ("n", None))), (b"z", None, ())]
     fallback = _AppendingBatch(BATCH_BYTES, 0, is_transactional=True)
-    assert fallback.extend(listed) == 3 and fallback.record_count() == 3
+    assert fallback.extend(listed) == 3
+    assert fallback.record_count() == 3
     assert type(KafkaClients.record_batch()) is engagement_native.RecordBatchBuilder
