@@ -171,8 +171,7 @@ def _fold_one(state: PartitionState, record: Any, settings: Settings, now: float
 # A partition's next transaction as taken: its producer (None: it has none, nothing is
 # taken) and its checkpoint (None: nothing new since the last one).
 Taken = tuple[PartitionState, AIOKafkaProducer | None, Checkpoint | None]
-# One record a transaction sends to a partition: key, value, headers (aiokafka's batches
-# take a list or None).
+# One record a transaction sends to a partition: key, value, headers.
 Outgoing = tuple[bytes | None, bytes | None, Headers]
 
 

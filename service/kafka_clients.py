@@ -57,16 +57,22 @@ class RecordBatch(Protocol):
     def record_count(self) -> int: ...
 
 
+def append_each(batch: Any, records: list[Any], start: int) -> int:
+    """`RecordBatch.extend` by aiokafka's `append(*, timestamp, key, value, headers)`,
+    one call per record (its headers a list or None)."""
+    for index in range(start, len(records)):
+        key, value, *rest = records[index]
+        headers = list(rest[0]) if rest and rest[0] else None
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            return index
+    return len(records)
+
+
 class _AppendingBatch(BatchBuilder):  # type: ignore[misc]  # aiokafka has no stubs
-    """aiokafka's builder, one `append` per record (the compiled builder's fallback)."""
+    """aiokafka's builder (the compiled builder's fallback)."""
 
     def extend(self, records: list[Any], start: int = 0) -> int:
-        for index in range(start, len(records)):
-            key, value, *rest = records[index]
-            headers = list(rest[0]) if rest and rest[0] else None
-            if self.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                return index
-        return len(records)
+        return append_each(self, records, start)
 
 
 class FatalConfigError(Exception):

@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, ProducerFenced
 
+from service.kafka_clients import append_each
 from service.settings import Settings
 
 
@@ -331,12 +332,7 @@ class _Batch:
 
     def extend(self, records: list[Any], start: int = 0) -> int:
         """`KafkaClients.record_batch`'s: appends until full."""
-        for index in range(start, len(records)):
-            key, value, *rest = records[index]
-            headers = list(rest[0]) if rest and rest[0] else None
-            if self.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                return index
-        return len(records)
+        return append_each(self, records, start)
 
     def record_count(self) -> int:
         return len(self.records)
