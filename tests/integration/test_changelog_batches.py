@@ -5,12 +5,15 @@ partition holds its records in order, read with read_committed."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from engagement_native import RecordBatchBuilder
 
 from service.consumer import StreamProcessor, engine_config
 from service.metrics import Metrics
@@ -21,24 +24,32 @@ from tests.integration.conftest import BOOTSTRAP, create_topics
 pytestmark = pytest.mark.integration
 
 
-async def committed_records(topic: str, partition: int) -> list[Any]:
+async def committed_records(topic: str, partition: int, at_least: int) -> list[Any]:
+    """What a read_committed reader sees of the partition, once it sees `at_least`
+    records: a transaction's commit returns before the broker has written its markers
+    into the partitions, so the last stable offset may lag it for a moment."""
     tp = TopicPartition(topic, partition)
     reader = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
                               auto_offset_reset="earliest", isolation_level="read_committed")
     await reader.start()
     try:
         reader.assign([tp])
-        end = (await reader.end_offsets([tp]))[tp]  # the last stable offset
-        records: list[Any] = []
-        while await reader.position(tp) < end:
-            records += (await reader.getmany(tp, timeout_ms=500)).get(tp, [])
-        return records
+        deadline = time.monotonic() + 15
+        while True:
+            reader.seek(tp, 0)
+            end = (await reader.end_offsets([tp]))[tp]  # the last stable offset
+            records: list[Any] = []
+            while await reader.position(tp) < end:
+                records += (await reader.getmany(tp, timeout_ms=500)).get(tp, [])
+            if len(records) >= at_least or time.monotonic() > deadline:
+                return records
+            await asyncio.sleep(0.1)
     finally:
         await reader.stop()
 
 
 async def test_the_changelog_offset_after_a_checkpoint_in_several_batches(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run = uuid.uuid4().hex[:10]
     settings = Settings(kafka_bootstrap_servers=BOOTSTRAP, events_topic=f"events-{run}",
@@ -48,8 +59,14 @@ async def test_the_changelog_offset_after_a_checkpoint_in_several_batches(
     await create_topics(outputs, partitions=2)
     processor = StreamProcessor(settings, Metrics())
     # Small batches: a checkpoint of 300 changelog records needs ~10 of them.
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, max_batch_size=4096,
-                                transactional_id=f"batches-{run}")
+    batches: list[Any] = []
+
+    def small_batch() -> Any:
+        batches.append(RecordBatchBuilder(4096, transactional=True))
+        return batches[-1]
+
+    monkeypatch.setattr(processor.clients, "record_batch", small_batch)
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"batches-{run}")
     await producer.start()
     state = PartitionState(0, engine_config(settings))
     try:
@@ -60,12 +77,13 @@ async def test_the_changelog_offset_after_a_checkpoint_in_several_batches(
                                     (("score.tier", b"micro"),) if n % 3 else ())
                                    for n in range(200)]
             await processor._transaction(producer, state, Checkpoint(changelog, produced, {}))
-            written = await committed_records(settings.changelog, 0)
+            written = await committed_records(settings.changelog, 0, 300 * (round_ + 1))
             assert [(r.key, r.value) for r in written[-300:]] == changelog
             assert state.changelog_next == written[-1].offset + 1
+        assert len(batches) > 2 * 10
         for partition in range(2):
-            assert [(r.key, r.value, tuple(r.headers))
-                    for r in await committed_records(outputs, partition)] == [
-                (k, v, h) for _, p, k, v, h in produced if p == partition] * 2
+            expected = [(k, v, h) for _, p, k, v, h in produced if p == partition] * 2
+            assert [(r.key, r.value, tuple(r.headers)) for r in await committed_records(
+                outputs, partition, len(expected))] == expected
     finally:
         await producer.stop()
