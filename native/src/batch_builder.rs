@@ -32,6 +32,17 @@ fn write_varint(out: &mut Vec<u8>, value: i64) {
     out.push(zigzag as u8);
 }
 
+/// A length-prefixed byte string; null as the length -1.
+fn write_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            write_varint(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+        None => write_varint(out, -1),
+    }
+}
+
 fn varint_size(value: i64) -> usize {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     let mut size = 1;
@@ -78,15 +89,8 @@ impl RecordBatchBuilder {
         record.push(0); // attributes
         write_varint(record, timestamp - first);
         write_varint(record, i64::from(self.records)); // the offset delta
-        for part in [key, value] {
-            match part {
-                Some(bytes) => {
-                    write_varint(record, bytes.len() as i64);
-                    record.extend_from_slice(bytes);
-                }
-                None => write_varint(record, -1),
-            }
-        }
+        write_nullable(record, key);
+        write_nullable(record, value);
         let headers = match headers.filter(|headers| !headers.is_none()) {
             None => None,
             Some(headers) => Some(
@@ -110,13 +114,7 @@ impl RecordBatchBuilder {
             write_varint(record, name.len() as i64);
             record.extend_from_slice(name.as_bytes());
             let value = header.get_item(1)?;
-            match bytes_of(&value, "a header's value")? {
-                Some(bytes) => {
-                    write_varint(record, bytes.len() as i64);
-                    record.extend_from_slice(bytes);
-                }
-                None => write_varint(record, -1),
-            }
+            write_nullable(record, bytes_of(&value, "a header's value")?);
         }
         self.commit()
     }
