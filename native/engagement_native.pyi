@@ -2,8 +2,9 @@
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
 (signals.rs), the dedupe memory (dedupe.rs),
 the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
-event for a packed account into its bytes (packed.rs, no Python-visible API), Kafka
-record batches read in place (records.rs) and built for the producer (batch_builder.rs).
+event for a packed account into its bytes (packed.rs, no Python-visible API) and routes
+its interactions into batches for the repartition topic (routes.rs), Kafka record
+batches read in place (records.rs) and built for the producer (batch_builder.rs).
 
 `service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.engine.account import Account, Post
-from service.engine.audience import AudienceSignal, InteractionBatch
+from service.engine.audience import AudienceSignal, RoutedBatch
 from service.engine.engine import Engine, KafkaRecord, PartitionClock
 from service.engine.sketches import ActorSketch
 from service.engine.store import AccountStore
@@ -73,7 +74,6 @@ class Fold:
         account: type[Account],
         post: type[Post],
         sketch: type[ActorSketch],
-        batch: type[InteractionBatch],
         horizon_s: float,
         actor_bucket_s: float,
         burst_window_s: float,
@@ -90,7 +90,7 @@ class Fold:
         records: Sequence[KafkaRecord],
         start: int,
         partition: int,
-        routes: dict[int, InteractionBatch],
+        routes: dict[int, RoutedBatch],
         partitions: int,
         now: float,
         max_event_bytes: int,
@@ -194,6 +194,15 @@ class FetchedRecords(Sequence[FetchedRecord]):
     def next_offset(self) -> int: ...
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> FetchedRecord: ...  # type: ignore[override]
+
+class InteractionBatch:
+    """`audience.InteractionBatch`, compiled (routes.rs): the same bytes."""
+
+    def __init__(self) -> None: ...
+    @property
+    def count(self) -> int: ...
+    def add(self, actor: int, account_id: str, occurred_at: float) -> None: ...
+    def to_bytes(self) -> bytes: ...
 
 class RecordBatchBuilder:
     """A v2 record batch for aiokafka's `producer.send_batch` (batch_builder.rs)."""

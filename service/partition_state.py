@@ -57,7 +57,7 @@ import msgpack
 from service.engine import Engine, EngineConfig
 from service.engine.audience import (
     ActorActivity,
-    InteractionBatch,
+    RoutedBatch,
     RoutedSignals,
     actor_partition,
 )
@@ -152,7 +152,7 @@ class PartitionState:
         # actor activity).
         self.actors_warm_next = 0
         # Outputs gathered since the last checkpoint, by target partition.
-        self.interactions_out: dict[int, InteractionBatch] = {}
+        self.interactions_out: dict[int, RoutedBatch] = {}
         self.signals_out = RoutedSignals()
         self._pending_produced: list[Produced] = []
         self._checkpointed_sides: tuple[int | None, int | None] = (None, None)
@@ -259,7 +259,7 @@ class PartitionState:
         target = actor_partition(actor, partitions)
         batch = self.interactions_out.get(target)
         if batch is None:
-            batch = self.interactions_out[target] = InteractionBatch()
+            batch = self.interactions_out[target] = self.engine.new_interaction_batch()
         batch.add(actor, account_id, occurred_at)
 
     def observe_actors(self, message: bytes, partitions: int) -> int:

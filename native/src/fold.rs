@@ -30,6 +30,7 @@ use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::packed::{PackedAccount, Settings as PackedSettings};
 use crate::records::FetchedRecords;
+use crate::routes::InteractionBatch;
 use crate::wire::{decode_wire, EventKind, WireEvent};
 use crate::{
     account_slot, allocate, ACTIVITY_SHARD_MASK, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
@@ -68,12 +69,6 @@ const COUNTED: usize = 0;
 const DUPLICATE: usize = 1;
 const LATE: usize = 2;
 
-const BATCH_SLOTS: [&str; 3] = ["_accounts", "_records", "count"];
-mod batch_slot {
-    pub const ACCOUNTS: usize = 0;
-    pub const RECORDS: usize = 1;
-    pub const COUNT: usize = 2;
-}
 
 /// Python's `a // b` for floats (`float_floor_div`), which is not always `floor(a / b)`:
 /// where `a / b` rounds up to a whole number, Python's is one less.
@@ -243,7 +238,6 @@ pub(crate) struct Fold {
     account: Layout,
     post: Layout,
     sketch: Layout,
-    batch: Layout,
     horizon_s: f64,
     actor_bucket_s: f64,
     burst_window_s: f64,
@@ -262,14 +256,13 @@ enum Step {
 #[pymethods]
 impl Fold {
     #[new]
-    #[pyo3(signature = (account, post, sketch, batch, horizon_s, actor_bucket_s,
+    #[pyo3(signature = (account, post, sketch, horizon_s, actor_bucket_s,
                         burst_window_s, max_posts, max_event_ids, shared_topics, /))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         account: &Bound<'_, PyAny>,
         post: &Bound<'_, PyAny>,
         sketch: &Bound<'_, PyAny>,
-        batch: &Bound<'_, PyAny>,
         horizon_s: f64,
         actor_bucket_s: f64,
         burst_window_s: f64,
@@ -281,7 +274,6 @@ impl Fold {
             account: Layout::new(account, &ACCOUNT_SLOTS)?,
             post: Layout::new(post, &POST_SLOTS)?,
             sketch: Layout::new(sketch, &SKETCH_SLOTS)?,
-            batch: Layout::new(batch, &BATCH_SLOTS)?,
             horizon_s,
             actor_bucket_s,
             burst_window_s,
@@ -510,13 +502,13 @@ impl Fold {
                     context.changed.set_item(&account_id, folds)?;
                     counts[kind * 3 + COUNTED] += 1;
                     if let Some(actor) = actor {
-                        self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+                        self.route(context, actor % partitions, actor, wire.account_id, occurred_at)?;
                     }
                     return Ok(Step::Folded);
                 }
             }
         }
-        let (account, account_id, stays_packed) =
+        let (account, stays_packed) =
             self.activate(context, move_to_end, scalars, &shard, held, account_id)?;
         scalars.changes += 1;
         let layout = &self.account;
@@ -548,7 +540,7 @@ impl Fold {
         }
         if let Some(actor) = actor {
             // PartitionState.route_interaction
-            self.route(context, actor % partitions, actor, &account_id, occurred_at)?;
+            self.route(context, actor % partitions, actor, wire.account_id, occurred_at)?;
         }
         Ok(Step::Folded)
     }
@@ -600,10 +592,10 @@ impl Fold {
     }
 
     /// Engine._account_for: AccountStore.activate for a hot account, else the Python.
-    /// Returns the account, its own id object (the store's dicts and sets, and the
-    /// route's, are then all reached with the one str object they most likely hold
-    /// already, which a lookup matches by identity without comparing the (cold) text) and
-    /// whether it stays packed (`AccountStore.put_back` once the event is folded).
+    /// Returns the account and whether it stays packed (`AccountStore.put_back` once the
+    /// event is folded). A hot account's store dicts are reached with its own id object,
+    /// which they most likely hold already: a lookup matches it by identity without
+    /// comparing the (cold) text.
     fn activate<'py>(
         &self,
         context: &Context<'py>,
@@ -612,7 +604,7 @@ impl Fold {
         shard: &Bound<'py, PyDict>,
         held: Option<Bound<'py, PyAny>>,
         account_id: Bound<'py, PyString>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, bool)> {
+    ) -> PyResult<(Bound<'py, PyAny>, bool)> {
         let py = context.engine.py();
         if let Some(held) = held {
             if held.get_type().is(self.account.class.bind(py)) {
@@ -624,7 +616,7 @@ impl Fold {
                 count_fold(&context.changed, &own_id)?;
                 move_to_end.call1((&own_id,))?;
                 self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
-                return Ok((held, own_id, false));
+                return Ok((held, false));
             }
         }
         // Packed or new: unpacked, or created (and another account evicted at the cap).
@@ -635,8 +627,7 @@ impl Fold {
             .extract()?;
         *scalars = context.load()?;
         scalars.dirty = true;
-        let own_id = self.account.get(&account, self.account.offsets_for(&account), account_slot::ACCOUNT_ID)?;
-        Ok((account, own_id, stays_packed))
+        Ok((account, stays_packed))
     }
 
     /// Account.record_post: a post new to a hot account with room for it, or one that
@@ -923,47 +914,21 @@ impl Fold {
         Ok(None)
     }
 
-    /// InteractionBatch.add on the batch of the actor's repartition partition.
-    fn route<'py>(
-        &self,
-        context: &Context<'py>,
-        target: u64,
-        actor: u64,
-        account_id: &Bound<'py, PyAny>,
-        occurred_at: f64,
-    ) -> PyResult<()> {
-        let py = account_id.py();
-        let batch = match context.routes.get_item(target)? {
-            Some(batch) => batch,
+    /// InteractionBatch.add on the batch of the actor's repartition partition: the
+    /// compiled batch (routes.rs) unless Python's code put another one there.
+    fn route(&self, context: &Context<'_>, target: u64, actor: u64, account_id: &str, occurred_at: f64) -> PyResult<()> {
+        let py = context.engine.py();
+        match context.routes.get_item(target)? {
+            Some(batch) => match batch.cast::<InteractionBatch>() {
+                Ok(compiled) => compiled.borrow_mut().add_id(actor, account_id, occurred_at),
+                Err(_) => batch.call_method1(intern!(py, "add"), (actor, account_id, occurred_at)).map(drop),
+            },
             None => {
-                let batch = self.batch.class.bind(py).call0()?;
-                context.routes.set_item(target, &batch)?;
-                batch
+                let mut batch = InteractionBatch::default();
+                batch.add_id(actor, account_id, occurred_at)?;
+                context.routes.set_item(target, Bound::new(py, batch)?)
             }
-        };
-        let layout = &self.batch;
-        let fields = layout.offsets_for(&batch);
-        let accounts = layout.get(&batch, fields, batch_slot::ACCOUNTS)?;
-        let accounts = accounts.cast::<PyDict>()?;
-        let position: u32 = match accounts.get_item(account_id)? {
-            Some(position) => position.extract()?,
-            None => {
-                let position = accounts.len();
-                accounts.set_item(account_id, position)?;
-                position as u32
-            }
-        };
-        let records = layout.get(&batch, fields, batch_slot::RECORDS)?;
-        let records = records.cast::<PyByteArray>()?;
-        let length = records.len();
-        records.resize(length + 20)?;
-        // No Python code runs while the slice is held.
-        let bytes = unsafe { records.as_bytes_mut() };
-        bytes[length..length + 8].copy_from_slice(&actor.to_le_bytes());
-        bytes[length + 8..length + 16].copy_from_slice(&occurred_at.to_le_bytes());
-        bytes[length + 16..length + 20].copy_from_slice(&position.to_le_bytes());
-        increment(layout, &batch, fields, batch_slot::COUNT)?;
-        Ok(())
+        }
     }
 }
 

@@ -24,6 +24,7 @@ mod signals;
 mod packed;
 mod records;
 mod batch_builder;
+mod routes;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1372,6 +1373,7 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<records::FetchedRecords>()?;
     module.add_class::<records::FetchedRecord>()?;
     module.add_class::<batch_builder::RecordBatchBuilder>()?;
+    module.add_class::<routes::InteractionBatch>()?;
     module.add_class::<wire::InteractionDecoder>()?;
     module.add_function(wrap_pyfunction!(wire::decode_wire_fields, module)?)?;
     module.add_class::<dedupe::EventIdsCore>()?;

@@ -37,6 +37,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from service.engine.sketches import actor_hash
 
@@ -167,9 +168,23 @@ def actor_partition(actor: int, partitions: int) -> int:
     return actor % partitions
 
 
+class RoutedBatch(Protocol):
+    """What a checkpoint gathers for one repartition partition: `InteractionBatch`, or
+    its compiled twin (`engagement_native.InteractionBatch`, native/src/routes.rs), which
+    the compiled fold adds to without a Python dict lookup per interaction."""
+
+    @property
+    def count(self) -> int: ...
+
+    def add(self, actor: int, account_id: str, occurred_at: float) -> None: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
 class InteractionBatch:
     """Re-keyed interactions bound for one repartition partition, packed as they come
-    (version 2): no object per interaction, and one Kafka message per checkpoint."""
+    (version 2): no object per interaction, and one Kafka message per checkpoint. The
+    reference of the compiled batch."""
 
     __slots__ = ("_accounts", "_records", "count")
 

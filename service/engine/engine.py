@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from service.engine.account import Account, Post, shared_topics
-from service.engine.audience import AudienceSignal, InteractionBatch, unpack_signals
+from service.engine.audience import AudienceSignal, InteractionBatch, RoutedBatch, unpack_signals
 from service.engine.dedupe import EventIds
 from service.engine.scoring import (
     TOP_ACTORS,
@@ -201,11 +201,16 @@ class Engine:
         self._horizon_s = self.config.horizon_s
         config = self.config
         self._fold = (
-            engagement_native.Fold(Account, Post, ActorSketch, InteractionBatch,
+            engagement_native.Fold(Account, Post, ActorSketch,
                                    config.horizon_s, config.actor_bucket_s,
                                    config.burst_window_s, config.max_posts_per_account,
                                    config.max_event_ids, shared_topics)
             if config.native_fold and NATIVE_FOLD_AVAILABLE else None)
+        # The batches of re-keyed interactions: the compiled fold's own kind where it
+        # folds, so that the few events Python folds join the same batches.
+        self.new_interaction_batch: Callable[[], RoutedBatch] = (
+            engagement_native.InteractionBatch if self._fold is not None
+            else InteractionBatch)
         self._signal_fold = (
             engagement_native.SignalFold(Account, AudienceSignal, config.actor_bucket_s)
             if config.native_fold and NATIVE_SIGNALS_AVAILABLE else None)
@@ -273,14 +278,14 @@ class Engine:
         return self._fold is not None
 
     def fold_records(self, records: Sequence[KafkaRecord], start: int, partition: int,
-                     routes: dict[int, InteractionBatch], partitions: int, *, now: float,
+                     routes: dict[int, RoutedBatch], partitions: int, *, now: float,
                      max_event_bytes: int, max_future_skew_s: float, budget_s: float,
                      outcomes: list[int], otherwise: Callable[[KafkaRecord], object]) -> int:
         """Folds `records[start:]` of one partition in compiled code (native/src/fold.rs)
         until the end or, checked every 32 records, until `budget_s` is spent; returns
         the index of the first record not folded. For each like, comment, share, post or
         follower count it does what the consumer does with `decode_event`, `apply` and
-        the route of a counted interaction into `routes` (the `InteractionBatch` of each
+        the route of a counted interaction into `routes` (the `RoutedBatch` of each
         of the `partitions` repartition partitions), and adds the outcome to `outcomes`
         (as `FOLD_OUTCOMES` orders them); every other record (invalid messages, forms
         the compiled decoder leaves to Python) goes to `otherwise`, in its place in the
