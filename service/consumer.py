@@ -56,6 +56,7 @@ from service.membership import ClusterMap, MembershipAssignor
 from service.metrics import Metrics
 from service.partition_state import (
     GATE_HEADERS,
+    CatchUpEnd,
     Checkpoint,
     Freshness,
     Headers,
@@ -870,11 +871,9 @@ class StreamProcessor:
                     # At once unless its offset is being reset; then on a later turn.
                     consumed = await asyncio.wait_for(consumer.position(events),
                                                       CATCH_UP_POSITION_WAIT_S)
-                    waited = state.note_input(consumed, consumer.last_stable_offset(events))
-                    if waited is not None:
-                        log.info("partition caught up after the move", extra={
-                            "partition": state.partition, "position": consumed,
-                            "seconds": round(waited, 3)})
+                    end = state.note_input(consumed, consumer.last_stable_offset(events))
+                    if end is not None:
+                        _log_catch_up_end(state.partition, consumed, end)
 
     def _committing(self) -> bool:
         return self._commit_task is not None and not self._commit_task.done()
@@ -1209,6 +1208,17 @@ class StreamProcessor:
             if state.lag == 0:
                 state.progressed()  # caught up: nothing to do is progress too
             self.metrics.consumer_lag.labels(str(tp.partition)).set(state.lag)
+
+
+def _log_catch_up_end(partition: int, position: int, end: CatchUpEnd) -> None:
+    fields = {"partition": partition, "position": position, "seconds": round(end.waited_s, 3)}
+    if end.behind == 0:
+        log.info("partition caught up after the move", extra=fields)
+    else:
+        # Its answers may go back in time for the backlog's accounts until it catches up.
+        log.warning("partition answers before catching up: its wait after the move "
+                    "reached ENGAGEMENT_TAKEOVER_CATCH_UP_S",
+                    extra={**fields, "records_behind": end.behind})
 
 
 def _gate_headers(score: AccountScore | None) -> tuple[tuple[str, bytes], ...]:

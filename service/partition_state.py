@@ -105,6 +105,16 @@ class Status(enum.StrEnum):
     STANDBY = "standby"  # a warm copy of a partition another instance owns
 
 
+@dataclass(frozen=True, slots=True)
+class CatchUpEnd:
+    """How a partition's wait to catch up after a move ended (`note_input`)."""
+
+    waited_s: float
+    # Input records not yet consumed: 0 once caught up; more, or None (its end never
+    # known), where the wait's limit ended it and the partition answers while behind.
+    behind: int | None
+
+
 @dataclass(slots=True)
 class Freshness:
     """How current a partition's answers are, for callers and /readyz."""
@@ -184,27 +194,31 @@ class PartitionState:
     def catching_up(self) -> bool:
         return self._catching_up
 
-    def note_input(self, consumed: int, input_end: int | None) -> float | None:
+    def note_input(self, consumed: int, input_end: int | None) -> CatchUpEnd | None:
         """The consumer's position in the input (past transaction markers, which no
         record's offset shows) and the input's end by the newest fetch (None before the
         first one): the first end seen after the takeover is what it waits for. Returns
-        how long it waited if it has just caught up."""
+        how the wait ended, if it has just ended: caught up, or its limit passed."""
         if not self._catching_up:
             return None
         if self._catch_up_to is None:
             self._catch_up_to = input_end
-        if self._catch_up_to is not None and consumed >= self._catch_up_to:
-            self._catching_up = False
-            return time.monotonic() - self._catch_up_since
-        return None
+        target = self._catch_up_to
+        now = time.monotonic()
+        if target is not None and consumed >= target:
+            behind: int | None = 0
+        elif now >= self._catch_up_until:
+            behind = None if target is None else target - consumed
+        else:
+            return None
+        self._catching_up = False
+        return CatchUpEnd(now - self._catch_up_since, behind)
 
     def behind_previous_owner(self) -> int | None:
         """None once the partition answers (see `catch_up`); else the input records still
-        to consume (0 while the input's end is not known yet)."""
-        if not self._catching_up:
-            return None
-        if time.monotonic() >= self._catch_up_until:
-            self._catching_up = False
+        to consume (0 while the input's end is not known yet). Past the wait's limit it
+        answers, whether or not `note_input` has ended the wait yet."""
+        if not self._catching_up or time.monotonic() >= self._catch_up_until:
             return None
         if self._catch_up_to is None:
             return 0

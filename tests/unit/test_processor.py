@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -948,13 +949,42 @@ async def test_a_partition_taken_over_answers_once_it_has_consumed_what_its_inpu
     state.position = 9  # the last record folded; offset 9 is a transaction marker
     state.note_input(9, 12)  # the input grew meanwhile: not waited for
     assert isinstance(processor.locate("x")[1], Unavailable)
-    state.note_input(10, 12)  # the consumer's position steps over the marker
+    end = state.note_input(10, 12)  # the consumer's position steps over the marker
+    assert end is not None
+    assert end.behind == 0
     assert isinstance(processor.locate("x")[1], Owned)
 
     state.catch_up(at_most_s=0.01)  # a long backlog: the wait has a limit
-    state.note_input(10, 1_000_000)
+    assert state.note_input(10, 1_000_000) is None
     assert isinstance(processor.locate("x")[1], Unavailable)
     await asyncio.sleep(0.02)
     assert isinstance(processor.locate("x")[1], Owned)
+    assert state.catching_up  # until the consumer's next look ends the wait (and logs it)
+    end = state.note_input(20, 1_000_001)
+    assert end is not None
+    assert end.behind == 999_980
+    assert end.waited_s >= 0.01
+    assert not state.catching_up
+    assert state.note_input(30, 1_000_001) is None
+    state.catch_up(at_most_s=0.01)  # and no fetch told the input's end in time
+    await asyncio.sleep(0.02)
+    end = state.note_input(30, None)
+    assert end is not None
+    assert end.behind is None
     state.catch_up(at_most_s=0)  # off
     assert isinstance(processor.locate("x")[1], Owned)
+
+
+def test_the_end_of_a_catch_up_is_logged_as_done_or_as_cut_short(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from service import consumer
+    from service.partition_state import CatchUpEnd
+
+    with caplog.at_level(logging.INFO, logger=consumer.log.name):
+        consumer._log_catch_up_end(1, 10, CatchUpEnd(0.25, 0))
+        consumer._log_catch_up_end(2, 10, CatchUpEnd(10.0, 500))
+    done, cut_short = caplog.records
+    assert (done.levelno, done.getMessage()) == (logging.INFO, "partition caught up after the move")
+    assert cut_short.levelno == logging.WARNING
+    assert "before catching up" in cut_short.getMessage()
+    assert cut_short.records_behind == 500  # type: ignore[attr-defined]
