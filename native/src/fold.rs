@@ -69,7 +69,6 @@ const COUNTED: usize = 0;
 const DUPLICATE: usize = 1;
 const LATE: usize = 2;
 
-
 /// Python's `a // b` for floats (`float_floor_div`), which is not always `floor(a / b)`:
 /// where `a / b` rounds up to a whole number, Python's is one less.
 #[inline]
