@@ -19,9 +19,10 @@ own process:
     re-score at a checkpoint (`PartitionState.score_changes`' loop body: an uncached
     score of an unpacked account offered to a `ChangeGate`, whose values are already
     recorded so it emits nothing; emitted ones add the body, rendered by the consumer);
-  with the compiled packed-account codec and with the Python reference; with
-  `--compare PATH`, also each checkout at PATH (`git archive <commit> | tar -x -C PATH`)
-  with the compiled codec, measured by this script on that checkout's `service`;
+  with the compiled packed-account codec and scoring (native/src/scoring.rs), and with
+  both Python references; with `--compare PATH`, also each checkout at PATH
+  (`git archive <commit> | tar -x -C PATH`) with its compiled parts, measured by this
+  script on that checkout's `service`;
 * over HTTP: the same restored engine behind `GET /accounts/{id}/score`, answered as the
   service answers it (`engine.score`, then `responses.score_json`), random ids among all
   accounts, against bench/bare_app.py (a constant body) on the same server settings,
@@ -52,8 +53,11 @@ from service.engine import Engine, EngineConfig, packing
 from service.engine.persistence import export_accounts, export_partitions, import_state
 
 
-def restored(accounts: int) -> Engine:
-    engine = Engine(EngineConfig(max_accounts=2 * accounts))
+def restored(accounts: int, compiled_scoring: bool = True) -> Engine:
+    # The option only when off: a --compare checkout may predate it.
+    config = EngineConfig(max_accounts=2 * accounts,
+                          **({} if compiled_scoring else {"native_scoring": False}))
+    engine = Engine(config)
     populate(engine, accounts)
     again = import_state(engine.config, export_partitions(engine),
                          list(export_accounts(engine)), engine.changes)
@@ -75,7 +79,7 @@ def engine_child(accounts: int, scores: int, compiled: bool) -> None:
     from service.responses import score_json
 
     packing.use_compiled(compiled)
-    engine = restored(accounts)
+    engine = restored(accounts, compiled_scoring=compiled)
     rng = random.Random(11)
     # Disjoint random ids for each measurement of a cold account.
     chosen = [f"acct-{index}" for index in rng.sample(range(accounts), 3 * scores)]
@@ -151,8 +155,9 @@ def serve_child(accounts: int, port: int) -> None:
 
 def run_engine(accounts: int, scores: int, checkouts: dict[str, Path]
                ) -> dict[str, Any]:
-    """Each contender in its own process, one after the other: this checkout with both
-    codecs, then each checkout of --compare (its `service`, this script)."""
+    """Each contender in its own process, one after the other: this checkout compiled
+    and as the references, then each checkout of --compare (its `service`, this
+    script)."""
     contenders: list[tuple[str, str, Path]] = [("compiled", "1", REPO),
                                                ("reference", "0", REPO)]
     contenders += [(name, "1", path) for name, path in checkouts.items()]

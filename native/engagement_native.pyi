@@ -1,12 +1,13 @@
 """Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
-(signals.rs), the dedupe memory (dedupe.rs),
+(signals.rs), the dedupe memory (dedupe.rs), a credibility score's numbers (scoring.rs),
 the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
 event for a packed account into its bytes (packed.rs, no Python-visible API) and routes
 its interactions into batches for the repartition topic (routes.rs), Kafka record
 batches read in place (records.rs) and built for the producer (batch_builder.rs).
 
-`service/engine/packing.py`, `service/engine/audience.py` and `service/engine/dedupe.py`
+`service/engine/packing.py`, `service/engine/audience.py`, `service/engine/dedupe.py`
+and `service/engine/scoring.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
 to the same bytes, the same accounts, the same verdicts and the same answers."""
 
@@ -16,7 +17,8 @@ from typing import Any
 from service.engine.account import Account, Post
 from service.engine.audience import AudienceSignal, RoutedBatch
 from service.engine.engine import Engine, KafkaRecord, PartitionClock
-from service.engine.sketches import ActorSketch
+from service.engine.scoring import AudienceCounts, Followers, PostSums
+from service.engine.sketches import ActorSketch, ActorSummary
 from service.engine.store import AccountStore
 from service.events import CommentEvent, LikeEvent, ShareEvent
 
@@ -170,6 +172,11 @@ class SignalFold:
     def fold(self, engine: Engine, accounts: AccountStore, message: bytes, /) -> int | None: ...
 
 def partition_for(account_id: str, partitions: int) -> int: ...
+
+def credibility_numbers(
+    sums: PostSums, actors: ActorSummary, followers: Followers, audience: AudienceCounts, /
+) -> tuple[float, float, float] | None: ...
+def scoring_constants() -> dict[str, Any]: ...
 
 class FetchedRecord:
     """One record as aiokafka's `DefaultRecord` gives it."""

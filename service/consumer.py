@@ -103,6 +103,7 @@ def engine_config(settings: Settings, partitions: int = 1) -> EngineConfig:
         max_event_ids=max(1_000, settings.max_event_ids // partitions),
         hot_accounts=hot_accounts,
         native_fold=settings.native_fold,
+        native_scoring=settings.native_scoring,
     )
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # Interactions folded in compiled code where it is built (native/src/fold.rs); off,
     # the engine's Python reference folds every event.
     native_fold: bool = True
+    # A score's numbers computed in compiled code where it is built (the same results);
+    # off, the Python reference computes them.
+    native_scoring: bool = True
     expiry_interval_s: float = Field(default=60.0, gt=0)
 
     dlq_send_timeout_s: float = Field(default=5.0, gt=0)

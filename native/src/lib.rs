@@ -25,6 +25,7 @@ mod packed;
 mod records;
 mod batch_builder;
 mod routes;
+mod scoring;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1374,6 +1375,8 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<records::FetchedRecord>()?;
     module.add_class::<batch_builder::RecordBatchBuilder>()?;
     module.add_class::<routes::InteractionBatch>()?;
+    module.add_function(wrap_pyfunction!(scoring::credibility_numbers, module)?)?;
+    module.add_function(wrap_pyfunction!(scoring::scoring_constants, module)?)?;
     module.add_class::<wire::InteractionDecoder>()?;
     module.add_function(wrap_pyfunction!(wire::decode_wire_fields, module)?)?;
     module.add_class::<dedupe::EventIdsCore>()?;

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from service.engine.account import Account, Post, shared_topics
+from service.engine.account import Account, Post, PostView, shared_topics
 from service.engine.audience import AudienceSignal, InteractionBatch, RoutedBatch, unpack_signals
 from service.engine.dedupe import EventIds
+from service.engine.scoring import COMPILED_AVAILABLE as COMPILED_SCORING_AVAILABLE
 from service.engine.scoring import (
     TOP_ACTORS,
     AudienceCounts,
@@ -33,8 +34,9 @@ from service.engine.scoring import (
     Followers,
     PostSums,
     score_credibility,
+    score_credibility_compiled,
 )
-from service.engine.sketches import ActorSketch, actor_hash, summarize
+from service.engine.sketches import ActorSketch, ActorSummary, actor_hash, summarize
 from service.engine.store import AccountStore
 from service.engine.tiers import TIER_SCHEMES, TierScheme
 from service.events import Event, FollowersEvent, PostEvent
@@ -75,6 +77,10 @@ class EngineConfig:
     # `Engine.fold_signals`, and the actor side's signals packed there) where it is
     # built; off, the Python reference does all of it (ENGAGEMENT_NATIVE_FOLD).
     native_fold: bool = True
+    # A score's numbers computed in compiled code where it is built (the same bits;
+    # scoring.score_credibility_compiled); off, the Python reference computes them
+    # (ENGAGEMENT_NATIVE_SCORING).
+    native_scoring: bool = True
 
     @property
     def horizon_s(self) -> float:
@@ -214,6 +220,11 @@ class Engine:
         self._signal_fold = (
             engagement_native.SignalFold(Account, AudienceSignal, config.actor_bucket_s)
             if config.native_fold and NATIVE_SIGNALS_AVAILABLE else None)
+        self._score_credibility: Callable[
+            [list[PostView], Counts, Engagement, ActorSummary, Followers, AudienceCounts,
+             PostSums], Credibility] = (
+            score_credibility_compiled if config.native_scoring and COMPILED_SCORING_AVAILABLE
+            else score_credibility)
 
     def clock(self, partition: int) -> PartitionClock:
         clock = self.partitions.get(partition)
@@ -460,6 +471,6 @@ class Engine:
         return AccountScore(
             account.account_id, account.partition, tiers.tier_for(followers), tiers.name,
             followers, counts, engagement,
-            score_credibility(posts, counts, engagement, actors, trend, audience, sums),
+            self._score_credibility(posts, counts, engagement, actors, trend, audience, sums),
             config.window_s / DAY_S, window_start, as_of,
         ), window.boundary

@@ -25,8 +25,10 @@ explanation was most of a score's cost (docs/benchmarks.md, section 8b).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from service.engine.account import PostView
@@ -37,6 +39,11 @@ from service.engine.tiers import (
     REFERENCE_FOLLOWERS,
     expected_engagement_rate,
 )
+
+try:
+    import engagement_native
+except ImportError:  # not built: the reference scores
+    engagement_native = None  # type: ignore[assignment]
 
 NEUTRAL = 0.5
 TOP_ACTORS = 10
@@ -338,6 +345,20 @@ def score_credibility(
 ) -> Credibility:
     """The score's numbers now, its components (`Explanation`) when first read. `sums`
     are the posts' (`PostSums(posts)`), passed when the caller has them already."""
+    shaped, quality, backed, score = weigh_components(posts, counts, engagement, actors,
+                                                      followers, audience, sums)
+    return Credibility(round(clamp(score, 0.0, 100.0), 2), round(backed / _QUALITY_WEIGHT, 4),
+                       Explanation(partial(_explain, shaped, quality, score)), round(quality, 2))
+
+
+def weigh_components(
+    posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary,
+    followers: Followers | None = None, audience: AudienceCounts | None = None,
+    sums: PostSums | None = None,
+) -> tuple[list[_Shaped], float, float, float]:
+    """Every component measured and weighed: the components shaped by their specs, the
+    quality points, the weight their confidence backs, and the score, unrounded (what
+    the compiled numbers are held to, bit for bit)."""
     followers = followers or Followers(None, None)
     audience = audience or AudienceCounts()
     if sums is None:
@@ -377,9 +398,40 @@ def score_credibility(
             factor = 1.0 - weight * (1.0 - effective)
             multiplier *= factor
         shaped.append((name, spec, value, samples, confidence, effective, factor, explain))
-    score = quality * multiplier
-    return Credibility(round(clamp(score, 0.0, 100.0), 2), round(backed / _QUALITY_WEIGHT, 4),
-                       Explanation(shaped, quality, score), round(quality, 2))
+    return shaped, quality, backed, quality * multiplier
+
+
+# The numbers compiled (native/src/scoring.rs) where they give this module's bits: its
+# sums of floats are Python 3.11's, added left to right (3.12's `sum` compensates).
+COMPILED_AVAILABLE = engagement_native is not None and sys.version_info[:2] == (3, 11)
+
+
+def score_credibility_compiled(
+    posts: list[PostView], counts: Counts, engagement: Engagement, actors: ActorSummary,
+    followers: Followers, audience: AudienceCounts, sums: PostSums,
+) -> Credibility:
+    """`score_credibility`, its numbers computed in compiled code: the same bits
+    (tests/unit/test_scoring_native.py), ~15x faster than the sixteen components in
+    Python (docs/benchmarks.md, "Cold scores compiled"). The components are the
+    reference's, scored again when first read: a body costs what it did, the numbers
+    that the gate, discovery and the cache read cost a fraction."""
+    numbers = engagement_native.credibility_numbers(sums, actors, followers, audience)
+    if numbers is None:  # a follower count past 2^53: Python's exact division decides
+        return score_credibility(posts, counts, engagement, actors, followers, audience, sums)
+    quality, backed, score = numbers
+    return Credibility(
+        round(clamp(score, 0.0, 100.0), 2), round(backed / _QUALITY_WEIGHT, 4),
+        Explanation(partial(_reference_components, posts, counts, engagement, actors,
+                            followers, audience, sums)),
+        round(quality, 2))
+
+
+def _reference_components(posts: list[PostView], counts: Counts, engagement: Engagement,
+                          actors: ActorSummary, followers: Followers,
+                          audience: AudienceCounts, sums: PostSums) -> dict[str, Component]:
+    explanation = score_credibility(posts, counts, engagement, actors, followers, audience,
+                                    sums).components
+    return dict(explanation.items())
 
 
 Explained = tuple[dict[str, Input], str]  # a component's inputs and its evidence
@@ -407,24 +459,24 @@ class Explanation(Mapping[str, Component]):
     and credibility, discovery's index keeps a few values. Rounding ~80 inputs and
     formatting an evidence string per component was most of the cost of a score, so
     each component measures its numbers and returns a function that explains them
-    (`Explained`); those run here, once, for the first caller that reads the components
-    (a body for HTTP or the change stream). What they explain is immutable (views of
-    posts, counts), so a late explanation is the one an eager one would have been.
+    (`Explained`); `build` runs those, once, for the first caller that reads the
+    components (a body for HTTP or the change stream). What they explain is immutable
+    (views of posts, counts), so a late explanation is the one an eager one would have
+    been.
     """
 
-    __slots__ = ("_built", "_quality", "_score", "_shaped")
+    __slots__ = ("_build", "_built")
 
-    def __init__(self, shaped: list[_Shaped], quality: float, score: float) -> None:
-        self._shaped = shaped
-        self._quality = quality  # unrounded, as the points share the deductions
-        self._score = score
+    def __init__(self, build: Callable[[], dict[str, Component]]) -> None:
+        self._build: Callable[[], dict[str, Component]] | None = build
         self._built: dict[str, Component] | None = None
 
     def _components(self) -> dict[str, Component]:
         built = self._built
         if built is None:
-            built = self._built = _explain(self._shaped, self._quality, self._score)
-            self._shaped = []  # the explanations' inputs are no longer needed
+            assert self._build is not None
+            built = self._built = self._build()
+            self._build = None  # the explanations' inputs are no longer needed
         return built
 
     def __getitem__(self, name: str) -> Component:

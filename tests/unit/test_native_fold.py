@@ -125,7 +125,7 @@ def stream(seed: int, length: int, accounts: int, actors: int, pace: float = 1.0
 def config(native: bool) -> EngineConfig:
     return EngineConfig(window_s=1 * 86_400.0, allowed_lateness_s=6 * HOUR, hot_accounts=2,
                         max_accounts=6, max_posts_per_account=4, max_event_ids=120,
-                        native_fold=native)
+                        native_fold=native, native_scoring=native)
 
 
 CHECKPOINT_EVERY = 50

@@ -1,5 +1,5 @@
-"""The same events give byte-identical score answers: the compiled codec against the
-Python reference, and both against a golden file recorded before the per-core work of
+"""The same events give byte-identical score answers: the compiled codec and scoring
+against the Python references, and both against a golden file recorded before the per-core work of
 issue 15 (the engine at e90b56b, which had neither the compiled codec nor the sharded
 store).
 
@@ -53,9 +53,9 @@ def stream() -> list[dict[str, Any]]:
     return events
 
 
-def replay(events: list[dict[str, Any]]) -> bytes:
+def replay(events: list[dict[str, Any]], compiled: bool) -> bytes:
     engine = Engine(EngineConfig(window_s=5 * DAY, hot_accounts=2,
-                                 max_accounts=MAX_ACCOUNTS))
+                                 max_accounts=MAX_ACCOUNTS, native_scoring=compiled))
     account_ids = sorted({event["account_id"] for event in events})
     bodies: list[bytes] = []
     step = len(events) // CHECKPOINTS
@@ -74,7 +74,7 @@ def with_codec(compiled: bool) -> bytes:
     try:
         if use is not None:
             use(compiled)
-        return replay(stream())
+        return replay(stream(), compiled)
     finally:
         if use is not None:
             use(True)
