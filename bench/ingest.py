@@ -231,8 +231,13 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, f
             helper.cancel()
         consumer.stop()
         await task
-    return timings(started, cpu_started, ended, cpu_ended, first or (ended, cpu_ended, count),
-                   count)
+    # The score-change stream's work (absent from an older --compare checkout's metrics).
+    stream = {name: value for name, metric in (
+                  ("rescores", "engagement_score_rescores_total"),
+                  ("published", "engagement_score_changes_published_total"))
+              if (value := metrics.registry.get_sample_value(metric)) is not None}
+    return {**timings(started, cpu_started, ended, cpu_ended,
+                      first or (ended, cpu_ended, count), count), **stream}
 
 
 def quix(topic: str, count: int, changelog: bool) -> float:
@@ -573,6 +578,9 @@ def main() -> None:
                     steady[kind] = max(steady.get(kind, 0.0), rate)
                     line += (f"; steady {answer['steady_seconds']:.2f} s {rate:>10,.0f} events/s"
                              f" (CPU {answer['steady_cpu_seconds']:.2f} s)")
+                if "rescores" in answer:  # the score-change stream's work in the run
+                    line += (f"; re-scored {answer['rescores']:,.0f}, published "
+                             f"{answer['published']:,.0f}")
                 print(line, flush=True)
         for contender in ("pipeline", *variants, *checkouts):
             # (a run too short to have a steady part, all of it in the first fetch, has none)

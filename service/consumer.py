@@ -1018,6 +1018,8 @@ class StreamProcessor:
             for account_id, score in checkpoint.score_changes]
         self._rescore.spent(checkpoint.rescored, checkpoint.rescore_seconds
                             + time.perf_counter() - started)
+        self.metrics.score_rescores.inc(checkpoint.rescored)
+        self.metrics.score_changes_published.inc(len(checkpoint.score_changes))
         return state, producer, checkpoint
 
     async def _commit(self, state: PartitionState, producer: AIOKafkaProducer | None,

@@ -230,6 +230,16 @@ class Metrics:
             "(ENGAGEMENT_SCORE_CHANGE_SHARE caps its cost; a backfill or catch-up "
             "raises this, live traffic keeps it near 0).", registry=r,
         )
+        self.score_rescores = Counter(
+            "engagement_score_rescores",
+            "Accounts scored afresh for the score-change stream (each at most once per "
+            "checkpoint; its rate is what ENGAGEMENT_SCORE_CHANGE_SHARE buys).", registry=r,
+        )
+        self.score_changes_published = Counter(
+            "engagement_score_changes_published",
+            "Score changes written to the score-change topic (tombstones included).",
+            registry=r,
+        )
         self.standby_partitions = Gauge(
             "engagement_standby_partitions",
             "Partitions this instance keeps a warm standby copy of.", registry=r,

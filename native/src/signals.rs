@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 
+use hashbrown::HashTable;
+use xxhash_rust::xxh3::xxh3_64;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -90,23 +92,77 @@ struct Batch {
 
 /// Signals bound for the signal topic's partitions since the last checkpoint, packed as
 /// they come: per target partition (in first-seen order) the records of
-/// `pack_signals`, its header added when the message is taken.
+/// `pack_signals`, its header added when the message is taken. A signal for an account
+/// and bucket that already has a record adds its counts to it (`RoutedSignals.add`).
 #[pyclass(module = "engagement_native")]
 #[derive(Default)]
 pub struct SignalBatches {
     batches: Vec<Batch>,
     positions: HashMap<u32, usize>,
+    /// Where each (target, bucket, account) has its record, found by the xxh3 of the
+    /// three: the newest record of the key, should an overflowing count have begun one.
+    records: HashTable<Record>,
     signals: usize,
 }
 
+/// A record's place: its batch and where it starts in the batch's body.
+#[derive(Clone, Copy)]
+struct Record {
+    hash: u64,
+    batch: u32,
+    at: u32,
+}
+
+/// A record's bytes: bucket_start (i64), three counts (u32), id length (u16), the id.
+const COUNTS_AT: usize = 8;
+const ID_AT: usize = 8 + 12 + 2;
+
+fn record_key(target: u32, bucket_start: i64, account_id: &[u8]) -> u64 {
+    let mut key = Vec::with_capacity(12 + account_id.len());
+    key.extend_from_slice(&target.to_le_bytes());
+    key.extend_from_slice(&bucket_start.to_le_bytes());
+    key.extend_from_slice(account_id);
+    xxh3_64(&key)
+}
+
 impl SignalBatches {
-    /// One signal for `target`: the record `pack_signals` writes for it.
+    /// One signal for `target`: added into the record of its account and bucket, or the
+    /// record `pack_signals` writes for it.
     pub(crate) fn add(&mut self, target: u32, bucket_start: i64, counts: [u32; 3], account_id: &[u8]) {
+        let hash = record_key(target, bucket_start, account_id);
+        let batches = &mut self.batches;
+        let found = self.records.find(hash, |record| {
+            let batch = &batches[record.batch as usize];
+            let body = &batch.body[record.at as usize..];
+            record.hash == hash
+                && batch.target == target
+                && body[..8] == bucket_start.to_le_bytes()
+                && u16::from_le_bytes([body[ID_AT - 2], body[ID_AT - 1]]) as usize == account_id.len()
+                && &body[ID_AT..ID_AT + account_id.len()] == account_id
+        }).copied();
+        if let Some(record) = found {
+            let body = &mut batches[record.batch as usize].body;
+            let at = record.at as usize + COUNTS_AT;
+            let sums: Option<Vec<u32>> = (0..3)
+                .map(|index| {
+                    let place = at + 4 * index;
+                    let before = u32::from_le_bytes(body[place..place + 4].try_into().expect("4 bytes"));
+                    before.checked_add(counts[index])
+                })
+                .collect();
+            if let Some(sums) = sums {
+                for (index, sum) in sums.iter().enumerate() {
+                    body[at + 4 * index..at + 4 * index + 4].copy_from_slice(&sum.to_le_bytes());
+                }
+                return;
+            }
+        }
         let position = *self.positions.entry(target).or_insert_with(|| {
             self.batches.push(Batch { target, count: 0, body: Vec::new() });
             self.batches.len() - 1
         });
         let batch = &mut self.batches[position];
+        let record = Record { hash, batch: position as u32, at: batch.body.len() as u32 };
         let body = &mut batch.body;
         body.extend_from_slice(&bucket_start.to_le_bytes());
         for count in counts {
@@ -116,6 +172,19 @@ impl SignalBatches {
         body.extend_from_slice(account_id);
         batch.count += 1;
         self.signals += 1;
+        match found {
+            // A count past u32 began a new record: later signals of the key go to it.
+            Some(old) => {
+                if let Ok(mut entry) =
+                    self.records.find_entry(hash, |known| known.batch == old.batch && known.at == old.at)
+                {
+                    *entry.get_mut() = record;
+                }
+            }
+            None => {
+                self.records.insert_unique(hash, record, |known| known.hash);
+            }
+        }
     }
 }
 
@@ -135,6 +204,7 @@ impl SignalBatches {
     fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let batches = std::mem::take(&mut self.batches);
         self.positions.clear();
+        self.records.clear();
         self.signals = 0;
         let mut messages = Vec::with_capacity(batches.len());
         for batch in batches {

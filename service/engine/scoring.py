@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from service.engine.account import PostView
 from service.engine.sketches import ActorSummary
@@ -146,8 +146,10 @@ COMPONENTS: dict[str, ComponentSpec] = {
 Input = int | float | str | bool | None
 
 
-@dataclass(frozen=True, slots=True)
-class Component:
+class Component(NamedTuple):
+    """One component of a score, explained. A named tuple, not a frozen dataclass: a
+    body builds sixteen, and a frozen dataclass took 2 us each to build (0.8 here)."""
+
     name: str
     weight: float
     value: float

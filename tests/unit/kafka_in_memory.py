@@ -114,9 +114,15 @@ class _Admin:
     async def list_topics(self) -> list[str]:
         return list(self.broker.logs)
 
-    async def create_topics(self, topics: Iterable[Any]) -> None:
+    async def create_topics(self, topics: Iterable[Any]) -> Any:
+        errors = []
         for topic in topics:
-            self.broker.create(topic.name, topic.num_partitions)
+            known = topic.name in self.broker.logs
+            if not known:
+                self.broker.create(topic.name, topic.num_partitions)
+            errors.append({"topic": topic.name, "error_code": 36 if known else 0,
+                           "error_message": None})
+        return SimpleNamespace(to_object=lambda: {"topic_errors": errors})
 
     async def describe_cluster(self) -> dict[str, Any]:
         return {"brokers": [{"node_id": 1}]}

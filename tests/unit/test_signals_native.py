@@ -30,6 +30,7 @@ from service.engine.audience import (
     RoutedSignals,
     pack_interactions,
     pack_signals,
+    unpack_signals,
 )
 from service.engine.engine import NATIVE_SIGNALS_AVAILABLE
 from service.partition_state import PartitionState
@@ -325,3 +326,28 @@ def test_signals_bring_large_packed_accounts_into_a_full_hot_set_as_the_referenc
     assert compiled.accounts.stats == reference.accounts.stats
     assert compiled.accounts.stats.unpacks > 100
     assert compiled.accounts.stats.packed_folds > 100
+
+
+def test_signals_of_one_account_and_bucket_add_up_until_the_checkpoint() -> None:
+    """Each message judged gives a signal per account it touched: until the checkpoint
+    takes them, one account and bucket keep one record, its counts the sum; a count past
+    32 bits begins a new record, which the next signals of the key then add to."""
+    out = RoutedSignals()
+    out.add(1, AudienceSignal("a", 0.0, 3, 1, 0))
+    out.add(1, AudienceSignal("b", 0.0, 1, 0, 0))
+    out.add(1, AudienceSignal("a", 0.0, 2, 0, 1))
+    out.add(1, AudienceSignal("a", 172_800.0, 1, 0, 0))  # another bucket
+    out.add(2, AudienceSignal("a", 0.0, 1, 0, 0))  # another partition
+    assert len(out) == 4
+    messages = dict(out.take())
+    assert unpack_signals(messages[1]) == [AudienceSignal("a", 0.0, 5, 1, 1),
+                                           AudienceSignal("b", 0.0, 1, 0, 0),
+                                           AudienceSignal("a", 172_800.0, 1, 0, 0)]
+    assert unpack_signals(messages[2]) == [AudienceSignal("a", 0.0, 1, 0, 0)]
+    assert not out
+    most = 2**32 - 1
+    out.add(0, AudienceSignal("a", 0.0, most - 1, 0, 0))
+    out.add(0, AudienceSignal("a", 0.0, 2, 0, 0))  # past 32 bits: a record of its own
+    out.add(0, AudienceSignal("a", 0.0, 3, 0, 0))
+    assert unpack_signals(out.take()[0][1]) == [AudienceSignal("a", 0.0, most - 1, 0, 0),
+                                                AudienceSignal("a", 0.0, 5, 0, 0)]
