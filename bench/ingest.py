@@ -231,8 +231,10 @@ async def pipeline(topic: str, count: int, compiled: bool = True) -> dict[str, f
             helper.cancel()
         consumer.stop()
         await task
-    # The score-change stream's work (absent from an older --compare checkout's metrics).
+    # The audience signals folded, the score-change stream's work (absent from an older
+    # --compare checkout's metrics).
     stream = {name: value for name, metric in (
+                  ("signals", "engagement_audience_signals_total"),
                   ("rescores", "engagement_score_rescores_total"),
                   ("published", "engagement_score_changes_published_total"))
               if (value := metrics.registry.get_sample_value(metric)) is not None}
@@ -578,6 +580,8 @@ def main() -> None:
                     steady[kind] = max(steady.get(kind, 0.0), rate)
                     line += (f"; steady {answer['steady_seconds']:.2f} s {rate:>10,.0f} events/s"
                              f" (CPU {answer['steady_cpu_seconds']:.2f} s)")
+                if "signals" in answer:
+                    line += f"; signals {answer['signals']:,.0f}"
                 if "rescores" in answer:  # the score-change stream's work in the run
                     line += (f"; re-scored {answer['rescores']:,.0f}, published "
                              f"{answer['published']:,.0f}")
