@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use hashbrown::HashTable;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -117,12 +117,25 @@ struct Record {
 const COUNTS_AT: usize = 8;
 const ID_AT: usize = 8 + 12 + 2;
 
+/// The hash of a record's key: the id's, seeded with its bucket and target.
 fn record_key(target: u32, bucket_start: i64, account_id: &[u8]) -> u64 {
-    let mut key = Vec::with_capacity(12 + account_id.len());
-    key.extend_from_slice(&target.to_le_bytes());
-    key.extend_from_slice(&bucket_start.to_le_bytes());
-    key.extend_from_slice(account_id);
-    xxh3_64(&key)
+    xxh3_64_with_seed(account_id, (bucket_start as u64).rotate_left(32) ^ u64::from(target))
+}
+
+/// Adds `counts` to the three of a record's counts at `at`, unless one would pass u32.
+fn add_counts(counts_at: &mut [u8], counts: [u32; 3]) -> bool {
+    let mut sums = [0u32; 3];
+    for (index, sum) in sums.iter_mut().enumerate() {
+        let before = u32::from_le_bytes(counts_at[4 * index..4 * index + 4].try_into().expect("4 bytes"));
+        match before.checked_add(counts[index]) {
+            Some(total) => *sum = total,
+            None => return false,
+        }
+    }
+    for (index, sum) in sums.iter().enumerate() {
+        counts_at[4 * index..4 * index + 4].copy_from_slice(&sum.to_le_bytes());
+    }
+    true
 }
 
 impl SignalBatches {
@@ -141,19 +154,8 @@ impl SignalBatches {
                 && &body[ID_AT..ID_AT + account_id.len()] == account_id
         }).copied();
         if let Some(record) = found {
-            let body = &mut batches[record.batch as usize].body;
             let at = record.at as usize + COUNTS_AT;
-            let sums: Option<Vec<u32>> = (0..3)
-                .map(|index| {
-                    let place = at + 4 * index;
-                    let before = u32::from_le_bytes(body[place..place + 4].try_into().expect("4 bytes"));
-                    before.checked_add(counts[index])
-                })
-                .collect();
-            if let Some(sums) = sums {
-                for (index, sum) in sums.iter().enumerate() {
-                    body[at + 4 * index..at + 4 * index + 4].copy_from_slice(&sum.to_le_bytes());
-                }
+            if add_counts(&mut batches[record.batch as usize].body[at..at + 12], counts) {
                 return;
             }
         }
@@ -193,6 +195,12 @@ impl SignalBatches {
     #[new]
     fn new() -> Self {
         SignalBatches::default()
+    }
+
+    /// One signal, as `observe_routed` adds them (`RoutedSignals.add`'s counterpart).
+    #[pyo3(name = "add", signature = (target, bucket_start, interactions, busy, farm_like, account_id, /))]
+    fn py_add(&mut self, target: u32, bucket_start: i64, interactions: u32, busy: u32, farm_like: u32, account_id: &str) {
+        self.add(target, bucket_start, [interactions, busy, farm_like], account_id.as_bytes());
     }
 
     /// Signals gathered since the messages were last taken.

@@ -351,3 +351,20 @@ def test_signals_of_one_account_and_bucket_add_up_until_the_checkpoint() -> None
     out.add(0, AudienceSignal("a", 0.0, 3, 0, 0))
     assert unpack_signals(out.take()[0][1]) == [AudienceSignal("a", 0.0, most - 1, 0, 0),
                                                 AudienceSignal("a", 0.0, 5, 0, 0)]
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.sampled_from([0, 172_800, -172_800]),
+                          st.sampled_from([0, 1, 7, 2**31, 2**32 - 2, 2**32 - 1]),
+                          st.sampled_from([0, 1, 2**32 - 1]), st.sampled_from([0, 3]),
+                          st.sampled_from(["a", "b", "acct-1", ""])), max_size=30))
+def test_the_compiled_batches_add_up_as_the_reference(
+        signals: list[tuple[int, int, int, int, int, str]]) -> None:
+    """The same signals into `SignalBatches` and the reference `RoutedSignals`: the same
+    messages, merges and 32-bit overflows included."""
+    compiled, reference = engagement_native.SignalBatches(), RoutedSignals()
+    for target, bucket, interactions, busy, farm_like, account_id in signals:
+        compiled.add(target, bucket, interactions, busy, farm_like, account_id)
+        reference.add(target, AudienceSignal(account_id, float(bucket), interactions, busy,
+                                             farm_like))
+    assert len(compiled) == len(reference)
+    assert compiled.take() == reference.take()
