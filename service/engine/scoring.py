@@ -413,10 +413,10 @@ def score_credibility_compiled(
     followers: Followers, audience: AudienceCounts, sums: PostSums,
 ) -> Credibility:
     """`score_credibility`, its numbers computed in compiled code: the same bits
-    (tests/unit/test_scoring_native.py), ~15x faster than the sixteen components in
-    Python (docs/benchmarks.md, "Cold scores compiled"). The components are the
-    reference's, scored again when first read: a body costs what it did, the numbers
-    that the gate, discovery and the cache read cost a fraction."""
+    (tests/unit/test_scoring_native.py), 1.3 us against 26 us for the sixteen components
+    in Python (docs/benchmarks.md, "Session 14"). The components are the reference's,
+    measured again when first read: a body costs what it did, the numbers that the gate,
+    discovery and the cache read cost a fraction."""
     numbers = engagement_native.credibility_numbers(sums, actors, followers, audience)
     if numbers is None:  # a follower count past 2^53: Python's exact division decides
         return score_credibility(posts, counts, engagement, actors, followers, audience, sums)
@@ -431,9 +431,9 @@ def score_credibility_compiled(
 def _reference_components(posts: list[PostView], counts: Counts, engagement: Engagement,
                           actors: ActorSummary, followers: Followers,
                           audience: AudienceCounts, sums: PostSums) -> dict[str, Component]:
-    explanation = score_credibility(posts, counts, engagement, actors, followers, audience,
-                                    sums).components
-    return dict(explanation.items())
+    shaped, quality, _, score = weigh_components(posts, counts, engagement, actors,
+                                                 followers, audience, sums)
+    return _explain(shaped, quality, score)
 
 
 Explained = tuple[dict[str, Input], str]  # a component's inputs and its evidence
