@@ -860,6 +860,15 @@ fn python_min(current: f64, candidate: f64) -> f64 {
     }
 }
 
+/// Python's `max(a, b)`: `a` unless `b > a`.
+fn python_max(current: f64, candidate: f64) -> f64 {
+    if candidate > current {
+        candidate
+    } else {
+        current
+    }
+}
+
 impl Codec {
     /// Asks for the objects that packing an account reads, one level of the account at a
     /// time: its posts, ids, follower entries and sketches, then their fields, then the

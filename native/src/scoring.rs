@@ -19,6 +19,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use crate::{python_max, python_min};
+
 // scoring.py's constants, in its order. `constants()` returns them, and a test compares
 // them with the module's, so a tuned threshold cannot leave this copy behind.
 const NEUTRAL: f64 = 0.5;
@@ -75,18 +77,8 @@ const COMPONENTS: [(&str, bool, f64, i64); 16] = [
     ("off_topic_conversation", false, 0.7, 50),
 ];
 
-/// Python's `max(a, b)`: `b` only if it is greater, so `a` on ties and NaN.
-fn py_max(a: f64, b: f64) -> f64 {
-    if b > a { b } else { a }
-}
-
-/// Python's `min(a, b)`: `b` only if it is smaller.
-fn py_min(a: f64, b: f64) -> f64 {
-    if b < a { b } else { a }
-}
-
 fn clamp(value: f64) -> f64 {
-    py_max(0.0, py_min(1.0, value))
+    python_max(0.0, python_min(1.0, value))
 }
 
 /// Python's `base ** exponent` for a positive base, through the same libm `pow`.
@@ -185,9 +177,9 @@ impl Inputs {
         let per_post = self.per_post();
         let ratio_now = ratio_to_normal(per_post, now);
         let ratio_start = if start == now { ratio_now } else { ratio_to_normal(per_post, start) };
-        let value = py_min(
-            engagement_fit_value(py_min(ratio_now, FIT_BEST_RATIO)),
-            engagement_fit_value(py_max(ratio_start, FIT_BEST_RATIO)),
+        let value = python_min(
+            engagement_fit_value(python_min(ratio_now, FIT_BEST_RATIO)),
+            engagement_fit_value(python_max(ratio_start, FIT_BEST_RATIO)),
         );
         (value, self.posts_with_followers)
     }
@@ -269,9 +261,9 @@ impl Inputs {
             return (1.0, 0);
         }
         let growth = ratio(now, start) - 1.0;
-        let unexplained = py_max(
+        let unexplained = python_max(
             0.0,
-            growth - py_max(0.0, engagement_growth(&self.interactions)) - FOLLOWER_ORGANIC_GROWTH,
+            growth - python_max(0.0, engagement_growth(&self.interactions)) - FOLLOWER_ORGANIC_GROWTH,
         );
         let value =
             clamp(1.0 - unexplained / (FOLLOWER_ZERO_GROWTH - FOLLOWER_ORGANIC_GROWTH));
@@ -288,7 +280,7 @@ impl Inputs {
             return (1.0, 0);
         }
         let total: i64 = engagement.iter().sum();
-        let supported = py_max(supported_followers(ratio(total, engagement.len() as i64)), 1.0);
+        let supported = python_max(supported_followers(ratio(total, engagement.len() as i64)), 1.0);
         let mut worst = 0.0;
         let last = counts.len() - 1;
         let mut before: i64 = 0;
@@ -306,7 +298,7 @@ impl Inputs {
                 0.0
             };
             let response = if mean_before > 0.0 { after / mean_before - 1.0 } else { 0.0 };
-            let unexplained = gain as f64 / supported - py_max(0.0, response);
+            let unexplained = gain as f64 / supported - python_max(0.0, response);
             if unexplained > worst {
                 worst = unexplained;
             }
@@ -438,7 +430,7 @@ fn off_topic_engagement(niche: &[f64], off: &[f64]) -> Measured {
     }
     let off_mean = sum(off) / off.len() as f64;
     let (off_posts, niche_posts) = (off.len() as i64, niche.len() as i64);
-    let shortfall = py_max(0.0, niche_mean - off_mean) * off_posts as f64
+    let shortfall = python_max(0.0, niche_mean - off_mean) * off_posts as f64
         / (niche_mean * (niche_posts + off_posts) as f64);
     let value = clamp(
         1.0 - (shortfall - OFF_TOPIC_TOLERATED_SHORTFALL)
@@ -451,7 +443,7 @@ fn off_topic_conversation(niche_deep: f64, off_deep: f64, off_total: i64) -> Mea
     if off_total == 0 || niche_deep <= 0.0 {
         return (1.0, 0);
     }
-    let drop = py_max(0.0, 1.0 - off_deep / niche_deep);
+    let drop = python_max(0.0, 1.0 - off_deep / niche_deep);
     let value = clamp(
         1.0 - (drop - OFF_TOPIC_TOLERATED_DROP) / (OFF_TOPIC_ZERO_DROP - OFF_TOPIC_TOLERATED_DROP),
     );
