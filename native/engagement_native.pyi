@@ -1,6 +1,7 @@
 """Typed stubs of the compiled parts (native/src/): the packed-account codec (lib.rs),
 the actor side of the audience signal (actors.rs) and both ends of its signal topic
-(signals.rs), the dedupe memory (dedupe.rs), a credibility score's numbers (scoring.rs),
+(signals.rs), the dedupe memory (dedupe.rs), the account store's checkpoint drain
+(store.rs), a credibility score's numbers (scoring.rs),
 the interaction decoder (wire.rs) and the batch fold of events (fold.rs), which folds an
 event for a packed account into its bytes (packed.rs, no Python-visible API) and routes
 its interactions into batches for the repartition topic (routes.rs), Kafka record
@@ -11,7 +12,7 @@ and `service/engine/scoring.py`
 hold the pure-Python references and select the implementation; the tests hold each pair
 to the same bytes, the same accounts, the same verdicts and the same answers."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 from service.engine.account import Account, Post
@@ -176,6 +177,11 @@ class SignalFold:
     def fold(self, engine: Engine, accounts: AccountStore, message: bytes, /) -> int | None: ...
 
 def partition_for(account_id: str, partitions: int) -> int: ...
+
+def drain_packed(
+    shards: list[dict[str, Account | bytes]], changed: dict[str, int],
+    hot: MutableMapping[str, Account], pack_many: Callable[[list[Account]], list[bytes]],
+    most: int, batch: int, /) -> list[tuple[str, bytes | None]]: ...
 
 def credibility_numbers(
     sums: PostSums, actors: ActorSummary, followers: Followers, audience: AudienceCounts, /

@@ -26,6 +26,7 @@ mod records;
 mod batch_builder;
 mod routes;
 mod scoring;
+mod store;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1392,5 +1393,6 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<signals::SignalBatches>()?;
     module.add_class::<signals::SignalFold>()?;
     module.add_function(wrap_pyfunction!(signals::py_partition_for, module)?)?;
+    module.add_function(wrap_pyfunction!(store::drain_packed, module)?)?;
     Ok(())
 }

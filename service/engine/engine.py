@@ -198,7 +198,7 @@ class EngineStats:
 class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.accounts = AccountStore(self.config.hot_accounts)
+        self.accounts = AccountStore(self.config.hot_accounts, self.config.native_fold)
         self.partitions: dict[int, PartitionClock] = {}
         self.stats = EngineStats()
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first

@@ -49,6 +49,11 @@ from dataclasses import dataclass
 from service.engine import packing
 from service.engine.account import Account
 
+try:
+    import engagement_native
+except ImportError:  # not built: the Python drain serves
+    engagement_native = None  # type: ignore[assignment]
+
 Limits = Mapping[int, tuple[float, int]]  # partition -> (horizon, first live actor bucket)
 ACTIVITY_SHARDS = 64
 _SHARD_MASK = ACTIVITY_SHARDS - 1
@@ -126,8 +131,10 @@ class StoreStats:
 
 
 class AccountStore:
-    def __init__(self, hot_capacity: int) -> None:
+    def __init__(self, hot_capacity: int, compiled_drain: bool = True) -> None:
         self.hot_capacity = hot_capacity
+        # The checkpoint's drain in compiled code where it is built (`drain_packed`).
+        self.compiled_drain = compiled_drain
         self.packed_fold_max_bytes = PACKED_FOLD_MAX_BYTES  # read by the compiled fold
         # Each shard least recently active first. A value is the account itself while
         # hot, its packed bytes when not.
@@ -317,11 +324,19 @@ class AccountStore:
         packed `EVICTION_BATCH` at a time (`packing.pack_many`), their memory reads
         overlapped, and those that would have stayed packed through as many folds are
         left packed."""
+        changed = self.drain_changed()
+        if self.compiled_drain and engagement_native is not None:
+            return engagement_native.drain_packed(self._shards, changed, self._hot,
+                                                  packing.pack_many,
+                                                  self.packed_fold_max_bytes, EVICTION_BATCH)
+        return self._drain_packed(changed)
+
+    def _drain_packed(self, changed: dict[str, int]) -> list[tuple[str, bytes | None]]:
+        """`drain_packed` in Python: the reference of the compiled one (native/src/store.rs)."""
         shards = self._shards
         drained: list[tuple[str, bytes | None]] = []
         hot_ids: list[str] = []
         hot_accounts: list[Account] = []
-        changed = self.drain_changed()
         for account_id in changed:
             held = shards[_shard_of(account_id)].get(account_id)
             if held is None or isinstance(held, bytes):
