@@ -20,8 +20,6 @@ compiled core's, per size and order.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import json
 import random
@@ -60,18 +58,12 @@ def workload(ids: int, order: str) -> list[tuple[int, str]]:
 STRUCTURES = ("strings", "reference", "compiled")
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-
 def malloc_in_use() -> int:
-    """Bytes glibc's malloc has handed out and not got back (heap and mmap'd blocks)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    libc.mallinfo2.restype = _MallInfo2
-    info = libc.mallinfo2()
-    return int(info.uordblks + info.hblkhd)
+    """Bytes the compiled extension's Rust code holds (it counts its own allocations,
+    which go to mimalloc: native/src/lib.rs)."""
+    import engagement_native
+
+    return int(engagement_native.allocated_bytes())
 
 
 def prehashed_insert_s(structure: str, pairs: list[tuple[int, str]]) -> float:

@@ -984,7 +984,7 @@ class StreamProcessor:
         now = time.monotonic()
         rescore = self._rescore.allowances(
             now - self._last_checkpoint_at,
-            {s.partition: s.rescores_pending + len(s.engine.accounts.changed)
+            {s.partition: s.rescores_pending + s.engine.accounts.changed_count()
              for s in active})
         self._last_checkpoint_at = now
         return [self._take(s, rescore[s.partition]) for s in active]
@@ -1000,8 +1000,8 @@ class StreamProcessor:
         producer = self._producers.get(partition)
         if producer is None:
             return state, None, None
-        if self.on_checkpoint is not None and state.engine.accounts.changed:
-            self.on_checkpoint(partition, state.engine.accounts.changed)
+        if self.on_checkpoint is not None and state.engine.accounts.changed_count():
+            self.on_checkpoint(partition, state.engine.accounts.changed_folds())
         settings = self.settings
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals,
                                       rescore)

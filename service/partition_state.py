@@ -232,7 +232,7 @@ class PartitionState:
     @property
     def uncommitted(self) -> bool:
         """Whether the state holds changes that no checkpoint has committed yet."""
-        return bool(self.engine.accounts.changed or self._pending_records
+        return bool(self.engine.accounts.changed_count() or self._pending_records
                     or self.interactions_out or self.signals_out or self._pending_produced)
 
     @property
@@ -471,7 +471,7 @@ class PartitionState:
         """A checkpoint that did not commit: its accounts are written next time (their
         newest state then); id segments and the tombstones of expired ones (no longer in
         `segments`, so never found again) are kept under their keys and rewritten."""
-        changed = self.engine.accounts.changed
+        accounts = self.engine.accounts
         self._checkpointed_position = -1  # the clock must be written again
         for key, value in records:
             if key == CLOCK_KEY:
@@ -479,7 +479,7 @@ class PartitionState:
             if key.startswith((GATE_PREFIX, IDS_PREFIX)):
                 self._pending_records.append((key, value))
                 continue
-            changed.setdefault(key.decode(), 0)
+            accounts.mark_changed(key.decode())
 
     def _new_segments(self) -> Iterator[Record]:
         event_ids = self.clock.event_ids

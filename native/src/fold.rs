@@ -26,14 +26,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
-use crate::actors::crc32;
 use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::packed::{PackedAccount, Settings as PackedSettings};
 use crate::records::FetchedRecords;
 use crate::routes::InteractionBatch;
+use crate::table::{AccountTable, Found};
 use crate::wire::{decode_wire, EventKind, WireEvent};
 use crate::{
-    account_slot, allocate, ACTIVITY_SHARD_MASK, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
+    account_slot, allocate, post_slot, sketch_slot, Layout, ACCOUNT_SLOTS, POST_SLOTS, SKETCH_SLOTS,
 };
 
 const DEDUPE_BUCKET_S: f64 = 3_600.0;
@@ -147,7 +147,6 @@ struct Scalars {
     late_after_forgetting: i64, // added since the last flush
     lag_counts: [i64; LAG_BUCKETS], // likewise
     lag_sum: f64,
-    packed_folds: i64, // added since the last flush
     /// Whether anything above changed since the last load or flush.
     dirty: bool,
 }
@@ -161,15 +160,8 @@ struct Context<'py> {
     /// The compiled dedupe memory behind `event_ids` (EventIds.core), unless the
     /// reference serves.
     core: Option<Bound<'py, EventIdsCore>>,
-    accounts: Bound<'py, PyAny>,
-    store_stats: Bound<'py, PyAny>,
-    shards: Bound<'py, PyList>,
-    hot: Bound<'py, PyAny>,
-    /// AccountStore.packed_fold_max_bytes: a packed account is made hot once its folds
-    /// since the last checkpoint (`changed`) times its size would pass it.
-    packed_fold_max_bytes: usize,
-    /// AccountStore.changed: events and signals per account since the last checkpoint.
-    changed: Bound<'py, PyDict>,
+    /// The engine's store (`CompiledAccountStore`).
+    accounts: Bound<'py, AccountTable>,
     routes: Bound<'py, PyDict>,
     partition: Bound<'py, PyAny>,
     /// The partition as a packed account's header holds it.
@@ -190,7 +182,6 @@ impl<'py> Context<'py> {
             late_after_forgetting: 0,
             lag_counts: [0; LAG_BUCKETS],
             lag_sum: self.stats.getattr(intern!(py, "event_lag_sum_s"))?.extract()?,
-            packed_folds: 0,
             dirty: false,
         })
     }
@@ -220,12 +211,6 @@ impl<'py> Context<'py> {
             }
         }
         self.stats.setattr(intern!(py, "event_lag_sum_s"), scalars.lag_sum)?;
-        if scalars.packed_folds != 0 {
-            let name = intern!(py, "packed_folds");
-            let before: i64 = self.store_stats.getattr(name)?.extract()?;
-            self.store_stats.setattr(name, before + scalars.packed_folds)?;
-            scalars.packed_folds = 0;
-        }
         Ok(())
     }
 }
@@ -317,17 +302,11 @@ impl Fold {
             clock: clock.clone(),
             event_ids,
             core,
-            accounts: accounts.clone(),
-            store_stats: accounts.getattr(intern!(py, "stats"))?,
-            shards: accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?,
-            hot: accounts.getattr(intern!(py, "_hot"))?,
-            packed_fold_max_bytes: accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?,
-            changed: accounts.getattr(intern!(py, "changed"))?.cast_into::<PyDict>()?,
+            accounts: accounts.cast::<AccountTable>()?.clone(),
             routes: routes.clone(),
             partition: partition.clone(),
             partition_number: partition.extract()?,
         };
-        let move_to_end = context.hot.getattr(intern!(py, "move_to_end"))?;
         let mut scalars = context.load()?;
         let mut counts = [0i64; KINDS * 3];
         let started = Instant::now();
@@ -352,7 +331,7 @@ impl Fold {
                         let (key, value) = fetched.key_value(py, index);
                         match value {
                             Some(value) => self.fold_one(
-                                &context, &move_to_end, &mut scalars, &mut counts, key, value,
+                                &context, &mut scalars, &mut counts, key, value,
                                 partitions, now, max_event_bytes, max_future_skew_s,
                             )?,
                             None => Step::Stop,
@@ -362,7 +341,7 @@ impl Fold {
                         let record = records.get_item(index)?;
                         match key_value(&record)? {
                             Some((key, value)) => self.fold_one(
-                                &context, &move_to_end, &mut scalars, &mut counts,
+                                &context, &mut scalars, &mut counts,
                                 key.as_ref().map(|key| key.as_bytes()), value.as_bytes(),
                                 partitions, now, max_event_bytes, max_future_skew_s,
                             )?,
@@ -417,7 +396,6 @@ impl Fold {
     fn fold_one<'py>(
         &self,
         context: &Context<'py>,
-        move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
         counts: &mut [i64; KINDS * 3],
         key: Option<&[u8]>,
@@ -476,39 +454,33 @@ impl Fold {
         }
         scalars.lag_sum += lag;
 
-        let account_id = id_string(py, wire.account_id)?;
-        let shard = context
-            .shards
-            .get_item((crc32(wire.account_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?
-            .cast_into::<PyDict>()?;
-        let held = shard.get_item(&account_id)?;
         let actor = match wire.kind {
             EventKind::Like | EventKind::Comment | EventKind::Share => Some(actor_hash(wire.actor_id)),
             EventKind::Post | EventKind::Followers => None,
         };
-        if let Some(packed) = held.as_ref().and_then(|held| held.cast::<PyBytes>().ok()) {
-            // AccountStore.activate of a packed account within its allowance.
-            let within =
-                packed_folds_within(&context.changed, &account_id, packed.as_bytes().len(), context.packed_fold_max_bytes)?;
-            if let Some(folds) = within {
-                let folded =
-                    self.fold_packed(packed.as_bytes(), &wire, kind, actor, scalars.changes + 1, context.partition_number);
-                if let Some(folded) = folded {
-                    scalars.changes += 1;
-                    scalars.packed_folds += 1;
-                    shard.del_item(&account_id)?; // re-inserted: the most recently active
-                    shard.set_item(&account_id, PyBytes::new(py, &folded))?;
-                    context.changed.set_item(&account_id, folds)?;
+        let found = context.accounts.borrow().lookup(py, wire.account_id.as_bytes());
+        if let Found::Packed(at) = found {
+            // AccountStore.activate of a packed account within its allowance: the event
+            // folded into its bytes in place.
+            let mut table = context.accounts.borrow_mut();
+            if table.packed_fold_within(py, at) {
+                let mut written = table.scratch();
+                let version = scalars.changes + 1;
+                if self.fold_packed(table.packed_bytes(py, at), &wire, kind, actor, version, context.partition_number, &mut written) {
+                    scalars.changes = version;
+                    table.store_packed_fold(py, at, written);
+                    table.activity(at);
+                    drop(table);
                     counts[kind * 3 + COUNTED] += 1;
                     if let Some(actor) = actor {
                         self.route(context, actor % partitions, actor, wire.account_id, occurred_at)?;
                     }
                     return Ok(Step::Folded);
                 }
+                table.give_back_scratch(written);
             }
         }
-        let (account, stays_packed) =
-            self.activate(context, move_to_end, scalars, &shard, held, account_id)?;
+        let (account, stays_packed) = self.activate(context, scalars, found, wire.account_id)?;
         scalars.changes += 1;
         let layout = &self.account;
         let fields = layout.offsets_for(&account);
@@ -554,8 +526,9 @@ impl Fold {
         actor: Option<u64>,
         version: i64,
         partition: u32,
-    ) -> Option<Vec<u8>> {
-        let mut account = PackedAccount::read(packed)?;
+        written: &mut Vec<u8>,
+    ) -> bool {
+        let Some(mut account) = PackedAccount::read(packed) else { return false };
         let occurred_at = wire.occurred_at_s;
         let settings = PackedSettings { burst_window_s: self.burst_window_s, max_posts: self.max_posts };
         account.touch(occurred_at);
@@ -573,9 +546,11 @@ impl Fold {
                 floor_index(occurred_at, self.actor_bucket_s),
                 floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize,
             ),
-            (_, None) => return None,
+            (_, None) => return false,
         }
-        Some(account.write(partition, u64::try_from(version).ok()?))
+        let Ok(version) = u64::try_from(version) else { return false };
+        account.write_into(written, partition, version);
+        true
     }
 
     /// EventIds.add.
@@ -592,32 +567,28 @@ impl Fold {
 
     /// Engine._account_for: AccountStore.activate for a hot account, else the Python.
     /// Returns the account and whether it stays packed (`AccountStore.put_back` once the
-    /// event is folded). A hot account's store dicts are reached with its own id object,
-    /// which they most likely hold already: a lookup matches it by identity without
-    /// comparing the (cold) text.
+    /// event is folded).
     fn activate<'py>(
         &self,
         context: &Context<'py>,
-        move_to_end: &Bound<'py, PyAny>,
         scalars: &mut Scalars,
-        shard: &Bound<'py, PyDict>,
-        held: Option<Bound<'py, PyAny>>,
-        account_id: Bound<'py, PyString>,
+        found: Found,
+        account_id: &str,
     ) -> PyResult<(Bound<'py, PyAny>, bool)> {
         let py = context.engine.py();
-        if let Some(held) = held {
-            if held.get_type().is(self.account.class.bind(py)) {
+        if let Found::Hot(at) = found {
+            let mut table = context.accounts.borrow_mut();
+            if let Some(held) = table.hot_account(py, at).filter(|held| held.get_type().is(self.account.class.bind(py))) {
+                table.count_fold(at);
+                table.activity(at); // now the most recently active of its shard
+                table.used(at);
+                drop(table);
                 let fields = self.account.offsets_for(&held);
-                let own_id = self.account.get(&held, fields, account_slot::ACCOUNT_ID)?;
-                // Re-inserted: now the most recently active of its shard.
-                shard.del_item(&own_id)?;
-                shard.set_item(&own_id, &held)?;
-                count_fold(&context.changed, &own_id)?;
-                move_to_end.call1((&own_id,))?;
                 self.account.set(&held, fields, account_slot::PARTITION, context.partition.clone())?;
                 return Ok((held, false));
             }
         }
+        let account_id = id_string(py, account_id)?;
         // Packed or new: unpacked, or created (and another account evicted at the cap).
         context.flush(scalars)?;
         let (account, stays_packed): (Bound<'py, PyAny>, bool) = context
@@ -931,32 +902,6 @@ impl Fold {
     }
 }
 
-/// The account's events and signals since the last checkpoint (AccountStore.changed).
-fn folds_since_checkpoint(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<usize> {
-    match changed.get_item(account_id)? {
-        Some(folds) => folds.extract(),
-        None => Ok(0),
-    }
-}
-
-/// AccountStore._count_fold, for a hot account.
-pub(crate) fn count_fold(changed: &Bound<'_, PyDict>, account_id: &Bound<'_, PyAny>) -> PyResult<()> {
-    changed.set_item(account_id, folds_since_checkpoint(changed, account_id)? + 1)
-}
-
-/// AccountStore._for_change's allowance for a packed account of `packed_len` bytes: its
-/// folds since the last checkpoint with this one, if they times its size stay within
-/// `most`; None if not (the store then makes it hot).
-pub(crate) fn packed_folds_within(
-    changed: &Bound<'_, PyDict>,
-    account_id: &Bound<'_, PyString>,
-    packed_len: usize,
-    most: usize,
-) -> PyResult<Option<usize>> {
-    let folds = folds_since_checkpoint(changed, account_id)? + 1;
-    Ok(Some(folds).filter(|folds| folds.saturating_mul(packed_len) <= most))
-}
-
 /// `object.field += 1` for an int field.
 #[inline]
 fn increment(layout: &Layout, object: &Bound<'_, PyAny>, fields: Option<&[isize]>, field: usize) -> PyResult<()> {
@@ -970,7 +915,7 @@ mod tests {
 
     #[test]
     fn crc32_is_zlibs() {
-        assert_eq!(crc32(b"hello"), 0x3610_a686);
+        assert_eq!(crate::actors::crc32(b"hello"), 0x3610_a686);
         assert_eq!(crc32(b""), 0);
     }
 

@@ -16,6 +16,57 @@
 //! one interaction message in wire.rs, and the batch fold of a partition's records
 //! (`Engine.fold_records`) in fold.rs.
 
+// The extension's own allocations (a packed account read and written per event, the
+// batches' tables) go to mimalloc: glibc's malloc and free were ~7% of the wide fold
+// (docs/benchmarks.md, "Session 15"). Counted, so that tests and benches can still tell
+// what the compiled cores hold (`allocated_bytes`), as glibc's mallinfo did.
+struct CountedMimalloc;
+
+static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for CountedMimalloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let at = mimalloc::MiMalloc.alloc(layout);
+        if !at.is_null() {
+            ALLOCATED.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        at
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let at = mimalloc::MiMalloc.alloc_zeroed(layout);
+        if !at.is_null() {
+            ALLOCATED.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        at
+    }
+
+    unsafe fn dealloc(&self, at: *mut u8, layout: std::alloc::Layout) {
+        mimalloc::MiMalloc.dealloc(at, layout);
+        ALLOCATED.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, at: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let moved = mimalloc::MiMalloc.realloc(at, layout, new_size);
+        if !moved.is_null() {
+            ALLOCATED.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+            ALLOCATED.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountedMimalloc = CountedMimalloc;
+
+/// Bytes the extension's Rust code holds allocated now (as requested, before the
+/// allocator's rounding).
+#[pyfunction]
+fn allocated_bytes() -> usize {
+    ALLOCATED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+
 mod actors;
 mod fold;
 mod wire;
@@ -26,7 +77,7 @@ mod records;
 mod batch_builder;
 mod routes;
 mod scoring;
-mod store;
+mod table;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -1393,6 +1444,7 @@ fn engagement_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<signals::SignalBatches>()?;
     module.add_class::<signals::SignalFold>()?;
     module.add_function(wrap_pyfunction!(signals::py_partition_for, module)?)?;
-    module.add_function(wrap_pyfunction!(store::drain_packed, module)?)?;
+    module.add_class::<table::AccountTable>()?;
+    module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
     Ok(())
 }

@@ -403,9 +403,11 @@ impl<'a> PackedAccount<'a> {
     }
 
     /// The packed form, as `Codec.pack` writes the account (`partition` and `version`
-    /// into the header).
-    pub(crate) fn write(&self, partition: u32, version: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+    /// into the header), into `buffer`, whose bytes it replaces (a buffer kept between
+    /// events).
+    pub(crate) fn write_into(&self, buffer: &mut Vec<u8>, partition: u32, version: u64) {
+        let mut out = buffer;
+        out.clear();
         out.resize(HEADER_SIZE, 0);
         let audience = self.audience.as_ref().filter(|signals| !signals.is_empty());
         write_array_header(&mut out, if audience.is_some() { 4 } else { 3 });
@@ -487,7 +489,6 @@ impl<'a> PackedAccount<'a> {
         out[20..28].copy_from_slice(&self.last_event_at.to_le_bytes());
         out[28..36].copy_from_slice(&first_bucket.to_le_bytes());
         out[36..44].copy_from_slice(&last_bucket.to_le_bytes());
-        out
     }
 }
 

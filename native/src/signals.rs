@@ -21,12 +21,12 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
+use pyo3::types::{PyBytes, PyFloat, PyList, PyString};
 
-use crate::actors::crc32;
-use crate::fold::{count_fold, packed_folds_within, python_floor_div};
+use crate::fold::python_floor_div;
+use crate::table::{AccountTable, Found};
 use crate::packed::PackedAccount;
-use crate::{account_slot, Layout, ACCOUNT_SLOTS, ACTIVITY_SHARD_MASK};
+use crate::{account_slot, Layout, ACCOUNT_SLOTS};
 
 const VERSION: u8 = 1;
 const HEADER: usize = 5; // version (u8), signals (u32)
@@ -278,7 +278,6 @@ struct Pending {
     changes: i64,
     matched: i64,
     unmatched: i64,
-    packed_folds: i64,
 }
 
 /// The account side's fold of a signal message for one engine (`Engine.fold_signals`).
@@ -313,65 +312,62 @@ impl SignalFold {
     ) -> PyResult<Option<usize>> {
         let Some(signals) = read_signals(message) else { return Ok(None) };
         let stats = engine.getattr(intern!(py, "stats"))?;
-        let shards = accounts.getattr(intern!(py, "_shards"))?.cast_into::<PyList>()?;
-        let changed = accounts.getattr(intern!(py, "changed"))?.cast_into::<PyDict>()?;
-        let hot = accounts.getattr(intern!(py, "_hot"))?;
-        let move_to_end = hot.getattr(intern!(py, "move_to_end"))?;
-        let packed_fold_max_bytes: usize = accounts.getattr(intern!(py, "packed_fold_max_bytes"))?.extract()?;
-        let store_stats = accounts.getattr(intern!(py, "stats"))?;
+        let table = accounts.cast::<AccountTable>()?;
         let account_class = self.account.class.bind(py);
         let mut changes: i64 = engine.getattr(intern!(py, "changes"))?.extract()?;
         let mut pending = Pending::default();
         let outcome = (|| -> PyResult<()> {
             for signal in &signals {
-                let account_id = id_string(py, signal.account_id)?;
-                let shard = shards.get_item((crc32(signal.account_id.as_bytes()) & ACTIVITY_SHARD_MASK) as usize)?;
-                let held = shard.cast::<PyDict>()?.get_item(&account_id)?;
                 let bucket = python_floor_div(signal.bucket_start as f64, self.actor_bucket_s);
-                match held {
-                    None => pending.unmatched += 1,
-                    Some(account) if account.get_type().is(account_class) && bucket.abs() < 9.0e18 => {
-                        // AccountStore.get of a hot account: now the most recently used.
-                        move_to_end.call1((&account_id,))?;
+                let found = table.borrow().lookup(py, signal.account_id.as_bytes());
+                let fits = bucket.abs() < 9.0e18;
+                match found {
+                    Found::Absent => pending.unmatched += 1,
+                    Found::Hot(at) if fits => {
+                        let mut store = table.borrow_mut();
+                        let Some(account) = store.hot_account(py, at).filter(|held| held.get_type().is(account_class)) else {
+                            drop(store);
+                            self.apply_in_python(engine, &stats, &mut changes, &mut pending, signal)?;
+                            continue;
+                        };
+                        // AccountStore.for_change of a hot account: now the most recently used.
+                        store.count_fold(at);
+                        store.used(at);
+                        drop(store);
                         pending.matched += 1;
-                        count_fold(&changed, &account_id)?;
                         self.record_audience(&account, bucket as i64, signal.counts)?;
                         changes += 1;
                         pending.changes += 1;
                         let fields = self.account.offsets_for(&account);
                         self.account.set(&account, fields, account_slot::VERSION, changes.into_pyobject(py)?.into_any())?;
                     }
-                    Some(held) => {
+                    Found::Packed(at) if fits && table.borrow().packed_fold_within(py, at) => {
                         // AccountStore.for_change of a packed account within its allowance:
                         // the signal folded into its bytes, left in its place.
-                        let within = match held.cast::<PyBytes>() {
-                            Ok(packed) if bucket.abs() < 9.0e18 => {
-                                packed_folds_within(&changed, &account_id, packed.as_bytes().len(), packed_fold_max_bytes)?
-                                    .and_then(|folds| Some((PackedAccount::read(packed.as_bytes())?, folds)))
-                            }
-                            _ => None,
-                        };
-                        let Some((mut folded, folds)) = within else {
-                            // Made hot by the store (past its allowance), in a layout only
-                            // the Python reads, or not an Account.
-                            self.apply_in_python(engine, &stats, &store_stats, &mut changes, &mut pending, &account_id, signal)?;
+                        let mut store = table.borrow_mut();
+                        let mut written = store.scratch();
+                        let Some(mut folded) = PackedAccount::read(store.packed_bytes(py, at)) else {
+                            store.give_back_scratch(written);
+                            drop(store);
+                            // In a layout only the Python reads.
+                            self.apply_in_python(engine, &stats, &mut changes, &mut pending, signal)?;
                             continue;
                         };
                         folded.record_audience(bucket as i64, signal.counts);
                         changes += 1;
-                        let written = folded.write(folded.partition, changes as u64);
-                        shard.cast::<PyDict>()?.set_item(&account_id, PyBytes::new(py, &written))?;
-                        changed.set_item(&account_id, folds)?;
+                        folded.write_into(&mut written, folded.partition, changes as u64);
+                        store.store_packed_fold(py, at, written);
                         pending.matched += 1;
                         pending.changes += 1;
-                        pending.packed_folds += 1;
                     }
+                    // Made hot by the store (past its allowance), or a bucket out of range.
+                    _ => self.apply_in_python(engine, &stats, &mut changes, &mut pending, signal)?,
                 }
             }
             Ok(())
         })();
         // Written back whatever happened: what was applied stays applied.
-        let flushed = flush(engine, &stats, &store_stats, changes, &mut pending);
+        let flushed = flush(engine, &stats, changes, &mut pending);
         outcome?;
         flushed?;
         Ok(Some(signals.len()))
@@ -385,16 +381,14 @@ impl SignalFold {
         &self,
         engine: &Bound<'py, PyAny>,
         stats: &Bound<'py, PyAny>,
-        store_stats: &Bound<'py, PyAny>,
         changes: &mut i64,
         pending: &mut Pending,
-        account_id: &Bound<'py, PyString>,
         signal: &Signal<'_>,
     ) -> PyResult<()> {
         let py = engine.py();
-        flush(engine, stats, store_stats, *changes, pending)?;
+        flush(engine, stats, *changes, pending)?;
         let object = self.signal.bind(py).call1((
-            account_id,
+            id_string(py, signal.account_id)?,
             PyFloat::new(py, signal.bucket_start as f64),
             signal.counts[0],
             signal.counts[1],
@@ -410,7 +404,6 @@ impl SignalFold {
 fn flush(
     engine: &Bound<'_, PyAny>,
     stats: &Bound<'_, PyAny>,
-    store_stats: &Bound<'_, PyAny>,
     changes: i64,
     pending: &mut Pending,
 ) -> PyResult<()> {
@@ -426,11 +419,6 @@ fn flush(
             let before: i64 = stats.getattr(name)?.extract()?;
             stats.setattr(name, before + added)?;
         }
-    }
-    if pending.packed_folds != 0 {
-        let name = intern!(py, "packed_folds");
-        let before: i64 = store_stats.getattr(name)?.extract()?;
-        store_stats.setattr(name, before + pending.packed_folds)?;
     }
     *pending = Pending::default();
     Ok(())

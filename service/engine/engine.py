@@ -45,6 +45,12 @@ try:
     import engagement_native
 except ImportError:  # not built: the Python fold serves, slower (docs/benchmarks.md)
     engagement_native = None  # type: ignore[assignment]
+try:
+    from service.engine.compiled_store import CompiledAccountStore
+except ImportError:  # not built, or built before the store was compiled
+    COMPILED_STORE_AVAILABLE = False
+else:
+    COMPILED_STORE_AVAILABLE = True
 
 DAY_S = 86_400.0
 # A slice examines ~1-2 us per account (a packed one's header), so 5,000 keep a slice
@@ -198,20 +204,25 @@ class EngineStats:
 class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.accounts = AccountStore(self.config.hot_accounts, self.config.native_fold)
+        config = self.config
+        # The compiled folds reach the compiled store's table directly; the Python fold
+        # works on the Python store, their reference.
+        compiled = config.native_fold and NATIVE_FOLD_AVAILABLE and COMPILED_STORE_AVAILABLE
+        self._table = CompiledAccountStore(config.hot_accounts) if compiled else None
+        self.accounts: AccountStore | CompiledAccountStore = (
+            AccountStore(config.hot_accounts) if self._table is None else self._table)
         self.partitions: dict[int, PartitionClock] = {}
         self.stats = EngineStats()
         self._scores: dict[str, _CachedScore] = {}  # bounded, oldest first
         self.changes = 0
         self._event_ids = 0  # remembered for dedupe, over all partitions
         self._horizon_s = self.config.horizon_s
-        config = self.config
         self._fold = (
             engagement_native.Fold(Account, Post, ActorSketch,
                                    config.horizon_s, config.actor_bucket_s,
                                    config.burst_window_s, config.max_posts_per_account,
                                    config.max_event_ids, shared_topics)
-            if config.native_fold and NATIVE_FOLD_AVAILABLE else None)
+            if compiled else None)
         # The batches of re-keyed interactions: the compiled fold's own kind where it
         # folds, so that the few events Python folds join the same batches.
         self.new_interaction_batch: Callable[[], RoutedBatch] = (
@@ -219,7 +230,7 @@ class Engine:
             else InteractionBatch)
         self._signal_fold = (
             engagement_native.SignalFold(Account, AudienceSignal, config.actor_bucket_s)
-            if config.native_fold and NATIVE_SIGNALS_AVAILABLE else None)
+            if compiled and NATIVE_SIGNALS_AVAILABLE else None)
         self._score_credibility: Callable[
             [list[PostView], Counts, Engagement, ActorSummary, Followers, AudienceCounts,
              PostSums], Credibility] = (
@@ -303,9 +314,9 @@ class Engine:
         order. The compiled code calls `_account_for`, `_forget_oldest_event_ids` and
         the account's methods for the rare steps (a post past the cap, a follower count
         out of order or one that thins the history). Only where `folds_natively`."""
-        if self._fold is None:
+        if self._fold is None or self._table is None:
             raise RuntimeError("the native fold is off or not built")
-        return self._fold.fold(self, self.clock(partition), self.accounts, records, start,
+        return self._fold.fold(self, self.clock(partition), self._table, records, start,
                                partition, routes, partitions, now, max_event_bytes,
                                max_future_skew_s, budget_s, outcomes, otherwise)
 
@@ -315,8 +326,8 @@ class Engine:
         the engine folds natively (native/src/signals.rs: a hot account's `audience`
         list changed in place, anything else by `apply_audience` for that signal); a
         message it cannot read goes to the reference whole, which raises."""
-        if self._signal_fold is not None:
-            folded = self._signal_fold.fold(self, self.accounts, message)
+        if self._signal_fold is not None and self._table is not None:
+            folded = self._signal_fold.fold(self, self._table, message)
             if folded is not None:
                 return folded
         signals = unpack_signals(message)

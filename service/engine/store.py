@@ -49,11 +49,6 @@ from dataclasses import dataclass
 from service.engine import packing
 from service.engine.account import Account
 
-try:
-    import engagement_native
-except ImportError:  # not built: the Python drain serves
-    engagement_native = None  # type: ignore[assignment]
-
 Limits = Mapping[int, tuple[float, int]]  # partition -> (horizon, first live actor bucket)
 ACTIVITY_SHARDS = 64
 _SHARD_MASK = ACTIVITY_SHARDS - 1
@@ -131,10 +126,8 @@ class StoreStats:
 
 
 class AccountStore:
-    def __init__(self, hot_capacity: int, compiled_drain: bool = True) -> None:
+    def __init__(self, hot_capacity: int) -> None:
         self.hot_capacity = hot_capacity
-        # The checkpoint's drain in compiled code where it is built (`drain_packed`).
-        self.compiled_drain = compiled_drain
         self.packed_fold_max_bytes = PACKED_FOLD_MAX_BYTES  # read by the compiled fold
         # Each shard least recently active first. A value is the account itself while
         # hot, its packed bytes when not.
@@ -147,7 +140,7 @@ class AccountStore:
         # changelog checkpoint writes, one record per account, and whether an account
         # stays packed (`_for_change`, `drain_packed`). A partial expiry is not a change:
         # replaying it after a restore gives the same state.
-        self.changed: dict[str, int] = {}
+        self._changed: dict[str, int] = {}
         self.stats = StoreStats()
 
     def __len__(self) -> int:
@@ -212,7 +205,7 @@ class AccountStore:
 
     def _count_fold(self, account_id: str) -> int:
         """One more event or signal for the account since the last checkpoint: how many."""
-        folds = self.changed[account_id] = self.changed.get(account_id, 0) + 1
+        folds = self._changed[account_id] = self._changed.get(account_id, 0) + 1
         return folds
 
     def _for_change(self, shard: dict[str, Account | bytes], account_id: str,
@@ -257,7 +250,7 @@ class AccountStore:
         del self._shards[index][account_id]
         self._count -= 1
         self._hot.pop(account_id, None)
-        self.changed.setdefault(account_id, 0)
+        self._changed.setdefault(account_id, 0)
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
                most_opened: int) -> tuple[int, int]:
@@ -267,7 +260,7 @@ class AccountStore:
         were examined. A packed account is opened only if its header says that expiry
         changes part of it."""
         gone = examined = opened = 0
-        changed = self.changed
+        changed = self._changed
         for account_id in account_ids:
             examined += 1
             shard = self._shards[_shard_of(account_id)]
@@ -324,19 +317,11 @@ class AccountStore:
         packed `EVICTION_BATCH` at a time (`packing.pack_many`), their memory reads
         overlapped, and those that would have stayed packed through as many folds are
         left packed."""
-        changed = self.drain_changed()
-        if self.compiled_drain and engagement_native is not None:
-            return engagement_native.drain_packed(self._shards, changed, self._hot,
-                                                  packing.pack_many,
-                                                  self.packed_fold_max_bytes, EVICTION_BATCH)
-        return self._drain_packed(changed)
-
-    def _drain_packed(self, changed: dict[str, int]) -> list[tuple[str, bytes | None]]:
-        """`drain_packed` in Python: the reference of the compiled one (native/src/store.rs)."""
         shards = self._shards
         drained: list[tuple[str, bytes | None]] = []
         hot_ids: list[str] = []
         hot_accounts: list[Account] = []
+        changed = self.drain_changed()
         for account_id in changed:
             held = shards[_shard_of(account_id)].get(account_id)
             if held is None or isinstance(held, bytes):
@@ -376,8 +361,33 @@ class AccountStore:
             self._count += 1
 
     def drain_changed(self) -> dict[str, int]:
-        changed, self.changed = self.changed, {}
+        """The changed accounts with their events and signals since the last drain, in
+        the order they first changed; none marked changed any more."""
+        changed, self._changed = self._changed, {}
         return changed
+
+    def changed_folds(self) -> dict[str, int]:
+        """What `drain_changed` would give, without draining (a copy)."""
+        return dict(self._changed)
+
+    def changed_count(self) -> int:
+        return len(self._changed)
+
+    def mark_changed(self, account_id: str) -> None:
+        """Written again at the next checkpoint (one that failed wrote it)."""
+        self._changed.setdefault(account_id, 0)
+
+    def hot_ids(self) -> list[str]:
+        """The hot set's ids, least recently used first."""
+        return list(self._hot)
+
+    def shard_ids(self, shard: int) -> list[str]:
+        """The ids of one shard, least recently active first."""
+        return list(self._shards[shard])
+
+    def held(self, account_id: str) -> Account | bytes | None:
+        """The account as held, without changing any order."""
+        return self._shards[_shard_of(account_id)].get(account_id)
 
     def _used(self, account_id: str, account: Account) -> Account:
         self._hot.move_to_end(account_id)  # now the most recently used

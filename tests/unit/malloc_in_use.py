@@ -1,22 +1,12 @@
-"""What the C allocator holds: what the compiled cores allocate (Rust's allocations use
-it; Python's small objects live in its own arenas, outside this count)."""
+"""What the compiled cores hold allocated: the extension counts its own allocations
+(native/src/lib.rs, `allocated_bytes`; they go to mimalloc, outside glibc's counts).
+Python's objects are not in it."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import engagement_native
 
 
 def malloc_in_use() -> int:
-    """Bytes in use by glibc's malloc (raises AttributeError or OSError without glibc's
-    mallinfo2)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
-
-    libc.mallinfo2.restype = MallInfo2
-    info = libc.mallinfo2()
-    return int(info.uordblks + info.hblkhd)
+    """Bytes the extension's Rust code holds now."""
+    return int(engagement_native.allocated_bytes())

@@ -251,8 +251,9 @@ def signal_messages(draw: st.DrawFn, store: Store) -> list[AudienceSignal]:
 def same_engine(compiled: Engine, reference: Engine) -> None:
     assert compiled.changes == reference.changes
     assert compiled.stats == reference.stats
-    assert compiled.accounts.changed == reference.accounts.changed
-    assert list(compiled.accounts._hot) == list(reference.accounts._hot)  # order of use
+    assert list(compiled.accounts.changed_folds().items()) == list(
+        reference.accounts.changed_folds().items())
+    assert compiled.accounts.hot_ids() == reference.accounts.hot_ids()  # order of use
     assert list(compiled.accounts.packed()) == list(reference.accounts.packed())
     for account_id in reference.accounts:
         held = reference.accounts.packed_one(account_id)

@@ -93,12 +93,12 @@ def test_draining_packs_each_changed_account_as_packed_one_does() -> None:
         engine.apply(decoded(event))
         engine.apply(decoded(followers(f"extra-{index % 100}", index, 10.0 * index)))
     engine.accounts.evict_least_active()  # one removed: drained as None
-    changed = set(engine.accounts.changed)
+    changed = set(engine.accounts.changed_folds())
     expected = {account_id: engine.accounts.packed_one(account_id) for account_id in changed}
     assert None in expected.values()
     assert dict(engine.accounts.drain_packed()) == expected
     assert len(expected) > 2 * store.EVICTION_BATCH
-    assert not engine.accounts.changed
+    assert not engine.accounts.changed_count()
     assert engine.accounts.drain_packed() == []
 
 
@@ -112,31 +112,31 @@ def test_a_packed_account_folds_packed_until_its_allowance_is_spent_then_turns_h
     accounts = engine.accounts
     engine.apply(decoded(post("a", "p", 1_000.0)))
     engine.apply(decoded(interaction("like", "a", "p", "fan", 1_000.0)))
-    assert "a" in accounts._hot
-    assert accounts.changed == {"a": 2}
+    assert "a" in accounts.hot_ids()
+    assert accounts.changed_folds() == {"a": 2}
     drained = dict(accounts.drain_packed())
-    assert "a" not in accounts._hot  # two folds of a small account: left packed
+    assert "a" not in accounts.hot_ids()  # two folds of a small account: left packed
     assert accounts.packed_one("a") == drained["a"]
     size = len(drained["a"] or b"")
     accounts.packed_fold_max_bytes = 3 * size  # three folds, the last one to the byte
     for n in range(3):
         assert len(accounts.packed_one("a") or b"") == size  # a repeated like: as long
         engine.apply(decoded(interaction("like", "a", "p", "fan", 1_001.0 + n)))
-        assert accounts.changed == {"a": n + 1}
-        assert "a" not in accounts._hot
+        assert accounts.changed_folds() == {"a": n + 1}
+        assert "a" not in accounts.hot_ids()
     assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (3, 0)
     engine.apply(decoded(interaction("like", "a", "p", "fan", 1_010.0)))
-    assert "a" in accounts._hot  # the fourth would pass the allowance
+    assert "a" in accounts.hot_ids()  # the fourth would pass the allowance
     assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (3, 1)
     accounts.drain_packed()
-    assert "a" in accounts._hot  # four folds: packed, the fourth would have made it hot
+    assert "a" in accounts.hot_ids()  # four folds: packed, the fourth would have made it hot
     engine.apply(decoded(interaction("like", "a", "p", "fan", 1_011.0)))
     accounts.drain_packed()
-    assert "a" not in accounts._hot  # one fold: left packed again
+    assert "a" not in accounts.hot_ids()  # one fold: left packed again
     engine.apply(decoded(interaction("like", "a", "p", "fan", 1_012.0)))
     assert (accounts.stats.packed_folds, accounts.stats.unpacks) == (4, 1)  # renewed
     assert engine.score("a") is not None  # a query makes it hot
-    assert "a" in accounts._hot
+    assert "a" in accounts.hot_ids()
     assert accounts.stats.unpacks == 2
 
 
@@ -152,7 +152,7 @@ def test_a_checkpoint_leaves_large_accounts_hot() -> None:
     drained = dict(engine.accounts.drain_packed())
     assert len(drained["big"] or b"") > engine.accounts.packed_fold_max_bytes
     assert len(drained["small"] or b"") < engine.accounts.packed_fold_max_bytes
-    assert list(engine.accounts._hot) == ["big"]
+    assert engine.accounts.hot_ids() == ["big"]
 
 
 def test_expiry_of_packed_accounts_drops_what_it_drops_for_objects() -> None:
