@@ -1,5 +1,10 @@
 """Accounts by id: the recently used ones as objects, the rest packed into bytes.
 
+This is the Python store: the reference of the compiled one (`compiled_store`,
+native/src/table.rs), which the engine uses wherever the compiled folds are built and on
+(`ENGAGEMENT_NATIVE_FOLD`). Both keep the same accounts in the same orders, described
+here; tests/unit/test_store_native.py holds them to it.
+
 An account as objects costs ~1.9 KB, packed ~0.44 KB with its id and dict entry (see
 `packing`). The store keeps at most `hot_capacity` accounts as objects, the most
 recently used, and packs those that fall out (`EVICTION_BATCH` at a time); a query of a
