@@ -95,7 +95,10 @@ def test_any_sequence_of_operations_answers_as_the_reference(
         seed: int, hot: int, allowance: int, accounts: int, steps: int) -> None:
     rng = random.Random(seed)
     pair = Pair(hot, allowance)
-    ids = [f"a-{n}" for n in range(accounts)] + ["ü-umlaut"]
+    # Ids past the 16 bytes the table keeps in its slots, alike in those 16 bytes.
+    ids = [f"a-{n}" for n in range(accounts)] + [
+        "ü-umlaut", "an-id-longer-than-its-slot-1", "an-id-longer-than-its-slot-22",
+        "an-id-longer-than-its-slot-2", "sixteen-bytes-id"]
     for _ in range(steps):
         account_id = rng.choice(ids)
         choice = rng.random()
@@ -192,3 +195,18 @@ def test_an_engine_on_the_compiled_store_answers_as_on_the_reference(
             assert compiled == reference
             assert observed(engines[0].accounts) == observed(engines[1].accounts)
     assert observed(engines[0].accounts) == observed(engines[1].accounts)
+
+
+def test_ids_alike_in_the_bytes_a_slot_keeps_are_told_apart() -> None:
+    """The table keeps an id's first 16 bytes in its slot; ids of the same length that
+    share them differ only past them, and thousands of them make the index compare
+    such ids (its 7-bit tags collide)."""
+    store = CompiledAccountStore(5_000)
+    ids = [f"a-prefix-of-16-b-{n:06d}" for n in range(3_000)]
+    for account_id in ids:
+        store.add(Account(account_id, 0))
+    for account_id in ids:
+        account = store.get(account_id)
+        assert account is not None and account.account_id == account_id
+    assert store.get("a-prefix-of-16-b-999999") is None
+    assert len(store) == len(ids)
