@@ -207,6 +207,7 @@ def test_ids_alike_in_the_bytes_a_slot_keeps_are_told_apart() -> None:
         store.add(Account(account_id, 0))
     for account_id in ids:
         account = store.get(account_id)
-        assert account is not None and account.account_id == account_id
+        assert account is not None
+        assert account.account_id == account_id
     assert store.get("a-prefix-of-16-b-999999") is None
     assert len(store) == len(ids)
