@@ -101,9 +101,10 @@ const EMPTY: Ends = Ends { first: NIL, last: NIL };
 
 #[pyclass(module = "engagement_native", subclass)]
 pub(crate) struct AccountTable {
-    slots: Vec<Slot>,
+    slots: Slots,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    /// By bits of the id's hash that hashbrown uses for neither bucket nor tag.
+    index: Vec<HashTable<u32>>,
     shards: [Ends; SHARDS],
     hot_order: Ends,
     hot_len: usize,
@@ -126,6 +127,53 @@ pub(crate) struct AccountTable {
     scratch: Vec<u8>,
 }
 
+/// The index and the slots grow in parts, so that no growth copies or rehashes all of a
+/// million accounts at once (tens to hundreds of ms holding the event loop; the Python
+/// store splits its dicts in 64 shards for the same reason).
+const INDEX_SHARDS: usize = 256;
+const CHUNK_BITS: usize = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+fn index_shard(hash: u64) -> usize {
+    // hashbrown places by the low bits and tags with the top 7.
+    ((hash >> 32) as usize) & (INDEX_SHARDS - 1)
+}
+
+/// The slots, in chunks of CHUNK that never move.
+#[derive(Default)]
+struct Slots {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Slots {
+    /// Its place.
+    fn push(&mut self, slot: Slot) -> u32 {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(slot);
+        }
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Slot;
+
+    fn index(&self, at: usize) -> &Slot {
+        &self.chunks[at >> CHUNK_BITS][at & (CHUNK - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, at: usize) -> &mut Slot {
+        &mut self.chunks[at >> CHUNK_BITS][at & (CHUNK - 1)]
+    }
+}
+
 fn stored_length(id: &[u8]) -> u16 {
     u16::try_from(id.len()).unwrap_or(u16::MAX)
 }
@@ -145,7 +193,7 @@ impl AccountTable {
     /// The slot of `id` (live or gone).
     fn find(&self, py: Python<'_>, hash: u64, id: &[u8]) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(hash, |&at| slots[at as usize].is(py, id)).copied()
+        self.index[index_shard(hash)].find(hash, |&at| slots[at as usize].is(py, id)).copied()
     }
 
     fn find_live(&self, py: Python<'_>, id: &[u8]) -> Option<u32> {
@@ -186,20 +234,17 @@ impl AccountTable {
                 self.slots[at as usize] = slot;
                 at
             }
-            None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
-            }
+            None => self.slots.push(slot),
         };
         let slots = &self.slots;
-        self.index.insert_unique(hash, at, |&other| slots[other as usize].hash(py));
+        self.index[index_shard(hash)].insert_unique(hash, at, |&other| slots[other as usize].hash(py));
         at
     }
 
     /// Drops a slot whose tombstone is written (or never due).
     fn release(&mut self, py: Python<'_>, at: u32) {
         let hash = self.slots[at as usize].hash(py);
-        if let Ok(entry) = self.index.find_entry(hash, |&other| other == at) {
+        if let Ok(entry) = self.index[index_shard(hash)].find_entry(hash, |&other| other == at) {
             entry.remove();
         }
         self.slots[at as usize].held = Held::Gone;
@@ -476,9 +521,9 @@ impl AccountTable {
     fn new(hot_capacity: usize, pack: Py<PyAny>, pack_many: Py<PyAny>, unpack: Py<PyAny>,
            packed_fold_max_bytes: usize) -> Self {
         AccountTable {
-            slots: Vec::new(),
+            slots: Slots::default(),
             free: Vec::new(),
-            index: HashTable::new(),
+            index: (0..INDEX_SHARDS).map(|_| HashTable::new()).collect(),
             shards: [EMPTY; SHARDS],
             hot_order: EMPTY,
             hot_len: 0,
