@@ -161,7 +161,7 @@ async def run(engine: Engine, accounts: int, seconds: float, pacer_interval_s: f
                 # What the consumer's checkpoint takes (the changelog's ids): otherwise
                 # the set of changed ids grows to every account, and its resizes (25 ms
                 # of CPU at 1 M) are the bench's own.
-                engine.accounts.drain_changed()
+                engine.accounts.discard_changes()
                 next_checkpoint = time.perf_counter() + CHECKPOINT_EVERY_S
             if sweep is None and time.perf_counter() >= next_expiry:
                 sweep = engine.expire_in_slices()

@@ -588,7 +588,7 @@ class PartitionState:
         """After the changelog: ids counted again, nothing marked as changed (the
         changelog already holds all of it), and answers may be served."""
         self.engine.recount_event_ids()
-        self.engine.accounts.drain_changed()
+        self.engine.accounts.discard_changes()
         self.clock.event_ids.drain_added()
         self.clock.event_ids.drain_retired()
         self._checkpointed_position = self.position

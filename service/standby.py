@@ -197,7 +197,7 @@ class Standbys:
                 continue
             for record in records:
                 state.apply_changelog(record.key, record.value)
-            state.engine.accounts.drain_changed()  # a standby writes no changelog
+            state.engine.accounts.discard_changes()  # a standby writes no changelog
         for tp, records in batch.items():
             state = self._followed(tp.partition)
             if state is None:

@@ -749,6 +749,12 @@ impl AccountTable {
         Ok(out)
     }
 
+    /// None marked changed any more, without saying which were (a standby, a restore).
+    fn discard_changes(&mut self, py: Python<'_>) {
+        let changed = std::mem::take(&mut self.changed);
+        self.forget_changes(py, &changed);
+    }
+
     /// `{id: folds}` of the accounts changed since the last drain (a copy).
     fn changed_folds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.changed_folds_of(py, &self.changed)

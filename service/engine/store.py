@@ -373,6 +373,11 @@ class AccountStore:
         changed, self._changed = self._changed, {}
         return changed
 
+    def discard_changes(self) -> None:
+        """None marked changed any more, without saying which were (a standby, a
+        restore: the compiled store's `drain_changed` builds its dict, ~0.5 us each)."""
+        self._changed = {}
+
     def changed_folds(self) -> dict[str, int]:
         """What `drain_changed` would give, without draining (a copy)."""
         return dict(self._changed)

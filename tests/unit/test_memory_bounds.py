@@ -23,7 +23,7 @@ for index in range(flood):
         event_id=f"e{index}", account_id=f"made-up-{index}", occurred_at=moment,
         occurred_at_s=moment.timestamp(), post_id="p", actor_id=f"a{index}"))
     if index % 2_000 == 0:  # what each checkpoint takes for the changelog
-        engine.accounts.drain_changed()
+        engine.accounts.discard_changes()
 print(len(engine.accounts), engine.stats.evicted_accounts, rss() - before)
 """
 

@@ -113,8 +113,10 @@ def test_any_sequence_of_operations_answers_as_the_reference(
                     store.put_back(answer[0])
         elif choice < 0.72:
             pair.do("drain_packed")
-        elif choice < 0.75:
+        elif choice < 0.735:
             pair.do("drain_changed")
+        elif choice < 0.75:
+            pair.do("discard_changes")
         elif choice < 0.79:
             pair.do("evict_least_active")
         elif choice < 0.83:
