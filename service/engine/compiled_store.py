@@ -4,8 +4,8 @@ per event. `AccountStore` (store.py) is its reference: the same answers, the sam
 (tests/unit/test_store_native.py). Importing this module fails where the extension is
 not built; the engine then keeps the Python store.
 
-What stays here in Python are the rare, long steps, written on the table's primitives
-as the reference writes them on its dicts: expiry, iteration by shard and the stats."""
+What stays here in Python are the rare, long steps on the table's primitives: expiry
+(`store.expire_accounts`, shared with the reference), iteration by shard and the stats."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import engagement_native
 
 from service.engine import packing
-from service.engine.account import Account
 from service.engine.store import (
     ACTIVITY_SHARDS,
     HOT_ACCOUNT_BYTES,
@@ -22,6 +21,7 @@ from service.engine.store import (
     PACKED_FOLD_MAX_BYTES,
     Limits,
     StoreStats,
+    expire_accounts,
 )
 
 if not hasattr(engagement_native, "AccountTable"):  # an older build
@@ -56,31 +56,4 @@ class CompiledAccountStore(engagement_native.AccountTable):
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
                most_opened: int) -> tuple[int, int]:
-        """`AccountStore.expire`, step for step."""
-        gone = examined = opened = 0
-        for account_id in account_ids:
-            examined += 1
-            held = self.held(account_id)
-            if held is None:
-                pass
-            elif isinstance(held, Account):
-                limit = limits.get(held.partition)
-                if limit is not None and not held.expire(*limit):
-                    self.remove(account_id)
-                    gone += 1
-            else:
-                verdict = packing.expiry(held, limits)
-                if verdict is packing.Expiry.EVERYTHING:
-                    self.remove(account_id)
-                    gone += 1
-                elif verdict is packing.Expiry.PART:
-                    opened += 1
-                    account = packing.unpack(account_id, held)
-                    if account.expire(*limits[account.partition]):
-                        self.replace_packed(account_id, packing.pack(account))
-                    else:
-                        self.remove(account_id)
-                        gone += 1
-            if examined >= most_examined or opened >= most_opened:
-                break
-        return gone, examined
+        return expire_accounts(self, account_ids, limits, most_examined, most_opened)

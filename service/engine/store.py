@@ -50,6 +50,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from service.engine import packing
 from service.engine.account import Account
@@ -123,6 +124,48 @@ def _version(held: Account | bytes) -> int:
     if isinstance(held, Account):
         return held.version
     return int(_PACKED_VERSION.unpack_from(held, _PACKED_VERSION_AT)[0])
+
+
+class _Expirable(Protocol):
+    def held(self, account_id: str) -> Account | bytes | None: ...
+    def remove(self, account_id: str) -> bool: ...
+    def replace_packed(self, account_id: str, packed: bytes) -> None: ...
+
+
+def expire_accounts(store: _Expirable, account_ids: Iterator[str], limits: Limits,
+                    most_examined: int, most_opened: int) -> tuple[int, int]:
+    """Drops what is older than each partition's horizon, for ids taken from
+    `account_ids` until `most_examined` were looked at or `most_opened` packed ones had to
+    be unpacked (the costly case). Returns how many accounts went and how many were
+    examined. A packed account is opened only if its header says that expiry changes
+    part of it. The expiry of both stores (this one and the compiled one)."""
+    gone = examined = opened = 0
+    for account_id in account_ids:
+        examined += 1
+        held = store.held(account_id)
+        if held is None:
+            pass
+        elif isinstance(held, Account):
+            limit = limits.get(held.partition)
+            if limit is not None and not held.expire(*limit):
+                store.remove(account_id)
+                gone += 1
+        else:
+            verdict = packing.expiry(held, limits)
+            if verdict is packing.Expiry.EVERYTHING:
+                store.remove(account_id)
+                gone += 1
+            elif verdict is packing.Expiry.PART:
+                opened += 1
+                account = packing.unpack(account_id, held)
+                if account.expire(*limits[account.partition]):
+                    store.replace_packed(account_id, packing.pack(account))
+                else:
+                    store.remove(account_id)
+                    gone += 1
+        if examined >= most_examined or opened >= most_opened:
+            break
+    return gone, examined
 
 
 @dataclass(slots=True)
@@ -251,57 +294,26 @@ class AccountStore:
                 if oldest is None or candidate < oldest:
                     oldest = candidate
                 break
-        if oldest is None:
-            return
-        _, index, account_id = oldest
-        del self._shards[index][account_id]
-        self._count -= 1
-        self._hot.pop(account_id, None)
-        self._changed.setdefault(account_id, 0)
+        if oldest is not None:
+            self.remove(oldest[2])
 
     def expire(self, account_ids: Iterator[str], limits: Limits, most_examined: int,
                most_opened: int) -> tuple[int, int]:
-        """Drops what is older than each partition's horizon, for ids taken from
-        `account_ids` until `most_examined` were looked at or `most_opened` packed ones
-        had to be unpacked (the costly case). Returns how many accounts went and how many
-        were examined. A packed account is opened only if its header says that expiry
-        changes part of it."""
-        gone = examined = opened = 0
-        changed = self._changed
-        for account_id in account_ids:
-            examined += 1
-            shard = self._shards[_shard_of(account_id)]
-            held = shard.get(account_id)
-            if held is None:
-                pass
-            elif isinstance(held, Account):
-                limit = limits.get(held.partition)
-                if limit is not None and not held.expire(*limit):
-                    del shard[account_id]
-                    self._count -= 1
-                    del self._hot[account_id]
-                    changed.setdefault(account_id, 0)
-                    gone += 1
-            else:
-                verdict = packing.expiry(held, limits)
-                if verdict is packing.Expiry.EVERYTHING:
-                    del shard[account_id]
-                    self._count -= 1
-                    changed.setdefault(account_id, 0)
-                    gone += 1
-                elif verdict is packing.Expiry.PART:
-                    opened += 1
-                    account = packing.unpack(account_id, held)
-                    if account.expire(*limits[account.partition]):
-                        shard[account_id] = packing.pack(account)
-                    else:
-                        del shard[account_id]
-                        self._count -= 1
-                        changed.setdefault(account_id, 0)
-                        gone += 1
-            if examined >= most_examined or opened >= most_opened:
-                break
-        return gone, examined
+        return expire_accounts(self, account_ids, limits, most_examined, most_opened)
+
+    def remove(self, account_id: str) -> bool:
+        """Removed (evicted or expired): its tombstone is due at the next drain."""
+        held = self._shards[_shard_of(account_id)].pop(account_id, None)
+        if held is None:
+            return False
+        self._count -= 1
+        self._hot.pop(account_id, None)
+        self._changed.setdefault(account_id, 0)
+        return True
+
+    def replace_packed(self, account_id: str, packed: bytes) -> None:
+        """A packed account's bytes replaced in its place (expiry of part of it)."""
+        self._shards[_shard_of(account_id)][account_id] = packed
 
     def packed(self) -> Iterator[tuple[str, bytes]]:
         """Every account packed, each shard least recently active first (what a
