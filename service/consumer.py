@@ -1001,7 +1001,7 @@ class StreamProcessor:
         if producer is None:
             return state, None, None
         if self.on_checkpoint is not None and state.engine.accounts.changed_count():
-            self.on_checkpoint(partition, state.engine.accounts.changed_folds())
+            self.on_checkpoint(partition, state.engine.accounts.changed_ids())
         settings = self.settings
         checkpoint = state.checkpoint(settings.events_topic, settings.actors, settings.signals,
                                       rescore)

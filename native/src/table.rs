@@ -760,6 +760,16 @@ impl AccountTable {
         self.changed_folds_of(py, &self.changed)
     }
 
+    /// The ids `drain_changed` would give, in the same order (no dict: a checkpoint with
+    /// discovery on reads them).
+    fn changed_ids(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let out = PyList::empty(py);
+        for &at in &self.changed {
+            out.append(self.slots[at as usize].id.bind(py))?;
+        }
+        Ok(out.unbind())
+    }
+
     fn changed_count(&self) -> usize {
         self.changed.len()
     }

@@ -394,6 +394,10 @@ class AccountStore:
         """What `drain_changed` would give, without draining (a copy)."""
         return dict(self._changed)
 
+    def changed_ids(self) -> list[str]:
+        """The ids `drain_changed` would give, in the same order."""
+        return list(self._changed)
+
     def changed_count(self) -> int:
         return len(self._changed)
 

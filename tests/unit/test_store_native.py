@@ -31,6 +31,7 @@ def observed(store: Store) -> dict[str, Any]:
         "packed": list(store.packed()),
         "hot": store.hot_ids(),
         "changed": list(store.changed_folds().items()),
+        "changed_ids": store.changed_ids(),
         "count": len(store),
         "hot_count": store.hot,
         "stats": dataclasses.asdict(store.stats),
