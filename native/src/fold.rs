@@ -461,7 +461,7 @@ impl Fold {
         let found = context.accounts.borrow().lookup(py, wire.account_id.as_bytes());
         if let Found::Packed(at) = found {
             // AccountStore.activate of a packed account within its allowance: the event
-            // folded into its bytes in place.
+            // folded into its bytes, a new object in the same slot.
             let mut table = context.accounts.borrow_mut();
             if table.packed_fold_within(py, at) {
                 let mut written = table.scratch();

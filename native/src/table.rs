@@ -6,9 +6,9 @@
 //! (its shard's lookup, delete and insert, the changed dict's lookup and insert), a new
 //! id string and a new bytes object per event: a third of the fold's time. Here one
 //! probe of a hash index (xxh3 of the id's bytes, as the event carries them) finds a slot
-//! that holds the packed bytes (a new object per fold, the old one freed), the folds since the checkpoint, and
-//! the links of the account's place in its shard's activity order and in the hot set's
-//! order of use.
+//! that holds the packed bytes (a new object per fold, the old one freed), the folds
+//! since the checkpoint, and the links of the account's place in its shard's activity
+//! order and in the hot set's order of use.
 //!
 //! Every order is the reference's: the same 64 shards by crc32 of the id, each least
 //! recently active first; the hot set least recently used first; the changed accounts in
@@ -381,7 +381,7 @@ impl AccountTable {
     }
 
     /// A packed fold's result (written into the table's scratch buffer) into the slot:
-    /// the fold counted, the bytes replaced in place.
+    /// the fold counted, the slot's bytes object replaced by a new one.
     pub(crate) fn store_packed_fold(&mut self, py: Python<'_>, at: u32, written: Vec<u8>) {
         self.count_fold(at);
         self.packed_folds += 1;
