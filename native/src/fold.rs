@@ -28,6 +28,7 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyStrin
 
 use crate::dedupe::{event_id_hash, EventIdsCore};
 use crate::packed::{PackedAccount, Settings as PackedSettings};
+use crate::patch::{self, Interaction};
 use crate::records::FetchedRecords;
 use crate::routes::InteractionBatch;
 use crate::table::{AccountTable, Found};
@@ -528,27 +529,37 @@ impl Fold {
         partition: u32,
         written: &mut Vec<u8>,
     ) -> bool {
-        let Some(mut account) = PackedAccount::read(packed) else { return false };
+        let Ok(version) = u64::try_from(version) else { return false };
         let occurred_at = wire.occurred_at_s;
         let settings = PackedSettings { burst_window_s: self.burst_window_s, max_posts: self.max_posts };
+        let interaction = actor.map(|actor| Interaction {
+            kind,
+            post_id: wire.post_id,
+            occurred_at,
+            actor,
+            actor_bucket: floor_index(occurred_at, self.actor_bucket_s),
+            rhythm_bin: floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize,
+        });
+        if let Some(interaction) = &interaction {
+            // Most events: an interaction on a known post and bucket, rewritten in place.
+            if patch::fold_interaction(packed, interaction, &settings, partition, version, written) {
+                return true;
+            }
+        }
+        let Some(mut account) = PackedAccount::read(packed) else { return false };
         account.touch(occurred_at);
-        match (wire.kind, actor) {
+        match (wire.kind, interaction) {
             (EventKind::Post, _) => {
                 account.record_post(&settings, wire.post_id, occurred_at, wire.sponsored, wire.topics());
             }
             (EventKind::Followers, _) => account.record_followers(occurred_at, wire.followers),
-            (_, Some(actor)) => account.record_interaction(
-                &settings,
-                kind,
-                wire.post_id,
-                occurred_at,
-                actor,
-                floor_index(occurred_at, self.actor_bucket_s),
-                floor_index(occurred_at, RHYTHM_BIN_S).rem_euclid(RHYTHM_BINS) as usize,
-            ),
+            (_, Some(interaction)) => {
+                if !account.record_interaction(&settings, &interaction) {
+                    return false;
+                }
+            }
             (_, None) => return false,
         }
-        let Ok(version) = u64::try_from(version) else { return false };
         account.write_into(written, partition, version);
         true
     }

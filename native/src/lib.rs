@@ -73,6 +73,7 @@ mod wire;
 mod dedupe;
 mod signals;
 mod packed;
+mod patch;
 mod records;
 mod batch_builder;
 mod routes;

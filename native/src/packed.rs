@@ -17,17 +17,20 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::patch::Interaction;
 use crate::{
     python_min, write_array_header, write_bin, write_negative, write_str, write_unsigned, Reader,
     HEADER_SIZE, NO_FIRST_BUCKET, NO_LAST_BUCKET, POST_FIELDS,
 };
 
-const HEAVY_HITTER_CAPACITY: usize = 32;
+pub(crate) const HEAVY_HITTER_CAPACITY: usize = 32;
 const HLL_REGISTERS: usize = 256;
 const REMAINING_BITS: u32 = 64 - 8;
 const RHYTHM_BINS: usize = 8;
 const MAX_PENDING_TIMES: usize = 256;
 const FOLLOWER_HISTORY_LIMIT: usize = 64;
+/// Where a post's counters keep the interactions within the burst window.
+const EARLY: usize = 3;
 
 
 struct Post<'a> {
@@ -36,10 +39,8 @@ struct Post<'a> {
     first_seen_at: f64,
     sponsored: bool,
     topics: Vec<&'a str>,
-    likes: i64,
-    comments: i64,
-    shares: i64,
-    early: i64,
+    /// Likes, comments, shares, and the interactions within the burst window.
+    counters: [i64; 4],
     pending: Option<Vec<f64>>,
 }
 
@@ -49,11 +50,52 @@ impl Post<'_> {
     }
 }
 
-struct Sketch {
+/// A sketch's counters or their errors, in place instead of on the heap: at most
+/// HEAVY_HITTER_CAPACITY pairs, as `ActorSketch.add` keeps them (a counter past that
+/// replaces one, and only a counter's actor has an error).
+#[derive(Clone, Copy)]
+pub(crate) struct Pairs {
+    len: usize,
+    items: [(u64, i64); HEAVY_HITTER_CAPACITY],
+}
+
+impl Pairs {
+    const EMPTY: Pairs = Pairs { len: 0, items: [(0, 0); HEAVY_HITTER_CAPACITY] };
+
+    pub(crate) fn as_slice(&self) -> &[(u64, i64)] {
+        &self.items[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(u64, i64)] {
+        &mut self.items[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// False if full: bytes that hold more than a sketch can.
+    #[must_use]
+    fn push(&mut self, pair: (u64, i64)) -> bool {
+        let Some(slot) = self.items.get_mut(self.len) else { return false };
+        *slot = pair;
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, index: usize) -> (u64, i64) {
+        let pair = self.items[index];
+        self.items.copy_within(index + 1..self.len, index);
+        self.len -= 1;
+        pair
+    }
+}
+
+pub(crate) struct Sketch {
     bucket: i64,
     interactions: i64,
-    counts: Vec<(u64, i64)>,
-    errors: Option<Vec<(u64, i64)>>,
+    counts: Pairs,
+    errors: Option<Pairs>,
     registers: Option<Vec<u8>>,
     rhythm: [i64; RHYTHM_BINS],
 }
@@ -63,7 +105,7 @@ impl Sketch {
         Sketch {
             bucket,
             interactions: 0,
-            counts: Vec::new(),
+            counts: Pairs::EMPTY,
             errors: None,
             registers: None,
             rhythm: [0; RHYTHM_BINS],
@@ -72,41 +114,120 @@ impl Sketch {
 
     /// ActorSketch.add: exact while it has room, then Space-Saving and HyperLogLog. The
     /// victim is the first actor (in the counters' order) with the smallest count, which
-    /// is what `ActorSketch._first_at_floor` finds.
-    fn add(&mut self, actor: u64) {
+    /// is what `ActorSketch._first_at_floor` finds. False if the errors have no room,
+    /// which a sketch `add` made never lacks.
+    #[must_use]
+    fn add(&mut self, actor: u64) -> bool {
         self.interactions += 1;
-        if let Some(entry) = self.counts.iter_mut().find(|(known, _)| *known == actor) {
+        if let Some(entry) = self.counts.as_mut_slice().iter_mut().find(|(known, _)| *known == actor) {
             entry.1 += 1;
-            return;
+            return true;
         }
-        if self.counts.len() < HEAVY_HITTER_CAPACITY {
-            self.counts.push((actor, 1));
+        if self.counts.len < HEAVY_HITTER_CAPACITY {
             if let Some(registers) = &mut self.registers {
                 hll_add(registers, actor);
             }
-            return;
+            return self.counts.push((actor, 1));
         }
         let registers = self.registers.get_or_insert_with(|| {
             let mut fresh = vec![0u8; HLL_REGISTERS];
-            for (known, _) in &self.counts {
+            for (known, _) in self.counts.as_slice() {
                 hll_add(&mut fresh, *known);
             }
             fresh
         });
         hll_add(registers, actor);
+        let counts = self.counts.as_slice();
         let mut victim = 0;
-        for (index, (_, count)) in self.counts.iter().enumerate() {
-            if *count < self.counts[victim].1 {
+        for (index, (_, count)) in counts.iter().enumerate() {
+            if *count < counts[victim].1 {
                 victim = index;
             }
         }
         let (victim_actor, floor) = self.counts.remove(victim);
-        let errors = self.errors.get_or_insert_with(Vec::new);
-        if let Some(position) = errors.iter().position(|(known, _)| *known == victim_actor) {
+        let errors = self.errors.get_or_insert(Pairs::EMPTY);
+        if let Some(position) = errors.as_slice().iter().position(|(known, _)| *known == victim_actor) {
             errors.remove(position);
         }
-        self.counts.push((actor, floor + 1));
-        errors.push((actor, floor));
+        self.counts.push((actor, floor + 1)) && errors.push((actor, floor))
+    }
+
+    /// One `[bucket, interactions, counts, errors, registers, rhythm]` entry of the
+    /// packed sketches.
+    pub(crate) fn read(reader: &mut Reader<'_>) -> PyResult<Sketch> {
+        if reader.array_len()? != 6 {
+            return Err(unknown("a sketch without time-of-day counters"));
+        }
+        let bucket = reader.int()?;
+        let interactions = reader.int()?;
+        let counts = reader.pairs()?;
+        let errors = if reader.nil() { None } else { Some(reader.pairs()?) };
+        let registers = if reader.nil() {
+            None
+        } else {
+            let registers = reader.bin()?;
+            if registers.len() != HLL_REGISTERS {
+                return Err(unknown("an unexpected length"));
+            }
+            Some(registers.to_vec())
+        };
+        if reader.array_len()? != RHYTHM_BINS {
+            return Err(unknown("an unexpected length"));
+        }
+        let mut rhythm = [0i64; RHYTHM_BINS];
+        for bin in &mut rhythm {
+            *bin = reader.int()?;
+        }
+        Ok(Sketch { bucket, interactions, counts, errors, registers, rhythm })
+    }
+
+    /// The interaction of `actor` in time-of-day bin `rhythm_bin`; false as `add`.
+    #[must_use]
+    pub(crate) fn record(&mut self, actor: u64, rhythm_bin: usize) -> bool {
+        self.rhythm[rhythm_bin] += 1;
+        self.add(actor)
+    }
+
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        write_array_header(out, 6);
+        write_int(out, self.bucket);
+        write_int(out, self.interactions);
+        write_pairs(out, self.counts.as_slice());
+        match &self.errors {
+            Some(errors) if !errors.is_empty() => write_pairs(out, errors.as_slice()),
+            _ => out.push(0xc0),
+        }
+        match &self.registers {
+            None => out.push(0xc0),
+            Some(registers) => write_bin(out, registers),
+        }
+        write_array_header(out, RHYTHM_BINS);
+        for count in self.rhythm {
+            write_int(out, count);
+        }
+    }
+}
+
+/// The post's part of `Account.record_interaction` (`kind` 0 like, 1 comment, 2 share):
+/// its kind counted, and counted as early if the post's time is known; true if instead
+/// `occurred_at` joins the post's pending times, of which it has `pending` (None: no list).
+pub(crate) fn count_on_post(
+    counters: &mut [i64; 4],
+    kind: usize,
+    posted_at: Option<f64>,
+    pending: Option<usize>,
+    occurred_at: f64,
+    settings: &Settings,
+) -> bool {
+    counters[kind.min(2)] += 1;
+    match posted_at {
+        None => pending.unwrap_or(0) < MAX_PENDING_TIMES,
+        Some(posted_at) => {
+            if occurred_at - posted_at <= settings.burst_window_s {
+                counters[EARLY] += 1;
+            }
+            false
+        }
     }
 }
 
@@ -171,8 +292,7 @@ impl<'a> PackedAccount<'a> {
             for _ in 0..count {
                 topics.push(reader.str()?);
             }
-            let (likes, comments, shares, early) =
-                (reader.int()?, reader.int()?, reader.int()?, reader.int()?);
+            let counters = [reader.int()?, reader.int()?, reader.int()?, reader.int()?];
             let pending = if reader.nil() {
                 None
             } else {
@@ -184,7 +304,7 @@ impl<'a> PackedAccount<'a> {
                 Some(times)
             };
             posts.push(Post {
-                id, posted_at, first_seen_at, sponsored, topics, likes, comments, shares, early,
+                id, posted_at, first_seen_at, sponsored, topics, counters,
                 pending,
             });
         }
@@ -199,30 +319,7 @@ impl<'a> PackedAccount<'a> {
         let sketches = reader.array_len()?;
         let mut actors = Vec::with_capacity(reader.bounded(sketches));
         for _ in 0..sketches {
-            if reader.array_len()? != 6 {
-                return Err(unknown("a sketch without time-of-day counters"));
-            }
-            let bucket = reader.int()?;
-            let interactions = reader.int()?;
-            let counts = reader.pairs()?;
-            let errors = if reader.nil() { None } else { Some(reader.pairs()?) };
-            let registers = if reader.nil() {
-                None
-            } else {
-                let registers = reader.bin()?;
-                if registers.len() != HLL_REGISTERS {
-                    return Err(unknown("an unexpected length"));
-                }
-                Some(registers.to_vec())
-            };
-            if reader.array_len()? != RHYTHM_BINS {
-                return Err(unknown("an unexpected length"));
-            }
-            let mut rhythm = [0i64; RHYTHM_BINS];
-            for bin in &mut rhythm {
-                *bin = reader.int()?;
-            }
-            actors.push(Sketch { bucket, interactions, counts, errors, registers, rhythm });
+            actors.push(Sketch::read(&mut reader)?);
         }
         let audience = if fields == 4 {
             let length = reader.array_len()?;
@@ -250,41 +347,24 @@ impl<'a> PackedAccount<'a> {
         }
     }
 
-    /// Account.record_interaction; `kind` 0 like, 1 comment, 2 share.
-    #[allow(clippy::too_many_arguments)]
+    /// Account.record_interaction. False if the sketch cannot hold it (`Sketch.add`).
+    #[must_use]
     pub(crate) fn record_interaction(
         &mut self,
         settings: &Settings,
-        kind: usize,
-        post_id: &'a str,
-        occurred_at: f64,
-        actor: u64,
-        actor_bucket: i64,
-        rhythm_bin: usize,
-    ) {
-        let index = match self.posts.iter().position(|post| post.id == post_id) {
+        event: &Interaction<'a>,
+    ) -> bool {
+        let occurred_at = event.occurred_at;
+        let index = match self.posts.iter().position(|post| post.id == event.post_id) {
             Some(index) => index,
-            None => self.new_post(post_id, occurred_at, settings.max_posts),
+            None => self.new_post(event.post_id, occurred_at, settings.max_posts),
         };
         let post = &mut self.posts[index];
-        match kind {
-            0 => post.likes += 1,
-            1 => post.comments += 1,
-            _ => post.shares += 1,
+        let pending = post.pending.as_ref().map(Vec::len);
+        if count_on_post(&mut post.counters, event.kind, post.posted_at, pending, occurred_at, settings) {
+            post.pending.get_or_insert_with(Vec::new).push(occurred_at);
         }
-        match post.posted_at {
-            None => {
-                let pending = post.pending.get_or_insert_with(Vec::new);
-                if pending.len() < MAX_PENDING_TIMES {
-                    pending.push(occurred_at);
-                }
-            }
-            Some(posted_at) => {
-                if occurred_at - posted_at <= settings.burst_window_s {
-                    post.early += 1;
-                }
-            }
-        }
+        let actor_bucket = event.actor_bucket;
         let sketch = match self.actors.iter().rposition(|sketch| sketch.bucket == actor_bucket) {
             Some(index) => index,
             None => {
@@ -294,9 +374,7 @@ impl<'a> PackedAccount<'a> {
                 index
             }
         };
-        let sketch = &mut self.actors[sketch];
-        sketch.add(actor);
-        sketch.rhythm[rhythm_bin] += 1;
+        self.actors[sketch].record(event.actor, event.rhythm_bin)
     }
 
     /// Account.record_post.
@@ -322,7 +400,7 @@ impl<'a> PackedAccount<'a> {
         if let Some(pending) = post.pending.take() {
             if !pending.is_empty() {
                 let burst = settings.burst_window_s;
-                post.early =
+                post.counters[EARLY] =
                     pending.iter().filter(|seen| **seen - occurred_at <= burst).count() as i64;
             }
         }
@@ -393,10 +471,7 @@ impl<'a> PackedAccount<'a> {
             first_seen_at: occurred_at,
             sponsored: false,
             topics: Vec::new(),
-            likes: 0,
-            comments: 0,
-            shares: 0,
-            early: 0,
+            counters: [0; 4],
             pending: None,
         });
         self.posts.len() - 1
@@ -430,7 +505,7 @@ impl<'a> PackedAccount<'a> {
             for topic in &post.topics {
                 write_str(&mut out, topic);
             }
-            for number in [post.likes, post.comments, post.shares, post.early] {
+            for number in post.counters {
                 write_int(&mut out, number);
             }
             match &post.pending {
@@ -458,22 +533,7 @@ impl<'a> PackedAccount<'a> {
         };
         write_array_header(&mut out, self.actors.len());
         for sketch in &self.actors {
-            write_array_header(&mut out, 6);
-            write_int(&mut out, sketch.bucket);
-            write_int(&mut out, sketch.interactions);
-            write_pairs(&mut out, &sketch.counts);
-            match &sketch.errors {
-                Some(errors) if !errors.is_empty() => write_pairs(&mut out, errors),
-                _ => out.push(0xc0),
-            }
-            match &sketch.registers {
-                None => out.push(0xc0),
-                Some(registers) => write_bin(&mut out, registers),
-            }
-            write_array_header(&mut out, RHYTHM_BINS);
-            for count in sketch.rhythm {
-                write_int(&mut out, count);
-            }
+            sketch.write(out);
         }
         if let Some(signals) = audience {
             first_bucket = first_bucket.min(signals[0]);
@@ -497,7 +557,7 @@ fn write_float(out: &mut Vec<u8>, value: f64) {
     out.extend_from_slice(&value.to_be_bytes());
 }
 
-fn write_int(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
     if value >= 0 {
         write_unsigned(out, value as u64);
     } else {
@@ -599,18 +659,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn pairs(&mut self) -> PyResult<Vec<(u64, i64)>> {
+    fn pairs(&mut self) -> PyResult<Pairs> {
         let length = self.array_len()?;
         if length % 2 != 0 {
             return Err(unknown("an odd flat dict"));
         }
-        let mut pairs = Vec::with_capacity(self.bounded(length / 2));
+        let mut pairs = Pairs::EMPTY;
         for _ in 0..length / 2 {
             let (negative, key) = self.integer()?;
             if negative {
                 return Err(unknown("a negative actor hash"));
             }
-            pairs.push((key, self.int()?));
+            if !pairs.push((key, self.int()?)) {
+                return Err(unknown("more counters than a sketch holds"));
+            }
         }
         Ok(pairs)
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import msgpack
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +38,7 @@ from service.engine.store import AccountStore
 from service.partition_state import PartitionState
 from service.responses import score_json
 from service.settings import Settings
-from tests.events import at, decoded
+from tests.events import T0, at, decoded
 from tests.unit import test_replay_golden as golden
 from tests.unit.record_batches import record_batch
 
@@ -371,6 +373,119 @@ def test_a_corrupt_packed_account_raises_as_the_reference_without_folding(body: 
             events.use_native(True)
         assert state.engine.accounts.packed_one("acct-0") == corrupt
         assert state.engine.accounts.stats.packed_folds == 0
+
+
+class Raw(bytes):
+    """msgpack bytes written as they are."""
+
+
+class Long(list[Any]):
+    """An array written with a 16-bit length, whatever its length."""
+
+
+def encode(value: Any) -> bytes:
+    """msgpack as `packing` writes it, but for the `Raw` and `Long` parts."""
+    if isinstance(value, Raw):
+        return bytes(value)
+    if isinstance(value, list):
+        length = len(value)
+        head = (b"\xdc" + length.to_bytes(2, "big") if isinstance(value, Long)
+                else bytes([0x90 | length]) if length < 16
+                else b"\xdc" + length.to_bytes(2, "big"))
+        return head + b"".join(encode(item) for item in value)
+    packed: bytes = msgpack.packb(value)
+    return packed
+
+
+def account_of_every_part(like_at: float) -> Account:
+    """Every part a packed fold of a like at `like_at` copies: a post with a topic and one
+    known only from its interactions (pending times), follower counts, a sketch past its
+    capacity (errors, registers) two buckets earlier and an exact one in the like's,
+    and an audience signal."""
+    bucket_s = config(False).actor_bucket_s
+    older = like_at - 2 * bucket_s
+    account = Account("acct-0", PARTITION)
+    account.record_post("p0", older, False, ("travel",), 30.0, 4)
+    for step in range(3):
+        account.record_followers(older + step, 300 + step)
+    for step in range(40):
+        account.record_interaction("like", "p0", older + step, 1 + 7 * step,
+                                   int(older // bucket_s), 30.0, 4)
+    account.record_interaction("comment", "p1", like_at - 5, 2**63 + 5,
+                               int(like_at // bucket_s), 30.0, 4)
+    account.record_audience(int(older // bucket_s), 3, 1, 0)
+    account.touch(like_at - 5, 7)
+    return account
+
+
+def _set(path: tuple[int, ...], part: Any) -> Any:
+    def change(tree: list[Any]) -> None:
+        *within, last = path
+        for index in within:
+            tree = tree[index]
+        tree[last] = part(tree[last]) if callable(part) else part
+    return change
+
+
+# Each the account's bytes with one part in a form msgpack reads but `packing` does not
+# write: a packed fold must not copy it (the reference writes it in its own form).
+OTHER_FORMS = {
+    "as written": None,
+    "a stale header": "header",
+    "a count in a longer form": _set((1, 3), Raw(b"\xce\x00\x00\x01\x2c")),
+    "a count in a signed form": _set((1, 3), Raw(b"\xd1\x01\x2c")),
+    "a short string as str8": _set((0, 4, 0), Raw(b"\xd9\x06travel")),
+    "a short array as array16": _set((0, 4), Long),
+    "an empty audience": _set((3,), []),
+    "empty errors": _set((2, 0, 3), []),
+    "registers as bin32": _set((2, 0, 4), lambda registers: Raw(
+        b"\xc6" + len(registers).to_bytes(4, "big") + registers)),
+    "an actor in a longer form": _set((2, 0, 2, 0), Raw(b"\xcf" + (1).to_bytes(8, "big"))),
+    "a time as float32": _set((0, 19, 0), Raw(b"\xca" + struct.pack(">f", 1024.0))),
+}
+
+
+@pytest.mark.parametrize("post_id", ["p0", "p1"])
+@pytest.mark.parametrize("form", sorted(OTHER_FORMS))
+def test_a_like_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
+        form: str, post_id: str) -> None:
+    """The compiled fold rewrites only what a like changes and copies the rest (patch.rs):
+    bytes in any form the reference reads, on a post with and without its time, give
+    the reference's bytes; those in `packing`'s form without unpacking anything."""
+    like_at = T0.timestamp() + 1_000_000.0
+    packed = packing.pack(account_of_every_part(like_at))
+    tree = msgpack.unpackb(packed[44:])
+    change = OTHER_FORMS[form]
+    if change == "header":
+        packed = packed[:12] + bytes(8) + packed[20:28] + bytes(16) + packed[44:]
+    elif change is not None:
+        assert callable(change)
+        change(tree)
+        packed = packed[:44] + encode(tree)
+        assert msgpack.unpackb(packed[44:]) is not None
+    like = Record(b"acct-0", orjson.dumps({
+        "event_id": "e1", "type": "like", "account_id": "acct-0", "post_id": post_id,
+        "actor_id": "a", "occurred_at": at(1_000_000.0)}), 1)
+    seen = []
+    for native in (True, False):
+        state = PartitionState(PARTITION, config(native))
+        accounts = state.engine.accounts
+        accounts.add(Account("acct-hot", PARTITION))
+        accounts.hot_capacity = 1
+        accounts.restore([("acct-0", packed)])
+        events.use_native(native)
+        try:
+            fold_records(state, [like], 0, settings=Settings(), now=NOW, partitions=PARTITIONS,
+                         budget_s=1e9, outcomes=Counter(), rejected=[])
+        finally:
+            events.use_native(True)
+        seen.append((list(accounts.packed()), accounts.stats.unpacks))
+    assert seen[0] == seen[1]
+    (first_id, first_bytes), _ = seen[0][0]
+    assert first_id == "acct-0"
+    assert first_bytes != packed
+    if change is None:
+        assert seen[0][1] == 0
 
 
 def test_posts_and_follower_counts_are_folded_natively_and_agree(

@@ -1,0 +1,330 @@
+//! An interaction folded into a packed account by rewriting only what it changes: the
+//! header, its post's counters (and pending times) and its actor bucket's sketch. The
+//! bytes around them are copied as they are.
+//!
+//! `PackedAccount` (packed.rs) reads a whole account into Rust values and writes it all
+//! again, ~11 heap allocations and every value decoded and encoded; on the wide
+//! workload's accounts that was about a quarter of the compiled fold. Here the account is
+//! only scanned: every value is checked where it lies, without being kept. A copy gives
+//! the bytes `PackedAccount::write_into` would write only if they are in the form the
+//! writer gives (each integer, string and array header in its shortest form, as
+//! msgpack and `packing.py` write them), so the scan checks that too; anything else
+//! (another form, a new post, a new bucket, a value the reader refuses) returns false and
+//! the caller takes `PackedAccount`'s way, which handles every case. The two agree byte
+//! for byte: tests/unit/test_native_fold.py compares both with the Python reference.
+
+use crate::packed::{count_on_post, Settings, Sketch};
+use crate::{
+    python_min, write_array_header, Reader, HEADER_SIZE, NO_FIRST_BUCKET, NO_LAST_BUCKET,
+    POST_FIELDS,
+};
+
+const HLL_BIN_SIZE: usize = 256;
+
+/// An interaction as `PackedAccount::record_interaction` takes it.
+pub(crate) struct Interaction<'a> {
+    /// 0 like, 1 comment, 2 share.
+    pub kind: usize,
+    pub post_id: &'a str,
+    pub occurred_at: f64,
+    pub actor: u64,
+    pub actor_bucket: i64,
+    pub rhythm_bin: usize,
+}
+
+/// Where the interaction's post is, and what of it the interaction changes.
+struct PostAt {
+    /// The offset of its counters, the first field it changes.
+    counters_at: usize,
+    counters: [i64; 4],
+    posted_at: Option<f64>,
+    /// The offset of its pending times' floats, and how many (None: nil).
+    pending_at: usize,
+    pending: Option<usize>,
+    end: usize,
+}
+
+/// `packed` with the interaction folded in, written into `out` (its bytes replaced) as
+/// `PackedAccount` would write it; false (`out` undefined) if it takes `PackedAccount`'s way.
+pub(crate) fn fold_interaction(
+    packed: &[u8],
+    event: &Interaction<'_>,
+    settings: &Settings,
+    partition: u32,
+    version: u64,
+    out: &mut Vec<u8>,
+) -> bool {
+    fold(packed, event, settings, partition, version, out).is_some()
+}
+
+fn fold(
+    packed: &[u8],
+    event: &Interaction<'_>,
+    settings: &Settings,
+    partition: u32,
+    version: u64,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut scan = Scan(Reader { buf: packed, pos: 0 });
+    let header = scan.0.take(HEADER_SIZE).ok()?;
+    let stored_last_event_at = f64::from_le_bytes(header[20..28].try_into().ok()?);
+    let fields = scan.array()?;
+    if fields != 3 && fields != 4 {
+        return None;
+    }
+
+    // Posts: the first with the event's post id, and `write_into`'s settled_from.
+    let post_values = scan.array()?;
+    if post_values % POST_FIELDS != 0 {
+        return None;
+    }
+    let mut settled_from = f64::INFINITY;
+    let mut target: Option<PostAt> = None;
+    for index in 0..post_values / POST_FIELDS {
+        let id = scan.str()?;
+        let posted_at = if scan.nil() { None } else { Some(scan.float()?) };
+        let first_seen_at = scan.float()?;
+        scan.boolean()?;
+        for _ in 0..scan.array()? {
+            scan.str()?;
+        }
+        let counters_at = scan.0.pos;
+        let counters = [scan.int()?, scan.int()?, scan.int()?, scan.int()?];
+        let (pending_at, pending) = if scan.nil() {
+            (scan.0.pos, None)
+        } else {
+            let length = scan.array()?;
+            let at = scan.0.pos;
+            for _ in 0..length {
+                scan.float()?;
+            }
+            (at, Some(length))
+        };
+        let anchor = posted_at.unwrap_or(first_seen_at);
+        settled_from = if index == 0 { anchor } else { python_min(settled_from, anchor) };
+        if target.is_none() && id == event.post_id {
+            target = Some(PostAt { counters_at, counters, posted_at, pending_at, pending, end: scan.0.pos });
+        }
+    }
+    let post = target?; // a new post: PackedAccount's way
+
+    let follower_values = scan.array()?;
+    if follower_values % 2 != 0 {
+        return None;
+    }
+    for index in 0..follower_values / 2 {
+        let moment = scan.float()?;
+        scan.int()?;
+        if index == 1 {
+            settled_from = python_min(settled_from, moment);
+        }
+    }
+
+    // Sketches: the last of the event's bucket (as `rposition`), and the first and last
+    // buckets for the header.
+    let sketches = scan.array()?;
+    let (mut first_bucket, mut last_bucket) = (NO_FIRST_BUCKET, NO_LAST_BUCKET);
+    let mut sketch_span = None;
+    for index in 0..sketches {
+        let start = scan.0.pos;
+        let bucket = scan.sketch()?;
+        if index == 0 {
+            first_bucket = bucket;
+        }
+        last_bucket = bucket;
+        if bucket == event.actor_bucket {
+            sketch_span = Some(start..scan.0.pos);
+        }
+    }
+    let sketch_span = sketch_span?; // a new bucket: PackedAccount's way
+
+    if fields == 4 {
+        let length = scan.array()?;
+        if length == 0 || length % 4 != 0 {
+            return None; // `write_into` leaves an empty audience out
+        }
+        for index in 0..length {
+            let value = scan.int()?;
+            if index == 0 {
+                first_bucket = first_bucket.min(value);
+            }
+            if index == length - 4 {
+                last_bucket = last_bucket.max(value);
+            }
+        }
+    }
+    if scan.0.pos != packed.len() {
+        return None;
+    }
+
+    // What changes, then the bytes: copied up to the post's counters, the counters and
+    // pending times written, copied up to the sketch, the sketch written, the rest copied.
+    let mut sketch = Sketch::read(&mut Reader { buf: &packed[..sketch_span.end], pos: sketch_span.start }).ok()?;
+    if !sketch.record(event.actor, event.rhythm_bin) {
+        return None;
+    }
+    let mut counters = post.counters;
+    let pends = count_on_post(&mut counters, event.kind, post.posted_at, post.pending, event.occurred_at, settings);
+    let last_event_at = if event.occurred_at > stored_last_event_at { event.occurred_at } else { stored_last_event_at };
+    settled_from = python_min(settled_from, last_event_at);
+
+    out.clear();
+    out.reserve(packed.len() + 32);
+    out.extend_from_slice(&packed[..post.counters_at]);
+    for number in counters {
+        crate::packed::write_int(out, number);
+    }
+    let pending_floats = &packed[post.pending_at..post.end];
+    match (post.pending, pends) {
+        (None, false) => out.push(0xc0),
+        (Some(length), false) => {
+            write_array_header(out, length);
+            out.extend_from_slice(pending_floats);
+        }
+        (length, true) => {
+            write_array_header(out, length.unwrap_or(0) + 1);
+            out.extend_from_slice(pending_floats);
+            out.push(0xcb);
+            out.extend_from_slice(&event.occurred_at.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&packed[post.end..sketch_span.start]);
+    sketch.write(out);
+    out.extend_from_slice(&packed[sketch_span.end..]);
+    out[0..4].copy_from_slice(&partition.to_le_bytes());
+    out[4..12].copy_from_slice(&version.to_le_bytes());
+    out[12..20].copy_from_slice(&settled_from.to_le_bytes());
+    out[20..28].copy_from_slice(&last_event_at.to_le_bytes());
+    out[28..36].copy_from_slice(&first_bucket.to_le_bytes());
+    out[36..44].copy_from_slice(&last_bucket.to_le_bytes());
+    Some(())
+}
+
+/// Reads msgpack values in the form `write_into` writes them, and nothing else: each
+/// integer, string and array header in its shortest form, floats as float64.
+struct Scan<'a>(Reader<'a>);
+
+impl<'a> Scan<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        self.0.byte().ok()
+    }
+
+    fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.0.be().ok()
+    }
+
+    fn nil(&mut self) -> bool {
+        let nil = self.0.peek_nil();
+        if nil {
+            self.0.pos += 1;
+        }
+        nil
+    }
+
+    fn array(&mut self) -> Option<usize> {
+        match self.byte()? {
+            marker @ 0x90..=0x9f => Some((marker & 0x0f) as usize),
+            0xdc => Some(u16::from_be_bytes(self.be()?) as usize).filter(|length| *length >= 16),
+            0xdd => Some(u32::from_be_bytes(self.be()?) as usize).filter(|length| *length > 0xffff),
+            _ => None,
+        }
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let length = match self.byte()? {
+            marker @ 0xa0..=0xbf => (marker & 0x1f) as usize,
+            0xd9 => Some(self.byte()? as usize).filter(|length| *length >= 32)?,
+            0xda => Some(u16::from_be_bytes(self.be()?) as usize).filter(|length| *length > 0xff)?,
+            0xdb => Some(u32::from_be_bytes(self.be()?) as usize).filter(|length| *length > 0xffff)?,
+            _ => return None,
+        };
+        std::str::from_utf8(self.0.take(length).ok()?).ok()
+    }
+
+    fn float(&mut self) -> Option<f64> {
+        match self.byte()? {
+            0xcb => Some(f64::from_be_bytes(self.be()?)),
+            _ => None,
+        }
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        match self.byte()? {
+            0xc2 => Some(false),
+            0xc3 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// An integer as `write_int` writes it: unsigned forms for what is not negative,
+    /// signed ones below, each the shortest for its value.
+    fn int(&mut self) -> Option<i64> {
+        let marker = self.byte()?;
+        match marker {
+            0x00..=0x7f => Some(marker as i64),
+            0xe0..=0xff => Some(marker as i8 as i64),
+            0xcc => Some(self.byte()? as i64).filter(|value| *value > 0x7f),
+            0xcd => Some(u16::from_be_bytes(self.be()?) as i64).filter(|value| *value > 0xff),
+            0xce => Some(u32::from_be_bytes(self.be()?) as i64).filter(|value| *value > 0xffff),
+            0xcf => i64::try_from(u64::from_be_bytes(self.be()?)).ok().filter(|value| *value > 0xffff_ffff),
+            0xd0 => Some(self.byte()? as i8 as i64).filter(|value| *value < -32),
+            0xd1 => Some(i16::from_be_bytes(self.be()?) as i64).filter(|value| *value < -128),
+            0xd2 => Some(i32::from_be_bytes(self.be()?) as i64).filter(|value| *value < -32_768),
+            0xd3 => Some(i64::from_be_bytes(self.be()?)).filter(|value| *value < -2_147_483_648),
+            _ => None,
+        }
+    }
+
+    /// An actor hash: `write_unsigned`'s forms, all 64 bits.
+    fn hash(&mut self) -> Option<()> {
+        let marker = self.byte()?;
+        let fits = match marker {
+            0x00..=0x7f => true,
+            0xcc => self.byte()? > 0x7f,
+            0xcd => u16::from_be_bytes(self.be()?) > 0xff,
+            0xce => u32::from_be_bytes(self.be()?) > 0xffff,
+            0xcf => u64::from_be_bytes(self.be()?) > 0xffff_ffff,
+            _ => false,
+        };
+        fits.then_some(())
+    }
+
+    /// A flat [actor, count, ...] dict of a sketch, not empty if `nonempty`.
+    fn pairs(&mut self, nonempty: bool) -> Option<()> {
+        let length = self.array()?;
+        if length % 2 != 0 || length > 2 * crate::packed::HEAVY_HITTER_CAPACITY || (nonempty && length == 0) {
+            return None;
+        }
+        for _ in 0..length / 2 {
+            self.hash()?;
+            self.int()?;
+        }
+        Some(())
+    }
+
+    /// One sketch as `Sketch::write` writes it; its bucket.
+    fn sketch(&mut self) -> Option<i64> {
+        if self.array()? != 6 {
+            return None;
+        }
+        let bucket = self.int()?;
+        self.int()?;
+        self.pairs(false)?;
+        if !self.nil() {
+            self.pairs(true)?; // `write` leaves empty errors out
+        }
+        if !self.nil() {
+            if self.byte()? != 0xc5 || u16::from_be_bytes(self.be()?) as usize != HLL_BIN_SIZE {
+                return None;
+            }
+            self.0.take(HLL_BIN_SIZE).ok()?;
+        }
+        if self.array()? != 8 {
+            return None;
+        }
+        for _ in 0..8 {
+            self.int()?;
+        }
+        Some(bucket)
+    }
+}
