@@ -20,8 +20,6 @@
 
 use std::time::{Duration, Instant};
 
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
@@ -113,13 +111,13 @@ fn id_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>>
     crate::wire::ascii_string(py, text)
 }
 
-/// `sketches.actor_hash`: blake2b with an 8-byte digest, read little-endian.
+/// `sketches.actor_hash`: blake2b with an 8-byte digest, read little-endian. blake2b_simd
+/// rather than RustCrypto's blake2: 150 against 180 ns for an id like "fan-123456".
 pub(crate) fn actor_hash(actor_id: &str) -> u64 {
-    let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
-    hasher.update(actor_id.as_bytes());
-    let mut digest = [0u8; 8];
-    hasher.finalize_variable(&mut digest).expect("the digest is 8 bytes");
-    u64::from_le_bytes(digest)
+    let digest = blake2b_simd::Params::new().hash_length(8).hash(actor_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(digest.as_bytes());
+    u64::from_le_bytes(bytes)
 }
 
 /// `sketches.hll_add` on a bytearray of 256 registers.
