@@ -231,6 +231,26 @@ pub(crate) fn count_on_post(
     }
 }
 
+/// `Account.record_audience` on the flat [bucket, interactions, busy, farm_like, ...]
+/// list in bucket order: a bucket's counts added to, or inserted in its place.
+pub(crate) fn add_audience(audience: &mut Vec<i64>, bucket: i64, counts: [u32; 3]) {
+    let mut at = 0;
+    for start in (0..audience.len() / 4).rev().map(|group| group * 4) {
+        if audience[start] == bucket {
+            for (offset, added) in counts.iter().enumerate() {
+                audience[start + 1 + offset] += *added as i64;
+            }
+            return;
+        }
+        if audience[start] < bucket {
+            at = start + 4;
+            break;
+        }
+    }
+    let entry = [bucket, counts[0] as i64, counts[1] as i64, counts[2] as i64];
+    audience.splice(at..at, entry);
+}
+
 /// `sketches.hll_add`.
 fn hll_add(registers: &mut [u8], hashed: u64) {
     let index = (hashed >> REMAINING_BITS) as usize;
@@ -436,22 +456,7 @@ impl<'a> PackedAccount<'a> {
     /// Account.record_audience: the flat [bucket, interactions, busy, farm_like, ...]
     /// list in bucket order, a bucket's counts added to, or inserted in its place.
     pub(crate) fn record_audience(&mut self, bucket: i64, counts: [u32; 3]) {
-        let audience = self.audience.get_or_insert_with(Vec::new);
-        let mut at = 0;
-        for start in (0..audience.len() / 4).rev().map(|group| group * 4) {
-            if audience[start] == bucket {
-                for (offset, added) in counts.iter().enumerate() {
-                    audience[start + 1 + offset] += *added as i64;
-                }
-                return;
-            }
-            if audience[start] < bucket {
-                at = start + 4;
-                break;
-            }
-        }
-        let entry = [bucket, counts[0] as i64, counts[1] as i64, counts[2] as i64];
-        audience.splice(at..at, entry);
+        add_audience(self.audience.get_or_insert_with(Vec::new), bucket, counts);
     }
 
     /// Account._new_post: the oldest post goes at the cap.

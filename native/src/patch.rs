@@ -1,6 +1,6 @@
-//! An interaction folded into a packed account by rewriting only what it changes: the
-//! header, its post's counters (and pending times) and its actor bucket's sketch. The
-//! bytes around them are copied as they are.
+//! An interaction or an audience signal folded into a packed account by rewriting only
+//! what it changes: the header, and the post's counters (and pending times) and the
+//! actor bucket's sketch, or the audience. The bytes around them are copied as they are.
 //!
 //! `PackedAccount` (packed.rs) reads a whole account into Rust values and writes it all
 //! again, ~11 heap allocations and every value decoded and encoded; on the wide
@@ -13,7 +13,9 @@
 //! the caller takes `PackedAccount`'s way, which handles every case. The two agree byte
 //! for byte: tests/unit/test_native_fold.py compares both with the Python reference.
 
-use crate::packed::{count_on_post, Settings, Sketch};
+use std::ops::Range;
+
+use crate::packed::{add_audience, count_on_post, write_int, Settings, Sketch};
 use crate::{
     python_min, write_array_header, Reader, HEADER_SIZE, NO_FIRST_BUCKET, NO_LAST_BUCKET,
     POST_FIELDS,
@@ -44,42 +46,44 @@ struct PostAt {
     end: usize,
 }
 
-/// `packed` with the interaction folded in, written into `out` (its bytes replaced) as
-/// `PackedAccount` would write it; false (`out` undefined) if it takes `PackedAccount`'s way.
-pub(crate) fn fold_interaction(
-    packed: &[u8],
-    event: &Interaction<'_>,
-    settings: &Settings,
+/// What a scan of a packed account found: what the header is written from, and where
+/// the parts a fold changes lie.
+struct Layout {
     partition: u32,
-    version: u64,
-    out: &mut Vec<u8>,
-) -> bool {
-    fold(packed, event, settings, partition, version, out).is_some()
+    last_event_at: f64,
+    /// `write_into`'s settled_from before the last event's time is taken in.
+    settled_from: f64,
+    /// The first and last buckets of the sketches (NO_FIRST_BUCKET, NO_LAST_BUCKET if
+    /// none), and of the audience.
+    sketch_buckets: (i64, i64),
+    audience_buckets: Option<(i64, i64)>,
+    /// The first post with the id asked for.
+    post: Option<PostAt>,
+    /// The last sketch of the bucket asked for.
+    sketch: Option<Range<usize>>,
+    /// Where the audience starts (the end if there is none), and its values.
+    audience_at: usize,
+    audience: Option<Range<usize>>,
 }
 
-fn fold(
-    packed: &[u8],
-    event: &Interaction<'_>,
-    settings: &Settings,
-    partition: u32,
-    version: u64,
-    out: &mut Vec<u8>,
-) -> Option<()> {
+/// The account in `packed`, scanned for the post `post_id` and the sketch of `bucket`;
+/// None if its bytes are not all in `write_into`'s form.
+fn scan(packed: &[u8], post_id: &str, bucket: Option<i64>) -> Option<Layout> {
     let mut scan = Scan(Reader { buf: packed, pos: 0 });
     let header = scan.0.take(HEADER_SIZE).ok()?;
-    let stored_last_event_at = f64::from_le_bytes(header[20..28].try_into().ok()?);
+    let partition = u32::from_le_bytes(header[0..4].try_into().ok()?);
+    let last_event_at = f64::from_le_bytes(header[20..28].try_into().ok()?);
     let fields = scan.array()?;
     if fields != 3 && fields != 4 {
         return None;
     }
 
-    // Posts: the first with the event's post id, and `write_into`'s settled_from.
     let post_values = scan.array()?;
     if post_values % POST_FIELDS != 0 {
         return None;
     }
     let mut settled_from = f64::INFINITY;
-    let mut target: Option<PostAt> = None;
+    let mut post = None;
     for index in 0..post_values / POST_FIELDS {
         let id = scan.str()?;
         let posted_at = if scan.nil() { None } else { Some(scan.float()?) };
@@ -102,11 +106,10 @@ fn fold(
         };
         let anchor = posted_at.unwrap_or(first_seen_at);
         settled_from = if index == 0 { anchor } else { python_min(settled_from, anchor) };
-        if target.is_none() && id == event.post_id {
-            target = Some(PostAt { counters_at, counters, posted_at, pending_at, pending, end: scan.0.pos });
+        if post.is_none() && id == post_id {
+            post = Some(PostAt { counters_at, counters, posted_at, pending_at, pending, end: scan.0.pos });
         }
     }
-    let post = target?; // a new post: PackedAccount's way
 
     let follower_values = scan.array()?;
     if follower_values % 2 != 0 {
@@ -120,59 +123,106 @@ fn fold(
         }
     }
 
-    // Sketches: the last of the event's bucket (as `rposition`), and the first and last
-    // buckets for the header.
     let sketches = scan.array()?;
-    let (mut first_bucket, mut last_bucket) = (NO_FIRST_BUCKET, NO_LAST_BUCKET);
-    let mut sketch_span = None;
+    let mut sketch_buckets = (NO_FIRST_BUCKET, NO_LAST_BUCKET);
+    let mut sketch = None;
     for index in 0..sketches {
         let start = scan.0.pos;
-        let bucket = scan.sketch()?;
+        let found = scan.sketch()?;
         if index == 0 {
-            first_bucket = bucket;
+            sketch_buckets.0 = found;
         }
-        last_bucket = bucket;
-        if bucket == event.actor_bucket {
-            sketch_span = Some(start..scan.0.pos);
+        sketch_buckets.1 = found;
+        if Some(found) == bucket {
+            sketch = Some(start..scan.0.pos); // the last, as `rposition`
         }
     }
-    let sketch_span = sketch_span?; // a new bucket: PackedAccount's way
 
+    let audience_at = scan.0.pos;
+    let (mut audience, mut audience_buckets) = (None, None);
     if fields == 4 {
         let length = scan.array()?;
         if length == 0 || length % 4 != 0 {
             return None; // `write_into` leaves an empty audience out
         }
+        let values = scan.0.pos;
+        let (mut first, mut last) = (0, 0);
         for index in 0..length {
             let value = scan.int()?;
             if index == 0 {
-                first_bucket = first_bucket.min(value);
+                first = value;
             }
             if index == length - 4 {
-                last_bucket = last_bucket.max(value);
+                last = value;
             }
         }
+        audience = Some(values..scan.0.pos);
+        audience_buckets = Some((first, last));
     }
     if scan.0.pos != packed.len() {
         return None;
     }
+    Some(Layout {
+        partition, last_event_at, settled_from, sketch_buckets, audience_buckets, post, sketch,
+        audience_at, audience,
+    })
+}
 
-    // What changes, then the bytes: copied up to the post's counters, the counters and
-    // pending times written, copied up to the sketch, the sketch written, the rest copied.
+/// The header `write_into` writes, over the first HEADER_SIZE bytes of `out`: the
+/// buckets those of the sketches, widened by the audience's if it has any.
+fn write_header(out: &mut [u8], partition: u32, version: u64, settled_from: f64, last_event_at: f64,
+                (mut first_bucket, mut last_bucket): (i64, i64), audience: Option<(i64, i64)>) {
+    if let Some((first, last)) = audience {
+        first_bucket = first_bucket.min(first);
+        last_bucket = last_bucket.max(last);
+    }
+    out[0..4].copy_from_slice(&partition.to_le_bytes());
+    out[4..12].copy_from_slice(&version.to_le_bytes());
+    out[12..20].copy_from_slice(&python_min(settled_from, last_event_at).to_le_bytes());
+    out[20..28].copy_from_slice(&last_event_at.to_le_bytes());
+    out[28..36].copy_from_slice(&first_bucket.to_le_bytes());
+    out[36..44].copy_from_slice(&last_bucket.to_le_bytes());
+}
+
+/// `packed` with the interaction folded in, written into `out` (its bytes replaced) as
+/// `PackedAccount` would write it; false (`out` undefined) if it takes `PackedAccount`'s way.
+pub(crate) fn fold_interaction(
+    packed: &[u8],
+    event: &Interaction<'_>,
+    settings: &Settings,
+    partition: u32,
+    version: u64,
+    out: &mut Vec<u8>,
+) -> bool {
+    interaction(packed, event, settings, partition, version, out).is_some()
+}
+
+fn interaction(
+    packed: &[u8],
+    event: &Interaction<'_>,
+    settings: &Settings,
+    partition: u32,
+    version: u64,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let layout = scan(packed, event.post_id, Some(event.actor_bucket))?;
+    let post = layout.post?; // a new post: PackedAccount's way
+    let sketch_span = layout.sketch?; // a new bucket: likewise
     let mut sketch = Sketch::read(&mut Reader { buf: &packed[..sketch_span.end], pos: sketch_span.start }).ok()?;
     if !sketch.record(event.actor, event.rhythm_bin) {
         return None;
     }
     let mut counters = post.counters;
     let pends = count_on_post(&mut counters, event.kind, post.posted_at, post.pending, event.occurred_at, settings);
-    let last_event_at = if event.occurred_at > stored_last_event_at { event.occurred_at } else { stored_last_event_at };
-    settled_from = python_min(settled_from, last_event_at);
+    let last_event_at = if event.occurred_at > layout.last_event_at { event.occurred_at } else { layout.last_event_at };
 
+    // Copied up to the post's counters, the counters and pending times written, copied
+    // up to the sketch, the sketch written, the rest copied.
     out.clear();
     out.reserve(packed.len() + 32);
     out.extend_from_slice(&packed[..post.counters_at]);
     for number in counters {
-        crate::packed::write_int(out, number);
+        write_int(out, number);
     }
     let pending_floats = &packed[post.pending_at..post.end];
     match (post.pending, pends) {
@@ -191,13 +241,36 @@ fn fold(
     out.extend_from_slice(&packed[post.end..sketch_span.start]);
     sketch.write(out);
     out.extend_from_slice(&packed[sketch_span.end..]);
-    out[0..4].copy_from_slice(&partition.to_le_bytes());
-    out[4..12].copy_from_slice(&version.to_le_bytes());
-    out[12..20].copy_from_slice(&settled_from.to_le_bytes());
-    out[20..28].copy_from_slice(&last_event_at.to_le_bytes());
-    out[28..36].copy_from_slice(&first_bucket.to_le_bytes());
-    out[36..44].copy_from_slice(&last_bucket.to_le_bytes());
+    write_header(out, partition, version, layout.settled_from, last_event_at, layout.sketch_buckets,
+                 layout.audience_buckets);
     Some(())
+}
+
+/// `packed` with an audience signal's counts for `bucket` added (`PackedAccount::
+/// record_audience`), written into `out` as `fold_interaction` writes; its partition kept.
+pub(crate) fn fold_audience(packed: &[u8], bucket: i64, counts: [u32; 3], version: u64, out: &mut Vec<u8>) -> bool {
+    let Some(layout) = scan(packed, "", None) else { return false };
+    let mut audience = layout.audience.map_or_else(Vec::new, |span| read_ints(&packed[span]));
+    add_audience(&mut audience, bucket, counts);
+    out.clear();
+    out.reserve(packed.len() + 32);
+    out.extend_from_slice(&packed[..HEADER_SIZE]);
+    write_array_header(out, 4);
+    out.extend_from_slice(&packed[HEADER_SIZE + 1..layout.audience_at]);
+    write_array_header(out, audience.len());
+    for value in &audience {
+        write_int(out, *value);
+    }
+    let buckets = (audience[0], audience[audience.len() - 4]); // not empty: one was added
+    write_header(out, layout.partition, version, layout.settled_from, layout.last_event_at,
+                 layout.sketch_buckets, Some(buckets));
+    true
+}
+
+/// The integers of a span `scan` has checked.
+fn read_ints(span: &[u8]) -> Vec<i64> {
+    let mut scan = Scan(Reader { buf: span, pos: 0 });
+    std::iter::from_fn(|| scan.int()).collect()
 }
 
 /// Reads msgpack values in the form `write_into` writes them, and nothing else: each

@@ -26,6 +26,7 @@ use pyo3::types::{PyBytes, PyFloat, PyList, PyString};
 use crate::fold::python_floor_div;
 use crate::table::{AccountTable, Found};
 use crate::packed::PackedAccount;
+use crate::patch;
 use crate::{account_slot, Layout, ACCOUNT_SLOTS};
 
 const VERSION: u8 = 1;
@@ -346,16 +347,23 @@ impl SignalFold {
                         // the signal folded into its bytes, left in its place.
                         let mut store = table.borrow_mut();
                         let mut written = store.scratch();
-                        let Some(mut folded) = PackedAccount::read(store.packed_bytes(py, at)) else {
+                        let packed = store.packed_bytes(py, at);
+                        let version = changes as u64 + 1;
+                        // Its audience rewritten, the rest copied (patch.rs); else read whole.
+                        let folded = patch::fold_audience(packed, bucket as i64, signal.counts, version, &mut written)
+                            || PackedAccount::read(packed).is_some_and(|mut account| {
+                                account.record_audience(bucket as i64, signal.counts);
+                                account.write_into(&mut written, account.partition, version);
+                                true
+                            });
+                        if !folded {
                             store.give_back_scratch(written);
                             drop(store);
                             // In a layout only the Python reads.
                             self.apply_in_python(engine, &stats, &mut changes, &mut pending, signal)?;
                             continue;
-                        };
-                        folded.record_audience(bucket as i64, signal.counts);
+                        }
                         changes += 1;
-                        folded.write_into(&mut written, folded.partition, changes as u64);
                         store.store_packed_fold(py, at, written);
                         pending.matched += 1;
                         pending.changes += 1;

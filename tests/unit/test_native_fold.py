@@ -32,7 +32,7 @@ from service.consumer import fold_records
 from service.dead_letter import DeadLetter
 from service.engine import Engine, EngineConfig, dedupe, packing
 from service.engine.account import Account
-from service.engine.audience import InteractionBatch
+from service.engine.audience import AudienceSignal, InteractionBatch, pack_signals
 from service.engine.engine import FOLD_OUTCOMES, NATIVE_FOLD_AVAILABLE
 from service.engine.store import AccountStore
 from service.partition_state import PartitionState
@@ -406,8 +406,8 @@ def account_of_every_part(like_at: float) -> Account:
     older = like_at - 2 * bucket_s
     account = Account("acct-0", PARTITION)
     account.record_post("p0", older, False, ("travel",), 30.0, 4)
-    for step in range(3):
-        account.record_followers(older + step, 300 + step)
+    for step in range(3):  # the second the oldest time the header's settled_from takes in
+        account.record_followers(older - 100 + step, 300 + step)
     for step in range(40):
         account.record_interaction("like", "p0", older + step, 1 + 7 * step,
                                    int(older // bucket_s), 30.0, 4)
@@ -427,10 +427,15 @@ def _set(path: tuple[int, ...], part: Any) -> Any:
     return change
 
 
+def _without_audience(tree: list[Any]) -> None:
+    del tree[3]
+
+
 # Each the account's bytes with one part in a form msgpack reads but `packing` does not
 # write: a packed fold must not copy it (the reference writes it in its own form).
 OTHER_FORMS = {
     "as written": None,
+    "as written, without an audience": _without_audience,
     "a stale header": "header",
     "a count in a longer form": _set((1, 3), Raw(b"\xce\x00\x00\x01\x2c")),
     "a count in a signed form": _set((1, 3), Raw(b"\xd1\x01\x2c")),
@@ -445,13 +450,15 @@ OTHER_FORMS = {
 }
 
 
-@pytest.mark.parametrize("post_id", ["p0", "p1"])
+@pytest.mark.parametrize("event", ["like on p0", "like on p1", "signal, known bucket",
+                                   "signal, new bucket"])
 @pytest.mark.parametrize("form", sorted(OTHER_FORMS))
-def test_a_like_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
-        form: str, post_id: str) -> None:
-    """The compiled fold rewrites only what a like changes and copies the rest (patch.rs):
-    bytes in any form the reference reads, on a post with and without its time, give
-    the reference's bytes; those in `packing`'s form without unpacking anything."""
+def test_an_event_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
+        form: str, event: str) -> None:
+    """The compiled folds rewrite only what a like or an audience signal changes and copy
+    the rest (patch.rs): bytes in any form the reference reads, on a post with and
+    without its time, give the reference's bytes; those in `packing`'s form without
+    unpacking anything."""
     like_at = T0.timestamp() + 1_000_000.0
     packed = packing.pack(account_of_every_part(like_at))
     tree = msgpack.unpackb(packed[44:])
@@ -464,8 +471,11 @@ def test_a_like_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
         packed = packed[:44] + encode(tree)
         assert msgpack.unpackb(packed[44:]) is not None
     like = Record(b"acct-0", orjson.dumps({
-        "event_id": "e1", "type": "like", "account_id": "acct-0", "post_id": post_id,
+        "event_id": "e1", "type": "like", "account_id": "acct-0", "post_id": event[-2:],
         "actor_id": "a", "occurred_at": at(1_000_000.0)}), 1)
+    bucket_s = config(False).actor_bucket_s
+    bucket = like_at // bucket_s - (2 if event.endswith("known bucket") else 1)
+    signal = pack_signals([AudienceSignal("acct-0", bucket * bucket_s, 4, 1, 2)])
     seen = []
     for native in (True, False):
         state = PartitionState(PARTITION, config(native))
@@ -475,8 +485,12 @@ def test_a_like_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
         accounts.restore([("acct-0", packed)])
         events.use_native(native)
         try:
-            fold_records(state, [like], 0, settings=Settings(), now=NOW, partitions=PARTITIONS,
-                         budget_s=1e9, outcomes=Counter(), rejected=[])
+            if event.startswith("like"):
+                fold_records(state, [like], 0, settings=Settings(), now=NOW,
+                             partitions=PARTITIONS, budget_s=1e9, outcomes=Counter(),
+                             rejected=[])
+            else:
+                assert state.engine.fold_signals(signal) == 1
         finally:
             events.use_native(True)
         seen.append((list(accounts.packed()), accounts.stats.unpacks))
@@ -484,7 +498,7 @@ def test_a_like_folds_packed_as_the_reference_whatever_form_the_bytes_hold(
     (first_id, first_bytes), _ = seen[0][0]
     assert first_id == "acct-0"
     assert first_bytes != packed
-    if change is None:
+    if form.startswith("as written"):
         assert seen[0][1] == 0
 
 
