@@ -278,14 +278,17 @@ fn read_ints(span: &[u8]) -> Vec<i64> {
 struct Scan<'a>(Reader<'a>);
 
 impl<'a> Scan<'a> {
+    #[inline]
     fn byte(&mut self) -> Option<u8> {
         self.0.byte().ok()
     }
 
+    #[inline]
     fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.0.be().ok()
     }
 
+    #[inline]
     fn nil(&mut self) -> bool {
         let nil = self.0.peek_nil();
         if nil {
@@ -294,6 +297,7 @@ impl<'a> Scan<'a> {
         nil
     }
 
+    #[inline]
     fn array(&mut self) -> Option<usize> {
         match self.byte()? {
             marker @ 0x90..=0x9f => Some((marker & 0x0f) as usize),
@@ -303,6 +307,7 @@ impl<'a> Scan<'a> {
         }
     }
 
+    #[inline]
     fn str(&mut self) -> Option<&'a str> {
         let length = match self.byte()? {
             marker @ 0xa0..=0xbf => (marker & 0x1f) as usize,
@@ -314,6 +319,7 @@ impl<'a> Scan<'a> {
         std::str::from_utf8(self.0.take(length).ok()?).ok()
     }
 
+    #[inline]
     fn float(&mut self) -> Option<f64> {
         match self.byte()? {
             0xcb => Some(f64::from_be_bytes(self.be()?)),
@@ -321,6 +327,7 @@ impl<'a> Scan<'a> {
         }
     }
 
+    #[inline]
     fn boolean(&mut self) -> Option<bool> {
         match self.byte()? {
             0xc2 => Some(false),
@@ -331,6 +338,7 @@ impl<'a> Scan<'a> {
 
     /// An integer as `write_int` writes it: unsigned forms for what is not negative,
     /// signed ones below, each the shortest for its value.
+    #[inline]
     fn int(&mut self) -> Option<i64> {
         let marker = self.byte()?;
         match marker {
@@ -349,6 +357,7 @@ impl<'a> Scan<'a> {
     }
 
     /// An actor hash: `write_unsigned`'s forms, all 64 bits.
+    #[inline]
     fn hash(&mut self) -> Option<()> {
         let marker = self.byte()?;
         let fits = match marker {
@@ -363,6 +372,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A flat [actor, count, ...] dict of a sketch, not empty if `nonempty`.
+    #[inline]
     fn pairs(&mut self, nonempty: bool) -> Option<()> {
         let length = self.array()?;
         if length % 2 != 0 || length > 2 * crate::packed::HEAVY_HITTER_CAPACITY || (nonempty && length == 0) {
@@ -376,6 +386,7 @@ impl<'a> Scan<'a> {
     }
 
     /// One sketch as `Sketch::write` writes it; its bucket.
+    #[inline]
     fn sketch(&mut self) -> Option<i64> {
         if self.array()? != 6 {
             return None;
