@@ -540,7 +540,7 @@ impl Fold {
         });
         if let Some(interaction) = &interaction {
             // Most events: an interaction on a known post and bucket, rewritten in place.
-            if patch::fold_interaction(packed, interaction, &settings, partition, version, written) {
+            if patch::fold_interaction(packed, interaction, &settings, partition, version, written).is_some() {
                 return true;
             }
         }

@@ -185,19 +185,8 @@ fn write_header(out: &mut [u8], partition: u32, version: u64, settled_from: f64,
 }
 
 /// `packed` with the interaction folded in, written into `out` (its bytes replaced) as
-/// `PackedAccount` would write it; false (`out` undefined) if it takes `PackedAccount`'s way.
+/// `PackedAccount` would write it; None (`out` undefined) if it takes `PackedAccount`'s way.
 pub(crate) fn fold_interaction(
-    packed: &[u8],
-    event: &Interaction<'_>,
-    settings: &Settings,
-    partition: u32,
-    version: u64,
-    out: &mut Vec<u8>,
-) -> bool {
-    interaction(packed, event, settings, partition, version, out).is_some()
-}
-
-fn interaction(
     packed: &[u8],
     event: &Interaction<'_>,
     settings: &Settings,
@@ -248,8 +237,8 @@ fn interaction(
 
 /// `packed` with an audience signal's counts for `bucket` added (`PackedAccount::
 /// record_audience`), written into `out` as `fold_interaction` writes; its partition kept.
-pub(crate) fn fold_audience(packed: &[u8], bucket: i64, counts: [u32; 3], version: u64, out: &mut Vec<u8>) -> bool {
-    let Some(layout) = scan(packed, "", None) else { return false };
+pub(crate) fn fold_audience(packed: &[u8], bucket: i64, counts: [u32; 3], version: u64, out: &mut Vec<u8>) -> Option<()> {
+    let layout = scan(packed, "", None)?;
     let mut audience = layout.audience.map_or_else(Vec::new, |span| read_ints(&packed[span]));
     add_audience(&mut audience, bucket, counts);
     out.clear();
@@ -264,7 +253,7 @@ pub(crate) fn fold_audience(packed: &[u8], bucket: i64, counts: [u32; 3], versio
     let buckets = (audience[0], audience[audience.len() - 4]); // not empty: one was added
     write_header(out, layout.partition, version, layout.settled_from, layout.last_event_at,
                  layout.sketch_buckets, Some(buckets));
-    true
+    Some(())
 }
 
 /// The integers of a span `scan` has checked.

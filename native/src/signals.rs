@@ -350,7 +350,7 @@ impl SignalFold {
                         let packed = store.packed_bytes(py, at);
                         let version = changes as u64 + 1;
                         // Its audience rewritten, the rest copied (patch.rs); else read whole.
-                        let folded = patch::fold_audience(packed, bucket as i64, signal.counts, version, &mut written)
+                        let folded = patch::fold_audience(packed, bucket as i64, signal.counts, version, &mut written).is_some()
                             || PackedAccount::read(packed).is_some_and(|mut account| {
                                 account.record_audience(bucket as i64, signal.counts);
                                 account.write_into(&mut written, account.partition, version);
