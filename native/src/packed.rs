@@ -13,6 +13,9 @@
 //! tests/unit/test_native_fold.py compares the two byte for byte. Bytes this reader does
 //! not know (an older layout, a type the Python objects may hold but the fold never
 //! writes) make `PackedAccount::read` give up, and the caller takes the Python way.
+//! Most interactions and audience signals do not come here: patch.rs rewrites only the
+//! parts they change, and sends the rest (a new post or bucket, bytes in another form)
+//! here.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

@@ -9,7 +9,7 @@
 //! the bytes `PackedAccount::write_into` would write only if they are in the form the
 //! writer gives (each integer, string and array header in its shortest form, as
 //! msgpack and `packing.py` write them), so the scan checks that too; anything else
-//! (another form, a new post, a new bucket, a value the reader refuses) returns false and
+//! (another form, a new post, a new bucket, a value the reader refuses) returns None and
 //! the caller takes `PackedAccount`'s way, which handles every case. The two agree byte
 //! for byte: tests/unit/test_native_fold.py compares both with the Python reference.
 
