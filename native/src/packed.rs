@@ -27,9 +27,9 @@ use crate::{
 };
 
 pub(crate) const HEAVY_HITTER_CAPACITY: usize = 32;
-const HLL_REGISTERS: usize = 256;
+pub(crate) const HLL_REGISTERS: usize = 256;
 const REMAINING_BITS: u32 = 64 - 8;
-const RHYTHM_BINS: usize = 8;
+pub(crate) const RHYTHM_BINS: usize = 8;
 const MAX_PENDING_TIMES: usize = 256;
 const FOLLOWER_HISTORY_LIMIT: usize = 64;
 /// Where a post's counters keep the interactions within the burst window.

@@ -15,13 +15,14 @@
 
 use std::ops::Range;
 
-use crate::packed::{add_audience, count_on_post, write_int, Settings, Sketch};
+use crate::packed::{
+    add_audience, count_on_post, write_int, Settings, Sketch, HEAVY_HITTER_CAPACITY, HLL_REGISTERS,
+    RHYTHM_BINS,
+};
 use crate::{
     python_min, write_array_header, Reader, HEADER_SIZE, NO_FIRST_BUCKET, NO_LAST_BUCKET,
     POST_FIELDS,
 };
-
-const HLL_BIN_SIZE: usize = 256;
 
 /// An interaction as `PackedAccount::record_interaction` takes it.
 pub(crate) struct Interaction<'a> {
@@ -364,7 +365,7 @@ impl<'a> Scan<'a> {
     #[inline]
     fn pairs(&mut self, nonempty: bool) -> Option<()> {
         let length = self.array()?;
-        if length % 2 != 0 || length > 2 * crate::packed::HEAVY_HITTER_CAPACITY || (nonempty && length == 0) {
+        if length % 2 != 0 || length > 2 * HEAVY_HITTER_CAPACITY || (nonempty && length == 0) {
             return None;
         }
         for _ in 0..length / 2 {
@@ -387,15 +388,15 @@ impl<'a> Scan<'a> {
             self.pairs(true)?; // `write` leaves empty errors out
         }
         if !self.nil() {
-            if self.byte()? != 0xc5 || u16::from_be_bytes(self.be()?) as usize != HLL_BIN_SIZE {
+            if self.byte()? != 0xc5 || u16::from_be_bytes(self.be()?) as usize != HLL_REGISTERS {
                 return None;
             }
-            self.0.take(HLL_BIN_SIZE).ok()?;
+            self.0.take(HLL_REGISTERS).ok()?;
         }
-        if self.array()? != 8 {
+        if self.array()? != RHYTHM_BINS {
             return None;
         }
-        for _ in 0..8 {
+        for _ in 0..RHYTHM_BINS {
             self.int()?;
         }
         Some(bucket)
